@@ -1,0 +1,99 @@
+/**
+ * The one interface between the API layers and inference. No wire JSON lives here: API families
+ * (Responses, later Chat Completions and Anthropic Messages) translate their requests into an
+ * EngineRequest and translate the EnginePart stream back into their own events.
+ */
+
+/** A neutral conversation: what the model sees, in order. */
+export type ConversationItem =
+  | { type: "message"; role: "system" | "user" | "assistant"; text: string }
+  | { type: "reasoning"; text: string }
+  | { type: "function-call"; callId: string; name: string; arguments: string }
+  | { type: "function-result"; callId: string; name?: string; output: string };
+
+export interface FunctionToolDefinition {
+  name: string;
+  description?: string;
+  /** JSON schema of the arguments object. */
+  parameters?: Record<string, unknown>;
+}
+
+export type ToolChoice = "auto" | "none" | "required" | { name: string };
+
+export type ResponseFormat =
+  | { type: "text" }
+  | { type: "json_object" }
+  | { type: "json_schema"; name: string; schema: Record<string, unknown> };
+
+export interface SamplingOptions {
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  minP?: number;
+  repeatPenalty?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  seed?: number;
+  /** Maximum number of generated tokens; reaching it finishes with reason "length". */
+  maxTokens?: number;
+  stop?: string[];
+}
+
+export interface EngineRequest {
+  /** A model id known to the model service (resolved and JIT-loaded by the engine). */
+  model: string;
+  items: ConversationItem[];
+  sampling?: SamplingOptions;
+  responseFormat?: ResponseFormat;
+  tools?: FunctionToolDefinition[];
+  toolChoice?: ToolChoice;
+  /** Reasoning effort; engines map it per model family, or ignore it for models that do not think. */
+  reasoningEffort?: "none" | "minimal" | "low" | "medium" | "high";
+  /** "auto": drop the oldest non-system items until the prompt fits; "disabled": error instead. */
+  truncation?: "auto" | "disabled";
+  /** Keep the model loaded this many seconds after this request (LM Studio's per-request `ttl`). */
+  ttlSeconds?: number;
+}
+
+export interface Usage {
+  /** Tokens of the whole prompt. */
+  inputTokens: number;
+  /** Prompt tokens that were already in the KV cache and were not evaluated again. */
+  cachedInputTokens: number;
+  outputTokens: number;
+  reasoningTokens: number;
+}
+
+export type FinishReason = "stop" | "length" | "tool-calls" | "cancelled";
+
+export type EnginePart =
+  /** Prompt evaluation has started (or is still going on); lets the HTTP layer send keep-alives. */
+  | { type: "prompt-progress"; evaluatedTokens: number; totalTokens: number }
+  | { type: "text-delta"; text: string }
+  | { type: "reasoning-start" }
+  | { type: "reasoning-delta"; text: string }
+  | { type: "reasoning-end" }
+  | { type: "tool-call-start"; callId: string; name: string }
+  | { type: "tool-call-delta"; callId: string; argumentsDelta: string }
+  | { type: "tool-call-end"; callId: string; name: string; arguments: string }
+  | { type: "finish"; reason: FinishReason; usage: Usage };
+
+export interface TokenCount {
+  inputTokens: number;
+}
+
+export interface Engine {
+  /**
+   * Runs one generation. The iterable ends after exactly one `finish` part. Aborting `signal` stops
+   * generation at the next token, frees the sequence and ends with `finish {reason: "cancelled"}`.
+   * Throws ApiError for problems a client should see (unknown model 404, queue full 429,
+   * context_length_exceeded 400), before the first part where possible.
+   */
+  generate(request: EngineRequest, signal: AbortSignal): AsyncIterable<EnginePart>;
+  /** Counts the tokens of the prompt this request would evaluate (with the model's chat template). */
+  countTokens(request: EngineRequest): Promise<TokenCount>;
+  /** The exact prompt text the model would see (for tests and debugging). */
+  renderPrompt(request: EngineRequest): Promise<string>;
+  /** Stops accepting work, cancels in-flight generations and frees native memory. */
+  close(): Promise<void>;
+}
