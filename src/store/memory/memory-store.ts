@@ -1,0 +1,102 @@
+/**
+ * The in-memory twin of the SQLite response store, for fast hermetic tests. It follows the same rules
+ * (shared through store-rules.ts) and keeps private copies, so callers can neither change stored data
+ * through a record they passed in nor through one they got back.
+ */
+import type { ItemPage, ListItemsOptions, ResponseStore, StoredResponse } from "../types.js";
+import {
+  MAX_CHAIN_DEPTH,
+  assertValidPageLimit,
+  assertValidPruneLimits,
+  chainTooDeepError,
+  currentUnixSeconds,
+  toItemPage,
+  unknownAfterError,
+  type PruneLimits,
+} from "../store-rules.js";
+
+export class MemoryResponseStore implements ResponseStore {
+  /** Insertion order breaks created_at ties when pruning; replacing a response keeps its place. */
+  readonly #responses = new Map<string, StoredResponse>();
+  #closed = false;
+
+  put(record: StoredResponse): void {
+    this.#assertOpen();
+    this.#responses.set(record.id, structuredClone(record));
+  }
+
+  get(id: string): StoredResponse | undefined {
+    this.#assertOpen();
+    const record = this.#responses.get(id);
+    return record === undefined ? undefined : structuredClone(record);
+  }
+
+  delete(id: string): boolean {
+    this.#assertOpen();
+    return this.#responses.delete(id);
+  }
+
+  listInputItems(id: string, options: ListItemsOptions): ItemPage | undefined {
+    this.#assertOpen();
+    assertValidPageLimit(options.limit);
+    const record = this.#responses.get(id);
+    if (record === undefined) return undefined;
+    const ordered = options.order === "asc" ? record.inputItems : [...record.inputItems].reverse();
+    let start = 0;
+    if (options.after !== undefined) {
+      // Match the first item with that id in input order, as the SQLite store does.
+      const afterItem = record.inputItems.find((item) => item.id === options.after);
+      if (afterItem === undefined) throw unknownAfterError(options.after, id);
+      start = ordered.indexOf(afterItem) + 1;
+    }
+    const itemsPlusOne = ordered.slice(start, start + options.limit + 1);
+    return toItemPage(structuredClone(itemsPlusOne), options.limit);
+  }
+
+  chain(id: string): StoredResponse[] | undefined {
+    this.#assertOpen();
+    const newestFirst: StoredResponse[] = [];
+    let nextId: string | null = id;
+    while (nextId !== null) {
+      if (newestFirst.length >= MAX_CHAIN_DEPTH) throw chainTooDeepError(id);
+      const record = this.#responses.get(nextId);
+      if (record === undefined) return undefined; // `id` or an ancestor was deleted or pruned.
+      newestFirst.push(record);
+      nextId = record.previousResponseId;
+    }
+    return structuredClone(newestFirst.reverse());
+  }
+
+  prune(limits: PruneLimits, nowSeconds: number = currentUnixSeconds()): number {
+    this.#assertOpen();
+    assertValidPruneLimits(limits);
+    let deleted = 0;
+    if (limits.maxAgeSeconds !== undefined) {
+      const cutoff = nowSeconds - limits.maxAgeSeconds;
+      for (const record of [...this.#responses.values()]) {
+        if (record.createdAt < cutoff && this.#responses.delete(record.id)) deleted++;
+      }
+    }
+    if (limits.maxCount !== undefined) {
+      // Array.prototype.sort is stable, so equal created_at values stay in insertion order.
+      const oldestFirst = [...this.#responses.values()].sort(
+        (left, right) => left.createdAt - right.createdAt,
+      );
+      const excess = Math.max(0, oldestFirst.length - Math.floor(limits.maxCount));
+      for (const record of oldestFirst.slice(0, excess)) {
+        this.#responses.delete(record.id);
+        deleted++;
+      }
+    }
+    return deleted;
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#responses.clear();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new Error("The response store is closed.");
+  }
+}

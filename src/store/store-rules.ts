@@ -1,0 +1,57 @@
+/**
+ * Rules both response stores share, so the SQLite store and its in-memory twin behave identically:
+ * argument checks for paging and pruning, the chain depth guard, and page assembly.
+ */
+import { ApiError } from "../shared/errors.js";
+import type { ItemPage, StoredItem } from "./types.js";
+
+/**
+ * The longest previous_response_id chain a store will walk: far more turns than any local context window
+ * holds (each link adds at least one item). It exists so that corrupted data (a cycle created by
+ * replacing a response) fails loudly instead of looping.
+ */
+export const MAX_CHAIN_DEPTH = 10_000;
+
+export interface PruneLimits {
+  maxAgeSeconds?: number;
+  maxCount?: number;
+}
+
+export function assertValidPageLimit(limit: number): void {
+  if (!Number.isInteger(limit) || limit < 1) {
+    throw ApiError.invalid(`Invalid 'limit': expected a positive integer, got ${limit}.`, "limit");
+  }
+}
+
+export function unknownAfterError(after: string, responseId: string): ApiError {
+  return ApiError.invalid(`No input item with id '${after}' in response '${responseId}'.`, "after");
+}
+
+export function assertValidPruneLimits(limits: PruneLimits): void {
+  for (const [name, value] of Object.entries(limits)) {
+    if (value !== undefined && (typeof value !== "number" || !(value >= 0))) {
+      throw new RangeError(`prune: '${name}' must be a non-negative number, got ${String(value)}.`);
+    }
+  }
+}
+
+export function chainTooDeepError(id: string): Error {
+  return new Error(
+    `Response chain ending at '${id}' is longer than ${MAX_CHAIN_DEPTH} links or contains a cycle.`,
+  );
+}
+
+/** Builds a page from up to `limit + 1` items already in the requested order (the extra one means more). */
+export function toItemPage(itemsPlusOne: StoredItem[], limit: number): ItemPage {
+  const data = itemsPlusOne.slice(0, limit);
+  return {
+    data,
+    firstId: data[0]?.id ?? null,
+    lastId: data.at(-1)?.id ?? null,
+    hasMore: itemsPlusOne.length > limit,
+  };
+}
+
+export function currentUnixSeconds(): number {
+  return Math.floor(Date.now() / 1000);
+}

@@ -1,0 +1,471 @@
+/**
+ * One contract suite for every ResponseStore implementation (the in-memory twin and SQLite on a temp
+ * file), plus SQLite-only checks: restarts, schema versions, the chain query's plan and its speed in a
+ * large store.
+ */
+import { mkdtempSync, openSync, readSync, rmSync, writeSync, closeSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ApiError } from "../../src/shared/errors.js";
+import {
+  MemoryResponseStore,
+  SqliteResponseStore,
+  latestSchemaVersion,
+  type ResponseStore,
+  type StoredItem,
+  type StoredResponse,
+} from "../../src/store/index.js";
+
+function message(id: string, text = `text of ${id}`): StoredItem {
+  return { id, type: "message", role: "user", content: [{ type: "input_text", text }] };
+}
+
+function response(
+  id: string,
+  options: {
+    createdAt?: number;
+    previousResponseId?: string | null;
+    inputItems?: StoredItem[];
+    status?: string;
+  } = {},
+): StoredResponse {
+  const createdAt = options.createdAt ?? 1_700_000_000;
+  const status = options.status ?? "completed";
+  return {
+    id,
+    createdAt,
+    previousResponseId: options.previousResponseId ?? null,
+    model: "stories260K",
+    status,
+    response: {
+      id,
+      object: "response",
+      created_at: createdAt,
+      status,
+      output: [
+        {
+          id: `msg_${id}`,
+          type: "message",
+          role: "assistant",
+          content: [{ type: "output_text", text: "hi" }],
+        },
+      ],
+      usage: { input_tokens: 3, output_tokens: 1, total_tokens: 4 },
+      metadata: {},
+    },
+    inputItems: options.inputItems ?? [message(`item_${id}`)],
+  };
+}
+
+/** Puts a linear chain resp_0 ← resp_1 ← … and returns its ids, oldest first. */
+function putChain(store: ResponseStore, length: number, prefix = "chain"): string[] {
+  const ids: string[] = [];
+  for (let index = 0; index < length; index++) {
+    const id = `${prefix}_${index}`;
+    store.put(response(id, { createdAt: 1_000 + index, previousResponseId: ids.at(-1) ?? null }));
+    ids.push(id);
+  }
+  return ids;
+}
+
+function catchError(action: () => unknown): unknown {
+  try {
+    action();
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected the action to throw");
+}
+
+function temporaryDirectory(): string {
+  return mkdtempSync(path.join(os.tmpdir(), "lmhost-store-test-"));
+}
+
+interface StoreFactory {
+  name: string;
+  create: () => ResponseStore;
+  cleanUp: () => void;
+}
+
+function sqliteFactory(): StoreFactory {
+  let directory: string | undefined;
+  return {
+    name: "SqliteResponseStore",
+    create: () => {
+      directory = temporaryDirectory();
+      return SqliteResponseStore.open(path.join(directory, "nested", "responses.sqlite"));
+    },
+    cleanUp: () => {
+      if (directory !== undefined) rmSync(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+const factories: StoreFactory[] = [
+  { name: "MemoryResponseStore", create: () => new MemoryResponseStore(), cleanUp: () => {} },
+  sqliteFactory(),
+];
+
+describe.each(factories)("ResponseStore contract: $name", (factory) => {
+  let store: ResponseStore;
+
+  beforeEach(() => {
+    store = factory.create();
+  });
+
+  afterEach(() => {
+    store.close();
+    factory.cleanUp();
+  });
+
+  describe("put and get", () => {
+    it("round-trips a response with its items unchanged", () => {
+      const record = response("resp_a", {
+        previousResponseId: null,
+        inputItems: [
+          message("msg_1", "héllo ✓ \u0000 end"),
+          { id: "fc_1", type: "function_call_output", call_id: "call_1", output: '{"ok":true}' },
+          { id: "rs_1", type: "reasoning", summary: [], encrypted_content: null },
+        ],
+      });
+      store.put(record);
+      expect(store.get("resp_a")).toStrictEqual(record);
+    });
+
+    it("returns undefined for an unknown id", () => {
+      expect(store.get("resp_missing")).toBeUndefined();
+    });
+
+    it("replaces a response and its items on a second put", () => {
+      store.put(
+        response("resp_a", { status: "in_progress", inputItems: [message("msg_1"), message("msg_2")] }),
+      );
+      const completed = response("resp_a", { status: "completed", inputItems: [message("msg_3")] });
+      store.put(completed);
+      expect(store.get("resp_a")).toStrictEqual(completed);
+      expect(store.listInputItems("resp_a", { limit: 20, order: "asc" })?.data).toStrictEqual([
+        message("msg_3"),
+      ]);
+    });
+
+    it("keeps its own copies: mutating what was put or got changes nothing stored", () => {
+      const record = response("resp_a");
+      store.put(record);
+      record.status = "mutated";
+      record.inputItems.push(message("msg_extra"));
+      const fetched = store.get("resp_a");
+      expect(fetched?.status).toBe("completed");
+      fetched!.inputItems.length = 0;
+      (fetched!.response as { status: string }).status = "mutated";
+      expect(store.get("resp_a")).toStrictEqual(response("resp_a"));
+    });
+  });
+
+  describe("delete", () => {
+    it("returns true, then false, and removes the items", () => {
+      store.put(response("resp_a"));
+      expect(store.delete("resp_a")).toBe(true);
+      expect(store.delete("resp_a")).toBe(false);
+      expect(store.get("resp_a")).toBeUndefined();
+      expect(store.listInputItems("resp_a", { limit: 20, order: "desc" })).toBeUndefined();
+    });
+
+    it("allows deleting a response others chain from; their chain is then undefined", () => {
+      const ids = putChain(store, 3);
+      expect(store.delete(ids[1]!)).toBe(true);
+      expect(store.chain(ids[2]!)).toBeUndefined();
+      expect(store.get(ids[2]!)).toBeDefined();
+      expect(store.chain(ids[0]!)?.map((record) => record.id)).toStrictEqual([ids[0]]);
+    });
+  });
+
+  describe("listInputItems", () => {
+    const items = ["item_1", "item_2", "item_3", "item_4", "item_5"].map((id) => message(id));
+    const ids = (page: { data: StoredItem[] } | undefined) => page?.data.map((item) => item.id);
+
+    beforeEach(() => {
+      store.put(response("resp_a", { inputItems: items }));
+      store.put(response("resp_b", { inputItems: [message("other_1")] }));
+    });
+
+    it("desc lists newest first and pages with after", () => {
+      const first = store.listInputItems("resp_a", { limit: 2, order: "desc" });
+      expect(first).toStrictEqual({
+        data: [items[4], items[3]],
+        firstId: "item_5",
+        lastId: "item_4",
+        hasMore: true,
+      });
+      const second = store.listInputItems("resp_a", { limit: 2, order: "desc", after: "item_4" });
+      expect(second).toMatchObject({ firstId: "item_3", lastId: "item_2", hasMore: true });
+      expect(ids(second)).toStrictEqual(["item_3", "item_2"]);
+      const last = store.listInputItems("resp_a", { limit: 2, order: "desc", after: "item_2" });
+      expect(last).toStrictEqual({ data: [items[0]], firstId: "item_1", lastId: "item_1", hasMore: false });
+    });
+
+    it("asc lists input order and pages with after", () => {
+      const first = store.listInputItems("resp_a", { limit: 3, order: "asc" });
+      expect(first).toMatchObject({ firstId: "item_1", lastId: "item_3", hasMore: true });
+      expect(ids(first)).toStrictEqual(["item_1", "item_2", "item_3"]);
+      const rest = store.listInputItems("resp_a", { limit: 3, order: "asc", after: "item_3" });
+      expect(rest).toStrictEqual({
+        data: [items[3], items[4]],
+        firstId: "item_4",
+        lastId: "item_5",
+        hasMore: false,
+      });
+    });
+
+    it("returns everything when the limit is large and hasMore is false at an exact fit", () => {
+      expect(store.listInputItems("resp_a", { limit: 100, order: "asc" })?.data).toStrictEqual(items);
+      expect(store.listInputItems("resp_a", { limit: 5, order: "desc" })?.hasMore).toBe(false);
+      expect(store.listInputItems("resp_a", { limit: 4, order: "desc" })?.hasMore).toBe(true);
+    });
+
+    it("returns an empty page after the last item", () => {
+      const empty = { data: [], firstId: null, lastId: null, hasMore: false };
+      expect(store.listInputItems("resp_a", { limit: 2, order: "asc", after: "item_5" })).toStrictEqual(
+        empty,
+      );
+      expect(store.listInputItems("resp_a", { limit: 2, order: "desc", after: "item_1" })).toStrictEqual(
+        empty,
+      );
+    });
+
+    it("returns an empty page for a response without input items", () => {
+      store.put(response("resp_empty", { inputItems: [] }));
+      expect(store.listInputItems("resp_empty", { limit: 20, order: "desc" })).toStrictEqual({
+        data: [],
+        firstId: null,
+        lastId: null,
+        hasMore: false,
+      });
+    });
+
+    it("returns undefined for an unknown response", () => {
+      expect(store.listInputItems("resp_missing", { limit: 20, order: "desc" })).toBeUndefined();
+    });
+
+    it("rejects an unknown after id (or another response's item) with a 400 naming 'after'", () => {
+      for (const after of ["item_missing", "other_1"]) {
+        const error = catchError(() => store.listInputItems("resp_a", { limit: 2, order: "desc", after }));
+        expect(error).toBeInstanceOf(ApiError);
+        expect(error).toMatchObject({ status: 400, param: "after", type: "invalid_request_error" });
+      }
+    });
+
+    it("rejects a limit below 1 with a 400 naming 'limit'", () => {
+      for (const limit of [0, -1, 1.5]) {
+        const error = catchError(() => store.listInputItems("resp_a", { limit, order: "asc" }));
+        expect(error).toMatchObject({ status: 400, param: "limit" });
+      }
+    });
+  });
+
+  describe("chain", () => {
+    it("returns a single response without predecessor", () => {
+      store.put(response("resp_a"));
+      expect(store.chain("resp_a")).toStrictEqual([response("resp_a")]);
+    });
+
+    it("returns a chain of depth 100 oldest first, with input items", () => {
+      const ids = putChain(store, 100);
+      const chain = store.chain(ids[99]!);
+      expect(chain?.map((record) => record.id)).toStrictEqual(ids);
+      expect(chain?.[42]).toStrictEqual(store.get(ids[42]!));
+      expect(chain?.[0]?.inputItems).toStrictEqual([message("item_chain_0")]);
+    });
+
+    it("returns only the chain, not a sibling branch", () => {
+      const ids = putChain(store, 3);
+      store.put(response("resp_sibling", { previousResponseId: ids[1]! }));
+      expect(store.chain("resp_sibling")?.map((record) => record.id)).toStrictEqual([
+        ids[0],
+        ids[1],
+        "resp_sibling",
+      ]);
+    });
+
+    it("returns undefined for an unknown id or a missing ancestor", () => {
+      expect(store.chain("resp_missing")).toBeUndefined();
+      store.put(response("resp_orphan", { previousResponseId: "resp_never_stored" }));
+      expect(store.chain("resp_orphan")).toBeUndefined();
+      const ids = putChain(store, 10);
+      store.delete(ids[0]!);
+      expect(store.chain(ids[9]!)).toBeUndefined();
+    });
+
+    it("fails loudly on a cycle instead of looping", () => {
+      store.put(response("resp_a", { previousResponseId: "resp_b" }));
+      store.put(response("resp_b", { previousResponseId: "resp_a" }));
+      expect(() => store.chain("resp_a")).toThrow(/cycle/);
+    });
+  });
+
+  describe("prune", () => {
+    beforeEach(() => {
+      // Inserted out of created_at order; resp_t300b ties with resp_t300 and was inserted later.
+      for (const [id, createdAt] of [
+        ["resp_t300", 300],
+        ["resp_t100", 100],
+        ["resp_t500", 500],
+        ["resp_t200", 200],
+        ["resp_t300b", 300],
+        ["resp_t400", 400],
+      ] as const) {
+        store.put(response(id, { createdAt }));
+      }
+    });
+
+    const remaining = () =>
+      ["resp_t100", "resp_t200", "resp_t300", "resp_t300b", "resp_t400", "resp_t500"].filter(
+        (id) => store.get(id) !== undefined,
+      );
+
+    it("by count deletes the oldest first (ties in insertion order) and their items", () => {
+      expect(store.prune({ maxCount: 3 })).toBe(3);
+      expect(remaining()).toStrictEqual(["resp_t300b", "resp_t400", "resp_t500"]);
+      expect(store.listInputItems("resp_t100", { limit: 20, order: "asc" })).toBeUndefined();
+      expect(store.prune({ maxCount: 3 })).toBe(0);
+      expect(store.prune({ maxCount: 0 })).toBe(3);
+      expect(remaining()).toStrictEqual([]);
+    });
+
+    it("by age deletes responses older than maxAgeSeconds", () => {
+      expect(store.prune({ maxAgeSeconds: 250 }, 500)).toBe(2);
+      expect(remaining()).toStrictEqual(["resp_t300", "resp_t300b", "resp_t400", "resp_t500"]);
+    });
+
+    it("by age and count together, counting both", () => {
+      expect(store.prune({ maxAgeSeconds: 350, maxCount: 2 }, 500)).toBe(4);
+      expect(remaining()).toStrictEqual(["resp_t400", "resp_t500"]);
+    });
+
+    it("keeps a replaced response's place in the tie order", () => {
+      store.put(response("resp_t300", { createdAt: 300, status: "incomplete" }));
+      expect(store.prune({ maxCount: 4 })).toBe(2);
+      expect(remaining()).toStrictEqual(["resp_t300", "resp_t300b", "resp_t400", "resp_t500"]);
+      expect(store.prune({ maxCount: 3 })).toBe(1);
+      expect(remaining()).toStrictEqual(["resp_t300b", "resp_t400", "resp_t500"]);
+    });
+
+    it("does nothing without limits and rejects negative limits", () => {
+      expect(store.prune({})).toBe(0);
+      expect(() => store.prune({ maxCount: -1 })).toThrow(RangeError);
+      expect(() => store.prune({ maxAgeSeconds: Number.NaN })).toThrow(RangeError);
+      expect(remaining()).toHaveLength(6);
+    });
+  });
+});
+
+/** `PRAGMA user_version` is the big-endian 32-bit integer at byte 60 of the SQLite file header. */
+const USER_VERSION_OFFSET = 60;
+
+function readUserVersion(file: string): number {
+  const header = Buffer.alloc(4);
+  const descriptor = openSync(file, "r");
+  try {
+    readSync(descriptor, header, 0, 4, USER_VERSION_OFFSET);
+  } finally {
+    closeSync(descriptor);
+  }
+  return header.readUInt32BE(0);
+}
+
+function writeUserVersion(file: string, version: number): void {
+  const header = Buffer.alloc(4);
+  header.writeUInt32BE(version, 0);
+  const descriptor = openSync(file, "r+");
+  try {
+    writeSync(descriptor, header, 0, 4, USER_VERSION_OFFSET);
+  } finally {
+    closeSync(descriptor);
+  }
+}
+
+describe("SqliteResponseStore", () => {
+  let directory: string;
+  let file: string;
+
+  beforeEach(() => {
+    directory = temporaryDirectory();
+    file = path.join(directory, "a", "b", "responses.sqlite");
+  });
+
+  afterEach(() => {
+    rmSync(directory, { recursive: true, force: true });
+  });
+
+  it("keeps data across close and reopen (a restart)", () => {
+    const first = SqliteResponseStore.open(file);
+    const ids = putChain(first, 5);
+    const record = first.get(ids[4]!);
+    first.close();
+    first.close(); // Closing twice is harmless.
+
+    const second = SqliteResponseStore.open(file);
+    try {
+      expect(second.get(ids[4]!)).toStrictEqual(record);
+      expect(second.chain(ids[4]!)?.map((response) => response.id)).toStrictEqual(ids);
+    } finally {
+      second.close();
+    }
+  });
+
+  it("records the schema version and refuses a file from a newer lmhost", () => {
+    SqliteResponseStore.open(file).close();
+    expect(readUserVersion(file)).toBe(latestSchemaVersion);
+
+    writeUserVersion(file, latestSchemaVersion + 1);
+    expect(() => SqliteResponseStore.open(file)).toThrow(
+      new RegExp(
+        `schema version ${latestSchemaVersion + 1}.*only knows versions up to ${latestSchemaVersion}`,
+      ),
+    );
+    expect(readUserVersion(file)).toBe(latestSchemaVersion + 1);
+  });
+
+  it("walks the chain by primary key without scanning the responses table", () => {
+    const store = SqliteResponseStore.open(file);
+    try {
+      const plan = store.explainChainQuery();
+      console.log(`chain query plan:\n  ${plan.join("\n  ")}`);
+      expect(plan.some((detail) => /^SCAN (responses|previous)\b/.test(detail))).toBe(false);
+      expect(
+        plan.filter((detail) => /^SEARCH (responses|previous) USING .*\(id=\?\)/.test(detail)),
+      ).toHaveLength(2);
+    } finally {
+      store.close();
+    }
+  });
+
+  it("reads a chain of depth 100 quickly among 10,000 unrelated responses", () => {
+    const store = SqliteResponseStore.open(file);
+    try {
+      const fillStarted = performance.now();
+      for (let index = 0; index < 10_000; index++) {
+        store.put(
+          response(`resp_unrelated_${index}`, {
+            createdAt: index,
+            inputItems: [message(`u_${index}_1`), message(`u_${index}_2`)],
+          }),
+        );
+      }
+      const fillMilliseconds = performance.now() - fillStarted;
+      const ids = putChain(store, 100);
+
+      const runs = 20;
+      const started = performance.now();
+      for (let run = 0; run < runs; run++) expect(store.chain(ids[99]!)).toHaveLength(100);
+      const averageMilliseconds = (performance.now() - started) / runs;
+      console.log(
+        `filled 10,000 responses in ${fillMilliseconds.toFixed(0)} ms; ` +
+          `chain of depth 100: ${averageMilliseconds.toFixed(2)} ms on average over ${runs} runs`,
+      );
+      expect(averageMilliseconds).toBeLessThan(1_000); // A generous bound; the figure above is the point.
+    } finally {
+      store.close();
+    }
+  });
+});
