@@ -42,10 +42,24 @@ export const configSchema = z.object({
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 
-/** Physical cores are not exposed by Node; logical CPUs / 2 (at least 1) approximates them on SMT machines. */
-export function defaultThreads(): number {
-  const logical = availableParallelism();
-  return logical >= 4 ? Math.floor(logical / 2) : Math.max(1, logical === 2 ? 2 : logical);
+/**
+ * The machine's physical cores (the default thread count): distinct (physical id, core id) pairs in
+ * /proc/cpuinfo on Linux, else the logical CPU count. Hyper-threads add nothing to llama.cpp decoding.
+ */
+export function physicalCores(): number {
+  try {
+    const pairs = new Set<string>();
+    let physicalId = "0";
+    for (const line of readFileSync("/proc/cpuinfo", "utf8").split("\n")) {
+      const [key, value] = line.split(":").map((part) => part.trim());
+      if (key === "physical id") physicalId = value ?? "0";
+      if (key === "core id") pairs.add(`${physicalId}:${value ?? ""}`);
+    }
+    if (pairs.size > 0) return pairs.size;
+  } catch {
+    // not Linux: fall through
+  }
+  return Math.max(1, availableParallelism());
 }
 
 function fromEnvironment(environment: NodeJS.ProcessEnv): ConfigInput {
@@ -79,4 +93,9 @@ export function resolveConfig(flags: ConfigInput, environment: NodeJS.ProcessEnv
     throw new Error(`Invalid configuration ${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`);
   }
   return parsed.data;
+}
+
+/** The models directory: `--models-dir`, else `<data-dir>/models` (so `~/.lmhost/models` by default). */
+export function modelsDirOf(config: Config): string {
+  return config.modelsDir ?? path.join(config.dataDir, "models");
 }

@@ -1,0 +1,91 @@
+/** `lmhost serve`: starts the server on the configured models; SIGINT/SIGTERM stop it gracefully. */
+import type { Command } from "commander";
+import { resolveConfig, type ConfigInput } from "../config.js";
+import { startServer } from "../server/start.js";
+
+interface ServeFlags {
+  host?: string;
+  port?: string;
+  modelsDir?: string;
+  model?: string[];
+  chatTemplate?: string;
+  dataDir?: string;
+  threads?: string;
+  parallel?: string;
+  maxQueue?: string;
+  contextLength?: string;
+  ttl?: string;
+  maxLoaded?: string;
+  apiKey?: string;
+  cors?: boolean;
+  logLevel?: string;
+  bodyLimit?: string;
+  storeMaxAge?: string;
+  storeMaxCount?: string;
+}
+
+const number = (value: string | undefined): number | undefined => (value === undefined ? undefined : Number(value));
+
+/** Only the flags the user gave, so environment and config-file values are not overridden by defaults. */
+export function flagsToConfig(flags: ServeFlags): ConfigInput {
+  const entries: [string, unknown][] = [
+    ["host", flags.host],
+    ["port", number(flags.port)],
+    ["modelsDir", flags.modelsDir],
+    ["models", flags.model],
+    ["chatTemplate", flags.chatTemplate],
+    ["dataDir", flags.dataDir],
+    ["threads", number(flags.threads)],
+    ["parallel", number(flags.parallel)],
+    ["maxQueue", number(flags.maxQueue)],
+    ["contextLength", number(flags.contextLength)],
+    ["ttlSeconds", number(flags.ttl)],
+    ["maxLoaded", number(flags.maxLoaded)],
+    ["apiKey", flags.apiKey],
+    ["cors", flags.cors],
+    ["logLevel", flags.logLevel],
+    ["bodyLimitBytes", number(flags.bodyLimit)],
+    ["storeMaxAgeSeconds", number(flags.storeMaxAge)],
+    ["storeMaxCount", number(flags.storeMaxCount)],
+  ];
+  return Object.fromEntries(entries.filter(([, value]) => value !== undefined)) as ConfigInput;
+}
+
+export function registerServeCommand(program: Command): void {
+  program
+    .command("serve")
+    .description("start the server (OpenAI-compatible /v1 API and the native /api/v0 API)")
+    .option("--host <host>", "address to bind (default 127.0.0.1; env LMHOST_HOST)")
+    .option("--port <port>", "port (default 1234; env LMHOST_PORT)")
+    .option("--models-dir <dir>", "models folder in LM Studio layout (default ~/.lmhost/models; env LMHOST_MODELS_DIR)")
+    .option("--model <file...>", "a .gguf file to serve (repeatable)")
+    .option("--chat-template <template>", "chat template for the --model files: a wrapper name (chatml, llama2Chat, general, ...) or a Jinja template")
+    .option("--data-dir <dir>", "where stored responses and config.json live (default ~/.lmhost; env LMHOST_DATA_DIR)")
+    .option("--threads <n>", "CPU threads per model (default: physical cores)")
+    .option("--parallel <n>", "parallel sequences per loaded model (default 4)")
+    .option("--max-queue <n>", "requests that may wait for a sequence before 429 (default 64)")
+    .option("--context-length <n>", "cap on the context length per sequence (default: the model's)")
+    .option("--ttl <seconds>", "unload a model after this many idle seconds (default 3600)")
+    .option("--max-loaded <n>", "models kept loaded at once, least recently used evicted (default 1)")
+    .option("--api-key <key>", "require `Authorization: Bearer <key>` (env LMHOST_API_KEY)")
+    .option("--cors", "allow cross-origin browser requests")
+    .option("--log-level <level>", "silent | error | warn | info | debug (default info)")
+    .option("--body-limit <bytes>", "largest request body accepted (default 20971520)")
+    .option("--store-max-age <seconds>", "delete stored responses older than this")
+    .option("--store-max-count <n>", "keep at most this many stored responses")
+    .action(async (flags: ServeFlags) => {
+      const config = resolveConfig(flagsToConfig(flags));
+      const server = await startServer(config);
+      const stop = (signal: string) => {
+        process.stderr.write(`received ${signal}\n`);
+        const hardExit = setTimeout(() => process.exit(1), 5000);
+        hardExit.unref();
+        server.close().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      };
+      process.once("SIGINT", () => stop("SIGINT"));
+      process.once("SIGTERM", () => stop("SIGTERM"));
+    });
+}

@@ -1,0 +1,167 @@
+/**
+ * A deterministic Engine for fast tests of the API layers: the same interface and part stream as the
+ * llama engine, with a scripted reply instead of inference. Tokens are whitespace-separated words;
+ * prefix reuse is simulated per model (the cached prefix of the previous prompt), so usage behaves like
+ * the real engine's. It consults a ModelService so unknown models fail exactly as they do for real.
+ */
+import type { ModelService } from "../../models/types.js";
+import { ApiError } from "../../shared/errors.js";
+import type { ConversationItem, Engine, EnginePart, EngineRequest, TokenCount } from "../types.js";
+
+export interface ScriptedTurn {
+  text?: string;
+  reasoning?: string;
+  toolCalls?: { callId: string; name: string; arguments: string }[];
+  /** Delay before each part, to make cancellation and concurrency observable. */
+  delayMs?: number;
+  /** Throw this after `failAfterParts` parts, to exercise failures after streaming started. */
+  failWith?: Error;
+  failAfterParts?: number;
+}
+
+export interface ScriptedEngineOptions {
+  models: ModelService;
+  /** Produces the reply; default: "You said: <last user text>". */
+  respond?: (request: EngineRequest) => ScriptedTurn;
+  contextLength?: number;
+}
+
+export function renderScriptedPrompt(items: ConversationItem[]): string {
+  return items
+    .map((item) => {
+      switch (item.type) {
+        case "message":
+          return `<${item.role}> ${item.text}`;
+        case "reasoning":
+          return `<reasoning> ${item.text}`;
+        case "function-call":
+          return `<call ${item.callId}> ${item.name} ${item.arguments}`;
+        case "function-result":
+          return `<result ${item.callId}> ${item.output}`;
+      }
+    })
+    .join("\n");
+}
+
+const words = (text: string): string[] => text.split(/\s+/).filter((word) => word !== "");
+
+function defaultReply(request: EngineRequest): ScriptedTurn {
+  const lastUser = [...request.items].reverse().find((item) => item.type === "message" && item.role === "user");
+  const said = lastUser?.type === "message" ? lastUser.text : "";
+  if (request.responseFormat?.type === "json_schema" || request.responseFormat?.type === "json_object") {
+    return { text: JSON.stringify({ said }) };
+  }
+  return { text: `You said: ${said}` };
+}
+
+export class ScriptedEngine implements Engine {
+  private readonly lastPrompt = new Map<string, string[]>();
+  private closed = false;
+  /** Requests generating right now (for concurrency assertions). */
+  active = 0;
+
+  constructor(private readonly options: ScriptedEngineOptions) {}
+
+  async renderPrompt(request: EngineRequest): Promise<string> {
+    await this.options.models.get(request.model);
+    return renderScriptedPrompt(request.items);
+  }
+
+  async countTokens(request: EngineRequest): Promise<TokenCount> {
+    return { inputTokens: words(await this.renderPrompt(request)).length };
+  }
+
+  async *generate(request: EngineRequest, signal: AbortSignal): AsyncIterable<EnginePart> {
+    if (this.closed) throw new ApiError({ status: 503, message: "The server is shutting down." });
+    const entry = await this.options.models.get(request.model);
+    if (entry.error !== undefined) {
+      throw ApiError.invalid(`Model '${entry.id}' cannot be loaded: ${entry.error}`, "model", "model_load_failed");
+    }
+    const items = [...request.items];
+    let promptTokens = words(renderScriptedPrompt(items));
+    const limit = this.options.contextLength ?? 4096;
+    while (promptTokens.length > limit && request.truncation === "auto") {
+      const dropAt = items.findIndex((item) => !(item.type === "message" && item.role === "system"));
+      if (dropAt < 0 || items.length <= 1) break;
+      items.splice(dropAt, 1);
+      promptTokens = words(renderScriptedPrompt(items));
+    }
+    if (promptTokens.length > limit) {
+      throw ApiError.invalid(
+        `The prompt is ${promptTokens.length} tokens, over the model's context of ${limit}.`,
+        "input",
+        "context_length_exceeded",
+      );
+    }
+    const previous = this.lastPrompt.get(request.model) ?? [];
+    let cached = 0;
+    while (cached < previous.length && cached < promptTokens.length && previous[cached] === promptTokens[cached]) cached++;
+
+    const turn = (this.options.respond ?? defaultReply)(request);
+    const parts: EnginePart[] = [];
+    let reasoningTokens = 0;
+    if (turn.reasoning !== undefined) {
+      parts.push({ type: "reasoning-start" });
+      for (const word of words(turn.reasoning)) {
+        parts.push({ type: "reasoning-delta", text: `${word} ` });
+        reasoningTokens++;
+      }
+      parts.push({ type: "reasoning-end" });
+    }
+    let textTokens = 0;
+    let reason: "stop" | "length" | "tool-calls" = "stop";
+    const maxTokens = request.sampling?.maxTokens ?? Number.POSITIVE_INFINITY;
+    const textWords = turn.text === undefined ? [] : turn.text.split(/(?<=\s)/);
+    for (const word of textWords) {
+      if (textTokens >= maxTokens) {
+        reason = "length";
+        break;
+      }
+      parts.push({ type: "text-delta", text: word });
+      textTokens++;
+    }
+    if (reason === "stop" && turn.toolCalls && turn.toolCalls.length > 0 && request.toolChoice !== "none") {
+      for (const call of turn.toolCalls) {
+        parts.push({ type: "tool-call-start", callId: call.callId, name: call.name });
+        parts.push({ type: "tool-call-delta", callId: call.callId, argumentsDelta: call.arguments });
+        parts.push({ type: "tool-call-end", callId: call.callId, name: call.name, arguments: call.arguments });
+      }
+      reason = "tool-calls";
+    }
+
+    this.active++;
+    let emitted = 0;
+    try {
+      for (const part of parts) {
+        if (turn.delayMs) await new Promise((resolve) => setTimeout(resolve, turn.delayMs));
+        if (signal.aborted) {
+          yield this.finish("cancelled", promptTokens.length, cached, emitted, reasoningTokens);
+          return;
+        }
+        if (turn.failWith && emitted >= (turn.failAfterParts ?? 0)) throw turn.failWith;
+        yield part;
+        emitted++;
+      }
+      if (turn.failWith) throw turn.failWith;
+      const outputWords = words((turn.reasoning ?? "") + " " + textWords.slice(0, textTokens).join(""));
+      this.lastPrompt.set(request.model, [...promptTokens, ...outputWords]);
+      yield this.finish(reason, promptTokens.length, cached, textTokens + reasoningTokens, reasoningTokens);
+    } finally {
+      this.active--;
+    }
+  }
+
+  private finish(
+    reason: "stop" | "length" | "tool-calls" | "cancelled",
+    inputTokens: number,
+    cachedInputTokens: number,
+    outputTokens: number,
+    reasoningTokens: number,
+  ): EnginePart {
+    return { type: "finish", reason, usage: { inputTokens, cachedInputTokens, outputTokens, reasoningTokens } };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}

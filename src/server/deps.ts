@@ -1,0 +1,29 @@
+/** What createApp needs: every I/O seam as an interface, so tests pass in-memory twins. */
+import type { Hono } from "hono";
+import type { Config } from "../config.js";
+import type { Engine } from "../engine/types.js";
+import type { ModelService } from "../models/types.js";
+import type { ResponseStore } from "../store/types.js";
+import type { Logger } from "../shared/logger.js";
+
+export type AppConfig = Pick<Config, "apiKey" | "cors" | "bodyLimitBytes"> &
+  Partial<Pick<Config, "storeMaxAgeSeconds" | "storeMaxCount">>;
+
+export interface AppDeps {
+  engine: Engine;
+  models: ModelService;
+  store: ResponseStore;
+  config: AppConfig;
+  logger?: Logger;
+  /** Aborted when the server shuts down: in-flight generations and background responses stop. */
+  shutdownSignal?: AbortSignal;
+  /** Seconds between SSE keep-alive comments while nothing else is sent (default 10). */
+  keepAliveSeconds?: number;
+}
+
+export interface AppVariables {
+  requestId: string;
+}
+
+export type AppEnv = { Variables: AppVariables };
+export type App = Hono<AppEnv>;

@@ -1,0 +1,55 @@
+/**
+ * Server-sent events framing. Each event (its `event:` line, `data:` line and blank line) goes out in a
+ * single write: some real clients' parsers drop an event whose closing blank line arrives in a later
+ * chunk. While the source is silent (long prompt processing), a `: keep-alive` comment goes out every
+ * `keepAliveSeconds` so proxies and clients do not time out.
+ */
+import type { Context } from "hono";
+import { stream } from "hono/streaming";
+
+export interface SseEvent {
+  /** The `event:` line; for the Responses API always equal to the JSON `type`. */
+  event?: string;
+  /** Serialised as JSON on the `data:` line; a string is sent as is (e.g. "[DONE]"). */
+  data: unknown;
+}
+
+export function formatSseEvent(event: SseEvent): string {
+  const data = typeof event.data === "string" ? event.data : JSON.stringify(event.data);
+  return `${event.event === undefined ? "" : `event: ${event.event}\n`}data: ${data}\n\n`;
+}
+
+export interface SseOptions {
+  keepAliveSeconds?: number;
+  /** Called when the client goes away before the source ends. */
+  onAbort?: () => void;
+}
+
+/** Streams `events` as SSE. Errors thrown by the source must be turned into events by the source itself. */
+export function streamSse(context: Context, events: AsyncIterable<SseEvent>, options: SseOptions = {}): Response {
+  context.header("Content-Type", "text/event-stream; charset=utf-8");
+  context.header("Cache-Control", "no-cache");
+  context.header("Connection", "keep-alive");
+  context.header("X-Accel-Buffering", "no");
+  return stream(context, async (output) => {
+    output.onAbort(() => options.onAbort?.());
+    let lastWrite = Date.now();
+    const intervalMs = (options.keepAliveSeconds ?? 10) * 1000;
+    const keepAlive = setInterval(() => {
+      if (Date.now() - lastWrite >= intervalMs && !output.aborted) {
+        lastWrite = Date.now();
+        output.write(": keep-alive\n\n").catch(() => undefined);
+      }
+    }, Math.min(intervalMs, 1000));
+    keepAlive.unref();
+    try {
+      for await (const event of events) {
+        if (output.aborted) break;
+        lastWrite = Date.now();
+        await output.write(formatSseEvent(event));
+      }
+    } finally {
+      clearInterval(keepAlive);
+    }
+  });
+}

@@ -1,0 +1,88 @@
+/**
+ * Starts a real lmhost server: the SQLite store in the data dir, model discovery, the llama engine,
+ * createApp, and an HTTP listener. Also owns graceful shutdown: stop accepting, abort in-flight
+ * generations (their streams end with `response.failed`/`cancelled`), unload models, close the store —
+ * all within a few seconds. Used by `lmhost serve` and by tests that need a real socket.
+ */
+import type { AddressInfo } from "node:net";
+import path from "node:path";
+import { serve, type ServerType } from "@hono/node-server";
+import { modelsDirOf, physicalCores, type Config } from "../config.js";
+import { createLlamaEngine } from "../engine/llama/index.js";
+import { ModelCatalog } from "../models/catalog.js";
+import { ModelManager } from "../models/manager.js";
+import { SqliteResponseStore } from "../store/sqlite/sqlite-store.js";
+import { createLogger, type Logger } from "../shared/logger.js";
+import { createApp } from "./app.js";
+import type { App, AppDeps } from "./deps.js";
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  app: App;
+  deps: AppDeps;
+  /** Graceful stop; resolves when every resource is released. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+export async function startServer(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
+  const shutdown = new AbortController();
+  const store = SqliteResponseStore.open(path.join(config.dataDir, "responses.sqlite"));
+  const catalog = new ModelCatalog({
+    modelsDir: modelsDirOf(config),
+    files: config.models,
+    ...(config.chatTemplate === undefined ? {} : { chatTemplate: config.chatTemplate }),
+    overrides: config.modelOverrides,
+  });
+  const threads = config.threads ?? physicalCores();
+  const llama = await createLlamaEngine({
+    threads,
+    parallel: config.parallel,
+    maxQueue: config.maxQueue,
+    ...(config.contextLength === undefined ? {} : { contextLength: config.contextLength }),
+    createModels: (loader) =>
+      new ModelManager({ source: catalog, loader, ttlSeconds: config.ttlSeconds, maxLoaded: config.maxLoaded }),
+  });
+  const deps: AppDeps = {
+    engine: llama.engine,
+    models: llama.models,
+    store,
+    config,
+    logger,
+    shutdownSignal: shutdown.signal,
+  };
+  const app = createApp(deps);
+
+  const server = await new Promise<ServerType>((resolve, reject) => {
+    const listening = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(listening));
+    listening.once("error", reject);
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = config.host.includes(":") ? `[${config.host}]` : config.host;
+  const url = `http://${host}:${port}`;
+  logger.info(`lmhost listening on ${url} (threads ${threads}, parallel ${config.parallel})`);
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      logger.info("shutting down");
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      shutdown.abort(new Error("server shutting down"));
+      await llama.engine.close();
+      // Streams that were aborted finish their last events; then idle keep-alive sockets are dropped.
+      const forceTimer = setTimeout(() => closeAllConnections(server), 2000);
+      forceTimer.unref();
+      await closed;
+      clearTimeout(forceTimer);
+      await llama.models.close();
+      store.close();
+      logger.info("stopped");
+    })());
+  return { url, port, app, deps, close };
+}
+
+function closeAllConnections(server: ServerType): void {
+  if ("closeAllConnections" in server && typeof server.closeAllConnections === "function") {
+    server.closeAllConnections();
+  }
+}
