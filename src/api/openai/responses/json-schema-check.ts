@@ -1,0 +1,112 @@
+/**
+ * A structural check of the JSON schema in `text.format` (json_schema), so a broken schema is a 400
+ * naming the exact spot (`text.format.schema.properties.age.type`) instead of a grammar failure later.
+ * It checks the keywords that shape output (types, properties, items, required, enum, combinators,
+ * patterns); it is not a full meta-schema validation.
+ */
+
+const JSON_TYPES = new Set(["string", "number", "integer", "boolean", "object", "array", "null"]);
+const SCHEMA_MAP_KEYWORDS = ["properties", "patternProperties", "$defs", "definitions"] as const;
+const SCHEMA_LIST_KEYWORDS = ["anyOf", "oneOf", "allOf", "prefixItems"] as const;
+const SINGLE_SCHEMA_KEYWORDS = ["not", "additionalProperties", "contains", "if", "then", "else"] as const;
+const NUMBER_KEYWORDS = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"] as const;
+const COUNT_KEYWORDS = [
+  "minLength",
+  "maxLength",
+  "minItems",
+  "maxItems",
+  "minProperties",
+  "maxProperties",
+] as const;
+
+export interface SchemaProblem {
+  /** The field path, e.g. `text.format.schema.properties.age.type`. */
+  path: string;
+  message: string;
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  value !== null && typeof value === "object" && !Array.isArray(value);
+
+/** The first problem found in `schema` (at `path`), or undefined when it is usable. */
+export function findSchemaProblem(schema: unknown, path: string): SchemaProblem | undefined {
+  if (typeof schema === "boolean") return undefined;
+  if (!isObject(schema)) return { path, message: "a JSON schema must be an object (or a boolean)" };
+
+  const type = schema.type;
+  if (type !== undefined) {
+    const types = Array.isArray(type) ? type : [type];
+    const bad = types.find((entry) => typeof entry !== "string" || !JSON_TYPES.has(entry));
+    if (types.length === 0 || bad !== undefined) {
+      return {
+        path: `${path}.type`,
+        message: `unknown type ${JSON.stringify(bad)}; expected one of ${[...JSON_TYPES].join(", ")}`,
+      };
+    }
+  }
+  for (const keyword of SCHEMA_MAP_KEYWORDS) {
+    const map = schema[keyword];
+    if (map === undefined) continue;
+    if (!isObject(map)) {
+      return { path: `${path}.${keyword}`, message: `'${keyword}' must be an object of schemas` };
+    }
+    for (const [name, child] of Object.entries(map)) {
+      const problem = findSchemaProblem(child, `${path}.${keyword}.${name}`);
+      if (problem !== undefined) return problem;
+    }
+  }
+  for (const keyword of SCHEMA_LIST_KEYWORDS) {
+    const list = schema[keyword];
+    if (list === undefined) continue;
+    if (!Array.isArray(list) || list.length === 0) {
+      return { path: `${path}.${keyword}`, message: `'${keyword}' must be a non-empty array of schemas` };
+    }
+    for (const [index, child] of list.entries()) {
+      const problem = findSchemaProblem(child, `${path}.${keyword}[${index}]`);
+      if (problem !== undefined) return problem;
+    }
+  }
+  for (const keyword of [...SINGLE_SCHEMA_KEYWORDS, "items"] as const) {
+    if (schema[keyword] === undefined) continue;
+    const problem = findSchemaProblem(schema[keyword], `${path}.${keyword}`);
+    if (problem !== undefined) return problem;
+  }
+  const required = schema.required;
+  if (
+    required !== undefined &&
+    (!Array.isArray(required) || required.some((name) => typeof name !== "string"))
+  ) {
+    return { path: `${path}.required`, message: "'required' must be an array of property names" };
+  }
+  if (schema.enum !== undefined && (!Array.isArray(schema.enum) || schema.enum.length === 0)) {
+    return { path: `${path}.enum`, message: "'enum' must be a non-empty array" };
+  }
+  for (const keyword of NUMBER_KEYWORDS) {
+    if (schema[keyword] !== undefined && typeof schema[keyword] !== "number") {
+      return { path: `${path}.${keyword}`, message: `'${keyword}' must be a number` };
+    }
+  }
+  for (const keyword of COUNT_KEYWORDS) {
+    const count = schema[keyword];
+    if (count !== undefined && (typeof count !== "number" || !Number.isInteger(count) || count < 0)) {
+      return { path: `${path}.${keyword}`, message: `'${keyword}' must be a non-negative integer` };
+    }
+  }
+  if (schema.pattern !== undefined) {
+    if (typeof schema.pattern !== "string") {
+      return { path: `${path}.pattern`, message: "'pattern' must be a string" };
+    }
+    try {
+      new RegExp(schema.pattern, "u");
+    } catch (error) {
+      return {
+        path: `${path}.pattern`,
+        message: `'pattern' is not a valid regular expression: ${(error as Error).message}`,
+      };
+    }
+  }
+  if (schema.$ref !== undefined && typeof schema.$ref !== "string") {
+    return { path: `${path}.$ref`, message: "'$ref' must be a string" };
+  }
+  return undefined;
+}

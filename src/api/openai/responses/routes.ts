@@ -1,0 +1,175 @@
+/**
+ * The Responses API routes. Handlers only parse, call the core (src/responses) and write:
+ * - POST /v1/responses                       create (JSON, SSE, or background)
+ * - GET  /v1/responses/{id}                  retrieve; `?stream=true&starting_after=N` resumes a stream
+ * - DELETE /v1/responses/{id}                `{id, object: "response", deleted: true}`
+ * - GET  /v1/responses/{id}/input_items      paged input items (limit 1–100, order desc by default)
+ * - POST /v1/responses/{id}/cancel           cancel a background response
+ * - POST /v1/responses/input_tokens          `{object: "response.input_tokens", input_tokens}`
+ * SSE: every event has an `event:` line equal to its JSON `type`, and the stream ends with `data: [DONE]`.
+ */
+import type { Context } from "hono";
+import { BackgroundResponses } from "../../../responses/background.js";
+import { buildEngineRequest, prepareResponse } from "../../../responses/prepare-response.js";
+import {
+  finalResponse,
+  startBackgroundRun,
+  startResponseRun,
+  type RunDependencies,
+} from "../../../responses/run-response.js";
+import type { ResponseObject, ResponseStreamEvent } from "../../../responses/wire-types.js";
+import type { App, AppDeps } from "../../../server/deps.js";
+import { readJsonBody } from "../../../server/json-body.js";
+import { streamSse, type SseEvent } from "../../../server/sse.js";
+import { ApiError } from "../../../shared/errors.js";
+import { silentLogger } from "../../../shared/logger.js";
+import { parseBooleanQuery, parseIntegerQuery, parseOrderQuery } from "./query-params.js";
+import { createResponseSchema, inputTokensSchema } from "./request-schema.js";
+import { toResponseRequest } from "./to-response-request.js";
+import { parseRequestBody } from "./validation-errors.js";
+
+function responseNotFound(id: string): ApiError {
+  return ApiError.notFound(`Response with id '${id}' not found.`, "response_id", "response_not_found");
+}
+
+async function* toSseEvents(
+  events: AsyncIterable<ResponseStreamEvent>,
+): AsyncGenerator<SseEvent, void, undefined> {
+  for await (const event of events) yield { event: event.type, data: event };
+  yield { data: "[DONE]" };
+}
+
+/** A non-streaming request whose generation failed answers with an HTTP error, as OpenAI does. */
+function failureOf(response: ResponseObject): ApiError | undefined {
+  if (response.status !== "failed" || response.error === null) return undefined;
+  const status =
+    response.error.code === "rate_limit_exceeded"
+      ? 429
+      : response.error.code === "invalid_prompt"
+        ? 400
+        : 500;
+  return new ApiError({ status, message: response.error.message, code: response.error.code });
+}
+
+export function registerResponsesRoutes(app: App, deps: AppDeps): void {
+  const logger = deps.logger ?? silentLogger;
+  const retention = {
+    ...(deps.config.storeMaxAgeSeconds === undefined
+      ? {}
+      : { maxAgeSeconds: deps.config.storeMaxAgeSeconds }),
+    ...(deps.config.storeMaxCount === undefined ? {} : { maxCount: deps.config.storeMaxCount }),
+  };
+  const run: RunDependencies = { engine: deps.engine, store: deps.store, retention, logger };
+  const background = new BackgroundResponses({
+    ...(deps.shutdownSignal === undefined ? {} : { shutdownSignal: deps.shutdownSignal }),
+    onError: (message) => logger.error(message),
+  });
+  const sse = (context: Context, events: AsyncIterable<ResponseStreamEvent>) =>
+    streamSse(
+      context,
+      toSseEvents(events),
+      deps.keepAliveSeconds === undefined ? {} : { keepAliveSeconds: deps.keepAliveSeconds },
+    );
+
+  app.post("/v1/responses/input_tokens", async (context) => {
+    const body = parseRequestBody(inputTokensSchema, await readJsonBody(context));
+    const request = toResponseRequest(body);
+    await deps.models.get(request.model);
+    const { engineRequest } = buildEngineRequest(deps.store, request);
+    const count = await deps.engine.countTokens(engineRequest);
+    return context.json({ object: "response.input_tokens", input_tokens: count.inputTokens });
+  });
+
+  app.post("/v1/responses", async (context) => {
+    const request = toResponseRequest(parseRequestBody(createResponseSchema, await readJsonBody(context)));
+    await deps.models.get(request.model);
+    const prepared = prepareResponse(deps.store, request);
+
+    if (request.background) {
+      const { controller, signal } = background.newSignal();
+      const id = prepared.initial.id;
+      const queued = await background.start(id, controller, startBackgroundRun(run, prepared, signal), {
+        bufferEvents: request.stream,
+      });
+      return request.stream ? sse(context, background.replay(id, -1)) : context.json(queued);
+    }
+
+    const signals = [
+      context.req.raw.signal,
+      ...(deps.shutdownSignal === undefined ? [] : [deps.shutdownSignal]),
+    ];
+    const started = await startResponseRun(run, prepared, AbortSignal.any(signals));
+    if (request.stream) return sse(context, started.events);
+    const response = await finalResponse(started.events);
+    const failure = failureOf(response);
+    if (failure !== undefined) throw failure;
+    return context.json(response);
+  });
+
+  app.get("/v1/responses/:id", async (context) => {
+    const id = context.req.param("id");
+    if (parseBooleanQuery(context.req.query("stream"), "stream")) {
+      const startingAfter = parseIntegerQuery(context.req.query("starting_after"), "starting_after", {
+        min: -1,
+        fallback: -1,
+      });
+      if (!background.canReplay(id)) {
+        if (deps.store.get(id) === undefined) throw responseNotFound(id);
+        throw ApiError.invalid(
+          "This response cannot be streamed: only responses created with background: true and stream: true can be, while lmhost still holds their events.",
+          "stream",
+        );
+      }
+      return sse(context, background.replay(id, startingAfter));
+    }
+    const response =
+      (background.isRunning(id) ? background.snapshot(id) : undefined) ?? deps.store.get(id)?.response;
+    if (response === undefined) throw responseNotFound(id);
+    return context.json(response);
+  });
+
+  app.delete("/v1/responses/:id", async (context) => {
+    const id = context.req.param("id");
+    if (background.isRunning(id)) await background.cancel(id);
+    if (!deps.store.delete(id)) throw responseNotFound(id);
+    return context.json({ id, object: "response", deleted: true });
+  });
+
+  app.get("/v1/responses/:id/input_items", (context) => {
+    const id = context.req.param("id");
+    const limit = parseIntegerQuery(context.req.query("limit"), "limit", { min: 1, max: 100, fallback: 20 });
+    const order = parseOrderQuery(context.req.query("order"));
+    const after = context.req.query("after");
+    const page = deps.store.listInputItems(id, {
+      limit,
+      order,
+      ...(after === undefined || after === "" ? {} : { after }),
+    });
+    if (page === undefined) throw responseNotFound(id);
+    return context.json({
+      object: "list",
+      data: page.data,
+      first_id: page.firstId,
+      last_id: page.lastId,
+      has_more: page.hasMore,
+    });
+  });
+
+  app.post("/v1/responses/:id/cancel", async (context) => {
+    const id = context.req.param("id");
+    if (background.isRunning(id)) return context.json(await background.cancel(id));
+    const record = deps.store.get(id);
+    if (record === undefined) throw responseNotFound(id);
+    const response = record.response as ResponseObject;
+    if (response.background !== true) {
+      throw ApiError.invalid("Only responses created with background: true can be cancelled.", "response_id");
+    }
+    if (response.status === "queued" || response.status === "in_progress") {
+      // Its run is gone (the server restarted): record what the client asked for.
+      const cancelled: ResponseObject = { ...response, status: "cancelled" };
+      deps.store.put({ ...record, status: "cancelled", response: cancelled });
+      return context.json(cancelled);
+    }
+    return context.json(response);
+  });
+}

@@ -1,0 +1,71 @@
+/**
+ * Conversation assembly for one request: the previous_response_id chain (each response's input items,
+ * then its output items, oldest first), then this request's input. `instructions` come from the current
+ * request only (OpenAI: they are not carried over) and always go first, so truncation never drops them.
+ */
+import type { ConversationItem } from "../engine/types.js";
+import type { ResponseStore, StoredResponse } from "../store/types.js";
+import { ApiError } from "../shared/errors.js";
+import { toConversationItems, toWireInputItems } from "./convert-input.js";
+import type { ConversationWireItem, InputItem, ResponseObject } from "./wire-types.js";
+
+export interface ConversationRequest {
+  previousResponseId: string | null;
+  instructions: string | null;
+  input: readonly InputItem[];
+}
+
+export interface AssembledConversation {
+  /** What the model sees, in order. */
+  items: ConversationItem[];
+  /** This request's own input items, with ids: stored with the response and listed by input_items. */
+  inputItems: ConversationWireItem[];
+}
+
+export function previousResponseNotFound(id: string): ApiError {
+  return ApiError.notFound(
+    `Previous response with id '${id}' not found. It may have been deleted or expired, or it was created with store: false.`,
+    "previous_response_id",
+    "previous_response_not_found",
+  );
+}
+
+/** The stored chain ending at `id`, oldest first; 404 `previous_response_not_found` when any link is gone. */
+export function loadChain(store: ResponseStore, id: string): StoredResponse[] {
+  const chain = store.chain(id);
+  if (chain === undefined || chain.length === 0) throw previousResponseNotFound(id);
+  const newest = chain.at(-1);
+  const status = (newest?.response as Partial<ResponseObject> | undefined)?.status;
+  if (status === "queued" || status === "in_progress") {
+    throw ApiError.invalid(
+      `Previous response '${id}' is still ${status}; wait for it to finish before continuing the conversation.`,
+      "previous_response_id",
+    );
+  }
+  return chain;
+}
+
+/** Every item of the chain in conversation order: per response, its input items then its output. */
+export function chainItems(chain: readonly StoredResponse[]): ConversationWireItem[] {
+  return chain.flatMap((record) => [
+    ...(record.inputItems as ConversationWireItem[]),
+    ...(((record.response as Partial<ResponseObject>).output ?? []) as ConversationWireItem[]),
+  ]);
+}
+
+export function assembleConversation(
+  store: ResponseStore,
+  request: ConversationRequest,
+): AssembledConversation {
+  const history =
+    request.previousResponseId === null ? [] : chainItems(loadChain(store, request.previousResponseId));
+  const historyById = new Map<string, ConversationWireItem>();
+  for (const item of history) if (!historyById.has(item.id)) historyById.set(item.id, item);
+
+  const inputItems = toWireInputItems(request.input, (id) => historyById.get(id));
+  const instructions: ConversationItem[] =
+    request.instructions === null || request.instructions === ""
+      ? []
+      : [{ type: "message", role: "system", text: request.instructions }];
+  return { items: [...instructions, ...toConversationItems([...history, ...inputItems])], inputItems };
+}

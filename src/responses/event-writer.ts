@@ -1,0 +1,363 @@
+/**
+ * The event writer: a small state machine that turns the engine's part stream into Responses stream
+ * events, one method per engine part. It is the only place that assigns ids, `output_index`,
+ * `content_index` and `sequence_number`, and it keeps the live Response snapshot those events describe.
+ * At most one output item is open at a time; finish, failure and cancellation close it, so every
+ * `output_item.added` gets its `output_item.done` and every stream ends with a lifecycle event.
+ *
+ * Item kinds: assistant message (one `output_text` part), reasoning (one `reasoning_text` part) and
+ * function_call. The tools issue adds custom_tool_call and the MCP items as new OpenItem kinds.
+ */
+import type { EnginePart, FinishReason, Usage } from "../engine/types.js";
+import { assertNever } from "../shared/errors.js";
+import { newId } from "../shared/ids.js";
+import type { FunctionName } from "./request-params.js";
+import { toResponseUsage, unixSeconds } from "./response-object.js";
+import type {
+  FunctionCallItem,
+  ItemStatus,
+  LifecycleEventType,
+  MessageItem,
+  OutputTextPart,
+  ReasoningItem,
+  ReasoningTextPart,
+  ResponseError,
+  ResponseObject,
+  ResponseStatus,
+  ResponseStreamEvent,
+  UnnumberedStreamEvent,
+} from "./wire-types.js";
+
+type OpenItem =
+  | { kind: "message"; outputIndex: number; item: MessageItem; part: OutputTextPart }
+  | { kind: "reasoning"; outputIndex: number; item: ReasoningItem; part: ReasoningTextPart }
+  | { kind: "function_call"; outputIndex: number; item: FunctionCallItem; argumentsDone: boolean };
+
+/** How a finished generation ends: the response status and the status its open item closes with. */
+export function outcomeOfFinish(reason: FinishReason): { status: ResponseStatus; itemStatus: ItemStatus } {
+  switch (reason) {
+    case "stop":
+    case "tool-calls":
+      return { status: "completed", itemStatus: "completed" };
+    case "length":
+      return { status: "incomplete", itemStatus: "incomplete" };
+    case "cancelled":
+      return { status: "cancelled", itemStatus: "incomplete" };
+    default:
+      return assertNever(reason, "finish reason");
+  }
+}
+
+/**
+ * The event that ends a stream in each final status. The specs define no `response.cancelled` stream
+ * event, so a cancelled response ends with `response.incomplete` carrying `status: "cancelled"`.
+ */
+function terminalEventType(status: ResponseStatus): LifecycleEventType {
+  switch (status) {
+    case "completed":
+      return "response.completed";
+    case "incomplete":
+    case "cancelled":
+      return "response.incomplete";
+    case "failed":
+      return "response.failed";
+    case "queued":
+    case "in_progress":
+      throw new Error(`'${status}' is not a final status.`);
+    default:
+      return assertNever(status, "response status");
+  }
+}
+
+const finalStatuses: ReadonlySet<ResponseStatus> = new Set([
+  "completed",
+  "incomplete",
+  "failed",
+  "cancelled",
+]);
+
+export class ResponseEventWriter {
+  readonly #response: ResponseObject;
+  readonly #functionNames: ReadonlyMap<string, FunctionName>;
+  #sequenceNumber = 0;
+  #open: OpenItem | undefined;
+  #pending: ResponseStreamEvent[] = [];
+
+  constructor(initial: ResponseObject, functionNames: ReadonlyMap<string, FunctionName> = new Map()) {
+    this.#response = structuredClone(initial);
+    this.#functionNames = functionNames;
+  }
+
+  get finished(): boolean {
+    return finalStatuses.has(this.#response.status);
+  }
+
+  /** A copy of the response as the events so far describe it. */
+  snapshot(): ResponseObject {
+    return structuredClone(this.#response);
+  }
+
+  /** `response.created`, then `response.queued` for a response that waits to start. */
+  created(): ResponseStreamEvent[] {
+    this.#emitLifecycle("response.created");
+    if (this.#response.status === "queued") this.#emitLifecycle("response.queued");
+    return this.#flush();
+  }
+
+  /** `response.in_progress`: generation has started. */
+  inProgress(): ResponseStreamEvent[] {
+    this.#assertRunning();
+    this.#response.status = "in_progress";
+    this.#emitLifecycle("response.in_progress");
+    return this.#flush();
+  }
+
+  write(part: EnginePart): ResponseStreamEvent[] {
+    this.#assertRunning();
+    switch (part.type) {
+      case "prompt-progress":
+        break;
+      case "text-delta":
+        this.#appendText(part.text);
+        break;
+      case "reasoning-start":
+        this.#openReasoning();
+        break;
+      case "reasoning-delta":
+        this.#appendReasoning(part.text);
+        break;
+      case "reasoning-end":
+        if (this.#open?.kind === "reasoning") this.#closeOpenItem("completed");
+        break;
+      case "tool-call-start":
+        this.#openFunctionCall(part.callId, part.name);
+        break;
+      case "tool-call-delta":
+        this.#appendArguments(part.callId, part.argumentsDelta);
+        break;
+      case "tool-call-end":
+        this.#endFunctionCall(part.callId, part.name, part.arguments);
+        break;
+      case "finish":
+        this.#finish(part.reason, part.usage);
+        break;
+      default:
+        assertNever(part, "engine part");
+    }
+    return this.#flush();
+  }
+
+  /** Ends the response as failed (after the stream started): open items close as incomplete. */
+  fail(error: ResponseError): ResponseStreamEvent[] {
+    this.#assertRunning();
+    this.#closeOpenItem("incomplete");
+    this.#response.status = "failed";
+    this.#response.error = error;
+    this.#emitLifecycle(terminalEventType("failed"));
+    return this.#flush();
+  }
+
+  /** Ends a response whose generation stopped without a finish part (its consumer went away). */
+  cancel(): ResponseStreamEvent[] {
+    this.#assertRunning();
+    this.#closeOpenItem("incomplete");
+    this.#response.status = "cancelled";
+    this.#emitLifecycle(terminalEventType("cancelled"));
+    return this.#flush();
+  }
+
+  // ---- one private method per item transition ----
+
+  #appendText(text: string): void {
+    if (text === "") return;
+    if (this.#open?.kind !== "message") this.#openMessage();
+    const open = this.#open;
+    if (open?.kind !== "message") return;
+    open.part.text += text;
+    this.#emit({
+      type: "response.output_text.delta",
+      item_id: open.item.id,
+      output_index: open.outputIndex,
+      content_index: 0,
+      delta: text,
+      logprobs: [],
+    });
+  }
+
+  #openMessage(): void {
+    this.#closeOpenItem("completed");
+    const item: MessageItem = {
+      id: newId("msg"),
+      type: "message",
+      role: "assistant",
+      status: "in_progress",
+      content: [],
+    };
+    const outputIndex = this.#addItem(item);
+    const part: OutputTextPart = { type: "output_text", text: "", annotations: [], logprobs: [] };
+    item.content.push(part);
+    this.#open = { kind: "message", outputIndex, item, part };
+    this.#emit({
+      type: "response.content_part.added",
+      item_id: item.id,
+      output_index: outputIndex,
+      content_index: 0,
+      part,
+    });
+  }
+
+  #openReasoning(): void {
+    this.#closeOpenItem("completed");
+    const part: ReasoningTextPart = { type: "reasoning_text", text: "" };
+    const item: ReasoningItem = {
+      id: newId("rs"),
+      type: "reasoning",
+      status: "in_progress",
+      summary: [],
+      content: [],
+    };
+    const outputIndex = this.#addItem(item);
+    item.content?.push(part);
+    this.#open = { kind: "reasoning", outputIndex, item, part };
+    this.#emit({
+      type: "response.content_part.added",
+      item_id: item.id,
+      output_index: outputIndex,
+      content_index: 0,
+      part,
+    });
+  }
+
+  #appendReasoning(text: string): void {
+    if (text === "") return;
+    if (this.#open?.kind !== "reasoning") this.#openReasoning();
+    const open = this.#open;
+    if (open?.kind !== "reasoning") return;
+    open.part.text += text;
+    this.#emit({
+      type: "response.reasoning_text.delta",
+      item_id: open.item.id,
+      output_index: open.outputIndex,
+      content_index: 0,
+      delta: text,
+    });
+  }
+
+  #openFunctionCall(callId: string, engineName: string): void {
+    this.#closeOpenItem("completed");
+    const wireName = this.#functionNames.get(engineName) ?? { name: engineName };
+    const item: FunctionCallItem = {
+      id: newId("fc"),
+      type: "function_call",
+      status: "in_progress",
+      call_id: callId,
+      name: wireName.name,
+      ...(wireName.namespace === undefined ? {} : { namespace: wireName.namespace }),
+      arguments: "",
+    };
+    const outputIndex = this.#addItem(item);
+    this.#open = { kind: "function_call", outputIndex, item, argumentsDone: false };
+  }
+
+  #appendArguments(callId: string, delta: string): void {
+    const open = this.#open;
+    if (open?.kind !== "function_call" || open.item.call_id !== callId) {
+      throw new Error(`Engine sent arguments for tool call '${callId}', which is not the open item.`);
+    }
+    if (delta === "") return;
+    open.item.arguments += delta;
+    this.#emit({
+      type: "response.function_call_arguments.delta",
+      item_id: open.item.id,
+      output_index: open.outputIndex,
+      delta,
+    });
+  }
+
+  #endFunctionCall(callId: string, engineName: string, callArguments: string): void {
+    if (this.#open?.kind !== "function_call" || this.#open.item.call_id !== callId)
+      this.#openFunctionCall(callId, engineName);
+    const open = this.#open;
+    if (open?.kind !== "function_call") return;
+    open.item.arguments = callArguments;
+    this.#emitArgumentsDone(open);
+    this.#closeOpenItem("completed");
+  }
+
+  #emitArgumentsDone(open: Extract<OpenItem, { kind: "function_call" }>): void {
+    open.argumentsDone = true;
+    this.#emit({
+      type: "response.function_call_arguments.done",
+      item_id: open.item.id,
+      output_index: open.outputIndex,
+      name: open.item.name,
+      arguments: open.item.arguments,
+    });
+  }
+
+  #finish(reason: FinishReason, usage: Usage): void {
+    const outcome = outcomeOfFinish(reason);
+    this.#closeOpenItem(outcome.itemStatus);
+    this.#response.status = outcome.status;
+    this.#response.usage = toResponseUsage(usage);
+    if (outcome.status === "incomplete") this.#response.incomplete_details = { reason: "max_output_tokens" };
+    if (outcome.status === "completed") this.#response.completed_at = unixSeconds();
+    this.#emitLifecycle(terminalEventType(outcome.status));
+  }
+
+  #closeOpenItem(status: ItemStatus): void {
+    const open = this.#open;
+    if (open === undefined) return;
+    this.#open = undefined;
+    const location = { item_id: open.item.id, output_index: open.outputIndex, content_index: 0 };
+    switch (open.kind) {
+      case "message":
+        this.#emit({ type: "response.output_text.done", ...location, text: open.part.text, logprobs: [] });
+        this.#emit({ type: "response.content_part.done", ...location, part: open.part });
+        break;
+      case "reasoning":
+        this.#emit({ type: "response.reasoning_text.done", ...location, text: open.part.text });
+        this.#emit({ type: "response.content_part.done", ...location, part: open.part });
+        break;
+      case "function_call":
+        if (!open.argumentsDone) this.#emitArgumentsDone(open);
+        break;
+      default:
+        assertNever(open, "open item");
+    }
+    open.item.status = status;
+    this.#emit({ type: "response.output_item.done", output_index: open.outputIndex, item: open.item });
+  }
+
+  /** Appends an item to `output` (its position is its output_index) and announces it. */
+  #addItem(item: MessageItem | ReasoningItem | FunctionCallItem): number {
+    const outputIndex = this.#response.output.push(item) - 1;
+    this.#emit({ type: "response.output_item.added", output_index: outputIndex, item });
+    return outputIndex;
+  }
+
+  #emitLifecycle(type: LifecycleEventType): void {
+    this.#emit({ type, response: this.#response });
+  }
+
+  /**
+   * The one place sequence numbers are assigned. Payloads are copied, so later changes to the live
+   * snapshot never alter an event already handed out (buffered events are replayed much later).
+   */
+  #emit(body: UnnumberedStreamEvent): void {
+    const { type, ...fields } = structuredClone(body);
+    this.#pending.push({ type, sequence_number: this.#sequenceNumber++, ...fields } as ResponseStreamEvent);
+  }
+
+  #flush(): ResponseStreamEvent[] {
+    const events = this.#pending;
+    this.#pending = [];
+    return events;
+  }
+
+  #assertRunning(): void {
+    if (this.finished) {
+      throw new Error(`Response ${this.#response.id} already ended as ${this.#response.status}.`);
+    }
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * A validated Responses request as the core needs it: the control fields typed, the generation options
+ * already in the engine's neutral terms, and the echo (the request-derived fields every Response object
+ * of this request repeats). The API layer builds it from the wire body; the core never sees raw JSON.
+ */
+import type { EngineRequest } from "../engine/types.js";
+import type { InputItem, ResponseEcho } from "./wire-types.js";
+
+/** The wire name of a function the model may call, and the namespace tool it came from (if any). */
+export interface FunctionName {
+  name: string;
+  namespace?: string;
+}
+
+/**
+ * The name the engine sees for a function inside a namespace tool. OpenAI function names match
+ * `^[a-zA-Z0-9_-]+$`, so a `.` can never be part of either half and the split back is unambiguous.
+ */
+export function qualifiedFunctionName(name: string, namespace?: string | null): string {
+  return namespace === undefined || namespace === null || namespace === "" ? name : `${namespace}.${name}`;
+}
+
+export interface ResponseRequest {
+  model: string;
+  input: InputItem[];
+  instructions: string | null;
+  previousResponseId: string | null;
+  store: boolean;
+  background: boolean;
+  stream: boolean;
+  /** Sampling, response format, tools, tool choice, reasoning effort, truncation and ttl for the engine. */
+  generation: Omit<EngineRequest, "model" | "items">;
+  /** Engine tool name (see qualifiedFunctionName) → the function's wire name and namespace. */
+  functionNames: ReadonlyMap<string, FunctionName>;
+  echo: ResponseEcho;
+}

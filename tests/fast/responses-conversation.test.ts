@@ -1,0 +1,121 @@
+/**
+ * Conversation assembly over the in-memory store: previous_response_id chains (inputs then outputs,
+ * oldest first), instructions from the current request only, and the 404/400 cases.
+ */
+import { describe, expect, it } from "vitest";
+import { assembleConversation, chainItems } from "../../src/responses/conversation.js";
+import type { ConversationWireItem, ResponseObject } from "../../src/responses/wire-types.js";
+import { MemoryResponseStore } from "../../src/store/memory/memory-store.js";
+
+function userItem(id: string, text: string): ConversationWireItem {
+  return { id, type: "message", role: "user", status: "completed", content: [{ type: "input_text", text }] };
+}
+function assistantItem(id: string, text: string): ConversationWireItem {
+  return {
+    id,
+    type: "message",
+    role: "assistant",
+    status: "completed",
+    content: [{ type: "output_text", text, annotations: [], logprobs: [] }],
+  };
+}
+
+function storeTurn(
+  store: MemoryResponseStore,
+  id: string,
+  previous: string | null,
+  input: ConversationWireItem[],
+  output: ConversationWireItem[],
+  extra: Partial<ResponseObject> = {},
+) {
+  store.put({
+    id,
+    createdAt: 1,
+    previousResponseId: previous,
+    model: "m",
+    status: extra.status ?? "completed",
+    response: { id, status: "completed", output, instructions: "old instructions", ...extra },
+    inputItems: input,
+  });
+}
+
+function chainStore() {
+  const store = new MemoryResponseStore();
+  storeTurn(store, "resp_1", null, [userItem("msg_u1", "one")], [assistantItem("msg_a1", "reply one")]);
+  storeTurn(store, "resp_2", "resp_1", [userItem("msg_u2", "two")], [assistantItem("msg_a2", "reply two")]);
+  return store;
+}
+
+describe("assembleConversation", () => {
+  it("puts the chain's inputs and outputs in order, then the new input", () => {
+    const assembled = assembleConversation(chainStore(), {
+      previousResponseId: "resp_2",
+      instructions: null,
+      input: [{ type: "message", role: "user", content: "three" }],
+    });
+    expect(assembled.items).toEqual([
+      { type: "message", role: "user", text: "one" },
+      { type: "message", role: "assistant", text: "reply one" },
+      { type: "message", role: "user", text: "two" },
+      { type: "message", role: "assistant", text: "reply two" },
+      { type: "message", role: "user", text: "three" },
+    ]);
+    expect(assembled.inputItems).toHaveLength(1);
+  });
+
+  it("uses only the current request's instructions, first", () => {
+    const assembled = assembleConversation(chainStore(), {
+      previousResponseId: "resp_2",
+      instructions: "Be brief.",
+      input: [{ type: "message", role: "user", content: "three" }],
+    });
+    expect(assembled.items[0]).toEqual({ type: "message", role: "system", text: "Be brief." });
+    expect(assembled.items.filter((item) => item.type === "message" && item.role === "system")).toHaveLength(
+      1,
+    );
+  });
+
+  it("resolves item references against the chain", () => {
+    const assembled = assembleConversation(chainStore(), {
+      previousResponseId: "resp_2",
+      instructions: null,
+      input: [{ type: "item_reference", id: "msg_a1" }],
+    });
+    expect(assembled.inputItems[0]?.id).toBe("msg_a1");
+    expect(assembled.items.at(-1)).toEqual({ type: "message", role: "assistant", text: "reply one" });
+  });
+
+  const notFound = expect.objectContaining({
+    status: 404,
+    code: "previous_response_not_found",
+    param: "previous_response_id",
+  });
+
+  it("answers 404 previous_response_not_found for an unknown id", () => {
+    expect(() =>
+      assembleConversation(chainStore(), { previousResponseId: "resp_nope", instructions: null, input: [] }),
+    ).toThrow(notFound);
+  });
+
+  it("answers 404 previous_response_not_found when an ancestor was deleted", () => {
+    const store = chainStore();
+    store.delete("resp_1");
+    expect(() =>
+      assembleConversation(store, { previousResponseId: "resp_2", instructions: null, input: [] }),
+    ).toThrow(notFound);
+  });
+
+  it("refuses to continue from a response that is still running", () => {
+    const store = chainStore();
+    storeTurn(store, "resp_3", "resp_2", [userItem("msg_u3", "x")], [], { status: "in_progress" });
+    expect(() =>
+      assembleConversation(store, { previousResponseId: "resp_3", instructions: null, input: [] }),
+    ).toThrow(expect.objectContaining({ status: 400, param: "previous_response_id" }));
+  });
+
+  it("lists chain items per response: inputs, then outputs", () => {
+    const store = chainStore();
+    const chain = store.chain("resp_2") ?? [];
+    expect(chainItems(chain).map((item) => item.id)).toEqual(["msg_u1", "msg_a1", "msg_u2", "msg_a2"]);
+  });
+});

@@ -1,0 +1,222 @@
+/**
+ * run-response: one event generator per request, with storage before the terminal event, the fold for
+ * non-streaming results, and every way a run can end (completed, incomplete, failed, cancelled by the
+ * signal, abandoned by its consumer).
+ */
+import { describe, expect, it } from "vitest";
+import { parseRequestBody } from "../../src/api/openai/responses/validation-errors.js";
+import { createResponseSchema } from "../../src/api/openai/responses/request-schema.js";
+import { toResponseRequest } from "../../src/api/openai/responses/to-response-request.js";
+import { ScriptedEngine, type ScriptedTurn } from "../../src/engine/scripted/scripted-engine.js";
+import type { Engine, EnginePart } from "../../src/engine/types.js";
+import { prepareResponse } from "../../src/responses/prepare-response.js";
+import {
+  finalResponse,
+  startBackgroundRun,
+  startResponseRun,
+  type RunDependencies,
+} from "../../src/responses/run-response.js";
+import type { ResponseStreamEvent } from "../../src/responses/wire-types.js";
+import { MemoryResponseStore } from "../../src/store/memory/memory-store.js";
+import { createFastApp, TEST_MODEL } from "../helpers/fast-app.js";
+
+function setup(turn?: ScriptedTurn) {
+  const { models } = createFastApp();
+  const engine = new ScriptedEngine({ models, ...(turn === undefined ? {} : { respond: () => turn }) });
+  const store = new MemoryResponseStore();
+  const dependencies: RunDependencies = { engine, store };
+  const prepare = (body: Record<string, unknown>) =>
+    prepareResponse(
+      store,
+      toResponseRequest(
+        parseRequestBody(createResponseSchema, { model: TEST_MODEL, input: "hello world", ...body }),
+      ),
+    );
+  return { engine, store, dependencies, prepare };
+}
+
+async function collect(events: AsyncIterable<ResponseStreamEvent>): Promise<ResponseStreamEvent[]> {
+  const all: ResponseStreamEvent[] = [];
+  for await (const event of events) all.push(event);
+  return all;
+}
+
+const never = new AbortController().signal;
+
+describe("runResponse", () => {
+  it("stores the response before yielding response.completed, and the three results are one object", async () => {
+    const { store, dependencies, prepare } = setup();
+    const prepared = prepare({});
+    const run = await startResponseRun(dependencies, prepared, never);
+    const events: ResponseStreamEvent[] = [];
+    for await (const event of run.events) {
+      if (event.type === "response.completed")
+        expect(store.get(prepared.initial.id)?.status).toBe("completed");
+      else expect(store.get(prepared.initial.id)).toBeUndefined();
+      events.push(event);
+    }
+    const last = events.at(-1);
+    expect(last?.type).toBe("response.completed");
+    const stored = store.get(prepared.initial.id);
+    expect(stored?.response).toEqual(last && "response" in last ? last.response : undefined);
+    expect(stored?.inputItems).toEqual(prepared.inputItems);
+    expect(await finalResponse(events)).toEqual(stored?.response);
+  });
+
+  it("folds a non-streaming request into the terminal snapshot", async () => {
+    const { dependencies, prepare, store } = setup({ text: "It works." });
+    const prepared = prepare({});
+    const response = await finalResponse((await startResponseRun(dependencies, prepared, never)).events);
+    expect(response.status).toBe("completed");
+    expect(response.output[0]).toMatchObject({
+      type: "message",
+      content: [{ type: "output_text", text: "It works." }],
+    });
+    expect(store.get(response.id)?.response).toEqual(response);
+  });
+
+  it("ends with incomplete (max_output_tokens) when the token limit is reached", async () => {
+    const { dependencies, prepare } = setup({ text: "one two three four five" });
+    const response = await finalResponse(
+      (await startResponseRun(dependencies, prepare({ max_output_tokens: 2 }), never)).events,
+    );
+    expect(response.status).toBe("incomplete");
+    expect(response.incomplete_details).toEqual({ reason: "max_output_tokens" });
+    expect(response.output[0]).toMatchObject({ status: "incomplete", content: [{ text: "one two " }] });
+  });
+
+  it("turns a failure after the stream started into response.failed, stored as failed", async () => {
+    const { dependencies, prepare, store, engine } = setup({
+      text: "a b c d",
+      failWith: new Error("kaboom"),
+      failAfterParts: 2,
+    });
+    const prepared = prepare({});
+    const events = await collect((await startResponseRun(dependencies, prepared, never)).events);
+    const last = events.at(-1);
+    expect(last?.type).toBe("response.failed");
+    expect(last && "response" in last ? last.response.error : undefined).toEqual({
+      code: "server_error",
+      message: "Internal error: kaboom",
+    });
+    expect(store.get(prepared.initial.id)?.status).toBe("failed");
+    expect(engine.active).toBe(0);
+  });
+
+  it("rejects before any event when the engine fails up front (foreground), storing nothing", async () => {
+    const { dependencies, prepare, store } = setup({
+      text: "a",
+      failWith: new Error("no"),
+      failAfterParts: 0,
+    });
+    const prepared = prepare({});
+    await expect(startResponseRun(dependencies, prepared, never)).rejects.toThrow("no");
+    expect(store.get(prepared.initial.id)).toBeUndefined();
+  });
+
+  it("reports an up-front engine failure of a background run as response.failed", async () => {
+    const { dependencies, prepare, store } = setup({
+      text: "a",
+      failWith: new Error("no"),
+      failAfterParts: 0,
+    });
+    const prepared = prepare({ background: true });
+    const events = await collect(startBackgroundRun(dependencies, prepared, never).events);
+    expect(events.map((event) => event.type)).toEqual([
+      "response.created",
+      "response.queued",
+      "response.failed",
+    ]);
+    expect(store.get(prepared.initial.id)?.status).toBe("failed");
+  });
+
+  it("stores every lifecycle snapshot of a background run, starting with queued", async () => {
+    const { dependencies, prepare, store } = setup({ text: "slow words here", delayMs: 5 });
+    const prepared = prepare({ background: true });
+    const run = startBackgroundRun(dependencies, prepared, never);
+    const created = await run.events.next();
+    expect(created.value).toMatchObject({ type: "response.created", response: { status: "queued" } });
+    expect(store.get(prepared.initial.id)?.status).toBe("queued");
+    await collect(run.events);
+    expect(store.get(prepared.initial.id)?.status).toBe("completed");
+  });
+
+  it("stops at the next token when the signal aborts, and stores the cancelled response", async () => {
+    const { dependencies, prepare, store, engine } = setup({
+      text: "one two three four five six",
+      delayMs: 10,
+    });
+    const prepared = prepare({});
+    const controller = new AbortController();
+    const run = await startResponseRun(dependencies, prepared, controller.signal);
+    const events: ResponseStreamEvent[] = [];
+    for await (const event of run.events) {
+      events.push(event);
+      if (event.type === "response.output_text.delta") controller.abort();
+    }
+    const deltas = events.filter((event) => event.type === "response.output_text.delta");
+    expect(deltas.length).toBeLessThanOrEqual(2);
+    expect(events.at(-1)).toMatchObject({ type: "response.incomplete", response: { status: "cancelled" } });
+    expect(store.get(prepared.initial.id)?.status).toBe("cancelled");
+    expect(engine.active).toBe(0);
+  });
+
+  it("records a run whose consumer walked away as cancelled and frees the engine", async () => {
+    const { dependencies, prepare, store, engine } = setup({ text: "one two three four", delayMs: 5 });
+    const prepared = prepare({});
+    const run = await startResponseRun(dependencies, prepared, never);
+    for await (const event of run.events) {
+      if (event.type === "response.output_text.delta") break;
+    }
+    expect(store.get(prepared.initial.id)?.status).toBe("cancelled");
+    expect(engine.active).toBe(0);
+  });
+
+  it("stores the final state when the consumer leaves after the last item event but before the terminal event", async () => {
+    const { dependencies, prepare, store } = setup({ text: "short answer" });
+    const prepared = prepare({});
+    const run = await startResponseRun(dependencies, prepared, never);
+    for await (const event of run.events) {
+      if (event.type === "response.output_item.done") break;
+    }
+    expect(store.get(prepared.initial.id)?.status).toBe("completed");
+  });
+
+  it("never stores a store: false response", async () => {
+    const { dependencies, prepare, store } = setup();
+    const response = await finalResponse(
+      (await startResponseRun(dependencies, prepare({ store: false }), never)).events,
+    );
+    expect(response.store).toBe(false);
+    expect(store.get(response.id)).toBeUndefined();
+  });
+
+  it("applies the retention limits after storing", async () => {
+    const { dependencies, prepare, store } = setup();
+    const limited: RunDependencies = { ...dependencies, retention: { maxCount: 2 } };
+    const ids: string[] = [];
+    for (let turn = 0; turn < 3; turn++)
+      ids.push((await finalResponse((await startResponseRun(limited, prepare({}), never)).events)).id);
+    expect(ids.map((id) => store.get(id) !== undefined)).toEqual([false, true, true]);
+  });
+
+  it("fails a response whose engine ends without a finish part", async () => {
+    const store = new MemoryResponseStore();
+    const engine: Engine = {
+      async *generate(): AsyncIterable<EnginePart> {
+        yield { type: "text-delta", text: "half" };
+      },
+      countTokens: async () => ({ inputTokens: 1 }),
+      renderPrompt: async () => "",
+      close: async () => undefined,
+    };
+    const prepared = prepareResponse(
+      store,
+      toResponseRequest(parseRequestBody(createResponseSchema, { model: "m", input: "x" })),
+    );
+    const response = await finalResponse((await startResponseRun({ engine, store }, prepared, never)).events);
+    expect(response.status).toBe("failed");
+    expect(response.error?.message).toMatch(/without a finish part/);
+    expect(response.output[0]?.status).toBe("incomplete");
+  });
+});
