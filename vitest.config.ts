@@ -5,6 +5,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["tests/**/*.test.ts"],
+    globalSetup: ["tests/helpers/build-once.ts"],
     pool: "forks",
     // Real-model files load native code; two workers match the two cores CI has.
     maxWorkers: 2,

@@ -26,6 +26,8 @@ export const configSchema = z.object({
   chatTemplate: z.string().optional(),
   modelOverrides: z.record(z.string(), modelOverrideSchema).default({}),
   threads: z.number().int().positive().optional(),
+  /** With one thread, pin the server process to one CPU (faster on small machines). */
+  pinCpu: z.boolean().default(true),
   parallel: z.number().int().positive().default(4),
   maxQueue: z.number().int().min(0).default(64),
   contextLength: z.number().int().positive().optional(),

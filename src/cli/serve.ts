@@ -18,6 +18,7 @@ interface ServeFlags {
   maxLoaded?: string;
   apiKey?: string;
   cors?: boolean;
+  pinCpu?: boolean;
   logLevel?: string;
   bodyLimit?: string;
   storeMaxAge?: string;
@@ -43,6 +44,7 @@ export function flagsToConfig(flags: ServeFlags): ConfigInput {
     ["maxLoaded", number(flags.maxLoaded)],
     ["apiKey", flags.apiKey],
     ["cors", flags.cors],
+    ["pinCpu", flags.pinCpu === false ? false : undefined],
     ["logLevel", flags.logLevel],
     ["bodyLimitBytes", number(flags.bodyLimit)],
     ["storeMaxAgeSeconds", number(flags.storeMaxAge)],
@@ -69,6 +71,7 @@ export function registerServeCommand(program: Command): void {
     .option("--max-loaded <n>", "models kept loaded at once, least recently used evicted (default 1)")
     .option("--api-key <key>", "require `Authorization: Bearer <key>` (env LMHOST_API_KEY)")
     .option("--cors", "allow cross-origin browser requests")
+    .option("--no-pin-cpu", "with --threads 1, do not pin the process to one CPU")
     .option("--log-level <level>", "silent | error | warn | info | debug (default info)")
     .option("--body-limit <bytes>", "largest request body accepted (default 20971520)")
     .option("--store-max-age <seconds>", "delete stored responses older than this")

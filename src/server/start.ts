@@ -12,6 +12,7 @@ import { createLlamaEngine } from "../engine/llama/index.js";
 import { ModelCatalog } from "../models/catalog.js";
 import { ModelManager } from "../models/manager.js";
 import { SqliteResponseStore } from "../store/sqlite/sqlite-store.js";
+import { pinToOneCpu } from "../shared/cpu-affinity.js";
 import { createLogger, type Logger } from "../shared/logger.js";
 import { createApp } from "./app.js";
 import type { App, AppDeps } from "./deps.js";
@@ -35,13 +36,17 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     overrides: config.modelOverrides,
   });
   const threads = config.threads ?? physicalCores();
+  if (threads === 1 && config.pinCpu) {
+    const pin = pinToOneCpu();
+    logger.debug(pin.pinned ? `pinned to CPU ${pin.cpu}` : `not pinned to one CPU: ${pin.reason}`);
+  }
   const llama = await createLlamaEngine({
     threads,
     parallel: config.parallel,
     maxQueue: config.maxQueue,
     ...(config.contextLength === undefined ? {} : { contextLength: config.contextLength }),
     createModels: (loader) =>
-      new ModelManager({ source: catalog, loader, ttlSeconds: config.ttlSeconds, maxLoaded: config.maxLoaded }),
+      new ModelManager({ source: catalog, loader, ttlSeconds: config.ttlSeconds, maxLoaded: config.maxLoaded, logger }),
   });
   const deps: AppDeps = {
     engine: llama.engine,

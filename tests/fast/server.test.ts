@@ -10,6 +10,7 @@ import { ModelManager } from "../../src/models/manager.js";
 import { createApp } from "../../src/server/app.js";
 import type { AppConfig } from "../../src/server/deps.js";
 import { MemoryResponseStore } from "../../src/store/memory/memory-store.js";
+import { silentLogger } from "../../src/shared/logger.js";
 
 const entries: ModelEntry[] = [
   { id: "acme/tiny", path: "/models/acme/tiny/tiny.gguf", sizeBytes: 1000, publisher: "acme", architecture: "llama", quantization: "F32", contextLength: 2048, hasChatTemplate: false },
@@ -30,7 +31,7 @@ function build(config: Partial<AppConfig> = {}) {
     },
     ttlSeconds: 60,
     maxLoaded: 1,
-    onWarning: () => undefined,
+    logger: silentLogger,
   });
   const app = createApp({
     engine: new ScriptedEngine({ models }),
