@@ -1,0 +1,61 @@
+/**
+ * The whole app in-process on the REAL path: node-llama-cpp on ../shared/models, a SQLite file for
+ * stored responses, the model catalog and manager — wired exactly as `lmhost serve` wires them, minus
+ * the socket. The official `openai` SDK talks to it through a custom fetch routed into `app.request`.
+ */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import OpenAI from "openai";
+import { createLlamaEngine, type LlamaEngine } from "../../src/engine/llama/index.js";
+import { ModelCatalog } from "../../src/models/catalog.js";
+import { ModelManager } from "../../src/models/manager.js";
+import { createApp } from "../../src/server/app.js";
+import type { App } from "../../src/server/deps.js";
+import { silentLogger } from "../../src/shared/logger.js";
+import { SqliteResponseStore } from "../../src/store/sqlite/sqlite-store.js";
+import { storiesChatmlModel, storiesModel } from "./paths.js";
+
+export const BASE_URL = "http://lmhost.test";
+
+export interface RealApp {
+  app: App;
+  engine: LlamaEngine;
+  store: SqliteResponseStore;
+  databaseFile: string;
+  client: OpenAI;
+  post(pathName: string, body: unknown): Promise<Response>;
+  close(): Promise<void>;
+}
+
+export async function createRealApp(options: { databaseFile?: string; parallel?: number } = {}): Promise<RealApp> {
+  const databaseFile = options.databaseFile ?? path.join(mkdtempSync(path.join(tmpdir(), "lmhost-real-")), "responses.sqlite");
+  const store = SqliteResponseStore.open(databaseFile);
+  const catalog = new ModelCatalog({ files: [storiesModel, storiesChatmlModel] });
+  const { engine, models } = await createLlamaEngine({
+    threads: 1,
+    parallel: options.parallel ?? 2,
+    createModels: (loader) => new ModelManager({ source: catalog, loader, ttlSeconds: 600, maxLoaded: 2, logger: silentLogger }),
+  });
+  const app = createApp({ engine, models, store, config: { cors: false, bodyLimitBytes: 20 * 1024 * 1024 } });
+  const client = new OpenAI({
+    baseURL: `${BASE_URL}/v1`,
+    apiKey: "unused",
+    maxRetries: 0,
+    fetch: async (url, init) => app.request(String(url), init as RequestInit),
+  });
+  return {
+    app,
+    engine,
+    store,
+    databaseFile,
+    client,
+    post: async (pathName, body) =>
+      app.request(`${BASE_URL}${pathName}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
+    async close() {
+      await engine.close();
+      await models.close();
+      store.close();
+    },
+  };
+}
