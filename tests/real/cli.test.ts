@@ -71,9 +71,9 @@ describe("lmhost serve on a real model", () => {
     expect((await runCli(["ps", ...address])).stdout).toContain("no models loaded");
     const load = await runCli(["load", "stories260K", ...address]);
     expect(load.stderr).toBe("");
-    expect(load.stdout).toMatch(/loaded local\/stories260K \(context \d+\)/);
+    expect(load.stdout).toMatch(/loaded stories260K \(context \d+\)/);
     const ps = await runCli(["ps", ...address]);
-    expect(ps.stdout).toMatch(/local\/stories260K\s+loaded/);
+    expect(ps.stdout).toMatch(/stories260K\s+loaded/);
     expect((await runCli(["unload", "stories260K", ...address])).stdout).toContain("unloaded stories260K");
     expect((await runCli(["ps", ...address])).stdout).toContain("no models loaded");
     const missing = await runCli(["load", "nobody/nothing", ...address]);
@@ -95,6 +95,43 @@ describe("lmhost serve on a real model", () => {
     const message = body.output.find((item) => item.type === "message");
     expect(message?.content[0]?.text.length).toBeGreaterThan(0);
     expect(body.usage.output_tokens).toBeGreaterThan(0);
+  });
+  it("stops generating when a streaming client disconnects, and keeps serving", async () => {
+    const controller = new AbortController();
+    const response = await fetch(`${server.url}/v1/responses`, {
+      method: "POST",
+      headers: authorized,
+      body: JSON.stringify({ model: "stories260K", input: "Once upon a time", stream: true, max_output_tokens: 100000, temperature: 0 }),
+      signal: controller.signal,
+    });
+    const reader = response.body!.getReader();
+    let text = "";
+    while (!text.includes("response.output_text.delta")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    const id = /"id":"(resp_[0-9a-f]+)"/.exec(text)?.[1];
+    expect(id).toBeDefined();
+    controller.abort();
+    // The server notices the closed socket, stops at the next token and stores the response as cancelled.
+    let stored: { status: string; usage: { output_tokens: number } | null } | undefined;
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const retrieved = await fetch(`${server.url}/v1/responses/${id}`, { headers: authorized });
+      if (retrieved.status === 200) {
+        stored = (await retrieved.json()) as typeof stored;
+        if (stored?.status !== "in_progress") break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(stored?.status).toBe("cancelled");
+    expect(stored?.usage?.output_tokens ?? 0).toBeLessThan(2000);
+    const next = await fetch(`${server.url}/v1/responses`, {
+      method: "POST",
+      headers: authorized,
+      body: JSON.stringify({ model: "stories260K", input: "Once", max_output_tokens: 8 }),
+    });
+    expect(next.status).toBe(200);
   });
 });
 
