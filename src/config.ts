@@ -36,7 +36,11 @@ export const configSchema = z.object({
   apiKey: z.string().optional(),
   cors: z.boolean().default(false),
   logLevel: z.enum(["silent", "error", "warn", "info", "debug"]).default("info"),
-  bodyLimitBytes: z.number().int().positive().default(20 * 1024 * 1024),
+  bodyLimitBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(20 * 1024 * 1024),
   storeMaxAgeSeconds: z.number().positive().optional(),
   storeMaxCount: z.number().int().positive().optional(),
 });
@@ -80,7 +84,7 @@ function fromFile(dataDir: string): ConfigInput {
   try {
     return JSON.parse(readFileSync(file, "utf8")) as ConfigInput;
   } catch (error) {
-    throw new Error(`Cannot read ${file}: ${(error as Error).message}`);
+    throw new Error(`Cannot read ${file}: ${(error as Error).message}`, { cause: error });
   }
 }
 

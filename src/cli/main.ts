@@ -16,7 +16,9 @@ function packageVersion(): string {
 export function buildProgram(): Command {
   const program = new Command()
     .name("lmhost")
-    .description("A local LLM server with a drop-in OpenAI Responses API, running GGUF models with llama.cpp.")
+    .description(
+      "A local LLM server with a drop-in OpenAI Responses API, running GGUF models with llama.cpp.",
+    )
     .version(packageVersion(), "-v, --version")
     .showHelpAfterError();
   registerServeCommand(program);

@@ -25,7 +25,8 @@ interface ServeFlags {
   storeMaxCount?: string;
 }
 
-const number = (value: string | undefined): number | undefined => (value === undefined ? undefined : Number(value));
+const number = (value: string | undefined): number | undefined =>
+  value === undefined ? undefined : Number(value);
 
 /** Only the flags the user gave, so environment and config-file values are not overridden by defaults. */
 export function flagsToConfig(flags: ServeFlags): ConfigInput {
@@ -59,10 +60,19 @@ export function registerServeCommand(program: Command): void {
     .description("start the server (OpenAI-compatible /v1 API and the native /api/v0 API)")
     .option("--host <host>", "address to bind (default 127.0.0.1; env LMHOST_HOST)")
     .option("--port <port>", "port (default 1234; env LMHOST_PORT)")
-    .option("--models-dir <dir>", "models folder in LM Studio layout (default ~/.lmhost/models; env LMHOST_MODELS_DIR)")
+    .option(
+      "--models-dir <dir>",
+      "models folder in LM Studio layout (default ~/.lmhost/models; env LMHOST_MODELS_DIR)",
+    )
     .option("--model <file...>", "a .gguf file to serve (repeatable)")
-    .option("--chat-template <template>", "chat template for the --model files: a wrapper name (chatml, llama2Chat, general, ...) or a Jinja template")
-    .option("--data-dir <dir>", "where stored responses and config.json live (default ~/.lmhost; env LMHOST_DATA_DIR)")
+    .option(
+      "--chat-template <template>",
+      "chat template for the --model files: a wrapper name (chatml, llama2Chat, general, ...) or a Jinja template",
+    )
+    .option(
+      "--data-dir <dir>",
+      "where stored responses and config.json live (default ~/.lmhost; env LMHOST_DATA_DIR)",
+    )
     .option("--threads <n>", "CPU threads per model (default: physical cores)")
     .option("--parallel <n>", "parallel sequences per loaded model (default 4)")
     .option("--max-queue <n>", "requests that may wait for a sequence before 429 (default 64)")

@@ -26,17 +26,25 @@ export function createApp(deps: AppDeps): App {
     const started = Date.now();
     await next();
     context.header("x-request-id", requestId);
-    logger.debug(`${context.req.method} ${context.req.path} ${context.res.status} ${Date.now() - started}ms ${requestId}`);
+    logger.debug(
+      `${context.req.method} ${context.req.path} ${context.res.status} ${Date.now() - started}ms ${requestId}`,
+    );
   });
 
   if (deps.config.cors) {
-    app.use("*", cors({ origin: "*", allowHeaders: ["Authorization", "Content-Type", "OpenAI-Beta", "x-request-id"] }));
+    app.use(
+      "*",
+      cors({ origin: "*", allowHeaders: ["Authorization", "Content-Type", "OpenAI-Beta", "x-request-id"] }),
+    );
   }
 
   const apiKey = deps.config.apiKey;
   if (apiKey !== undefined && apiKey !== "") {
     const expected = Buffer.from(apiKey);
-    const requireKey = async (context: Parameters<Parameters<typeof app.use>[1]>[0], next: () => Promise<void>) => {
+    const requireKey = async (
+      context: Parameters<Parameters<typeof app.use>[1]>[0],
+      next: () => Promise<void>,
+    ) => {
       if (context.req.method === "OPTIONS") return next();
       const header = context.req.header("authorization") ?? "";
       const match = /^Bearer\s+(.+)$/i.exec(header);
@@ -44,7 +52,9 @@ export function createApp(deps: AppDeps): App {
       if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
         throw new ApiError({
           status: 401,
-          message: match ? "Incorrect API key provided." : "Missing API key: send `Authorization: Bearer <key>`.",
+          message: match
+            ? "Incorrect API key provided."
+            : "Missing API key: send `Authorization: Bearer <key>`.",
           code: "invalid_api_key",
         });
       }
@@ -74,7 +84,11 @@ export function createApp(deps: AppDeps): App {
   registerResponsesRoutes(app, deps);
 
   app.notFound((context) => {
-    const error = ApiError.notFound(`Unknown route: ${context.req.method} ${context.req.path}`, null, "unknown_route");
+    const error = ApiError.notFound(
+      `Unknown route: ${context.req.method} ${context.req.path}`,
+      null,
+      "unknown_route",
+    );
     return context.json(error.toJSON(), 404);
   });
 
@@ -83,7 +97,8 @@ export function createApp(deps: AppDeps): App {
       thrown instanceof HTTPException && !(thrown instanceof ApiError)
         ? new ApiError({ status: thrown.status, message: thrown.message })
         : toApiError(thrown);
-    if (error.status >= 500) logger.error(`${context.req.method} ${context.req.path}: ${thrown.stack ?? thrown.message}`);
+    if (error.status >= 500)
+      logger.error(`${context.req.method} ${context.req.path}: ${thrown.stack ?? thrown.message}`);
     if (error.retryAfter !== undefined) context.header("Retry-After", String(error.retryAfter));
     context.header("x-request-id", context.get("requestId"));
     return context.json(error.toJSON(), error.status as 400);

@@ -10,6 +10,10 @@ export async function readJsonBody(context: Context): Promise<unknown> {
   try {
     return JSON.parse(text) as unknown;
   } catch (error) {
-    throw ApiError.invalid(`The request body is not valid JSON: ${(error as Error).message}`, null, "invalid_json");
+    throw ApiError.invalid(
+      `The request body is not valid JSON: ${(error as Error).message}`,
+      null,
+      "invalid_json",
+    );
   }
 }

@@ -26,7 +26,11 @@ export interface SseOptions {
 }
 
 /** Streams `events` as SSE. Errors thrown by the source must be turned into events by the source itself. */
-export function streamSse(context: Context, events: AsyncIterable<SseEvent>, options: SseOptions = {}): Response {
+export function streamSse(
+  context: Context,
+  events: AsyncIterable<SseEvent>,
+  options: SseOptions = {},
+): Response {
   context.header("Content-Type", "text/event-stream; charset=utf-8");
   context.header("Cache-Control", "no-cache");
   context.header("Connection", "keep-alive");
@@ -35,12 +39,15 @@ export function streamSse(context: Context, events: AsyncIterable<SseEvent>, opt
     output.onAbort(() => options.onAbort?.());
     let lastWrite = Date.now();
     const intervalMs = (options.keepAliveSeconds ?? 10) * 1000;
-    const keepAlive = setInterval(() => {
-      if (Date.now() - lastWrite >= intervalMs && !output.aborted) {
-        lastWrite = Date.now();
-        output.write(": keep-alive\n\n").catch(() => undefined);
-      }
-    }, Math.min(intervalMs, 1000));
+    const keepAlive = setInterval(
+      () => {
+        if (Date.now() - lastWrite >= intervalMs && !output.aborted) {
+          lastWrite = Date.now();
+          output.write(": keep-alive\n\n").catch(() => undefined);
+        }
+      },
+      Math.min(intervalMs, 1000),
+    );
     keepAlive.unref();
     try {
       for await (const event of events) {

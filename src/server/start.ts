@@ -26,7 +26,10 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  logger: Logger = createLogger(config.logLevel),
+): Promise<RunningServer> {
   const shutdown = new AbortController();
   const store = SqliteResponseStore.open(path.join(config.dataDir, "responses.sqlite"));
   const catalog = new ModelCatalog({
@@ -46,7 +49,13 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     maxQueue: config.maxQueue,
     ...(config.contextLength === undefined ? {} : { contextLength: config.contextLength }),
     createModels: (loader) =>
-      new ModelManager({ source: catalog, loader, ttlSeconds: config.ttlSeconds, maxLoaded: config.maxLoaded, logger }),
+      new ModelManager({
+        source: catalog,
+        loader,
+        ttlSeconds: config.ttlSeconds,
+        maxLoaded: config.maxLoaded,
+        logger,
+      }),
   });
   const deps: AppDeps = {
     engine: llama.engine,
@@ -59,7 +68,9 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   const app = createApp(deps);
 
   const server = await new Promise<ServerType>((resolve, reject) => {
-    const listening = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(listening));
+    const listening = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () =>
+      resolve(listening),
+    );
     listening.once("error", reject);
   });
   const port = (server.address() as AddressInfo).port;

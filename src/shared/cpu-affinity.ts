@@ -27,7 +27,8 @@ export function expandCpuList(list: string): number[] {
   for (const range of list.split(",")) {
     const [start, end] = range.split("-").map((value) => Number.parseInt(value, 10));
     if (start === undefined || Number.isNaN(start)) continue;
-    for (let cpu = start; cpu <= (end === undefined || Number.isNaN(end) ? start : end); cpu++) cpus.push(cpu);
+    for (let cpu = start; cpu <= (end === undefined || Number.isNaN(end) ? start : end); cpu++)
+      cpus.push(cpu);
   }
   return cpus;
 }

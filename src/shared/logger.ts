@@ -10,9 +10,13 @@ export interface Logger {
   debug(message: string): void;
 }
 
-export function createLogger(level: LogLevel, write: (line: string) => void = (line) => process.stderr.write(line)): Logger {
+export function createLogger(
+  level: LogLevel,
+  write: (line: string) => void = (line) => process.stderr.write(line),
+): Logger {
   const at = (messageLevel: Exclude<LogLevel, "silent">) => (message: string) => {
-    if (order[messageLevel] <= order[level]) write(`${new Date().toISOString()} ${messageLevel.padEnd(5)} ${message}\n`);
+    if (order[messageLevel] <= order[level])
+      write(`${new Date().toISOString()} ${messageLevel.padEnd(5)} ${message}\n`);
   };
   return { error: at("error"), warn: at("warn"), info: at("info"), debug: at("debug") };
 }

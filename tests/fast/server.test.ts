@@ -13,8 +13,23 @@ import { MemoryResponseStore } from "../../src/store/memory/memory-store.js";
 import { silentLogger } from "../../src/shared/logger.js";
 
 const entries: ModelEntry[] = [
-  { id: "acme/tiny", path: "/models/acme/tiny/tiny.gguf", sizeBytes: 1000, publisher: "acme", architecture: "llama", quantization: "F32", contextLength: 2048, hasChatTemplate: false },
-  { id: "local/broken", path: "/models/broken.gguf", sizeBytes: 10, publisher: "local", error: "not a GGUF file" },
+  {
+    id: "acme/tiny",
+    path: "/models/acme/tiny/tiny.gguf",
+    sizeBytes: 1000,
+    publisher: "acme",
+    architecture: "llama",
+    quantization: "F32",
+    contextLength: 2048,
+    hasChatTemplate: false,
+  },
+  {
+    id: "local/broken",
+    path: "/models/broken.gguf",
+    sizeBytes: 10,
+    publisher: "local",
+    error: "not a GGUF file",
+  },
 ];
 
 function build(config: Partial<AppConfig> = {}) {
@@ -66,7 +81,10 @@ describe("HTTP shell", () => {
 
   it("lists models in OpenAI's shape and 404s an unknown one, listing what exists", async () => {
     const { app } = build();
-    const list = (await (await app.request("/v1/models")).json()) as { object: string; data: { id: string; object: string; owned_by: string }[] };
+    const list = (await (await app.request("/v1/models")).json()) as {
+      object: string;
+      data: { id: string; object: string; owned_by: string }[];
+    };
     expect(list.object).toBe("list");
     expect(list.data.map((model) => model.id)).toEqual(["acme/tiny", "local/broken"]);
     expect(list.data[0]).toMatchObject({ object: "model", owned_by: "acme" });
@@ -75,26 +93,44 @@ describe("HTTP shell", () => {
     expect(((await one.json()) as { id: string }).id).toBe("acme/tiny");
     const missing = await app.request("/v1/models/acme/huge");
     expect(missing.status).toBe(404);
-    const error = ((await missing.json()) as { error: { code: string; param: string; message: string } }).error;
+    const error = ((await missing.json()) as { error: { code: string; param: string; message: string } })
+      .error;
     expect(error.code).toBe("model_not_found");
     expect(error.message).toContain("acme/tiny");
   });
 
   it("reports load state on /api/v0/models and loads/unloads on request", async () => {
     const { app, loads } = build();
-    const before = (await (await app.request("/api/v0/models")).json()) as { data: { id: string; state: string; arch: string | null; error: string | null }[] };
-    expect(before.data.find((model) => model.id === "acme/tiny")).toMatchObject({ state: "not-loaded", arch: "llama" });
+    const before = (await (await app.request("/api/v0/models")).json()) as {
+      data: { id: string; state: string; arch: string | null; error: string | null }[];
+    };
+    expect(before.data.find((model) => model.id === "acme/tiny")).toMatchObject({
+      state: "not-loaded",
+      arch: "llama",
+    });
     expect(before.data.find((model) => model.id === "local/broken")?.error).toBe("not a GGUF file");
-    const loaded = await app.request("/api/v0/load", { method: "POST", body: JSON.stringify({ model: "acme/tiny", ttl: 5 }) });
+    const loaded = await app.request("/api/v0/load", {
+      method: "POST",
+      body: JSON.stringify({ model: "acme/tiny", ttl: 5 }),
+    });
     expect(loaded.status).toBe(200);
     expect(((await loaded.json()) as { state: string }).state).toBe("loaded");
     expect(loads).toEqual(["acme/tiny"]);
-    const after = (await (await app.request("/api/v0/models/acme/tiny")).json()) as { state: string; ttl_expires_at: number };
+    const after = (await (await app.request("/api/v0/models/acme/tiny")).json()) as {
+      state: string;
+      ttl_expires_at: number;
+    };
     expect(after.state).toBe("loaded");
     expect(after.ttl_expires_at).toBeGreaterThan(Date.now() / 1000);
-    const unloaded = await app.request("/api/v0/unload", { method: "POST", body: JSON.stringify({ model: "acme/tiny" }) });
+    const unloaded = await app.request("/api/v0/unload", {
+      method: "POST",
+      body: JSON.stringify({ model: "acme/tiny" }),
+    });
     expect(await unloaded.json()).toEqual({ id: "acme/tiny", unloaded: true });
-    const badLoad = await app.request("/api/v0/load", { method: "POST", body: JSON.stringify({ model: "local/broken" }) });
+    const badLoad = await app.request("/api/v0/load", {
+      method: "POST",
+      body: JSON.stringify({ model: "local/broken" }),
+    });
     expect(badLoad.status).toBe(400);
     expect(((await badLoad.json()) as { error: { param: string } }).error.param).toBe("model");
   });
@@ -109,7 +145,11 @@ describe("HTTP shell", () => {
 
   it("rejects a body over the limit with 413", async () => {
     const { app } = build({ bodyLimitBytes: 1000 });
-    const response = await app.request("/api/v0/load", { method: "POST", body: JSON.stringify({ model: "x".repeat(5000) }), headers: { "content-type": "application/json" } });
+    const response = await app.request("/api/v0/load", {
+      method: "POST",
+      body: JSON.stringify({ model: "x".repeat(5000) }),
+      headers: { "content-type": "application/json" },
+    });
     expect(response.status).toBe(413);
     const body = (await response.json()) as { error: { code: string; type: string } };
     expect(body.error.code).toBe("request_too_large");
@@ -119,9 +159,16 @@ describe("HTTP shell", () => {
     const { app } = build({ apiKey: "sekret" });
     const missing = await app.request("/v1/models");
     expect(missing.status).toBe(401);
-    expect(((await missing.json()) as { error: { type: string; code: string } }).error).toMatchObject({ type: "authentication_error", code: "invalid_api_key" });
-    expect((await app.request("/api/v0/models", { headers: { authorization: "Bearer wrong!" } })).status).toBe(401);
-    expect((await app.request("/v1/models", { headers: { authorization: "Bearer sekret" } })).status).toBe(200);
+    expect(((await missing.json()) as { error: { type: string; code: string } }).error).toMatchObject({
+      type: "authentication_error",
+      code: "invalid_api_key",
+    });
+    expect(
+      (await app.request("/api/v0/models", { headers: { authorization: "Bearer wrong!" } })).status,
+    ).toBe(401);
+    expect((await app.request("/v1/models", { headers: { authorization: "Bearer sekret" } })).status).toBe(
+      200,
+    );
     expect((await app.request("/health")).status).toBe(200);
   });
 

@@ -21,9 +21,13 @@ export default function setup(): void {
   const built = path.join(repositoryRoot, "dist/cli/main.js");
   const stale = !existsSync(built) || newestMtime(path.join(repositoryRoot, "src")) > statSync(built).mtimeMs;
   if (stale) {
-    execFileSync(process.execPath, [path.join(repositoryRoot, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.build.json"], {
-      cwd: repositoryRoot,
-      stdio: "inherit",
-    });
+    execFileSync(
+      process.execPath,
+      [path.join(repositoryRoot, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.build.json"],
+      {
+        cwd: repositoryRoot,
+        stdio: "inherit",
+      },
+    );
   }
 }

@@ -28,14 +28,18 @@ export interface RealApp {
   close(): Promise<void>;
 }
 
-export async function createRealApp(options: { databaseFile?: string; parallel?: number } = {}): Promise<RealApp> {
-  const databaseFile = options.databaseFile ?? path.join(mkdtempSync(path.join(tmpdir(), "lmhost-real-")), "responses.sqlite");
+export async function createRealApp(
+  options: { databaseFile?: string; parallel?: number } = {},
+): Promise<RealApp> {
+  const databaseFile =
+    options.databaseFile ?? path.join(mkdtempSync(path.join(tmpdir(), "lmhost-real-")), "responses.sqlite");
   const store = SqliteResponseStore.open(databaseFile);
   const catalog = new ModelCatalog({ files: [storiesModel, storiesChatmlModel] });
   const { engine, models } = await createLlamaEngine({
     threads: 1,
     parallel: options.parallel ?? 2,
-    createModels: (loader) => new ModelManager({ source: catalog, loader, ttlSeconds: 600, maxLoaded: 2, logger: silentLogger }),
+    createModels: (loader) =>
+      new ModelManager({ source: catalog, loader, ttlSeconds: 600, maxLoaded: 2, logger: silentLogger }),
   });
   const app = createApp({ engine, models, store, config: { cors: false, bodyLimitBytes: 20 * 1024 * 1024 } });
   const client = new OpenAI({
@@ -51,7 +55,11 @@ export async function createRealApp(options: { databaseFile?: string; parallel?:
     databaseFile,
     client,
     post: async (pathName, body) =>
-      app.request(`${BASE_URL}${pathName}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
+      app.request(`${BASE_URL}${pathName}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      }),
     async close() {
       await engine.close();
       await models.close();

@@ -17,11 +17,26 @@ export interface SpawnedServer {
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; milliseconds: number }>;
 }
 
-export async function spawnServer(args: string[], options: { dataDir?: string; env?: NodeJS.ProcessEnv } = {}): Promise<SpawnedServer> {
+export async function spawnServer(
+  args: string[],
+  options: { dataDir?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<SpawnedServer> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), "lmhost-data-"));
   const child = spawn(
     process.execPath,
-    [lmhostBin, "serve", "--port", "0", "--data-dir", dataDir, "--threads", "1", "--log-level", "info", ...args],
+    [
+      lmhostBin,
+      "serve",
+      "--port",
+      "0",
+      "--data-dir",
+      dataDir,
+      "--threads",
+      "1",
+      "--log-level",
+      "info",
+      ...args,
+    ],
     { env: { ...process.env, ...options.env }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let output = "";
@@ -60,9 +75,15 @@ export async function spawnServer(args: string[], options: { dataDir?: string; e
 }
 
 /** Runs `lmhost <args>` to completion. */
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [lmhostBin, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [lmhostBin, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));

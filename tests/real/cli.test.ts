@@ -25,14 +25,32 @@ describe("lmhost CLI", () => {
     expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
     const help = await runCli(["serve", "--help"]);
     expect(help.code).toBe(0);
-    for (const flag of ["--models-dir", "--model", "--threads", "--parallel", "--context-length", "--ttl", "--max-loaded", "--api-key", "--cors"]) {
+    for (const flag of [
+      "--models-dir",
+      "--model",
+      "--threads",
+      "--parallel",
+      "--context-length",
+      "--ttl",
+      "--max-loaded",
+      "--api-key",
+      "--cors",
+    ]) {
       expect(help.stdout).toContain(flag);
     }
   });
 
   it("lists the models on disk with their metadata, and a broken file with its error", async () => {
     const folder = modelsFolder();
-    const result = await runCli(["ls", "--models-dir", folder, "--model", storiesModel, "--data-dir", mkdtempSync(path.join(tmpdir(), "lmhost-ls-"))]);
+    const result = await runCli([
+      "ls",
+      "--models-dir",
+      folder,
+      "--model",
+      storiesModel,
+      "--data-dir",
+      mkdtempSync(path.join(tmpdir(), "lmhost-ls-")),
+    ]);
     expect(result.code).toBe(0);
     const lines = result.stdout.trim().split("\n");
     expect(lines[0]).toMatch(/^ID\s+SIZE\s+ARCH\s+QUANT\s+CONTEXT/);
@@ -91,7 +109,10 @@ describe("lmhost serve on a real model", () => {
       body: JSON.stringify({ model: "stories260K", input: "Once upon a time", max_output_tokens: 20 }),
     });
     expect(response.status).toBe(200);
-    const body = (await response.json()) as { output: { type: string; content: { text: string }[] }[]; usage: { output_tokens: number } };
+    const body = (await response.json()) as {
+      output: { type: string; content: { text: string }[] }[];
+      usage: { output_tokens: number };
+    };
     const message = body.output.find((item) => item.type === "message");
     expect(message?.content[0]?.text.length).toBeGreaterThan(0);
     expect(body.usage.output_tokens).toBeGreaterThan(0);
@@ -101,7 +122,13 @@ describe("lmhost serve on a real model", () => {
     const response = await fetch(`${server.url}/v1/responses`, {
       method: "POST",
       headers: authorized,
-      body: JSON.stringify({ model: "stories260K", input: "Once upon a time", stream: true, max_output_tokens: 100000, temperature: 0 }),
+      body: JSON.stringify({
+        model: "stories260K",
+        input: "Once upon a time",
+        stream: true,
+        max_output_tokens: 100000,
+        temperature: 0,
+      }),
       signal: controller.signal,
     });
     const reader = response.body!.getReader();
@@ -141,7 +168,13 @@ describe("graceful shutdown", () => {
     const response = await fetch(`${server.url}/v1/responses`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: "stories260K", input: "Once upon a time", stream: true, max_output_tokens: 100000, temperature: 0 }),
+      body: JSON.stringify({
+        model: "stories260K",
+        input: "Once upon a time",
+        stream: true,
+        max_output_tokens: 100000,
+        temperature: 0,
+      }),
     });
     expect(response.status).toBe(200);
     const reader = response.body!.getReader();

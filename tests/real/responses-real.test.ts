@@ -27,7 +27,12 @@ describe("Responses API on a real model", () => {
   it("returns generated text from both models, in a spec-valid response", async () => {
     const spec = loadSpecValidator();
     for (const model of [PLAIN, CHATML]) {
-      const response = await real.client.responses.create({ model, input: "Once upon a time", max_output_tokens: 24, temperature: 0 });
+      const response = await real.client.responses.create({
+        model,
+        input: "Once upon a time",
+        max_output_tokens: 24,
+        temperature: 0,
+      });
       spec.assertResponse(response);
       expect(response.model).toBe(model);
       expect(["completed", "incomplete"]).toContain(response.status);
@@ -39,7 +44,11 @@ describe("Responses API on a real model", () => {
 
   it("streams deltas that concatenate to the final text (SDK accumulator)", async () => {
     const spec = loadSpecValidator();
-    const stream = real.client.responses.stream({ model: CHATML, input: "Tell me a story about a cat.", max_output_tokens: 40 });
+    const stream = real.client.responses.stream({
+      model: CHATML,
+      input: "Tell me a story about a cat.",
+      max_output_tokens: 40,
+    });
     let deltas = "";
     let sequence = 0;
     for await (const event of stream) {
@@ -79,34 +88,74 @@ describe("Responses API on a real model", () => {
   });
 
   it("ends with status incomplete when max_output_tokens is reached", async () => {
-    const response = await real.client.responses.create({ model: PLAIN, input: "Once upon a time", max_output_tokens: 5, temperature: 0 });
+    const response = await real.client.responses.create({
+      model: PLAIN,
+      input: "Once upon a time",
+      max_output_tokens: 5,
+      temperature: 0,
+    });
     expect(response.status).toBe("incomplete");
     expect(response.incomplete_details).toEqual({ reason: "max_output_tokens" });
     expect(response.usage?.output_tokens).toBe(5);
   });
 
   it("chains 3 turns through previous_response_id, carrying earlier turns and reusing the KV cache", async () => {
-    const first = await real.client.responses.create({ model: CHATML, instructions: "You tell short stories.", input: "Tom had a red ball.", max_output_tokens: 12, temperature: 0 });
-    const second = await real.client.responses.create({ model: CHATML, previous_response_id: first.id, input: "Where did the ball go?", max_output_tokens: 12, temperature: 0 });
-    const third = await real.client.responses.create({ model: CHATML, previous_response_id: second.id, input: "What did Tom do then?", max_output_tokens: 12, temperature: 0 });
+    const first = await real.client.responses.create({
+      model: CHATML,
+      instructions: "You tell short stories.",
+      input: "Tom had a red ball.",
+      max_output_tokens: 12,
+      temperature: 0,
+    });
+    const second = await real.client.responses.create({
+      model: CHATML,
+      previous_response_id: first.id,
+      input: "Where did the ball go?",
+      max_output_tokens: 12,
+      temperature: 0,
+    });
+    const third = await real.client.responses.create({
+      model: CHATML,
+      previous_response_id: second.id,
+      input: "What did Tom do then?",
+      max_output_tokens: 12,
+      temperature: 0,
+    });
     expect(third.previous_response_id).toBe(second.id);
     // The follow-ups evaluated only their new tokens: the chain's prefix was already in the KV cache.
     expect(second.usage?.input_tokens_details.cached_tokens).toBeGreaterThan(0);
     expect(third.usage?.input_tokens_details.cached_tokens).toBeGreaterThan(0);
-    expect(third.usage!.input_tokens - third.usage!.input_tokens_details.cached_tokens).toBeLessThan(third.usage!.input_tokens / 2);
+    expect(third.usage!.input_tokens - third.usage!.input_tokens_details.cached_tokens).toBeLessThan(
+      third.usage!.input_tokens / 2,
+    );
 
     // The prompt a 4th turn would get holds every earlier input and output, in order, and no instructions
     // (they are not inherited through previous_response_id).
     const history = real.store.chain(third.id);
     expect(history?.map((record) => record.id)).toEqual([first.id, second.id, third.id]);
-    const body = createResponseSchema.parse({ model: CHATML, previous_response_id: third.id, input: "And then?" });
+    const body = createResponseSchema.parse({
+      model: CHATML,
+      previous_response_id: third.id,
+      input: "And then?",
+    });
     const { engineRequest } = buildEngineRequest(real.store, toResponseRequest(body));
     const prompt = await real.engine.renderPrompt(engineRequest);
-    const order = ["Tom had a red ball.", first.output_text, "Where did the ball go?", second.output_text, "What did Tom do then?", third.output_text, "And then?"];
+    const order = [
+      "Tom had a red ball.",
+      first.output_text,
+      "Where did the ball go?",
+      second.output_text,
+      "What did Tom do then?",
+      third.output_text,
+      "And then?",
+    ];
     let cursor = 0;
     for (const piece of order) {
       const at = prompt.indexOf(piece.trim(), cursor);
-      expect(at, `prompt should contain ${JSON.stringify(piece)} after position ${cursor}:\n${prompt}`).toBeGreaterThanOrEqual(0);
+      expect(
+        at,
+        `prompt should contain ${JSON.stringify(piece)} after position ${cursor}:\n${prompt}`,
+      ).toBeGreaterThanOrEqual(0);
       cursor = at + piece.trim().length;
     }
     expect(prompt).not.toContain("You tell short stories.");
@@ -114,9 +163,15 @@ describe("Responses API on a real model", () => {
   });
 
   it("answers 404 for an unknown previous_response_id and keeps serving", async () => {
-    const response = await real.post("/v1/responses", { model: CHATML, input: "hi", previous_response_id: "resp_nope" });
+    const response = await real.post("/v1/responses", {
+      model: CHATML,
+      input: "hi",
+      previous_response_id: "resp_nope",
+    });
     expect(response.status).toBe(404);
-    expect(((await response.json()) as { error: { code: string } }).error.code).toBe("previous_response_not_found");
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe(
+      "previous_response_not_found",
+    );
     const ok = await real.client.responses.create({ model: CHATML, input: "hi", max_output_tokens: 4 });
     expect(ok.output_text.length).toBeGreaterThan(0);
   });
@@ -125,7 +180,12 @@ describe("Responses API on a real model", () => {
 describe("stored state across a restart", () => {
   it("retrieves and chains from a response stored before the restart", async () => {
     const before = await createRealApp();
-    const first = await before.client.responses.create({ model: CHATML, input: "Lily found a shell.", max_output_tokens: 10, temperature: 0 });
+    const first = await before.client.responses.create({
+      model: CHATML,
+      input: "Lily found a shell.",
+      max_output_tokens: 10,
+      temperature: 0,
+    });
     const databaseFile = before.databaseFile;
     await before.close();
 
@@ -135,11 +195,19 @@ describe("stored state across a restart", () => {
       expect(retrieved).toEqual(JSON.parse(JSON.stringify(first)));
       const items = await after.client.responses.inputItems.list(first.id);
       expect(items.data).toHaveLength(1);
-      const followUp = await after.client.responses.create({ model: CHATML, previous_response_id: first.id, input: "What did she do?", max_output_tokens: 10 });
+      const followUp = await after.client.responses.create({
+        model: CHATML,
+        previous_response_id: first.id,
+        input: "What did she do?",
+        max_output_tokens: 10,
+      });
       expect(followUp.status).toMatch(/completed|incomplete/);
       expect(followUp.previous_response_id).toBe(first.id);
       // The first turn is in the follow-up's prompt: more input tokens than the new message alone.
-      const alone = await after.client.responses.inputTokens.count({ model: CHATML, input: "What did she do?" });
+      const alone = await after.client.responses.inputTokens.count({
+        model: CHATML,
+        input: "What did she do?",
+      });
       expect(followUp.usage!.input_tokens).toBeGreaterThan(alone.input_tokens + 5);
     } finally {
       await after.close();

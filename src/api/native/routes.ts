@@ -48,7 +48,10 @@ export function registerNativeRoutes(app: App, deps: AppDeps): void {
   // POST /api/v0/load {"model": "...", "ttl": seconds} and POST /api/v0/unload {"model": "..."}
   app.post("/api/v0/load", async (context) => {
     const body = await readJsonBody(context);
-    const parsed = z.object({ model: z.string().min(1) }).passthrough().safeParse(body);
+    const parsed = z
+      .object({ model: z.string().min(1) })
+      .passthrough()
+      .safeParse(body);
     if (!parsed.success) throw ApiError.invalid("`model` is required.", "model");
     const options = loadBodySchema.safeParse({ ttl: (body as { ttl?: unknown }).ttl });
     if (!options.success) throw ApiError.invalid("`ttl` must be a positive number of seconds.", "ttl");
@@ -61,7 +64,10 @@ export function registerNativeRoutes(app: App, deps: AppDeps): void {
 
   app.post("/api/v0/unload", async (context) => {
     const body = await readJsonBody(context);
-    const parsed = z.object({ model: z.string().min(1) }).passthrough().safeParse(body);
+    const parsed = z
+      .object({ model: z.string().min(1) })
+      .passthrough()
+      .safeParse(body);
     if (!parsed.success) throw ApiError.invalid("`model` is required.", "model");
     await deps.models.get(parsed.data.model);
     const unloaded = await deps.models.unload(parsed.data.model);

@@ -46,7 +46,9 @@ export function renderScriptedPrompt(items: ConversationItem[]): string {
 const words = (text: string): string[] => text.split(/\s+/).filter((word) => word !== "");
 
 function defaultReply(request: EngineRequest): ScriptedTurn {
-  const lastUser = [...request.items].reverse().find((item) => item.type === "message" && item.role === "user");
+  const lastUser = [...request.items]
+    .reverse()
+    .find((item) => item.type === "message" && item.role === "user");
   const said = lastUser?.type === "message" ? lastUser.text : "";
   if (request.responseFormat?.type === "json_schema" || request.responseFormat?.type === "json_object") {
     return { text: JSON.stringify({ said }) };
@@ -75,7 +77,11 @@ export class ScriptedEngine implements Engine {
     if (this.closed) throw new ApiError({ status: 503, message: "The server is shutting down." });
     const entry = await this.options.models.get(request.model);
     if (entry.error !== undefined) {
-      throw ApiError.invalid(`Model '${entry.id}' cannot be loaded: ${entry.error}`, "model", "model_load_failed");
+      throw ApiError.invalid(
+        `Model '${entry.id}' cannot be loaded: ${entry.error}`,
+        "model",
+        "model_load_failed",
+      );
     }
     const items = [...request.items];
     let promptTokens = words(renderScriptedPrompt(items));
@@ -95,7 +101,12 @@ export class ScriptedEngine implements Engine {
     }
     const previous = this.lastPrompt.get(request.model) ?? [];
     let cached = 0;
-    while (cached < previous.length && cached < promptTokens.length && previous[cached] === promptTokens[cached]) cached++;
+    while (
+      cached < previous.length &&
+      cached < promptTokens.length &&
+      previous[cached] === promptTokens[cached]
+    )
+      cached++;
 
     const turn = (this.options.respond ?? defaultReply)(request);
     const parts: EnginePart[] = [];
@@ -124,7 +135,12 @@ export class ScriptedEngine implements Engine {
       for (const call of turn.toolCalls) {
         parts.push({ type: "tool-call-start", callId: call.callId, name: call.name });
         parts.push({ type: "tool-call-delta", callId: call.callId, argumentsDelta: call.arguments });
-        parts.push({ type: "tool-call-end", callId: call.callId, name: call.name, arguments: call.arguments });
+        parts.push({
+          type: "tool-call-end",
+          callId: call.callId,
+          name: call.name,
+          arguments: call.arguments,
+        });
       }
       reason = "tool-calls";
     }
@@ -158,7 +174,11 @@ export class ScriptedEngine implements Engine {
     outputTokens: number,
     reasoningTokens: number,
   ): EnginePart {
-    return { type: "finish", reason, usage: { inputTokens, cachedInputTokens, outputTokens, reasoningTokens } };
+    return {
+      type: "finish",
+      reason,
+      usage: { inputTokens, cachedInputTokens, outputTokens, reasoningTokens },
+    };
   }
 
   async close(): Promise<void> {
