@@ -1,0 +1,205 @@
+/**
+ * Chat wrapper (chat template) selection for a loaded model:
+ *
+ * - the model's own template, resolved by node-llama-cpp (`resolveChatWrapper`);
+ * - an override from the model entry: a wrapper type name (`chatml`, `llama2Chat`, `general`, `qwen`, ...;
+ *   case-insensitive, with a few aliases) or, when it contains `{%` / `{{`, a Jinja template;
+ * - per-request variants for reasoning effort (Qwen thinking on/off, Harmony's `Reasoning:` line);
+ * - a wrapper that forces a function call (`tool_choice: "required"` or a named function): it ends the
+ *   prompt with the wrapper's call prefix and starts LlamaChat in function-calling mode, so the function
+ *   name and the arguments are constrained by grammar.
+ */
+import {
+  ChatWrapper,
+  HarmonyChatWrapper,
+  JinjaTemplateChatWrapper,
+  LlamaText,
+  QwenChatWrapper,
+  resolveChatWrapper,
+  specializedChatWrapperTypeNames,
+  type ChatHistoryItem,
+  type ChatModelFunctionCall,
+  type ChatModelFunctions,
+  type ChatModelResponse,
+  type ChatWrapperGenerateContextStateOptions,
+  type ChatWrapperGeneratedContextState,
+  type ChatWrapperGenerateInitialHistoryOptions,
+  type ChatWrapperSettings,
+  type LlamaModel,
+  type ResolveChatWrapperWithModelOptions,
+  type SpecializedChatWrapperTypeName,
+} from "node-llama-cpp";
+import { ApiError } from "../../shared/errors.js";
+import type { EngineRequest } from "../types.js";
+
+export type ReasoningEffort = NonNullable<EngineRequest["reasoningEffort"]>;
+
+const wrapperAliases: Record<string, SpecializedChatWrapperTypeName> = {
+  llama2: "llama2Chat",
+  alpaca: "alpacaChat",
+  falcon: "falconChat",
+  "gpt-oss": "harmony",
+  "llama3.2": "llama3.2-lightweight",
+};
+
+/** True when a chat template override is a Jinja template rather than a wrapper name. */
+export function isJinjaTemplate(chatTemplate: string): boolean {
+  return chatTemplate.includes("{%") || chatTemplate.includes("{{");
+}
+
+/** Maps a wrapper name (case-insensitive, with aliases) to node-llama-cpp's type name. */
+export function chatWrapperTypeName(name: string): SpecializedChatWrapperTypeName | undefined {
+  const normalized = name.trim().toLowerCase();
+  const alias = wrapperAliases[normalized];
+  if (alias !== undefined) return alias;
+  return specializedChatWrapperTypeNames.find((typeName) => typeName.toLowerCase() === normalized);
+}
+
+/** The wrapper a model runs with: its own template, or the entry's override. Throws ApiError 400 on a bad override. */
+export function resolveModelChatWrapper(model: LlamaModel, chatTemplate: string | undefined): ChatWrapper {
+  if (
+    chatTemplate === undefined ||
+    chatTemplate.trim() === "" ||
+    chatTemplate.trim().toLowerCase() === "auto"
+  ) {
+    return resolveChatWrapper(model, { warningLogs: false });
+  }
+  if (isJinjaTemplate(chatTemplate)) {
+    try {
+      return new JinjaTemplateChatWrapper({ template: chatTemplate, tokenizer: model.tokenizer });
+    } catch (error) {
+      throw new ApiError({
+        status: 400,
+        message: `The chat template override is not a usable Jinja template: ${error instanceof Error ? error.message : String(error)}`,
+        code: "invalid_chat_template",
+      });
+    }
+  }
+  const typeName = chatWrapperTypeName(chatTemplate);
+  if (typeName === undefined) {
+    throw new ApiError({
+      status: 400,
+      message: `Unknown chat template '${chatTemplate}'. Use a Jinja template or one of: ${specializedChatWrapperTypeNames.join(", ")}.`,
+      code: "invalid_chat_template",
+    });
+  }
+  return resolveChatWrapper(model, { type: typeName, warningLogs: false });
+}
+
+/**
+ * The wrapper variant for a reasoning effort, or undefined when the model family has no such switch (the base
+ * wrapper is then used). Qwen: "none"/"minimal" turn thinking off. Harmony (gpt-oss): low/medium/high.
+ */
+export function reasoningChatWrapper(
+  model: LlamaModel,
+  base: ChatWrapper,
+  chatTemplate: string | undefined,
+  effort: ReasoningEffort,
+): ChatWrapper | undefined {
+  let customWrapperSettings: ResolveChatWrapperWithModelOptions["customWrapperSettings"];
+  let type: SpecializedChatWrapperTypeName;
+  if (base instanceof QwenChatWrapper) {
+    if (effort !== "none" && effort !== "minimal") return undefined;
+    type = "qwen";
+    customWrapperSettings = {
+      qwen: {
+        thoughts: "discourage",
+        variation: base.variation,
+        keepOnlyLastThought: base.keepOnlyLastThought,
+      },
+    };
+  } else if (base instanceof HarmonyChatWrapper) {
+    const reasoningEffort = effort === "none" || effort === "minimal" ? "low" : effort;
+    if (reasoningEffort === base.reasoningEffort) return undefined;
+    type = "harmony";
+    customWrapperSettings = { harmony: { reasoningEffort } };
+  } else {
+    return undefined;
+  }
+  const overridden =
+    chatTemplate !== undefined && chatTemplate.trim() !== "" && chatTemplate.trim().toLowerCase() !== "auto";
+  const variant = resolveChatWrapper(model, {
+    type: overridden ? type : "auto",
+    customWrapperSettings,
+    warningLogs: false,
+  });
+  return variant.wrapperName === base.wrapperName ? variant : undefined;
+}
+
+/**
+ * Delegates everything to `base`, except that the generated prompt ends with the function-call prefix and
+ * LlamaChat starts in function-calling mode ("initially engaged" with no way to disengage): the model must
+ * call one of the functions passed to `generateResponse`.
+ */
+export class ForcedFunctionCallChatWrapper extends ChatWrapper {
+  readonly wrapperName: string;
+  override readonly settings: ChatWrapperSettings;
+
+  constructor(private readonly base: ChatWrapper) {
+    super();
+    this.wrapperName = base.wrapperName;
+    this.settings = base.settings;
+  }
+
+  override generateContextState(
+    options: ChatWrapperGenerateContextStateOptions,
+  ): ChatWrapperGeneratedContextState {
+    const state = this.base.generateContextState(options);
+    const parallelism = this.settings.functions.parallelism;
+    return {
+      contextText: LlamaText([
+        state.contextText,
+        parallelism?.call.sectionPrefix ?? "",
+        this.settings.functions.call.prefix,
+      ]),
+      stopGenerationTriggers: state.stopGenerationTriggers,
+      ignoreStartText: [],
+      functionCall: { initiallyEngaged: true, disengageInitiallyEngaged: [] },
+    };
+  }
+
+  override generateFunctionCallsAndResults(
+    functionCalls: ChatModelFunctionCall[],
+    useRawCall?: boolean,
+  ): LlamaText {
+    return this.base.generateFunctionCallsAndResults(functionCalls, useRawCall);
+  }
+
+  override generateFunctionCall(name: string, params: unknown): LlamaText {
+    return this.base.generateFunctionCall(name, params);
+  }
+
+  override generateFunctionCallResult(
+    functionName: string,
+    functionParams: unknown,
+    result: unknown,
+  ): LlamaText {
+    return this.base.generateFunctionCallResult(functionName, functionParams, result);
+  }
+
+  override generateModelResponseText(
+    modelResponse: ChatModelResponse["response"],
+    useRawValues?: boolean,
+  ): LlamaText {
+    return this.base.generateModelResponseText(modelResponse, useRawValues);
+  }
+
+  override generateAvailableFunctionsSystemText(
+    availableFunctions: ChatModelFunctions,
+    options: { documentParams?: boolean },
+  ): LlamaText {
+    return this.base.generateAvailableFunctionsSystemText(availableFunctions, options);
+  }
+
+  override addAvailableFunctionsSystemMessageToHistory(
+    history: readonly ChatHistoryItem[],
+    availableFunctions?: ChatModelFunctions,
+    options?: { documentParams?: boolean },
+  ): readonly ChatHistoryItem[] {
+    return this.base.addAvailableFunctionsSystemMessageToHistory(history, availableFunctions, options);
+  }
+
+  override generateInitialChatHistory(options?: ChatWrapperGenerateInitialHistoryOptions): ChatHistoryItem[] {
+    return this.base.generateInitialChatHistory(options);
+  }
+}

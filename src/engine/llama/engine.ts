@@ -1,0 +1,458 @@
+/**
+ * The in-process llama.cpp engine: turns an EngineRequest into node-llama-cpp calls and streams EngineParts.
+ *
+ * One generation = acquire the model lease (JIT load) → render and tokenize the prompt → acquire the free
+ * sequence with the longest cached prefix (or wait in the bounded queue) → LlamaChat.generateResponse on it,
+ * its callbacks pushing parts into an async queue → exactly one `finish`. The generation runs as a task that
+ * owns the lease and the sequence and releases both when node-llama-cpp has returned, whatever the consumer
+ * does; a consumer that stops reading aborts the task. Aborting the request's signal stops at the next token
+ * and finishes with reason "cancelled".
+ */
+import {
+  LlamaChat,
+  type LlamaChatResponse,
+  type LlamaChatResponseChunk,
+  type LlamaChatResponseFunctionCallParamsChunk,
+  type LLamaChatGenerateResponseOptions,
+  type LlamaContextSequence,
+  type LlamaGrammar,
+  type ChatModelFunctions,
+  type GbnfJsonSchema,
+  type LLamaContextualRepeatPenalty,
+} from "node-llama-cpp";
+import type { ModelAcquirer } from "../../models/types.js";
+import { ApiError, assertNever } from "../../shared/errors.js";
+import { newId } from "../../shared/ids.js";
+import type {
+  Engine,
+  EnginePart,
+  EngineRequest,
+  FinishReason,
+  ResponseFormat,
+  SamplingOptions,
+  TokenCount,
+  Usage,
+} from "../types.js";
+import { AsyncQueue } from "./async-queue.js";
+import { convertJsonSchema } from "./json-schema.js";
+import type { LlamaLoadedModel } from "./loader.js";
+import { preparePrompt, renderContextText, type PreparedPrompt } from "./prompt.js";
+import { defaultMaxQueue, type SequenceLease } from "./sequence-pool.js";
+
+export interface LlamaEngineOptions {
+  models: ModelAcquirer<LlamaLoadedModel>;
+  /** Requests that may wait for a sequence per loaded model before new ones get 429 (default 64). */
+  maxQueue?: number;
+}
+
+type StopReason = LlamaChatResponse["metadata"]["stopReason"];
+
+const maxCachedGrammars = 32;
+
+export class LlamaEngine implements Engine {
+  private readonly models: ModelAcquirer<LlamaLoadedModel>;
+  private readonly maxQueue: number;
+  private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
+  private readonly tasks = new Set<Promise<void>>();
+  private readonly closing = new AbortController();
+  private closed = false;
+
+  constructor(options: LlamaEngineOptions) {
+    this.models = options.models;
+    this.maxQueue = options.maxQueue ?? defaultMaxQueue;
+  }
+
+  generate(request: EngineRequest, signal: AbortSignal): AsyncIterable<EnginePart> {
+    return this.stream(request, signal);
+  }
+
+  async countTokens(request: EngineRequest): Promise<TokenCount> {
+    return this.withModel(request, (loaded) => ({
+      inputTokens: preparePrompt(loaded, request, { fitToContext: false }).tokens.length,
+    }));
+  }
+
+  async renderPrompt(request: EngineRequest): Promise<string> {
+    return this.withModel(request, (loaded) =>
+      renderContextText(preparePrompt(loaded, request, { fitToContext: false }).contextText, loaded.model),
+    );
+  }
+
+  async close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      this.closing.abort(closedError());
+    }
+    await Promise.allSettled([...this.tasks]);
+  }
+
+  private async withModel<Result>(
+    request: EngineRequest,
+    use: (loaded: LlamaLoadedModel) => Result,
+  ): Promise<Result> {
+    if (this.closed) throw closedError();
+    const lease = await this.models.acquire(request.model, {
+      ...(request.ttlSeconds !== undefined ? { ttlSeconds: request.ttlSeconds } : {}),
+      signal: this.closing.signal,
+    });
+    try {
+      return use(lease.loaded);
+    } finally {
+      lease.release();
+    }
+  }
+
+  private async *stream(
+    request: EngineRequest,
+    signal: AbortSignal,
+  ): AsyncGenerator<EnginePart, void, undefined> {
+    if (this.closed) throw closedError();
+    const consumerGone = new AbortController();
+    const runSignal = AbortSignal.any([signal, this.closing.signal, consumerGone.signal]);
+    const queue = new AsyncQueue<EnginePart>();
+    const task = this.run(request, runSignal, queue).then(
+      () => queue.end(),
+      (error: unknown) => queue.fail(error),
+    );
+    this.tasks.add(task);
+    void task.then(() => this.tasks.delete(task));
+    try {
+      for await (const part of queue) yield part;
+    } finally {
+      // The consumer stopped early (or the stream ended): stop generating and wait until the sequence is free.
+      consumerGone.abort();
+      await task;
+    }
+  }
+
+  /** Runs one generation into `queue`; rejects only with errors a client should see. */
+  private async run(
+    request: EngineRequest,
+    signal: AbortSignal,
+    queue: AsyncQueue<EnginePart>,
+  ): Promise<void> {
+    let inputTokens = 0;
+    try {
+      const lease = await this.models.acquire(request.model, {
+        ...(request.ttlSeconds !== undefined ? { ttlSeconds: request.ttlSeconds } : {}),
+        signal,
+      });
+      try {
+        const loaded = lease.loaded;
+        const prompt = preparePrompt(loaded, request, { fitToContext: true });
+        inputTokens = prompt.tokens.length;
+        const grammar = await this.grammarFor(loaded, request.responseFormat, prompt);
+        const sequenceLease = await loaded.pool.acquire(prompt.tokens, { signal, maxQueue: this.maxQueue });
+        try {
+          await this.generateOnSequence(loaded, request, prompt, grammar, sequenceLease, signal, queue);
+        } finally {
+          sequenceLease.release();
+        }
+      } finally {
+        lease.release();
+      }
+    } catch (error) {
+      if (!signal.aborted) throw error;
+      // Aborted while loading, queued or before the first token: still end with exactly one finish.
+      queue.push({
+        type: "finish",
+        reason: "cancelled",
+        usage: { inputTokens, cachedInputTokens: 0, outputTokens: 0, reasoningTokens: 0 },
+      });
+    }
+  }
+
+  private async generateOnSequence(
+    loaded: LlamaLoadedModel,
+    request: EngineRequest,
+    prompt: PreparedPrompt,
+    grammar: LlamaGrammar | undefined,
+    sequenceLease: SequenceLease<LlamaContextSequence>,
+    signal: AbortSignal,
+    queue: AsyncQueue<EnginePart>,
+  ): Promise<void> {
+    const sequence = sequenceLease.sequence;
+    const inputTokens = prompt.tokens.length;
+    // The last prompt token is always evaluated again to get the logits of the first output token.
+    const cachedInputTokens = Math.max(0, Math.min(sequenceLease.commonPrefixLength, inputTokens - 1));
+    queue.push({ type: "prompt-progress", evaluatedTokens: cachedInputTokens, totalTokens: inputTokens });
+
+    const parts = new PartEmitter(queue);
+    const meterBefore = sequence.tokenMeter.getState();
+    const chat = new LlamaChat({
+      contextSequence: sequence,
+      chatWrapper: prompt.chatWrapper,
+      autoDisposeSequence: false,
+    });
+    let reason: FinishReason;
+    try {
+      const options = generationOptions(
+        request.sampling ?? {},
+        loaded.contextLength - inputTokens - 1,
+        signal,
+        parts,
+      );
+      const response =
+        prompt.functions !== undefined
+          ? await chat.generateResponse(prompt.history, {
+              ...options,
+              functions: prompt.functions,
+              documentFunctionParams: true,
+              ...(prompt.maxParallelFunctionCalls !== undefined
+                ? { maxParallelFunctionCalls: prompt.maxParallelFunctionCalls }
+                : {}),
+              onFunctionCallParamsChunk: (chunk) => parts.onFunctionCallParamsChunk(chunk),
+              onFunctionCall: (call) => parts.onFunctionCall(call.functionName, call.params),
+            })
+          : await chat.generateResponse(prompt.history, {
+              ...options,
+              ...(grammar !== undefined ? { grammar } : {}),
+            });
+      parts.closeReasoning();
+      (response.functionCalls ?? []).forEach((call, index) => {
+        if (index >= parts.completedCalls) parts.onFunctionCall(call.functionName, call.params);
+      });
+      reason = signal.aborted ? "cancelled" : finishReasonFor(response.metadata.stopReason);
+    } catch (error) {
+      if (!signal.aborted) throw error;
+      parts.closeReasoning();
+      reason = "cancelled";
+    } finally {
+      chat.dispose({ disposeSequence: false });
+    }
+    const meter = sequence.tokenMeter.diff(meterBefore);
+    const usage: Usage = {
+      inputTokens,
+      cachedInputTokens,
+      outputTokens: meter.usedOutputTokens,
+      reasoningTokens: parts.reasoningTokens,
+    };
+    queue.push({ type: "finish", reason, usage });
+  }
+
+  /** The grammar for a JSON response format; tools and a JSON format cannot be combined in node-llama-cpp. */
+  private async grammarFor(
+    loaded: LlamaLoadedModel,
+    responseFormat: ResponseFormat | undefined,
+    prompt: PreparedPrompt,
+  ): Promise<LlamaGrammar | undefined> {
+    if (responseFormat === undefined) return undefined;
+    switch (responseFormat.type) {
+      case "text":
+        return undefined;
+      case "json_object":
+      case "json_schema": {
+        if (prompt.functions !== undefined) {
+          throw ApiError.invalid(
+            "A JSON response format cannot be combined with function tools on this engine; set tool_choice to 'none' or drop text.format.",
+            "text.format",
+          );
+        }
+        if (responseFormat.type === "json_object")
+          return this.cachedGrammar("json_object", () => loaded.llama.getGrammarFor("json"));
+        const { schema } = convertJsonSchema(responseFormat.schema, "text.format.schema");
+        const key = `schema:${JSON.stringify(schema)}`;
+        return this.cachedGrammar(key, async () => {
+          try {
+            return await loaded.llama.createGrammarForJsonSchema<GbnfJsonSchema>(schema);
+          } catch (error) {
+            throw new ApiError({
+              status: 400,
+              message: `The JSON schema cannot be turned into a grammar: ${error instanceof Error ? error.message : String(error)}`,
+              param: "text.format.schema",
+              code: "invalid_json_schema",
+            });
+          }
+        });
+      }
+      default:
+        return assertNever(responseFormat, "response format");
+    }
+  }
+
+  private async cachedGrammar(key: string, create: () => Promise<LlamaGrammar>): Promise<LlamaGrammar> {
+    let grammar = this.grammars.get(key);
+    if (grammar === undefined) {
+      grammar = create();
+      this.grammars.set(key, grammar);
+      if (this.grammars.size > maxCachedGrammars) {
+        const [oldest] = this.grammars.keys();
+        if (oldest !== undefined) this.grammars.delete(oldest);
+      }
+    } else {
+      // Refresh recency.
+      this.grammars.delete(key);
+      this.grammars.set(key, grammar);
+    }
+    try {
+      return await grammar;
+    } catch (error) {
+      this.grammars.delete(key);
+      throw error;
+    }
+  }
+}
+
+function closedError(): ApiError {
+  return new ApiError({
+    status: 503,
+    message: "The engine is shutting down.",
+    code: "engine_closed",
+    retryAfter: 1,
+  });
+}
+
+export function finishReasonFor(stopReason: StopReason): FinishReason {
+  switch (stopReason) {
+    case "eogToken":
+    case "stopGenerationTrigger":
+    case "customStopTrigger":
+      return "stop";
+    case "functionCalls":
+      return "tool-calls";
+    case "maxTokens":
+      return "length";
+    case "abort":
+      return "cancelled";
+    default:
+      return assertNever(stopReason, "stop reason");
+  }
+}
+
+type CommonGenerationOptions = Omit<
+  LLamaChatGenerateResponseOptions<ChatModelFunctions>,
+  | "grammar"
+  | "functions"
+  | "documentFunctionParams"
+  | "maxParallelFunctionCalls"
+  | "onFunctionCall"
+  | "onFunctionCallParamsChunk"
+>;
+
+/** Sampling → LlamaChat options. Unset values keep node-llama-cpp's defaults, except that no repeat penalty is applied unless asked for. */
+export function generationOptions(
+  sampling: SamplingOptions,
+  contextRoom: number,
+  signal: AbortSignal,
+  parts: PartEmitter,
+): CommonGenerationOptions {
+  const maxTokens = Math.max(1, Math.min(sampling.maxTokens ?? Number.POSITIVE_INFINITY, contextRoom));
+  const penaltyRequested =
+    sampling.repeatPenalty !== undefined ||
+    sampling.presencePenalty !== undefined ||
+    sampling.frequencyPenalty !== undefined;
+  const repeatPenalty: false | LLamaContextualRepeatPenalty = penaltyRequested
+    ? {
+        penalty: sampling.repeatPenalty ?? 1,
+        ...(sampling.presencePenalty !== undefined ? { presencePenalty: sampling.presencePenalty } : {}),
+        ...(sampling.frequencyPenalty !== undefined ? { frequencyPenalty: sampling.frequencyPenalty } : {}),
+      }
+    : false;
+  const stop = (sampling.stop ?? []).filter((trigger) => trigger !== "");
+  return {
+    signal,
+    stopOnAbortSignal: true,
+    maxTokens,
+    repeatPenalty,
+    onResponseChunk: (chunk) => parts.onResponseChunk(chunk),
+    ...(sampling.temperature !== undefined ? { temperature: sampling.temperature } : {}),
+    ...(sampling.topP !== undefined ? { topP: sampling.topP } : {}),
+    ...(sampling.topK !== undefined ? { topK: sampling.topK } : {}),
+    ...(sampling.minP !== undefined ? { minP: sampling.minP } : {}),
+    ...(sampling.seed !== undefined ? { seed: sampling.seed } : {}),
+    ...(stop.length > 0 ? { customStopTriggers: stop } : {}),
+  };
+}
+
+interface CallState {
+  callId: string;
+  name: string;
+  arguments: string;
+  /** Trailing whitespace not sent yet: the grammar's terminator streams newlines after the arguments. */
+  pendingWhitespace: string;
+}
+
+/** Turns node-llama-cpp's callbacks into EngineParts: text, reasoning segments and streamed function calls. */
+export class PartEmitter {
+  reasoningTokens = 0;
+  completedCalls = 0;
+  private reasoningOpen = false;
+  private readonly calls = new Map<number, CallState>();
+
+  constructor(private readonly queue: AsyncQueue<EnginePart>) {}
+
+  onResponseChunk(chunk: LlamaChatResponseChunk): void {
+    if (chunk.type === undefined) {
+      this.closeReasoning();
+      if (chunk.text !== "") this.queue.push({ type: "text-delta", text: chunk.text });
+      return;
+    }
+    switch (chunk.segmentType) {
+      case "thought":
+        if (!this.reasoningOpen) {
+          if (chunk.segmentEndTime !== undefined && chunk.text === "") return;
+          this.reasoningOpen = true;
+          this.queue.push({ type: "reasoning-start" });
+        }
+        this.reasoningTokens += chunk.tokens.length;
+        if (chunk.text !== "") this.queue.push({ type: "reasoning-delta", text: chunk.text });
+        if (chunk.segmentEndTime !== undefined) this.closeReasoning();
+        return;
+      case "comment":
+        // Harmony's commentary channel (tool-call preambles) is user-visible text.
+        this.closeReasoning();
+        if (chunk.text !== "") this.queue.push({ type: "text-delta", text: chunk.text });
+        return;
+      default:
+        assertNever(chunk, "segment chunk");
+    }
+  }
+
+  onFunctionCallParamsChunk(chunk: LlamaChatResponseFunctionCallParamsChunk): void {
+    const state = this.startCall(chunk.callIndex, chunk.functionName);
+    const text = state.pendingWhitespace + chunk.paramsChunk;
+    const trailing = /\s*$/.exec(text)?.[0] ?? "";
+    const ready = text.slice(0, text.length - trailing.length);
+    state.pendingWhitespace = trailing;
+    if (ready !== "") {
+      state.arguments += ready;
+      this.queue.push({ type: "tool-call-delta", callId: state.callId, argumentsDelta: ready });
+    }
+  }
+
+  /** A call is complete (node-llama-cpp reports calls in order). */
+  onFunctionCall(functionName: string, params: unknown): void {
+    const index = this.completedCalls;
+    this.completedCalls += 1;
+    const state = this.startCall(index, functionName);
+    if (state.arguments === "") {
+      // No parameters were streamed (a function without parameters, or a placeholder value).
+      const serialized = params === undefined || params === "" ? "{}" : JSON.stringify(params);
+      state.arguments = serialized;
+      this.queue.push({ type: "tool-call-delta", callId: state.callId, argumentsDelta: serialized });
+    }
+    this.queue.push({
+      type: "tool-call-end",
+      callId: state.callId,
+      name: state.name,
+      arguments: state.arguments,
+    });
+  }
+
+  closeReasoning(): void {
+    if (!this.reasoningOpen) return;
+    this.reasoningOpen = false;
+    this.queue.push({ type: "reasoning-end" });
+  }
+
+  private startCall(callIndex: number, functionName: string): CallState {
+    let state = this.calls.get(callIndex);
+    if (state === undefined) {
+      this.closeReasoning();
+      state = { callId: newId("call"), name: functionName, arguments: "", pendingWhitespace: "" };
+      this.calls.set(callIndex, state);
+      this.queue.push({ type: "tool-call-start", callId: state.callId, name: functionName });
+    }
+    return state;
+  }
+}

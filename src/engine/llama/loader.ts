@@ -1,0 +1,236 @@
+/**
+ * Loads a GGUF model entry into memory with node-llama-cpp and unloads it again: the model, its chat
+ * wrapper, one context with `parallel` sequences (the KV cache each request reuses), and a short warm-up
+ * generation so the first real request does not pay for V8 optimisation and page faults.
+ *
+ * Settings follow ENGINE-NOTES: `threads` is always explicit (node-llama-cpp's default is wrong on small
+ * machines), and tiny models run on one thread (their per-token compute is too small to split: on a 2-vCPU
+ * machine 2 threads measured 50–140 tok/s against ~1,300 with one); flash attention is off for tiny models,
+ * where it measured ×1.4 slower, and "auto" otherwise; the context size per sequence is the model's training
+ * context, capped by the entry's `contextLength` (a per-model override) and the loader's `contextLength`.
+ */
+import {
+  LlamaChat,
+  type ChatWrapper,
+  type Llama,
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaModel,
+  type Token,
+} from "node-llama-cpp";
+import type { ModelEntry, ModelLoader } from "../../models/types.js";
+import { ApiError } from "../../shared/errors.js";
+import { SequencePool } from "./sequence-pool.js";
+import { reasoningChatWrapper, resolveModelChatWrapper, type ReasoningEffort } from "./chat-wrapper.js";
+
+/** Models smaller than this run with flash attention off (a compute effect measured on tiny models). */
+export const tinyModelBytes = 128 * 1024 * 1024;
+
+/**
+ * Models smaller than this run on one thread: a few MB of weights take microseconds per token, less than
+ * the cost of waking a second thread (the crossover is not measured; a 310 MB model gains from 2 threads).
+ */
+export const singleThreadModelBytes = 32 * 1024 * 1024;
+
+export interface LlamaModelLoaderOptions {
+  llama: Llama;
+  /** CPU threads per context; always passed explicitly. */
+  threads: number;
+  /** Sequences per loaded model: how many requests generate at once. */
+  parallel: number;
+  /** Upper bound of the context length per sequence (the model's training context otherwise). */
+  contextLength?: number;
+  /** Overrides the per-model choice (off below `tinyModelBytes`, "auto" above). */
+  flashAttention?: "auto" | boolean;
+  /** Models smaller than this run on one thread whatever `threads` says (default `singleThreadModelBytes`; 0 disables). */
+  singleThreadBelowBytes?: number;
+  /** Warm-up generation after load; `false` skips it. Defaults to 256 tokens or 400 ms, whichever comes first. */
+  warmup?: false | { maxTokens?: number; maxMilliseconds?: number };
+}
+
+export interface LlamaLoadedModel {
+  entry: ModelEntry;
+  llama: Llama;
+  model: LlamaModel;
+  context: LlamaContext;
+  sequences: readonly LlamaContextSequence[];
+  /** Who generates on which sequence: one request per sequence, longest cached prefix first. */
+  pool: SequencePool<LlamaContextSequence, Token[]>;
+  /** The wrapper the model runs with (its own template or the entry's override). */
+  chatWrapper: ChatWrapper;
+  /** Context length per sequence. */
+  contextLength: number;
+  flashAttention: "auto" | boolean;
+  /** Threads the context runs with. */
+  threads: number;
+  /** Wall time of load(), warm-up included. */
+  loadMilliseconds: number;
+  warmupMilliseconds: number;
+  /** Reasoning-effort variants of `chatWrapper`, built on first use. */
+  readonly reasoningWrappers: Map<ReasoningEffort, ChatWrapper>;
+}
+
+export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
+  private readonly options: LlamaModelLoaderOptions;
+
+  constructor(options: LlamaModelLoaderOptions) {
+    if (!Number.isInteger(options.threads) || options.threads < 1)
+      throw new Error(`threads must be a positive integer, got ${options.threads}`);
+    if (!Number.isInteger(options.parallel) || options.parallel < 1)
+      throw new Error(`parallel must be a positive integer, got ${options.parallel}`);
+    this.options = options;
+  }
+
+  async load(entry: ModelEntry, signal?: AbortSignal): Promise<LlamaLoadedModel> {
+    if (entry.error !== undefined) {
+      throw new ApiError({
+        status: 400,
+        message: `Model '${entry.id}' cannot be loaded: ${entry.error}`,
+        param: "model",
+        code: "model_load_failed",
+      });
+    }
+    const started = performance.now();
+    const { llama, parallel } = this.options;
+    let model: LlamaModel;
+    try {
+      model = await llama.loadModel({
+        modelPath: entry.path,
+        ...(signal !== undefined ? { loadSignal: signal } : {}),
+      });
+    } catch (error) {
+      if (signal?.aborted === true) throw error;
+      throw new ApiError({
+        status: 400,
+        message: `Model '${entry.id}' failed to load: ${error instanceof Error ? error.message : String(error)}`,
+        param: "model",
+        code: "model_load_failed",
+      });
+    }
+    let context: LlamaContext | undefined;
+    try {
+      const chatWrapper = resolveModelChatWrapper(model, entry.chatTemplate);
+      // The entry's contextLength is the GGUF training context or a per-model override from config.json.
+      const contextSize = Math.max(
+        16,
+        Math.min(
+          model.trainContextSize,
+          entry.contextLength ?? Number.POSITIVE_INFINITY,
+          this.options.contextLength ?? Number.POSITIVE_INFINITY,
+        ),
+      );
+      const flashAttention = this.options.flashAttention ?? (model.size < tinyModelBytes ? false : "auto");
+      const threads =
+        model.size < (this.options.singleThreadBelowBytes ?? singleThreadModelBytes)
+          ? 1
+          : this.options.threads;
+      context = await model.createContext({
+        contextSize,
+        sequences: parallel,
+        threads,
+        flashAttention,
+        ...(signal !== undefined ? { createSignal: signal } : {}),
+      });
+      const sequences: LlamaContextSequence[] = [];
+      while (context.sequencesLeft > 0) sequences.push(context.getSequence());
+      const loaded: LlamaLoadedModel = {
+        entry,
+        llama,
+        model,
+        context,
+        sequences,
+        pool: new SequencePool<LlamaContextSequence, Token[]>({ sequences }),
+        chatWrapper,
+        contextLength: context.contextSize,
+        flashAttention,
+        threads,
+        loadMilliseconds: 0,
+        warmupMilliseconds: 0,
+        reasoningWrappers: new Map(),
+      };
+      const warmupStarted = performance.now();
+      if (this.options.warmup !== false) await warmUp(loaded, this.options.warmup ?? {}, signal);
+      loaded.warmupMilliseconds = performance.now() - warmupStarted;
+      loaded.loadMilliseconds = performance.now() - started;
+      return loaded;
+    } catch (error) {
+      await context?.dispose();
+      await model.dispose();
+      throw error;
+    }
+  }
+
+  async unload(loaded: LlamaLoadedModel): Promise<void> {
+    loaded.pool.close(
+      new ApiError({
+        status: 503,
+        message: `Model '${loaded.entry.id}' is unloading.`,
+        code: "model_unloading",
+        retryAfter: 1,
+      }),
+    );
+    try {
+      await loaded.context.dispose();
+    } finally {
+      await loaded.model.dispose();
+    }
+  }
+
+  contextLength(loaded: LlamaLoadedModel): number {
+    return loaded.contextLength;
+  }
+}
+
+/** The wrapper for a request's reasoning effort (cached per loaded model); the base wrapper when the family has no switch. */
+export function chatWrapperFor(loaded: LlamaLoadedModel, effort: ReasoningEffort | undefined): ChatWrapper {
+  if (effort === undefined) return loaded.chatWrapper;
+  const cached = loaded.reasoningWrappers.get(effort);
+  if (cached !== undefined) return cached;
+  const wrapper =
+    reasoningChatWrapper(loaded.model, loaded.chatWrapper, loaded.entry.chatTemplate, effort) ??
+    loaded.chatWrapper;
+  loaded.reasoningWrappers.set(effort, wrapper);
+  return wrapper;
+}
+
+/**
+ * Generates a few tokens on the first sequence through the same LlamaChat path requests use, then clears the
+ * sequence. Bounded by tokens and time so large models do not pay seconds for it.
+ */
+async function warmUp(
+  loaded: LlamaLoadedModel,
+  options: { maxTokens?: number; maxMilliseconds?: number },
+  signal?: AbortSignal,
+): Promise<void> {
+  const sequence = loaded.sequences[0];
+  if (sequence === undefined) return;
+  const timer = new AbortController();
+  const timeout = setTimeout(() => timer.abort(), options.maxMilliseconds ?? 400);
+  const combined = signal !== undefined ? AbortSignal.any([signal, timer.signal]) : timer.signal;
+  const chat = new LlamaChat({
+    contextSequence: sequence,
+    chatWrapper: loaded.chatWrapper,
+    autoDisposeSequence: false,
+  });
+  try {
+    await chat.generateResponse(
+      [
+        { type: "user", text: "Tell me a short story." },
+        { type: "model", response: [] },
+      ],
+      {
+        maxTokens: Math.max(1, Math.min(options.maxTokens ?? 256, loaded.contextLength - 64)),
+        signal: combined,
+        stopOnAbortSignal: true,
+        repeatPenalty: false,
+      },
+    );
+  } catch (error) {
+    if (signal?.aborted === true) throw error;
+    // A failed or interrupted warm-up only costs speed on the first request.
+  } finally {
+    clearTimeout(timeout);
+    chat.dispose({ disposeSequence: false });
+    await sequence.clearHistory();
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * Builds the exact prompt a request will evaluate on a loaded model: the chat history, the functions the
+ * model may call (and whether a call is forced), the chat wrapper, and the prompt tokens rendered the same
+ * way LlamaChat renders them. Checks that the prompt fits the context, dropping the oldest non-system turns
+ * first when `truncation` is "auto".
+ */
+import {
+  SpecialToken,
+  SpecialTokensText,
+  type ChatHistoryItem,
+  type ChatModelFunctions,
+  type ChatWrapper,
+  type GbnfJsonSchema,
+  type LlamaModel,
+  type LlamaText,
+  type Token,
+} from "node-llama-cpp";
+import type { EngineRequest, FunctionToolDefinition, ToolChoice } from "../types.js";
+import { ApiError, assertNever } from "../../shared/errors.js";
+import { ForcedFunctionCallChatWrapper } from "./chat-wrapper.js";
+import { convertConversation } from "./convert-conversation.js";
+import { anyJsonSchema, convertJsonSchema } from "./json-schema.js";
+import { chatWrapperFor, type LlamaLoadedModel } from "./loader.js";
+
+export interface PreparedPrompt {
+  chatWrapper: ChatWrapper;
+  history: ChatHistoryItem[];
+  /** Functions the model may call in this request (undefined: none). */
+  functions: ChatModelFunctions | undefined;
+  /** Set when a call is forced to a single named function. */
+  maxParallelFunctionCalls: number | undefined;
+  /** The rendered prompt and its tokens. */
+  contextText: LlamaText;
+  tokens: Token[];
+  /** History items dropped by `truncation: "auto"`. */
+  droppedItems: number;
+}
+
+export interface FunctionSelection {
+  functions: ChatModelFunctions | undefined;
+  forced: boolean;
+  maxParallelFunctionCalls: number | undefined;
+}
+
+/** Validates tools and tool choice and converts them to node-llama-cpp functions. */
+export function selectFunctions(
+  tools: readonly FunctionToolDefinition[] | undefined,
+  toolChoice: ToolChoice | undefined,
+): FunctionSelection {
+  const definitions = tools ?? [];
+  const choice = toolChoice ?? "auto";
+  const all: Record<string, { description?: string; params?: GbnfJsonSchema }> = {};
+  definitions.forEach((tool, index) => {
+    if (tool.name === "" || /\s/.test(tool.name)) {
+      throw ApiError.invalid(
+        `Invalid function name '${tool.name}': names must be non-empty and contain no whitespace.`,
+        `tools[${index}].name`,
+      );
+    }
+    if (Object.hasOwn(all, tool.name))
+      throw ApiError.invalid(`Duplicate function name '${tool.name}'.`, `tools[${index}].name`);
+    all[tool.name] = {
+      ...(tool.description !== undefined ? { description: tool.description } : {}),
+      ...functionParams(tool, index),
+    };
+  });
+  const hasTools = definitions.length > 0;
+
+  if (typeof choice === "object") {
+    const selected = all[choice.name];
+    if (selected === undefined || !Object.hasOwn(all, choice.name)) {
+      throw ApiError.invalid(
+        `tool_choice names function '${choice.name}', which is not in tools.`,
+        "tool_choice",
+      );
+    }
+    return { functions: { [choice.name]: selected }, forced: true, maxParallelFunctionCalls: 1 };
+  }
+  switch (choice) {
+    case "none":
+      return { functions: undefined, forced: false, maxParallelFunctionCalls: undefined };
+    case "auto":
+      return { functions: hasTools ? all : undefined, forced: false, maxParallelFunctionCalls: undefined };
+    case "required":
+      if (!hasTools) throw ApiError.invalid("tool_choice 'required' needs at least one tool.", "tool_choice");
+      return { functions: all, forced: true, maxParallelFunctionCalls: undefined };
+    default:
+      return assertNever(choice, "tool choice");
+  }
+}
+
+/**
+ * A tool's parameter schema for the grammar. Objects without listed properties are closed (`{}`), not open
+ * to any keys, and a tool whose parameters can only be `{}` (or are the empty schema) gets none: the model
+ * then writes no arguments and the call's arguments are "{}".
+ */
+function functionParams(tool: FunctionToolDefinition, index: number): { params?: GbnfJsonSchema } {
+  if (tool.parameters === undefined) return {};
+  const { schema } = convertJsonSchema(tool.parameters, `tools[${index}].parameters`, {
+    closedObjects: true,
+  });
+  const noArguments =
+    schema === anyJsonSchema ||
+    ("type" in schema &&
+      schema.type === "object" &&
+      !("properties" in schema) &&
+      schema.additionalProperties === false);
+  return noArguments ? {} : { params: schema };
+}
+
+export function contextLengthExceeded(contextLength: number, promptTokens: number): ApiError {
+  return new ApiError({
+    status: 400,
+    message: `This model's maximum context length is ${contextLength} tokens. However, your input resulted in ${promptTokens} tokens (with room for at least one output token). Please reduce the length of the input.`,
+    param: "input",
+    code: "context_length_exceeded",
+  });
+}
+
+/**
+ * Renders and tokenizes the request. With `fitToContext`, throws ApiError 400 `context_length_exceeded`
+ * (truncation "disabled", the default) or drops the oldest non-system history items until the prompt leaves
+ * room for min(maxTokens, a quarter of the context) output tokens (truncation "auto").
+ */
+export function preparePrompt(
+  loaded: LlamaLoadedModel,
+  request: EngineRequest,
+  options: { fitToContext: boolean },
+): PreparedPrompt {
+  const selection = selectFunctions(request.tools, request.toolChoice);
+  const baseWrapper = chatWrapperFor(loaded, request.reasoningEffort);
+  const chatWrapper = selection.forced ? new ForcedFunctionCallChatWrapper(baseWrapper) : baseWrapper;
+  const history = convertConversation(request.items, {
+    keepReasoning: chatWrapper.settings.segments?.thought !== undefined,
+  });
+
+  interface Rendered {
+    contextText: LlamaText;
+    tokens: Token[];
+  }
+  const render = (chatHistory: readonly ChatHistoryItem[]): Rendered => {
+    const { contextText } = chatWrapper.generateContextState({
+      chatHistory,
+      ...(selection.functions !== undefined
+        ? { availableFunctions: selection.functions, documentFunctionParams: true }
+        : {}),
+    });
+    return { contextText, tokens: contextText.tokenize(loaded.model.tokenizer) };
+  };
+
+  const prepared = (
+    chatHistory: ChatHistoryItem[],
+    rendered: Rendered,
+    droppedItems: number,
+  ): PreparedPrompt => ({
+    chatWrapper,
+    history: chatHistory,
+    functions: selection.functions,
+    maxParallelFunctionCalls: selection.maxParallelFunctionCalls,
+    contextText: rendered.contextText,
+    tokens: rendered.tokens,
+    droppedItems,
+  });
+
+  const full = render(history);
+  const contextLength = loaded.contextLength;
+  // LlamaChat shifts the context itself unless prompt + 1 < context size; never let it do so silently.
+  const fitsStrictly = (count: number): boolean => count + 1 < contextLength;
+  if (!options.fitToContext) return prepared(history, full, 0);
+
+  const truncation = request.truncation ?? "disabled";
+  switch (truncation) {
+    case "disabled":
+      if (!fitsStrictly(full.tokens.length)) throw contextLengthExceeded(contextLength, full.tokens.length);
+      return prepared(history, full, 0);
+    case "auto": {
+      const quarter = Math.max(1, Math.floor(contextLength / 4));
+      const reserve = Math.min(request.sampling?.maxTokens ?? quarter, quarter);
+      const fitsWithRoom = (count: number): boolean => count + reserve < contextLength;
+      if (fitsWithRoom(full.tokens.length)) return prepared(history, full, 0);
+      // Droppable: every non-system item except the last one (the model turn being generated or continued).
+      const droppable = history.flatMap((item, index) =>
+        item.type !== "system" && index < history.length - 1 ? [index] : [],
+      );
+      const withoutFirst = (count: number): ChatHistoryItem[] => {
+        const dropped = new Set(droppable.slice(0, count));
+        return history.filter((_item, index) => !dropped.has(index));
+      };
+      // Binary search for the fewest dropped items that fit (token count falls as items are dropped).
+      let low = 1;
+      let high = droppable.length;
+      let best: { history: ChatHistoryItem[]; rendered: Rendered; dropped: number } | undefined;
+      while (low <= high) {
+        const middle = Math.floor((low + high) / 2);
+        const candidate = withoutFirst(middle);
+        const rendered = render(candidate);
+        if (fitsWithRoom(rendered.tokens.length)) {
+          best = { history: candidate, rendered, dropped: middle };
+          high = middle - 1;
+        } else {
+          low = middle + 1;
+        }
+      }
+      if (best !== undefined) return prepared(best.history, best.rendered, best.dropped);
+      const minimal = withoutFirst(droppable.length);
+      const minimalRendered = render(minimal);
+      if (fitsStrictly(minimalRendered.tokens.length))
+        return prepared(minimal, minimalRendered, droppable.length);
+      throw contextLengthExceeded(contextLength, minimalRendered.tokens.length);
+    }
+    default:
+      return assertNever(truncation, "truncation");
+  }
+}
+
+/** The prompt as text, special tokens written as the model's token text (`<s>`, `<|im_start|>`, ...). */
+export function renderContextText(contextText: LlamaText, model: LlamaModel): string {
+  return contextText.values
+    .map((value) => {
+      if (typeof value === "string") return value;
+      if (value instanceof SpecialTokensText) return value.value;
+      if (value instanceof SpecialToken) return model.detokenize(value.tokenize(model.tokenizer), true);
+      return String(value);
+    })
+    .join("");
+}

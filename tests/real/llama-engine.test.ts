@@ -1,0 +1,490 @@
+/**
+ * The llama engine on real models (../shared/models), one thread: text from each chat template path,
+ * concurrency bounded by the sequence pool, queue overflow, KV prefix reuse, cancellation, max tokens,
+ * structured output, forced tool calls, determinism with a seed, context overflow and close().
+ */
+import { fileURLToPath } from "node:url";
+import { getLlama, LlamaLogLevel, type Llama } from "node-llama-cpp";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LlamaEngine } from "../../src/engine/llama/engine.js";
+import { LlamaModelLoader, type LlamaLoadedModel } from "../../src/engine/llama/loader.js";
+import type { EnginePart, EngineRequest } from "../../src/engine/types.js";
+import type { ModelAcquirer, ModelEntry } from "../../src/models/types.js";
+import { ApiError } from "../../src/shared/errors.js";
+import { randomLlamaModel, storiesChatmlModel, storiesModel } from "../helpers/paths.js";
+
+const chatmlJinja =
+  "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}" +
+  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+function entry(id: string, path: string, chatTemplate?: string): ModelEntry {
+  return {
+    id,
+    path,
+    sizeBytes: 0,
+    publisher: "test",
+    ...(chatTemplate !== undefined ? { chatTemplate } : {}),
+  };
+}
+
+/** Hands out leases on models loaded once for this file; counts open leases. */
+class TestAcquirer implements ModelAcquirer<LlamaLoadedModel> {
+  openLeases = 0;
+  constructor(private readonly loaded: Map<string, LlamaLoadedModel>) {}
+
+  async acquire(id: string): Promise<{ entry: ModelEntry; loaded: LlamaLoadedModel; release(): void }> {
+    const loaded = this.loaded.get(id);
+    if (loaded === undefined)
+      throw ApiError.notFound(`The model '${id}' does not exist.`, "model", "model_not_found");
+    this.openLeases += 1;
+    let released = false;
+    return {
+      entry: loaded.entry,
+      loaded,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.openLeases -= 1;
+      },
+    };
+  }
+}
+
+let llama: Llama;
+let loader: LlamaModelLoader;
+const loaded = new Map<string, LlamaLoadedModel>();
+let acquirer: TestAcquirer;
+
+beforeAll(async () => {
+  llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+  loader = new LlamaModelLoader({ llama, threads: 1, parallel: 4 });
+  const entries = [
+    entry("stories", storiesModel),
+    entry("stories-chatml", storiesChatmlModel),
+    entry("stories-override", storiesModel, "chatml"),
+    entry("stories-jinja", storiesModel, chatmlJinja),
+  ];
+  for (const modelEntry of entries) loaded.set(modelEntry.id, await loader.load(modelEntry));
+  acquirer = new TestAcquirer(loaded);
+});
+
+afterAll(async () => {
+  for (const model of loaded.values()) await loader.unload(model);
+  await llama?.dispose();
+});
+
+const user = (text: string): EngineRequest["items"] => [{ type: "message", role: "user", text }];
+
+interface Collected {
+  parts: EnginePart[];
+  text: string;
+  finish: Extract<EnginePart, { type: "finish" }>;
+}
+
+async function collect(
+  engine: LlamaEngine,
+  request: EngineRequest,
+  signal = new AbortController().signal,
+): Promise<Collected> {
+  const parts: EnginePart[] = [];
+  for await (const part of engine.generate(request, signal)) parts.push(part);
+  const finishes = parts.filter((part) => part.type === "finish");
+  expect(finishes).toHaveLength(1);
+  expect(parts.at(-1)?.type).toBe("finish");
+  const finish = parts.at(-1) as Extract<EnginePart, { type: "finish" }>;
+  const text = parts.map((part) => (part.type === "text-delta" ? part.text : "")).join("");
+  return { parts, text, finish };
+}
+
+async function expectApiError(promise: Promise<unknown>): Promise<ApiError> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(error).toBeInstanceOf(ApiError);
+    return error as ApiError;
+  }
+  throw new Error("expected an ApiError");
+}
+
+function evaluatedInputTokens(model: LlamaLoadedModel): number {
+  return model.sequences.reduce((sum, sequence) => sum + sequence.tokenMeter.usedInputTokens, 0);
+}
+
+describe("LlamaEngine on real models", () => {
+  it("resolves each model's chat wrapper and the overrides", () => {
+    expect(loaded.get("stories")?.chatWrapper.wrapperName).toBe("Llama2Chat");
+    expect(loaded.get("stories-chatml")?.chatWrapper.wrapperName).toBe("ChatML");
+    expect(loaded.get("stories-override")?.chatWrapper.wrapperName).toBe("ChatML");
+    expect(loaded.get("stories-jinja")?.chatWrapper.wrapperName).toBe("JinjaTemplate");
+    expect(loaded.get("stories")?.flashAttention).toBe(false);
+    expect(loader.contextLength(loaded.get("stories") as LlamaLoadedModel)).toBe(2048);
+  });
+
+  it("runs tiny models on one thread, caps the context per entry, refuses unloadable entries with a 400", async () => {
+    const twoThreads = new LlamaModelLoader({ llama, threads: 2, parallel: 1, warmup: false });
+    const model = await twoThreads.load({ ...entry("two-threads", storiesModel), contextLength: 512 });
+    expect(model.threads).toBe(1);
+    expect(model.contextLength).toBe(512);
+    expect(model.warmupMilliseconds).toBeLessThan(50);
+    await twoThreads.unload(model);
+
+    const marked = await expectApiError(
+      twoThreads.load({ ...entry("marked", storiesModel), error: "not a GGUF file" }),
+    );
+    expect(marked).toMatchObject({ status: 400, code: "model_load_failed" });
+    const broken = await expectApiError(twoThreads.load(entry("broken", fileURLToPath(import.meta.url))));
+    expect(broken).toMatchObject({ status: 400, code: "model_load_failed", param: "model" });
+    const badTemplate = await expectApiError(
+      twoThreads.load(entry("bad-template", storiesModel, "no-such-wrapper")),
+    );
+    expect(badTemplate).toMatchObject({ status: 400, code: "invalid_chat_template" });
+  });
+
+  it.each(["stories", "stories-chatml", "stories-override", "stories-jinja"])(
+    "generates text with %s",
+    async (model) => {
+      const engine = new LlamaEngine({ models: acquirer });
+      const result = await collect(engine, {
+        model,
+        items: user("Once upon a time"),
+        sampling: { maxTokens: 24 },
+      });
+      expect(result.text.trim().length).toBeGreaterThan(0);
+      expect(["stop", "length"]).toContain(result.finish.reason);
+      const count = await engine.countTokens({ model, items: user("Once upon a time") });
+      expect(result.finish.usage.inputTokens).toBe(count.inputTokens);
+      expect(result.finish.usage.outputTokens).toBeGreaterThan(0);
+      expect(result.finish.usage.outputTokens).toBeLessThanOrEqual(24);
+      expect(acquirer.openLeases).toBe(0);
+    },
+  );
+
+  it("renders the exact prompt of each template", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const items: EngineRequest["items"] = [
+      { type: "message", role: "system", text: "Be kind." },
+      { type: "message", role: "user", text: "Hi" },
+    ];
+    expect(await engine.renderPrompt({ model: "stories-override", items })).toBe(
+      "<s><|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+    );
+    expect(await engine.renderPrompt({ model: "stories-jinja", items })).toContain(
+      "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+    );
+    expect(await engine.renderPrompt({ model: "stories", items })).toContain("[INST]");
+  });
+
+  it("runs 8 concurrent generations with never more than 4 at once", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const pool = (loaded.get("stories") as LlamaLoadedModel).pool;
+    pool.resetStats();
+    let maxActiveObserved = 0;
+    const results = await Promise.all(
+      Array.from({ length: 8 }, async (_, index) => {
+        const parts: EnginePart[] = [];
+        for await (const part of engine.generate(
+          {
+            model: "stories",
+            items: user(`Story number ${index}: once upon a time`),
+            sampling: { maxTokens: 48 },
+          },
+          new AbortController().signal,
+        )) {
+          maxActiveObserved = Math.max(maxActiveObserved, pool.active);
+          parts.push(part);
+        }
+        return parts;
+      }),
+    );
+    expect(results).toHaveLength(8);
+    for (const parts of results) expect(parts.at(-1)).toMatchObject({ type: "finish" });
+    expect(pool.maxActiveSeen).toBe(4);
+    expect(maxActiveObserved).toBeLessThanOrEqual(4);
+    expect(pool.stats.maxWaitingSeen).toBeGreaterThan(0);
+    expect(pool.active).toBe(0);
+    expect(acquirer.openLeases).toBe(0);
+  });
+
+  it("rejects with 429 queue_full when all sequences are busy and the queue is full", async () => {
+    const engine = new LlamaEngine({ models: acquirer, maxQueue: 1 });
+    const pool = (loaded.get("stories") as LlamaLoadedModel).pool;
+    pool.resetStats();
+    const controller = new AbortController();
+    const long = { model: "stories", sampling: { maxTokens: 1500 } };
+    const running = Array.from({ length: 5 }, (_, index) =>
+      collect(engine, { ...long, items: user(`Tale ${index}`) }, controller.signal),
+    );
+    const deadline = Date.now() + 10_000;
+    while ((pool.active < 4 || pool.waiting < 1) && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    expect(pool.active).toBe(4);
+    expect(pool.waiting).toBe(1);
+    const error = await expectApiError(collect(engine, { ...long, items: user("One too many") }));
+    expect(error.status).toBe(429);
+    expect(error.code).toBe("queue_full");
+    expect(error.retryAfter).toBe(1);
+    controller.abort();
+    const finished = await Promise.all(running);
+    for (const result of finished) expect(result.finish.reason).toBe("cancelled");
+    expect(pool.active).toBe(0);
+    expect(pool.waiting).toBe(0);
+  });
+
+  it("reuses the KV cache of a shared prefix", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const model = loaded.get("stories-chatml") as LlamaLoadedModel;
+    const system: EngineRequest["items"][number] = {
+      type: "message",
+      role: "system",
+      text: "You tell stories about a little girl named Lily who lives in a small house near a big green forest. ".repeat(
+        6,
+      ),
+    };
+    const first = await collect(engine, {
+      model: "stories-chatml",
+      items: [system, { type: "message", role: "user", text: "Tell me about the dog." }],
+      sampling: { maxTokens: 8 },
+    });
+    const before = evaluatedInputTokens(model);
+    const second = await collect(engine, {
+      model: "stories-chatml",
+      items: [system, { type: "message", role: "user", text: "Tell me about the cat." }],
+      sampling: { maxTokens: 8 },
+    });
+    const evaluated = evaluatedInputTokens(model) - before;
+    expect(first.finish.usage.inputTokens).toBeGreaterThan(100);
+    expect(second.finish.usage.cachedInputTokens).toBeGreaterThan(100);
+    expect(evaluated).toBeLessThan(
+      second.finish.usage.inputTokens - second.finish.usage.cachedInputTokens + 2,
+    );
+    expect(evaluated).toBeLessThan(second.finish.usage.inputTokens / 2);
+    expect(second.parts[0]).toEqual({
+      type: "prompt-progress",
+      evaluatedTokens: second.finish.usage.cachedInputTokens,
+      totalTokens: second.finish.usage.inputTokens,
+    });
+  });
+
+  it("cancels mid-generation, frees the sequence and reuses it afterwards", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const pool = (loaded.get("stories") as LlamaLoadedModel).pool;
+    pool.resetStats();
+    const controller = new AbortController();
+    const request: EngineRequest = {
+      model: "stories",
+      items: user("A very long story about a brave knight"),
+      sampling: { maxTokens: 1800 },
+    };
+    const parts: EnginePart[] = [];
+    let deltas = 0;
+    for await (const part of engine.generate(request, controller.signal)) {
+      parts.push(part);
+      if (part.type === "text-delta" && ++deltas === 5) controller.abort();
+    }
+    const finish = parts.at(-1);
+    expect(finish).toMatchObject({ type: "finish", reason: "cancelled" });
+    expect(finish?.type === "finish" ? finish.usage.outputTokens : 0).toBeLessThan(100);
+    expect(pool.active).toBe(0);
+    expect(acquirer.openLeases).toBe(0);
+    // The same prompt again lands on the cancelled request's sequence and reuses its cache.
+    const again = await collect(engine, { ...request, sampling: { maxTokens: 4 } });
+    expect(again.finish.reason).toBe("length");
+    expect(again.finish.usage.cachedInputTokens).toBe(again.finish.usage.inputTokens - 1);
+  });
+
+  it("a consumer that stops reading early frees the sequence", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const pool = (loaded.get("stories") as LlamaLoadedModel).pool;
+    pool.resetStats();
+    for await (const part of engine.generate(
+      { model: "stories", items: user("Hello"), sampling: { maxTokens: 1000 } },
+      new AbortController().signal,
+    )) {
+      if (part.type === "text-delta") break;
+    }
+    expect(pool.active).toBe(0);
+    expect(acquirer.openLeases).toBe(0);
+  });
+
+  it("finishes with reason length at maxTokens", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const result = await collect(engine, {
+      model: "stories",
+      items: user("Once upon a time"),
+      sampling: { maxTokens: 5 },
+    });
+    expect(result.finish.reason).toBe("length");
+    expect(result.finish.usage.outputTokens).toBe(5);
+  });
+
+  it("constrains output to a JSON schema", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const schema = {
+      type: "object",
+      properties: {
+        name: { type: "string", maxLength: 16 },
+        mood: { anyOf: [{ type: "string", enum: ["happy", "sad"] }, { type: "null" }] },
+        age: { type: "integer" },
+      },
+      required: ["name", "mood", "age"],
+      additionalProperties: false,
+    };
+    const result = await collect(engine, {
+      model: "stories-chatml",
+      items: user("Describe Lily as JSON."),
+      sampling: { maxTokens: 120 },
+      responseFormat: { type: "json_schema", name: "person", schema },
+    });
+    expect(result.finish.reason).toBe("stop");
+    let parsed: unknown;
+    expect(() => {
+      parsed = JSON.parse(result.text);
+    }).not.toThrow();
+    expect(Object.keys(parsed as object).sort()).toEqual(["age", "mood", "name"]);
+    const mood = (parsed as { mood: unknown }).mood;
+    expect([null, "happy", "sad"]).toContain(mood);
+  });
+
+  it("rejects a schema the grammar cannot express with a 400 on text.format.schema", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const error = await expectApiError(
+      collect(engine, {
+        model: "stories",
+        items: user("x"),
+        responseFormat: { type: "json_schema", name: "bad", schema: { not: { type: "string" } } },
+      }),
+    );
+    expect(error.status).toBe(400);
+    expect(error.param).toBe("text.format.schema");
+  });
+
+  it("forces a named function call with schema-valid arguments", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const result = await collect(engine, {
+      model: "stories-chatml",
+      items: user("What is the weather in Paris?"),
+      tools: [
+        {
+          name: "get_weather",
+          description: "Current weather of a city",
+          parameters: {
+            type: "object",
+            properties: { city: { type: "string", maxLength: 20 } },
+            required: ["city"],
+            additionalProperties: false,
+          },
+        },
+        { name: "get_time", description: "Current time" },
+      ],
+      toolChoice: { name: "get_weather" },
+      sampling: { maxTokens: 64 },
+    });
+    expect(result.finish.reason).toBe("tool-calls");
+    const start = result.parts.find((part) => part.type === "tool-call-start");
+    const end = result.parts.find((part) => part.type === "tool-call-end");
+    expect(start).toMatchObject({ name: "get_weather" });
+    expect(end).toMatchObject({ name: "get_weather" });
+    const argumentsText = end?.type === "tool-call-end" ? end.arguments : "";
+    const streamed = result.parts
+      .map((part) => (part.type === "tool-call-delta" ? part.argumentsDelta : ""))
+      .join("");
+    expect(streamed).toBe(argumentsText);
+    expect(Object.keys(JSON.parse(argumentsText) as object)).toEqual(["city"]);
+  });
+
+  it("tool_choice required calls one of the tools; unknown names are a 400 on tool_choice", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const tools = [{ name: "get_time", description: "Current time" }];
+    const result = await collect(engine, {
+      model: "stories-chatml",
+      items: user("Time?"),
+      tools,
+      toolChoice: "required",
+      sampling: { maxTokens: 32 },
+    });
+    expect(result.finish.reason).toBe("tool-calls");
+    expect(result.parts.find((part) => part.type === "tool-call-end")).toMatchObject({
+      name: "get_time",
+      arguments: "{}",
+    });
+    const error = await expectApiError(
+      collect(engine, { model: "stories-chatml", items: user("x"), tools, toolChoice: { name: "nope" } }),
+    );
+    expect(error.param).toBe("tool_choice");
+  });
+
+  it("gives the same text twice for the same seed and temperature", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const request: EngineRequest = {
+      model: "stories",
+      items: user("Once upon a time"),
+      sampling: { temperature: 0.9, topP: 0.95, seed: 1234, maxTokens: 40 },
+    };
+    const first = await collect(engine, request);
+    const second = await collect(engine, request);
+    expect(first.text.length).toBeGreaterThan(0);
+    expect(second.text).toBe(first.text);
+  });
+
+  it("rejects a prompt longer than the context with context_length_exceeded; truncation auto drops old turns", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const longText = "The little dog ran to the park and played with a red ball. ".repeat(150);
+    const error = await expectApiError(collect(engine, { model: "stories", items: user(longText) }));
+    expect(error.status).toBe(400);
+    expect(error.code).toBe("context_length_exceeded");
+    expect(error.param).toBe("input");
+
+    const items: EngineRequest["items"] = [
+      { type: "message", role: "system", text: "Tell stories." },
+      { type: "message", role: "user", text: longText },
+      { type: "message", role: "assistant", text: "Woof." },
+      { type: "message", role: "user", text: "Tell me a short story." },
+    ];
+    const truncated = await collect(engine, {
+      model: "stories",
+      items,
+      truncation: "auto",
+      sampling: { maxTokens: 8 },
+    });
+    expect(truncated.finish.usage.inputTokens).toBeLessThan(100);
+    expect((await engine.countTokens({ model: "stories", items })).inputTokens).toBeGreaterThan(2048);
+  });
+
+  it("close() cancels in-flight generations and rejects new work", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const stream = engine.generate(
+      { model: "stories", items: user("Long tale"), sampling: { maxTokens: 1800 } },
+      new AbortController().signal,
+    );
+    const iterator = stream[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    expect(first.done).toBe(false);
+    const closing = engine.close();
+    const rest: EnginePart[] = [];
+    for (let step = await iterator.next(); step.done !== true; step = await iterator.next())
+      rest.push(step.value);
+    await closing;
+    expect(rest.at(-1)).toMatchObject({ type: "finish", reason: "cancelled" });
+    const error = await expectApiError(collect(engine, { model: "stories", items: user("after close") }));
+    expect(error.status).toBe(503);
+    expect(acquirer.openLeases).toBe(0);
+  });
+
+  it("loads the general-template model too", async () => {
+    const model = await loader.load(entry("random", randomLlamaModel));
+    try {
+      expect(model.chatWrapper.wrapperName).toBe("General");
+      const engine = new LlamaEngine({
+        models: { acquire: async () => ({ entry: model.entry, loaded: model, release: () => undefined }) },
+      });
+      const result = await collect(engine, {
+        model: "random",
+        items: user("Hello"),
+        sampling: { maxTokens: 6 },
+      });
+      expect(result.finish.usage.outputTokens).toBeGreaterThan(0);
+    } finally {
+      await loader.unload(model);
+    }
+  });
+});
