@@ -47,6 +47,8 @@ export async function startServer(
     threads,
     parallel: config.parallel,
     maxQueue: config.maxQueue,
+    // Tiny models decode fastest on one thread; an explicit --threads is always honoured.
+    ...(config.threads === undefined ? {} : { singleThreadBelowBytes: 0 }),
     ...(config.contextLength === undefined ? {} : { contextLength: config.contextLength }),
     createModels: (loader) =>
       new ModelManager({

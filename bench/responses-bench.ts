@@ -1,0 +1,156 @@
+/**
+ * Time to first token of the 10th turn of a conversation, three ways, side by side in one run:
+ *   chained    — the client sends only the new message and `previous_response_id` (lmhost rebuilds the
+ *                history from SQLite and the sequence already holds it in its KV cache);
+ *   stateless  — the client re-sends the whole history every turn (lmhost's prefix reuse still applies);
+ *   cold       — the same full history on a freshly loaded model: every prompt token is evaluated, as on
+ *                a server without prefix reuse.
+ * Each runs through the whole HTTP app in-process (no socket) on stories260K-chatml with one thread.
+ * Runnable alone: `npx tsx bench/responses-bench.ts`.
+ */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { getLlama, LlamaLogLevel, type Llama } from "node-llama-cpp";
+import { createLlamaEngine } from "../src/engine/llama/index.js";
+import { ModelCatalog } from "../src/models/catalog.js";
+import { ModelManager } from "../src/models/manager.js";
+import { createApp } from "../src/server/app.js";
+import type { App } from "../src/server/deps.js";
+import { silentLogger } from "../src/shared/logger.js";
+import { SqliteResponseStore } from "../src/store/sqlite/sqlite-store.js";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const MODEL_FILE = path.resolve(here, "../../shared/models/stories260K-chatml.gguf");
+const MODEL = "stories260K-chatml";
+const TURNS = 10;
+const REPETITIONS = 5;
+
+interface Harness {
+  app: App;
+  close(): Promise<void>;
+}
+
+async function harness(llama: Llama): Promise<Harness> {
+  const store = SqliteResponseStore.open(path.join(mkdtempSync(path.join(tmpdir(), "lmhost-bench-")), "r.sqlite"));
+  const catalog = new ModelCatalog({ files: [MODEL_FILE] });
+  const { engine, models } = await createLlamaEngine({
+    llama,
+    threads: 1,
+    parallel: 1,
+    createModels: (loader) => new ModelManager({ source: catalog, loader, ttlSeconds: 600, maxLoaded: 1, logger: silentLogger }),
+  });
+  await models.load(MODEL);
+  const app = createApp({ engine, models, store, config: { cors: false, bodyLimitBytes: 20 * 1024 * 1024 } });
+  return {
+    app,
+    async close() {
+      await engine.close();
+      await models.close();
+      store.close();
+    },
+  };
+}
+
+interface TurnResult {
+  id: string;
+  text: string;
+  ttftMs: number;
+  cachedTokens: number;
+  inputTokens: number;
+}
+
+/** Streams one request and measures the time until the first output_text.delta. */
+async function streamTurn(app: App, body: Record<string, unknown>): Promise<TurnResult> {
+  const started = performance.now();
+  const response = await app.request("http://bench/v1/responses", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ ...body, model: MODEL, stream: true, max_output_tokens: 24, temperature: 0 }),
+  });
+  if (!response.ok || !response.body) throw new Error(`bench request failed: ${response.status} ${await response.text()}`);
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let ttftMs = Number.NaN;
+  let final: { id: string; output: { type: string; content?: { text: string }[] }[]; usage: { input_tokens: number; input_tokens_details: { cached_tokens: number } } } | undefined;
+  for await (const chunk of response.body) {
+    buffer += decoder.decode(chunk as Uint8Array, { stream: true });
+    let boundary: number;
+    while ((boundary = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, boundary);
+      buffer = buffer.slice(boundary + 2);
+      const data = block.split("\n").find((line) => line.startsWith("data: "))?.slice(6);
+      if (data === undefined || data === "[DONE]") continue;
+      const event = JSON.parse(data) as { type: string; response?: typeof final };
+      if (event.type === "response.output_text.delta" && Number.isNaN(ttftMs)) ttftMs = performance.now() - started;
+      if (event.type === "response.completed" || event.type === "response.incomplete") final = event.response;
+    }
+  }
+  if (!final) throw new Error("the stream ended without a final response");
+  const text = final.output.flatMap((item) => item.content ?? []).map((part) => part.text).join("");
+  return { id: final.id, text, ttftMs, cachedTokens: final.usage.input_tokens_details.cached_tokens, inputTokens: final.usage.input_tokens };
+}
+
+function userMessage(repetition: number, turn: number): string {
+  return `Turn ${turn} of story ${repetition}: Tom and his little sister Lily walked to the big green park near the river, where they saw a happy dog, a red kite and an old man who sold sweet apples. What happened next?`;
+}
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+};
+
+export async function runResponsesBench(): Promise<Record<string, number>> {
+  const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+  const chained = await harness(llama);
+  const stateless = await harness(llama);
+  const chainedTtft: number[] = [];
+  const statelessTtft: number[] = [];
+  const coldTtft: number[] = [];
+  let promptTokens = 0;
+  let chainedCached = 0;
+  for (let repetition = 0; repetition < REPETITIONS; repetition++) {
+    let previous: string | undefined;
+    const history: { role: string; content: string }[] = [];
+    let chainedTurn: TurnResult | undefined;
+    let statelessTurn: TurnResult | undefined;
+    for (let turn = 1; turn <= TURNS; turn++) {
+      const message = userMessage(repetition, turn);
+      chainedTurn = await streamTurn(chained.app, { input: message, ...(previous ? { previous_response_id: previous } : {}) });
+      previous = chainedTurn.id;
+      history.push({ role: "user", content: message });
+      statelessTurn = await streamTurn(stateless.app, { input: history });
+      history.push({ role: "assistant", content: statelessTurn.text });
+    }
+    chainedTtft.push(chainedTurn!.ttftMs);
+    statelessTtft.push(statelessTurn!.ttftMs);
+    promptTokens = chainedTurn!.inputTokens;
+    chainedCached = chainedTurn!.cachedTokens;
+    // Cold: the 10th turn's full history on a freshly loaded model (nothing in the KV cache).
+    const cold = await harness(llama);
+    coldTtft.push((await streamTurn(cold.app, { input: history.slice(0, -1) })).ttftMs);
+    await cold.close();
+  }
+  await chained.close();
+  await stateless.close();
+  const results = {
+    turn10PromptTokens: promptTokens,
+    turn10ChainedCachedTokens: chainedCached,
+    turn10ChainedTtftMs: median(chainedTtft),
+    turn10StatelessTtftMs: median(statelessTtft),
+    turn10ColdTtftMs: median(coldTtft),
+    coldOverChained: median(coldTtft) / median(chainedTtft),
+  };
+  console.log(`\nResponses API — 10th turn time to first token (stories260K-chatml, 1 thread, median of ${REPETITIONS})`);
+  console.log(`  prompt tokens at turn 10:               ${promptTokens} (${chainedCached} cached when chained)`);
+  console.log(`  chained (previous_response_id):         ${results.turn10ChainedTtftMs.toFixed(1)} ms`);
+  console.log(`  stateless, full history re-sent:        ${results.turn10StatelessTtftMs.toFixed(1)} ms`);
+  console.log(`  full history on a cold sequence:        ${results.turn10ColdTtftMs.toFixed(1)} ms`);
+  console.log(`  cold / chained:                         ${results.coldOverChained.toFixed(2)}x`);
+  return results;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await runResponsesBench();
+}

@@ -1,0 +1,11 @@
+/**
+ * `npm run bench`: every benchmark side by side in one process run, printing figures and ratios.
+ * Machines here are shared and noisy, so each comparison is made within one run (interleaved where it
+ * matters), never against a stored number.
+ */
+import { runEngineBench } from "./engine-bench.js";
+import { runResponsesBench } from "./responses-bench.js";
+
+const engine = await runEngineBench();
+const responses = await runResponsesBench();
+console.log("\nJSON:", JSON.stringify({ engine, responses }));
