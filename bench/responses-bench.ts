@@ -33,13 +33,16 @@ interface Harness {
 }
 
 async function harness(llama: Llama): Promise<Harness> {
-  const store = SqliteResponseStore.open(path.join(mkdtempSync(path.join(tmpdir(), "lmhost-bench-")), "r.sqlite"));
+  const store = SqliteResponseStore.open(
+    path.join(mkdtempSync(path.join(tmpdir(), "lmhost-bench-")), "r.sqlite"),
+  );
   const catalog = new ModelCatalog({ files: [MODEL_FILE] });
   const { engine, models } = await createLlamaEngine({
     llama,
     threads: 1,
     parallel: 1,
-    createModels: (loader) => new ModelManager({ source: catalog, loader, ttlSeconds: 600, maxLoaded: 1, logger: silentLogger }),
+    createModels: (loader) =>
+      new ModelManager({ source: catalog, loader, ttlSeconds: 600, maxLoaded: 1, logger: silentLogger }),
   });
   await models.load(MODEL);
   const app = createApp({ engine, models, store, config: { cors: false, bodyLimitBytes: 20 * 1024 * 1024 } });
@@ -69,27 +72,47 @@ async function streamTurn(app: App, body: Record<string, unknown>): Promise<Turn
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ ...body, model: MODEL, stream: true, max_output_tokens: 24, temperature: 0 }),
   });
-  if (!response.ok || !response.body) throw new Error(`bench request failed: ${response.status} ${await response.text()}`);
+  if (!response.ok || !response.body)
+    throw new Error(`bench request failed: ${response.status} ${await response.text()}`);
   const decoder = new TextDecoder();
   let buffer = "";
   let ttftMs = Number.NaN;
-  let final: { id: string; output: { type: string; content?: { text: string }[] }[]; usage: { input_tokens: number; input_tokens_details: { cached_tokens: number } } } | undefined;
+  let final:
+    | {
+        id: string;
+        output: { type: string; content?: { text: string }[] }[];
+        usage: { input_tokens: number; input_tokens_details: { cached_tokens: number } };
+      }
+    | undefined;
   for await (const chunk of response.body) {
     buffer += decoder.decode(chunk as Uint8Array, { stream: true });
     let boundary: number;
     while ((boundary = buffer.indexOf("\n\n")) >= 0) {
       const block = buffer.slice(0, boundary);
       buffer = buffer.slice(boundary + 2);
-      const data = block.split("\n").find((line) => line.startsWith("data: "))?.slice(6);
+      const data = block
+        .split("\n")
+        .find((line) => line.startsWith("data: "))
+        ?.slice(6);
       if (data === undefined || data === "[DONE]") continue;
       const event = JSON.parse(data) as { type: string; response?: typeof final };
-      if (event.type === "response.output_text.delta" && Number.isNaN(ttftMs)) ttftMs = performance.now() - started;
+      if (event.type === "response.output_text.delta" && Number.isNaN(ttftMs))
+        ttftMs = performance.now() - started;
       if (event.type === "response.completed" || event.type === "response.incomplete") final = event.response;
     }
   }
   if (!final) throw new Error("the stream ended without a final response");
-  const text = final.output.flatMap((item) => item.content ?? []).map((part) => part.text).join("");
-  return { id: final.id, text, ttftMs, cachedTokens: final.usage.input_tokens_details.cached_tokens, inputTokens: final.usage.input_tokens };
+  const text = final.output
+    .flatMap((item) => item.content ?? [])
+    .map((part) => part.text)
+    .join("");
+  return {
+    id: final.id,
+    text,
+    ttftMs,
+    cachedTokens: final.usage.input_tokens_details.cached_tokens,
+    inputTokens: final.usage.input_tokens,
+  };
 }
 
 function userMessage(repetition: number, turn: number): string {
@@ -117,7 +140,10 @@ export async function runResponsesBench(): Promise<Record<string, number>> {
     let statelessTurn: TurnResult | undefined;
     for (let turn = 1; turn <= TURNS; turn++) {
       const message = userMessage(repetition, turn);
-      chainedTurn = await streamTurn(chained.app, { input: message, ...(previous ? { previous_response_id: previous } : {}) });
+      chainedTurn = await streamTurn(chained.app, {
+        input: message,
+        ...(previous ? { previous_response_id: previous } : {}),
+      });
       previous = chainedTurn.id;
       history.push({ role: "user", content: message });
       statelessTurn = await streamTurn(stateless.app, { input: history });
@@ -142,8 +168,12 @@ export async function runResponsesBench(): Promise<Record<string, number>> {
     turn10ColdTtftMs: median(coldTtft),
     coldOverChained: median(coldTtft) / median(chainedTtft),
   };
-  console.log(`\nResponses API — 10th turn time to first token (stories260K-chatml, 1 thread, median of ${REPETITIONS})`);
-  console.log(`  prompt tokens at turn 10:               ${promptTokens} (${chainedCached} cached when chained)`);
+  console.log(
+    `\nResponses API — 10th turn time to first token (stories260K-chatml, 1 thread, median of ${REPETITIONS})`,
+  );
+  console.log(
+    `  prompt tokens at turn 10:               ${promptTokens} (${chainedCached} cached when chained)`,
+  );
   console.log(`  chained (previous_response_id):         ${results.turn10ChainedTtftMs.toFixed(1)} ms`);
   console.log(`  stateless, full history re-sent:        ${results.turn10StatelessTtftMs.toFixed(1)} ms`);
   console.log(`  full history on a cold sequence:        ${results.turn10ColdTtftMs.toFixed(1)} ms`);
