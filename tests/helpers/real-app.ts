@@ -29,7 +29,7 @@ export interface RealApp {
 }
 
 export async function createRealApp(
-  options: { databaseFile?: string; parallel?: number } = {},
+  options: { databaseFile?: string; parallel?: number; maxQueue?: number } = {},
 ): Promise<RealApp> {
   const databaseFile =
     options.databaseFile ?? path.join(mkdtempSync(path.join(tmpdir(), "lmhost-real-")), "responses.sqlite");
@@ -37,7 +37,9 @@ export async function createRealApp(
   const catalog = new ModelCatalog({ files: [storiesModel, storiesChatmlModel] });
   const { engine, models } = await createLlamaEngine({
     threads: 1,
+    logLevel: "error",
     parallel: options.parallel ?? 2,
+    ...(options.maxQueue === undefined ? {} : { maxQueue: options.maxQueue }),
     createModels: (loader) =>
       new ModelManager({ source: catalog, loader, ttlSeconds: 600, maxLoaded: 2, logger: silentLogger }),
   });

@@ -214,3 +214,43 @@ describe("stored state across a restart", () => {
     }
   });
 });
+
+describe("a full queue over HTTP", () => {
+  it("answers 429 with Retry-After once the sequences and the queue are taken, then recovers", async () => {
+    const real = await createRealApp({ parallel: 1, maxQueue: 1 });
+    try {
+      const long = {
+        model: PLAIN,
+        input: "Once upon a time",
+        stream: true,
+        max_output_tokens: 100000,
+        temperature: 0,
+      };
+      const running = new AbortController();
+      const first = await real.app.request("http://lmhost.test/v1/responses", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(long),
+        signal: running.signal,
+      });
+      expect(first.status).toBe(200);
+      // The second request waits for the only sequence; the third finds the queue full.
+      const second = real.post("/v1/responses", { model: PLAIN, input: "Once", max_output_tokens: 4 });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const third = await real.post("/v1/responses", { model: PLAIN, input: "Once", max_output_tokens: 4 });
+      expect(third.status).toBe(429);
+      expect(third.headers.get("retry-after")).toBe("1");
+      expect(((await third.json()) as { error: { code: string; type: string } }).error).toMatchObject({
+        code: "queue_full",
+        type: "rate_limit_error",
+      });
+      running.abort();
+      await first.body?.cancel().catch(() => undefined);
+      const queued = await second;
+      expect(queued.status).toBe(200);
+      expect(((await queued.json()) as { status: string }).status).toMatch(/completed|incomplete/);
+    } finally {
+      await real.close();
+    }
+  });
+});

@@ -1,0 +1,94 @@
+/** Configuration precedence (config.json < environment < flags), validation and CLI flag mapping. */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { flagsToConfig } from "../../src/cli/serve.js";
+import { modelsDirOf, resolveConfig } from "../../src/config.js";
+import { expandCpuList } from "../../src/shared/cpu-affinity.js";
+
+function dataDirWith(config: unknown): string {
+  const dataDir = mkdtempSync(path.join(tmpdir(), "lmhost-config-"));
+  writeFileSync(path.join(dataDir, "config.json"), JSON.stringify(config));
+  return dataDir;
+}
+
+describe("resolveConfig", () => {
+  it("has the documented defaults", () => {
+    const config = resolveConfig({ dataDir: mkdtempSync(path.join(tmpdir(), "lmhost-empty-")) }, {});
+    expect(config).toMatchObject({
+      host: "127.0.0.1",
+      port: 1234,
+      parallel: 4,
+      maxQueue: 64,
+      ttlSeconds: 3600,
+      maxLoaded: 1,
+      cors: false,
+      bodyLimitBytes: 20 * 1024 * 1024,
+      logLevel: "info",
+    });
+    expect(config.apiKey).toBeUndefined();
+    expect(modelsDirOf(config)).toBe(path.join(config.dataDir, "models"));
+  });
+
+  it("lets flags override the environment, and the environment override config.json", () => {
+    const dataDir = dataDirWith({ port: 1111, parallel: 2, apiKey: "from-file", modelsDir: "/file/models" });
+    const fileOnly = resolveConfig({ dataDir }, {});
+    expect(fileOnly).toMatchObject({
+      port: 1111,
+      parallel: 2,
+      apiKey: "from-file",
+      modelsDir: "/file/models",
+    });
+    const environment = { LMHOST_PORT: "2222", LMHOST_API_KEY: "from-env", LMHOST_MODELS_DIR: "/env/models" };
+    const withEnvironment = resolveConfig({ dataDir }, environment);
+    expect(withEnvironment).toMatchObject({
+      port: 2222,
+      parallel: 2,
+      apiKey: "from-env",
+      modelsDir: "/env/models",
+    });
+    const withFlags = resolveConfig(
+      flagsToConfig({ dataDir, port: "3333", apiKey: "from-flag", parallel: "8" }),
+      environment,
+    );
+    expect(withFlags).toMatchObject({
+      port: 3333,
+      parallel: 8,
+      apiKey: "from-flag",
+      modelsDir: "/env/models",
+    });
+  });
+
+  it("maps only the flags that were given", () => {
+    expect(flagsToConfig({})).toEqual({});
+    expect(
+      flagsToConfig({ ttl: "30", maxLoaded: "2", model: ["a.gguf", "b.gguf"], cors: true, pinCpu: true }),
+    ).toEqual({
+      ttlSeconds: 30,
+      maxLoaded: 2,
+      models: ["a.gguf", "b.gguf"],
+      cors: true,
+    });
+    expect(flagsToConfig({ pinCpu: false })).toEqual({ pinCpu: false });
+  });
+
+  it("names the bad setting", () => {
+    expect(() => resolveConfig({ dataDir: dataDirWith({}), port: 70000 }, {})).toThrow(/port/);
+    expect(() => resolveConfig(flagsToConfig({ parallel: "zero" }), {})).toThrow(/parallel/);
+    const broken = mkdtempSync(path.join(tmpdir(), "lmhost-broken-"));
+    writeFileSync(path.join(broken, "config.json"), "{nope");
+    expect(() => resolveConfig({ dataDir: broken }, {})).toThrow(/config\.json/);
+  });
+});
+
+describe("expandCpuList", () => {
+  it.each([
+    ["0", [0]],
+    ["0-3", [0, 1, 2, 3]],
+    ["0-1,4,6-7", [0, 1, 4, 6, 7]],
+    ["", []],
+  ])("expands %j", (list, expected) => {
+    expect(expandCpuList(list)).toEqual(expected);
+  });
+});
