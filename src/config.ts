@@ -10,40 +10,45 @@ import { z } from "zod";
 export const DEFAULT_DATA_DIR = path.join(homedir(), ".lmhost");
 
 /** Per-model overrides in config.json: `{"models": {"publisher/model": {"chatTemplate": "chatml"}}}`. */
-const modelOverrideSchema = z.object({
-  chatTemplate: z.string().optional(),
-  contextLength: z.number().int().positive().optional(),
-});
+const modelOverrideSchema = z
+  .object({
+    chatTemplate: z.string().optional(),
+    contextLength: z.number().int().positive().optional(),
+  })
+  .strict();
 
-export const configSchema = z.object({
-  host: z.string().default("127.0.0.1"),
-  port: z.number().int().min(0).max(65535).default(1234),
-  dataDir: z.string().default(DEFAULT_DATA_DIR),
-  modelsDir: z.string().optional(),
-  /** Single model files added besides the models directory. */
-  models: z.array(z.string()).default([]),
-  /** Chat template override for the `--model` files (a wrapper name like "chatml" or a Jinja template). */
-  chatTemplate: z.string().optional(),
-  modelOverrides: z.record(z.string(), modelOverrideSchema).default({}),
-  threads: z.number().int().positive().optional(),
-  /** With one thread, pin the server process to one CPU (faster on small machines). */
-  pinCpu: z.boolean().default(true),
-  parallel: z.number().int().positive().default(4),
-  maxQueue: z.number().int().min(0).default(64),
-  contextLength: z.number().int().positive().optional(),
-  ttlSeconds: z.number().positive().default(3600),
-  maxLoaded: z.number().int().positive().default(1),
-  apiKey: z.string().optional(),
-  cors: z.boolean().default(false),
-  logLevel: z.enum(["silent", "error", "warn", "info", "debug"]).default("info"),
-  bodyLimitBytes: z
-    .number()
-    .int()
-    .positive()
-    .default(20 * 1024 * 1024),
-  storeMaxAgeSeconds: z.number().positive().optional(),
-  storeMaxCount: z.number().int().positive().optional(),
-});
+export const configSchema = z
+  .object({
+    host: z.string().default("127.0.0.1"),
+    port: z.number().int().min(0).max(65535).default(1234),
+    dataDir: z.string().default(DEFAULT_DATA_DIR),
+    modelsDir: z.string().optional(),
+    /** Single model files added besides the models directory. */
+    models: z.array(z.string()).default([]),
+    /** Chat template override for the `--model` files (a wrapper name like "chatml" or a Jinja template). */
+    chatTemplate: z.string().optional(),
+    modelOverrides: z.record(z.string(), modelOverrideSchema).default({}),
+    threads: z.number().int().positive().optional(),
+    /** With one thread, pin the server process to one CPU (faster on small machines). */
+    pinCpu: z.boolean().default(true),
+    parallel: z.number().int().positive().default(4),
+    maxQueue: z.number().int().min(0).default(64),
+    contextLength: z.number().int().positive().optional(),
+    ttlSeconds: z.number().positive().default(3600),
+    maxLoaded: z.number().int().positive().default(1),
+    apiKey: z.string().optional(),
+    cors: z.boolean().default(false),
+    logLevel: z.enum(["silent", "error", "warn", "info", "debug"]).default("info"),
+    bodyLimitBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(20 * 1024 * 1024),
+    storeMaxAgeSeconds: z.number().positive().optional(),
+    storeMaxCount: z.number().int().positive().optional(),
+  })
+  // An unknown key (a typo, or a flag name such as `ttl` instead of `ttlSeconds`) is an error, not ignored.
+  .strict();
 
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
@@ -81,11 +86,15 @@ function fromEnvironment(environment: NodeJS.ProcessEnv): ConfigInput {
 function fromFile(dataDir: string): ConfigInput {
   const file = path.join(dataDir, "config.json");
   if (!existsSync(file)) return {};
+  let parsed: unknown;
   try {
-    return JSON.parse(readFileSync(file, "utf8")) as ConfigInput;
+    parsed = JSON.parse(readFileSync(file, "utf8"));
   } catch (error) {
     throw new Error(`Cannot read ${file}: ${(error as Error).message}`, { cause: error });
   }
+  const checked = configSchema.partial().strict().safeParse(parsed);
+  if (!checked.success) throw new Error(`Invalid ${file}: ${describeIssue(checked.error.issues[0])}`);
+  return parsed as ConfigInput;
 }
 
 /** Merges file < environment < flags and validates. `flags` holds only the flags the user gave. */
@@ -94,11 +103,13 @@ export function resolveConfig(flags: ConfigInput, environment: NodeJS.ProcessEnv
   const dataDir = flags.dataDir ?? environmentValues.dataDir ?? DEFAULT_DATA_DIR;
   const merged = { ...fromFile(dataDir), ...environmentValues, ...flags, dataDir };
   const parsed = configSchema.safeParse(merged);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new Error(`Invalid configuration ${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`);
-  }
+  if (!parsed.success) throw new Error(`Invalid configuration: ${describeIssue(parsed.error.issues[0])}`);
   return parsed.data;
+}
+
+function describeIssue(issue: z.core.$ZodIssue | undefined): string {
+  if (issue === undefined) return "invalid";
+  return `${issue.path.length > 0 ? `${issue.path.join(".")}: ` : ""}${issue.message}`;
 }
 
 /** The models directory: `--models-dir`, else `<data-dir>/models` (so `~/.lmhost/models` by default). */

@@ -1,17 +1,21 @@
 /** Talks to a running lmhost server for `ps`, `load` and `unload` (same flags and env as `serve`). */
 import type { Command } from "commander";
+import { resolveConfig } from "../config.js";
 
+/** Flags as given; unset ones come from the environment, then `<data-dir>/config.json`, as for `serve`. */
 export interface ServerAddressOptions {
-  host: string;
-  port: string;
+  host?: string;
+  port?: string;
   apiKey?: string;
+  dataDir?: string;
 }
 
 export function addServerAddressOptions(command: Command): Command {
   return command
-    .option("--host <host>", "server host", process.env.LMHOST_HOST ?? "127.0.0.1")
-    .option("--port <port>", "server port", process.env.LMHOST_PORT ?? "1234")
-    .option("--api-key <key>", "API key of the server (env LMHOST_API_KEY)");
+    .option("--host <host>", "server host (default 127.0.0.1; env LMHOST_HOST)")
+    .option("--port <port>", "server port (default 1234; env LMHOST_PORT)")
+    .option("--api-key <key>", "API key of the server (env LMHOST_API_KEY)")
+    .option("--data-dir <dir>", "data dir holding config.json (default ~/.lmhost)");
 }
 
 export async function callServer(
@@ -20,8 +24,16 @@ export async function callServer(
   path: string,
   body?: unknown,
 ): Promise<unknown> {
-  const apiKey = options.apiKey ?? process.env.LMHOST_API_KEY;
-  const url = `http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${options.port}${path}`;
+  const config = resolveConfig({
+    ...(options.host === undefined ? {} : { host: options.host }),
+    ...(options.port === undefined ? {} : { port: Number(options.port) }),
+    ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
+    ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
+  });
+  const apiKey = config.apiKey;
+  // A server bound to all interfaces is reached on loopback.
+  const host = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host;
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${config.port}${path}`;
   let response: Response;
   try {
     response = await fetch(url, {

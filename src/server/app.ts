@@ -34,7 +34,9 @@ export function createApp(deps: AppDeps): App {
   if (deps.config.cors) {
     app.use(
       "*",
-      cors({ origin: "*", allowHeaders: ["Authorization", "Content-Type", "OpenAI-Beta", "x-request-id"] }),
+      // No fixed allowHeaders: Hono echoes what the preflight asks for, which the official SDK needs
+      // (its browser build sends X-Stainless-* headers).
+      cors({ origin: "*", exposeHeaders: ["x-request-id", "Retry-After"] }),
     );
   }
 

@@ -76,6 +76,11 @@ describe("resolveConfig", () => {
   it("names the bad setting", () => {
     expect(() => resolveConfig({ dataDir: dataDirWith({}), port: 70000 }, {})).toThrow(/port/);
     expect(() => resolveConfig(flagsToConfig({ parallel: "zero" }), {})).toThrow(/parallel/);
+    // A flag name instead of the config key is an error, not silently ignored.
+    expect(() => resolveConfig({ dataDir: dataDirWith({ ttl: 600 }) }, {})).toThrow(/config\.json.*ttl/);
+    expect(() =>
+      resolveConfig({ dataDir: dataDirWith({ modelOverrides: { a: { template: "x" } } }) }, {}),
+    ).toThrow(/modelOverrides\.a/);
     const broken = mkdtempSync(path.join(tmpdir(), "lmhost-broken-"));
     writeFileSync(path.join(broken, "config.json"), "{nope");
     expect(() => resolveConfig({ dataDir: broken }, {})).toThrow(/config\.json/);

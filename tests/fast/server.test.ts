@@ -182,5 +182,20 @@ describe("HTTP shell", () => {
       headers: { origin: "http://example.test", "access-control-request-method": "POST" },
     });
     expect(preflight.headers.get("access-control-allow-origin")).toBe("*");
+    // The official SDK's browser build sends X-Stainless-* headers; the preflight must allow them.
+    const sdkPreflight = await on.app.request("/v1/responses", {
+      method: "OPTIONS",
+      headers: {
+        origin: "http://example.test",
+        "access-control-request-method": "POST",
+        "access-control-request-headers":
+          "authorization,content-type,x-stainless-lang,x-stainless-retry-count",
+      },
+    });
+    expect(sdkPreflight.headers.get("access-control-allow-headers")?.toLowerCase()).toContain(
+      "x-stainless-retry-count",
+    );
+    const actual = await on.app.request("/v1/models", { headers: { origin: "http://example.test" } });
+    expect(actual.headers.get("access-control-expose-headers")?.toLowerCase()).toContain("x-request-id");
   });
 });
