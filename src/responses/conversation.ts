@@ -2,6 +2,7 @@
  * Conversation assembly for one request: the previous_response_id chain (each response's input items,
  * then its output items, oldest first), then this request's input. `instructions` come from the current
  * request only (OpenAI: they are not carried over) and always go first, so truncation never drops them.
+ * An `item_reference` names an item of the chain, of this input, or of any other stored response.
  */
 import type { ConversationItem } from "../engine/types.js";
 import type { ResponseStore, StoredResponse } from "../store/types.js";
@@ -62,7 +63,11 @@ export function assembleConversation(
   const historyById = new Map<string, ConversationWireItem>();
   for (const item of history) if (!historyById.has(item.id)) historyById.set(item.id, item);
 
-  const inputItems = toWireInputItems(request.input, (id) => historyById.get(id));
+  const inputItems = toWireInputItems(
+    request.input,
+    (id) => historyById.get(id),
+    (id) => store.findItem(id) as ConversationWireItem | undefined,
+  );
   const instructions: ConversationItem[] =
     request.instructions === null || request.instructions === ""
       ? []

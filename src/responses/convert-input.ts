@@ -22,7 +22,16 @@ import type {
 /** Finds an earlier item (of the previous_response_id chain) by id, for `item_reference` inputs. */
 export type ItemLookup = (id: string) => ConversationWireItem | undefined;
 
-export function toWireInputItems(input: readonly InputItem[], lookup: ItemLookup): ConversationWireItem[] {
+/**
+ * `lookup` finds items of the previous_response_id chain; an `item_reference` resolves to one of those,
+ * else to an earlier item of this input, else through `findStored` (an item of any stored response, as
+ * OpenAI resolves it: clients such as the AI SDK reference earlier output without previous_response_id).
+ */
+export function toWireInputItems(
+  input: readonly InputItem[],
+  lookup: ItemLookup,
+  findStored: ItemLookup = () => undefined,
+): ConversationWireItem[] {
   const items: ConversationWireItem[] = [];
   input.forEach((item, index) => {
     switch (item.type) {
@@ -30,10 +39,11 @@ export function toWireInputItems(input: readonly InputItem[], lookup: ItemLookup
         items.push(toMessageItem(item));
         break;
       case "item_reference": {
-        const target = lookup(item.id) ?? items.find((earlier) => earlier.id === item.id);
+        const target =
+          lookup(item.id) ?? items.find((earlier) => earlier.id === item.id) ?? findStored(item.id);
         if (target === undefined) {
           throw ApiError.invalid(
-            `Item with id '${item.id}' not found: an item_reference must name an item of this request or of the previous_response_id chain.`,
+            `Item with id '${item.id}' not found: an item_reference must name an earlier item of this request or an item of a stored response.`,
             `input[${index}].id`,
           );
         }

@@ -1,6 +1,7 @@
 /**
  * Rules both response stores share, so the SQLite store and its in-memory twin behave identically:
- * argument checks for paging and pruning, the chain depth guard, and page assembly.
+ * argument checks for paging and pruning, the chain depth guard, page assembly and which output items
+ * `findItem` can find.
  */
 import { ApiError } from "../shared/errors.js";
 import type { ItemPage, StoredItem } from "./types.js";
@@ -54,4 +55,14 @@ export function toItemPage(itemsPlusOne: StoredItem[], limit: number): ItemPage 
 
 export function currentUnixSeconds(): number {
   return Math.floor(Date.now() / 1000);
+}
+
+/** The items of a stored Response object's `output` that have an id (what `findItem` can return). */
+export function outputItems(response: Record<string, unknown>): StoredItem[] {
+  const output = response.output;
+  if (!Array.isArray(output)) return [];
+  return output.filter(
+    (item): item is StoredItem =>
+      typeof item === "object" && item !== null && typeof (item as { id?: unknown }).id === "string",
+  );
 }

@@ -46,6 +46,13 @@ export interface ResponseStore {
    * (an indexed walk), never the whole store. Undefined when `id` or any link is missing.
    */
   chain(id: string): StoredResponse[] | undefined;
+  /**
+   * An item of any stored response by its id, as an `item_reference` names it: an output item first,
+   * else an input item; where several responses hold it, the newest one's copy (by created_at, then
+   * insertion order). SQLite reads it through an index, never the whole store. Undefined when no stored
+   * response holds it.
+   */
+  findItem(id: string): StoredItem | undefined;
   /** Deletes the oldest responses beyond the limits; returns how many were deleted. */
   prune(limits: { maxAgeSeconds?: number; maxCount?: number }, nowSeconds?: number): number;
   close(): void;

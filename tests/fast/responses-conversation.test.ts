@@ -1,6 +1,7 @@
 /**
  * Conversation assembly over the in-memory store: previous_response_id chains (inputs then outputs,
- * oldest first), instructions from the current request only, and the 404/400 cases.
+ * oldest first), instructions from the current request only, item references (to the chain, this input
+ * or any stored response), and the 404/400 cases.
  */
 import { describe, expect, it } from "vitest";
 import { assembleConversation, chainItems } from "../../src/responses/conversation.js";
@@ -83,6 +84,70 @@ describe("assembleConversation", () => {
     });
     expect(assembled.inputItems[0]?.id).toBe("msg_a1");
     expect(assembled.items.at(-1)).toEqual({ type: "message", role: "assistant", text: "reply one" });
+  });
+
+  it("resolves an item_reference to an item of any stored response, without previous_response_id", () => {
+    // The AI SDK (store: true) re-sends earlier output as item references and no previous_response_id.
+    const assembled = assembleConversation(chainStore(), {
+      previousResponseId: null,
+      instructions: null,
+      input: [
+        { type: "message", role: "user", content: "one" },
+        { type: "item_reference", id: "msg_a1" },
+        { type: "item_reference", id: "msg_u2" },
+      ],
+    });
+    expect(assembled.inputItems.map((item) => item.id)).toEqual([
+      expect.stringMatching(/^msg_/),
+      "msg_a1",
+      "msg_u2",
+    ]);
+    expect(assembled.items).toEqual([
+      { type: "message", role: "user", text: "one" },
+      { type: "message", role: "assistant", text: "reply one" },
+      { type: "message", role: "user", text: "two" },
+    ]);
+  });
+
+  it("resolves a reference from the chain and this input before other stored responses", () => {
+    const store = chainStore();
+    storeTurn(
+      store,
+      "resp_other",
+      null,
+      [assistantItem("msg_a1", "other copy")],
+      [assistantItem("msg_new", "x")],
+    );
+    const fromChain = assembleConversation(store, {
+      previousResponseId: "resp_1",
+      instructions: null,
+      input: [{ type: "item_reference", id: "msg_a1" }],
+    });
+    expect(fromChain.items.at(-1)).toEqual({ type: "message", role: "assistant", text: "reply one" });
+    const fromInput = assembleConversation(store, {
+      previousResponseId: null,
+      instructions: null,
+      input: [
+        { type: "message", id: "msg_new", role: "user", content: "mine" },
+        { type: "item_reference", id: "msg_new" },
+      ],
+    });
+    expect(fromInput.items.at(-1)).toEqual({ type: "message", role: "user", text: "mine" });
+  });
+
+  it("refuses a reference to an item no stored response holds, naming its index", () => {
+    const store = chainStore();
+    store.delete("resp_1");
+    expect(() =>
+      assembleConversation(store, {
+        previousResponseId: null,
+        instructions: null,
+        input: [
+          { type: "message", role: "user", content: "x" },
+          { type: "item_reference", id: "msg_a1" },
+        ],
+      }),
+    ).toThrow(expect.objectContaining({ status: 400, param: "input[1].id" }));
   });
 
   const notFound = expect.objectContaining({

@@ -6,6 +6,7 @@
 import { mkdtempSync, openSync, readSync, rmSync, writeSync, closeSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ApiError } from "../../src/shared/errors.js";
 import {
@@ -16,6 +17,7 @@ import {
   type StoredItem,
   type StoredResponse,
 } from "../../src/store/index.js";
+import { migrations } from "../../src/store/sqlite/migrations.js";
 
 function message(id: string, text = `text of ${id}`): StoredItem {
   return { id, type: "message", role: "user", content: [{ type: "input_text", text }] };
@@ -263,6 +265,46 @@ describe.each(factories)("ResponseStore contract: $name", (factory) => {
     });
   });
 
+  describe("findItem", () => {
+    const outputItem = (id: string) => response(id).response.output;
+
+    it("finds an output item and an input item of any stored response by id", () => {
+      store.put(response("resp_a", { inputItems: [message("msg_in_a")] }));
+      store.put(response("resp_b", { previousResponseId: null, inputItems: [message("msg_in_b")] }));
+      expect(store.findItem("msg_resp_a")).toStrictEqual((outputItem("resp_a") as StoredItem[])[0]);
+      expect(store.findItem("msg_in_b")).toStrictEqual(message("msg_in_b"));
+      expect(store.findItem("msg_missing")).toBeUndefined();
+    });
+
+    it("prefers an output item, then the newest response's copy", () => {
+      store.put(response("resp_old", { createdAt: 100, inputItems: [message("msg_x", "old copy")] }));
+      store.put(response("resp_new", { createdAt: 200, inputItems: [message("msg_x", "new copy")] }));
+      store.put(response("resp_tie", { createdAt: 200, inputItems: [message("msg_x", "tie copy")] }));
+      expect(store.findItem("msg_x")).toStrictEqual(message("msg_x", "tie copy"));
+      store.put(
+        response("resp_newer", { createdAt: 300, inputItems: [message("msg_resp_new", "input copy")] }),
+      );
+      expect(store.findItem("msg_resp_new")).toStrictEqual((outputItem("resp_new") as StoredItem[])[0]);
+    });
+
+    it("follows replacements and deletions", () => {
+      store.put(response("resp_a", { inputItems: [message("msg_1")] }));
+      store.put(response("resp_a", { inputItems: [message("msg_2")] }));
+      expect(store.findItem("msg_1")).toBeUndefined();
+      expect(store.findItem("msg_2")).toStrictEqual(message("msg_2"));
+      store.delete("resp_a");
+      expect(store.findItem("msg_2")).toBeUndefined();
+      expect(store.findItem("msg_resp_a")).toBeUndefined();
+    });
+
+    it("returns a copy", () => {
+      store.put(response("resp_a", { inputItems: [message("msg_1")] }));
+      const found = store.findItem("msg_1")!;
+      found.type = "mutated";
+      expect(store.findItem("msg_1")).toStrictEqual(message("msg_1"));
+    });
+  });
+
   describe("chain", () => {
     it("returns a single response without predecessor", () => {
       store.put(response("resp_a"));
@@ -424,6 +466,30 @@ describe("SqliteResponseStore", () => {
       ),
     );
     expect(readUserVersion(file)).toBe(latestSchemaVersion + 1);
+  });
+
+  it("indexes the output item ids of responses stored before schema version 2", () => {
+    const legacyFile = path.join(directory, "legacy.sqlite");
+    const legacy = new Database(legacyFile);
+    legacy.exec(migrations[0]!.sql);
+    legacy.pragma("user_version = 1");
+    const stored = response("resp_legacy", { inputItems: [message("msg_legacy_in")] });
+    legacy
+      .prepare("INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?)")
+      .run(stored.id, stored.createdAt, null, stored.model, stored.status, JSON.stringify(stored.response));
+    legacy
+      .prepare("INSERT INTO input_items VALUES (?, ?, ?, ?)")
+      .run(stored.id, 0, "msg_legacy_in", JSON.stringify(message("msg_legacy_in")));
+    legacy.close();
+
+    const store = SqliteResponseStore.open(legacyFile);
+    try {
+      expect(store.get("resp_legacy")).toStrictEqual(stored);
+      expect(store.findItem("msg_resp_legacy")).toStrictEqual((stored.response.output as StoredItem[])[0]);
+      expect(store.findItem("msg_legacy_in")).toStrictEqual(message("msg_legacy_in"));
+    } finally {
+      store.close();
+    }
   });
 
   it("walks the chain by primary key without scanning the responses table", () => {

@@ -3,13 +3,14 @@
  * (shared through store-rules.ts) and keeps private copies, so callers can neither change stored data
  * through a record they passed in nor through one they got back.
  */
-import type { ItemPage, ListItemsOptions, ResponseStore, StoredResponse } from "../types.js";
+import type { ItemPage, ListItemsOptions, ResponseStore, StoredItem, StoredResponse } from "../types.js";
 import {
   MAX_CHAIN_DEPTH,
   assertValidPageLimit,
   assertValidPruneLimits,
   chainTooDeepError,
   currentUnixSeconds,
+  outputItems,
   toItemPage,
   unknownAfterError,
   type PruneLimits,
@@ -65,6 +66,24 @@ export class MemoryResponseStore implements ResponseStore {
       nextId = record.previousResponseId;
     }
     return structuredClone(newestFirst.reverse());
+  }
+
+  findItem(id: string): StoredItem | undefined {
+    this.#assertOpen();
+    // Newest first: by created_at, ties broken by insertion order (the sort is stable).
+    const newestFirst = [...this.#responses.values()]
+      .reverse()
+      .sort((left, right) => right.createdAt - left.createdAt);
+    for (const itemsOf of [
+      (record: StoredResponse) => outputItems(record.response),
+      (record: StoredResponse) => record.inputItems,
+    ]) {
+      for (const record of newestFirst) {
+        const item = itemsOf(record).find((candidate) => candidate.id === id);
+        if (item !== undefined) return structuredClone(item);
+      }
+    }
+    return undefined;
   }
 
   prune(limits: PruneLimits, nowSeconds: number = currentUnixSeconds()): number {

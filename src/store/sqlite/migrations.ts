@@ -32,6 +32,23 @@ export const migrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    description: "item ids of each response's output, and an index on input item ids (item_reference)",
+    sql: `
+      CREATE TABLE output_items (
+        response_id TEXT NOT NULL REFERENCES responses (id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        item_id TEXT NOT NULL,
+        PRIMARY KEY (response_id, position)
+      );
+      INSERT INTO output_items (response_id, position, item_id)
+        SELECT responses.id, output.key, json_extract(output.value, '$.id')
+        FROM responses, json_each(responses.response_json, '$.output') AS output
+        WHERE json_type(output.value, '$.id') = 'text';
+      CREATE INDEX output_items_item_id ON output_items (item_id);
+      CREATE INDEX input_items_item_id ON input_items (item_id);
+    `,
+  },
 ];
 
 export const latestSchemaVersion = migrations.length;

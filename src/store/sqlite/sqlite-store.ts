@@ -1,7 +1,8 @@
 /**
- * The embedded default response store: one SQLite file (WAL mode) holding each response's JSON and its
- * input items. Chains are rebuilt with one recursive query that follows previous_response_id through the
- * primary key, so the cost grows with the chain, not with the store. All statements are prepared once.
+ * The embedded default response store: one SQLite file (WAL mode) holding each response's JSON, its
+ * input items and the ids of its output items (so `findItem` is an index lookup). Chains are rebuilt
+ * with one recursive query that follows previous_response_id through the primary key, so the cost grows
+ * with the chain, not with the store. All statements are prepared once.
  */
 import { mkdirSync } from "node:fs";
 import path from "node:path";
@@ -13,6 +14,7 @@ import {
   assertValidPruneLimits,
   chainTooDeepError,
   currentUnixSeconds,
+  outputItems,
   toItemPage,
   unknownAfterError,
   type PruneLimits,
@@ -99,6 +101,12 @@ export class SqliteResponseStore implements ResponseStore {
       record.inputItems.forEach((item, position) => {
         statements.insertInputItem.run(record.id, position, item.id, JSON.stringify(item));
       });
+      statements.deleteOutputItems.run(record.id);
+      const output = Array.isArray(record.response.output) ? (record.response.output as unknown[]) : [];
+      output.forEach((item, position) => {
+        const itemId = (item as { id?: unknown } | null)?.id;
+        if (typeof itemId === "string") statements.insertOutputItem.run(record.id, position, itemId);
+      });
     });
 
     // A deferred transaction gives multi-statement reads one consistent snapshot.
@@ -150,6 +158,19 @@ export class SqliteResponseStore implements ResponseStore {
         return undefined; // An ancestor was deleted or pruned.
       }
       return oldestFirst.map((row) => this.#toStoredResponse(row));
+    });
+  }
+
+  findItem(id: string): StoredItem | undefined {
+    return this.#readTransaction(() => {
+      const responseJson = this.#statements.selectResponseWithOutputItem.get(id);
+      if (responseJson !== undefined) {
+        const response = JSON.parse(responseJson) as Record<string, unknown>;
+        const item = outputItems(response).find((candidate) => candidate.id === id);
+        if (item !== undefined) return item;
+      }
+      const itemJson = this.#statements.selectInputItemById.get(id);
+      return itemJson === undefined ? undefined : parseItem(itemJson);
     });
   }
 
@@ -233,6 +254,27 @@ function prepareStatements(database: Database.Database) {
     selectItemsDescending: database
       .prepare<[string, number, number], string>(
         "SELECT item_json FROM input_items WHERE response_id = ? AND position < ? ORDER BY position DESC LIMIT ?",
+      )
+      .pluck(),
+    deleteOutputItems: database.prepare<[string]>("DELETE FROM output_items WHERE response_id = ?"),
+    insertOutputItem: database.prepare<[string, number, string]>(
+      "INSERT INTO output_items (response_id, position, item_id) VALUES (?, ?, ?)",
+    ),
+    // Newest response first (created_at, then insertion order), as the in-memory store does.
+    selectResponseWithOutputItem: database
+      .prepare<[string], string>(
+        `SELECT responses.response_json FROM output_items
+         JOIN responses ON responses.id = output_items.response_id
+         WHERE output_items.item_id = ?
+         ORDER BY responses.created_at DESC, responses.rowid DESC LIMIT 1`,
+      )
+      .pluck(),
+    selectInputItemById: database
+      .prepare<[string], string>(
+        `SELECT input_items.item_json FROM input_items
+         JOIN responses ON responses.id = input_items.response_id
+         WHERE input_items.item_id = ?
+         ORDER BY responses.created_at DESC, responses.rowid DESC, input_items.position ASC LIMIT 1`,
       )
       .pluck(),
     selectChain: database.prepare<[string, number], ResponseRow>(CHAIN_SQL),
