@@ -16,6 +16,13 @@ export interface FunctionToolDefinition {
   description?: string;
   /** JSON schema of the arguments object. */
   parameters?: Record<string, unknown>;
+  /**
+   * How `parameters` keywords the argument grammar cannot enforce are handled. true: such a keyword is a 400
+   * `invalid_json_schema` whose param names it (`tools[i].parameters.properties.n.pattern`), so generated
+   * arguments always validate. false / absent: it is dropped and the rest is still enforced (best effort).
+   * Keywords the engine can convert (a small integer range → enum, ...) are enforced either way.
+   */
+  strict?: boolean;
 }
 
 export type ToolChoice = "auto" | "none" | "required" | { name: string };
@@ -23,7 +30,18 @@ export type ToolChoice = "auto" | "none" | "required" | { name: string };
 export type ResponseFormat =
   | { type: "text" }
   | { type: "json_object" }
-  | { type: "json_schema"; name: string; schema: Record<string, unknown> };
+  | {
+      type: "json_schema";
+      name: string;
+      schema: Record<string, unknown>;
+      /**
+       * true: every keyword of `schema` must be enforceable by the output grammar, otherwise the request is a
+       * 400 `invalid_json_schema` whose param names the keyword (`text.format.schema.properties.n.pattern`);
+       * the output then always parses and validates. false / absent: unenforceable keywords are dropped and
+       * the rest is still enforced (best effort: the output parses but may violate the dropped keywords).
+       */
+      strict?: boolean;
+    };
 
 export interface SamplingOptions {
   temperature?: number;
@@ -47,10 +65,27 @@ export interface EngineRequest {
   responseFormat?: ResponseFormat;
   tools?: FunctionToolDefinition[];
   toolChoice?: ToolChoice;
+  /**
+   * false: the model makes at most one function call per response (OpenAI's `parallel_tool_calls: false`).
+   * true / absent: as many as the model's chat template supports.
+   */
+  parallelToolCalls?: boolean;
   /** Reasoning effort; engines map it per model family, or ignore it for models that do not think. */
   reasoningEffort?: "none" | "minimal" | "low" | "medium" | "high";
-  /** "auto": drop the oldest non-system items until the prompt fits; "disabled": error instead. */
+  /**
+   * "auto": drop the oldest non-system items before the protected tail (see `protectedTailItems`) until the
+   * prompt fits, and a 400 `context_length_exceeded` (param "input") when it still does not; "disabled"
+   * (default): that 400 as soon as the prompt does not fit.
+   */
   truncation?: "auto" | "disabled";
+  /**
+   * The last N items of `items` are this request's own input: `truncation: "auto"` never drops them (nor
+   * any item before them that renders together with them, e.g. the call of a protected function result).
+   * Whatever N is (absent, 0, or smaller), the current turn is always protected too: every item after the
+   * last assistant message / reasoning / function call, and from the last user message on. N larger than
+   * `items.length` protects everything; non-integers are rounded down. System items are never dropped.
+   */
+  protectedTailItems?: number;
   /** Keep the model loaded this many seconds after this request (LM Studio's per-request `ttl`). */
   ttlSeconds?: number;
 }

@@ -8,7 +8,7 @@ import type { ConversationItem } from "../engine/types.js";
 import type { ResponseStore, StoredResponse } from "../store/types.js";
 import { ApiError } from "../shared/errors.js";
 import { toConversationItems, toWireInputItems } from "./convert-input.js";
-import type { ConversationWireItem, InputItem, ResponseObject } from "./wire-types.js";
+import type { ConversationWireItem, InputItem, ResponseObject, ResponseStatus } from "./wire-types.js";
 
 export interface ConversationRequest {
   previousResponseId: string | null;
@@ -21,6 +21,16 @@ export interface AssembledConversation {
   items: ConversationItem[];
   /** This request's own input items, with ids: stored with the response and listed by input_items. */
   inputItems: ConversationWireItem[];
+  /** How many of the last `items` came from this request's input (not the chain, not instructions). */
+  ownItemCount: number;
+}
+
+export interface ConversationOptions {
+  /**
+   * The status of a response this process is running and has not stored as final yet (a foreground run
+   * is only stored when it ends), so a chain to it is refused as unfinished rather than not found.
+   */
+  runningStatus?: (id: string) => ResponseStatus | undefined;
 }
 
 export function previousResponseNotFound(id: string): ApiError {
@@ -31,18 +41,29 @@ export function previousResponseNotFound(id: string): ApiError {
   );
 }
 
-/** The stored chain ending at `id`, oldest first; 404 `previous_response_not_found` when any link is gone. */
-export function loadChain(store: ResponseStore, id: string): StoredResponse[] {
+export function previousResponseUnfinished(id: string, status: string): ApiError {
+  return ApiError.invalid(
+    `Previous response '${id}' is still ${status}; wait for it to finish before continuing the conversation with previous_response_id.`,
+    "previous_response_id",
+  );
+}
+
+/**
+ * The stored chain ending at `id`, oldest first; 404 `previous_response_not_found` when any link is gone,
+ * 400 when `id` has not finished (running here, or stored queued / in_progress).
+ */
+export function loadChain(
+  store: ResponseStore,
+  id: string,
+  options: ConversationOptions = {},
+): StoredResponse[] {
+  const running = options.runningStatus?.(id);
+  if (running !== undefined) throw previousResponseUnfinished(id, running);
   const chain = store.chain(id);
   if (chain === undefined || chain.length === 0) throw previousResponseNotFound(id);
   const newest = chain.at(-1);
   const status = (newest?.response as Partial<ResponseObject> | undefined)?.status;
-  if (status === "queued" || status === "in_progress") {
-    throw ApiError.invalid(
-      `Previous response '${id}' is still ${status}; wait for it to finish before continuing the conversation.`,
-      "previous_response_id",
-    );
-  }
+  if (status === "queued" || status === "in_progress") throw previousResponseUnfinished(id, status);
   return chain;
 }
 
@@ -57,9 +78,12 @@ export function chainItems(chain: readonly StoredResponse[]): ConversationWireIt
 export function assembleConversation(
   store: ResponseStore,
   request: ConversationRequest,
+  options: ConversationOptions = {},
 ): AssembledConversation {
   const history =
-    request.previousResponseId === null ? [] : chainItems(loadChain(store, request.previousResponseId));
+    request.previousResponseId === null
+      ? []
+      : chainItems(loadChain(store, request.previousResponseId, options));
   const historyById = new Map<string, ConversationWireItem>();
   for (const item of history) if (!historyById.has(item.id)) historyById.set(item.id, item);
 
@@ -72,5 +96,8 @@ export function assembleConversation(
     request.instructions === null || request.instructions === ""
       ? []
       : [{ type: "message", role: "system", text: request.instructions }];
-  return { items: [...instructions, ...toConversationItems([...history, ...inputItems])], inputItems };
+  const conversation = toConversationItems([...history, ...inputItems]);
+  // Items convert one by one (some to nothing), so the history alone converts to a prefix of the whole.
+  const ownItemCount = conversation.length - toConversationItems(history).length;
+  return { items: [...instructions, ...conversation], inputItems, ownItemCount };
 }

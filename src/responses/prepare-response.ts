@@ -7,7 +7,7 @@ import type { EngineRequest } from "../engine/types.js";
 import type { ResponseStore } from "../store/types.js";
 import { ApiError } from "../shared/errors.js";
 import { newId } from "../shared/ids.js";
-import { assembleConversation } from "./conversation.js";
+import { assembleConversation, type ConversationOptions } from "./conversation.js";
 import type { ResponseRequest } from "./request-params.js";
 import { newResponseObject, unixSeconds } from "./response-object.js";
 import type { ConversationWireItem, ResponseObject } from "./wire-types.js";
@@ -21,9 +21,22 @@ export interface PreparedResponse {
   inputItems: ConversationWireItem[];
 }
 
-/** The engine request for a validated request (also what POST /v1/responses/input_tokens counts). */
-export function buildEngineRequest(store: ResponseStore, request: ResponseRequest) {
-  const conversation = assembleConversation(store, request);
+export interface PrepareOptions extends ConversationOptions {
+  /** Milliseconds since the epoch for created_at (default: the clock). */
+  now?: number;
+}
+
+/**
+ * The engine request for a validated request (also what POST /v1/responses/input_tokens counts).
+ * `protectedTailItems` covers the conversation items of this request's own input, which
+ * `truncation: "auto"` must never drop (the chain and the instructions are not part of it).
+ */
+export function buildEngineRequest(
+  store: ResponseStore,
+  request: ResponseRequest,
+  options: ConversationOptions = {},
+) {
+  const conversation = assembleConversation(store, request, options);
   if (!conversation.items.some((item) => !(item.type === "message" && item.role === "system"))) {
     throw ApiError.invalid(
       "The request has no input: send `input` (a string or a list of items), or continue a conversation with `previous_response_id`.",
@@ -34,6 +47,7 @@ export function buildEngineRequest(store: ResponseStore, request: ResponseReques
     model: request.model,
     items: conversation.items,
     ...request.generation,
+    protectedTailItems: conversation.ownItemCount,
   };
   return { engineRequest, inputItems: conversation.inputItems };
 }
@@ -41,12 +55,13 @@ export function buildEngineRequest(store: ResponseStore, request: ResponseReques
 export function prepareResponse(
   store: ResponseStore,
   request: ResponseRequest,
-  now: number = Date.now(),
+  options: PrepareOptions = {},
 ): PreparedResponse {
-  const { engineRequest, inputItems } = buildEngineRequest(store, request);
+  const { now, ...conversationOptions } = options;
+  const { engineRequest, inputItems } = buildEngineRequest(store, request, conversationOptions);
   const initial = newResponseObject({
     id: newId("resp"),
-    createdAt: unixSeconds(now),
+    createdAt: unixSeconds(now ?? Date.now()),
     echo: request.echo,
     status: request.background ? "queued" : "in_progress",
   });

@@ -32,8 +32,16 @@ export interface RunDependencies {
 
 export interface ResponseRun {
   events: AsyncGenerator<ResponseStreamEvent, void, undefined>;
-  /** The response as the events produced so far describe it (for polling a background response). */
+  /** The response as the events produced so far describe it (for polling a running response). */
   snapshot(): ResponseObject;
+  /** The response was deleted while it ran: store nothing more of it (abort its signal to stop it). */
+  discard(): void;
+}
+
+/** What a run's storage needs to know beyond the prepared request. */
+interface RunState {
+  /** Set by ResponseRun.discard(): nothing more is stored. */
+  discarded: boolean;
 }
 
 type PartIterator = AsyncIterator<EnginePart, unknown, undefined>;
@@ -55,9 +63,13 @@ export async function startResponseRun(
   const parts = dependencies.engine.generate(prepared.engineRequest, signal)[Symbol.asyncIterator]();
   const first = await parts.next();
   const writer = new ResponseEventWriter(prepared.initial, prepared.request.functionNames);
+  const state: RunState = { discarded: false };
   return {
-    events: runEvents(dependencies, prepared, writer, signal, { parts, first }),
+    events: runEvents(dependencies, prepared, writer, signal, state, { parts, first }),
     snapshot: () => writer.snapshot(),
+    discard: () => {
+      state.discarded = true;
+    },
   };
 }
 
@@ -72,9 +84,13 @@ export function startBackgroundRun(
   signal: AbortSignal,
 ): ResponseRun {
   const writer = new ResponseEventWriter(prepared.initial, prepared.request.functionNames);
+  const state: RunState = { discarded: false };
   return {
-    events: runEvents(dependencies, prepared, writer, signal, undefined),
+    events: runEvents(dependencies, prepared, writer, signal, state, undefined),
     snapshot: () => writer.snapshot(),
+    discard: () => {
+      state.discarded = true;
+    },
   };
 }
 
@@ -95,6 +111,7 @@ async function* runEvents(
   prepared: PreparedResponse,
   writer: ResponseEventWriter,
   signal: AbortSignal,
+  state: RunState,
   started: StartedGeneration | undefined,
 ): AsyncGenerator<ResponseStreamEvent, void, undefined> {
   const logger = dependencies.logger ?? silentLogger;
@@ -104,7 +121,7 @@ async function* runEvents(
     for (const event of events) {
       const terminal = isTerminalEvent(event);
       if (terminal || (persistEvery && isLifecycleEvent(event))) {
-        persistResponse(dependencies, prepared, event.response, logger);
+        persistResponse(dependencies, prepared, state, event.response, logger);
         finalStored ||= terminal;
       }
       yield event;
@@ -141,19 +158,25 @@ async function* runEvents(
     // The consumer stopped iterating (the client went away), possibly after the writer finished but
     // before the terminal event was delivered: record the final state all the same.
     if (!writer.finished) writer.cancel();
-    if (!finalStored) persistResponse(dependencies, prepared, writer.snapshot(), logger);
+    if (!finalStored) persistResponse(dependencies, prepared, state, writer.snapshot(), logger);
     await parts?.return?.();
   }
 }
 
-/** Stores a snapshot (unless store: false); after a final one, applies the retention limits. */
+/**
+ * Stores a snapshot (unless store: false or discarded); after a final one, applies the retention limits.
+ * Pruning ranks by created_at (request start), so it is told to keep the response just stored: a long
+ * generation that started before many newer ones finished must still be there when its terminal event
+ * says it is stored. The store itself never prunes unfinished (queued / in_progress) responses.
+ */
 function persistResponse(
   dependencies: RunDependencies,
   prepared: PreparedResponse,
+  state: RunState,
   response: ResponseObject,
   logger: Logger,
 ): void {
-  if (!prepared.request.store) return;
+  if (!prepared.request.store || state.discarded) return;
   try {
     dependencies.store.put({
       id: response.id,
@@ -171,7 +194,7 @@ function persistResponse(
       retention !== undefined &&
       (retention.maxAgeSeconds !== undefined || retention.maxCount !== undefined)
     ) {
-      dependencies.store.prune(retention);
+      dependencies.store.prune(retention, { keepIds: [response.id] });
     }
   } catch (error) {
     // The stream still ends properly; a later GET or chain to this id answers 404 instead.

@@ -4,6 +4,7 @@
  * generations (their streams end with `response.failed`/`cancelled`), unload models, close the store —
  * all within a few seconds. Used by `lmhost serve` and by tests that need a real socket.
  */
+import { setMaxListeners } from "node:events";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { serve, type ServerType } from "@hono/node-server";
@@ -26,12 +27,23 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** The error of a response an earlier lmhost process left queued or in_progress. */
+export const RESTARTED_ERROR = {
+  code: "server_error",
+  message: "lmhost restarted before this response finished",
+} as const;
+
 export async function startServer(
   config: Config,
   logger: Logger = createLogger(config.logLevel),
 ): Promise<RunningServer> {
   const shutdown = new AbortController();
+  // Every request in flight links its own signal to this one with a listener (shared/abort-signals.ts).
+  setMaxListeners(0, shutdown.signal);
   const store = SqliteResponseStore.open(path.join(config.dataDir, "responses.sqlite"));
+  // No run of an earlier process can finish what it left queued or in_progress: say so, once.
+  const unfinished = store.failUnfinished(RESTARTED_ERROR);
+  if (unfinished > 0) logger.info(`marked ${unfinished} unfinished response(s) of an earlier run as failed`);
   const catalog = new ModelCatalog({
     modelsDir: modelsDirOf(config),
     files: config.models,

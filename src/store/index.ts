@@ -2,8 +2,16 @@
  * The response store: its interface, the embedded SQLite implementation and the in-memory twin.
  * Only this folder's sqlite/ subfolder imports better-sqlite3.
  */
-export type { ItemPage, ListItemsOptions, ResponseStore, StoredItem, StoredResponse } from "./types.js";
-export type { PruneLimits } from "./store-rules.js";
+export type {
+  ItemPage,
+  ListItemsOptions,
+  PruneLimits,
+  PruneOptions,
+  ResponseStore,
+  StoredItem,
+  StoredResponse,
+} from "./types.js";
+export { UNFINISHED_STATUSES } from "./types.js";
 export { MAX_CHAIN_DEPTH } from "./store-rules.js";
 export { MemoryResponseStore } from "./memory/memory-store.js";
 export { SqliteResponseStore } from "./sqlite/sqlite-store.js";

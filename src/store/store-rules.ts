@@ -4,7 +4,7 @@
  * `findItem` can find.
  */
 import { ApiError } from "../shared/errors.js";
-import type { ItemPage, StoredItem } from "./types.js";
+import type { ItemPage, PruneLimits, StoredItem } from "./types.js";
 
 /**
  * The longest previous_response_id chain a store will walk: far more turns than any local context window
@@ -12,11 +12,6 @@ import type { ItemPage, StoredItem } from "./types.js";
  * replacing a response) fails loudly instead of looping.
  */
 export const MAX_CHAIN_DEPTH = 10_000;
-
-export interface PruneLimits {
-  maxAgeSeconds?: number;
-  maxCount?: number;
-}
 
 export function assertValidPageLimit(limit: number): void {
   if (!Number.isInteger(limit) || limit < 1) {
@@ -55,6 +50,30 @@ export function toItemPage(itemsPlusOne: StoredItem[], limit: number): ItemPage 
 
 export function currentUnixSeconds(): number {
   return Math.floor(Date.now() / 1000);
+}
+
+/**
+ * A stored Response object marked failed by `failUnfinished`: status, error and a null completed_at, and
+ * output items left `in_progress` closed as `incomplete` (as the event writer closes them on a failure).
+ */
+export function failedResponse(
+  response: Record<string, unknown>,
+  error: { code: string; message: string },
+): Record<string, unknown> {
+  const failed: Record<string, unknown> = {
+    ...response,
+    status: "failed",
+    completed_at: null,
+    error: { code: error.code, message: error.message },
+  };
+  if (Array.isArray(response.output)) {
+    failed.output = response.output.map((item: unknown) =>
+      typeof item === "object" && item !== null && (item as { status?: unknown }).status === "in_progress"
+        ? { ...(item as Record<string, unknown>), status: "incomplete" }
+        : item,
+    );
+  }
+  return failed;
 }
 
 /** The items of a stored Response object's `output` that have an id (what `findItem` can return). */

@@ -33,6 +33,21 @@ export interface ItemPage {
   hasMore: boolean;
 }
 
+export interface PruneLimits {
+  maxAgeSeconds?: number;
+  maxCount?: number;
+}
+
+export interface PruneOptions {
+  /** "Now" in Unix seconds, for maxAgeSeconds (default: the clock). */
+  nowSeconds?: number;
+  /** Responses never deleted by this prune (the response just stored). */
+  keepIds?: readonly string[];
+}
+
+/** Statuses of a response whose run has not ended (or was cut off by a crash). */
+export const UNFINISHED_STATUSES: readonly string[] = ["queued", "in_progress"];
+
 export interface ResponseStore {
   /** Inserts or replaces a response and its input items atomically. */
   put(record: StoredResponse): void;
@@ -53,7 +68,19 @@ export interface ResponseStore {
    * response holds it.
    */
   findItem(id: string): StoredItem | undefined;
-  /** Deletes the oldest responses beyond the limits; returns how many were deleted. */
-  prune(limits: { maxAgeSeconds?: number; maxCount?: number }, nowSeconds?: number): number;
+  /**
+   * Deletes the oldest responses (by created_at, ties in insertion order) beyond the limits: those older
+   * than `maxAgeSeconds`, and all but the newest `maxCount`. Never deletes an unfinished response (status
+   * `queued` or `in_progress`: it is still running) nor one named in `keepIds` (the response just stored);
+   * they still count towards `maxCount`, so the store may briefly hold more. Returns how many were deleted.
+   */
+  prune(limits: PruneLimits, options?: PruneOptions): number;
+  /**
+   * Marks every unfinished response (status `queued` or `in_progress`) as `failed` with `error`, as at
+   * startup, when no run of an earlier process can still finish them: status `failed`, `error` set,
+   * `completed_at` null, output items still `in_progress` become `incomplete`; everything else (input
+   * items, created_at, the chain) is kept. Returns how many responses were marked.
+   */
+  failUnfinished(error: { code: string; message: string }): number;
   close(): void;
 }

@@ -1,7 +1,11 @@
 /** Table tests for the pure ConversationItem[] → node-llama-cpp ChatHistoryItem[] translation. */
 import type { ChatHistoryItem } from "node-llama-cpp";
 import { describe, expect, it } from "vitest";
-import { convertConversation, parseJsonOrKeepText } from "../../src/engine/llama/convert-conversation.js";
+import {
+  convertConversation,
+  convertConversationWithSources,
+  parseJsonOrKeepText,
+} from "../../src/engine/llama/convert-conversation.js";
 import type { ConversationItem } from "../../src/engine/types.js";
 import { ApiError } from "../../src/shared/errors.js";
 
@@ -44,14 +48,30 @@ const cases: Case[] = [
     ],
   },
   {
-    name: "a trailing assistant message is continued (prefill)",
+    name: "a trailing assistant message is answered with a new turn, not continued (as OpenAI does)",
     items: [
-      { type: "message", role: "user", text: "Count" },
-      { type: "message", role: "assistant", text: "1, 2," },
+      { type: "message", role: "user", text: "Tell" },
+      { type: "message", role: "assistant", text: "Once upon a time" },
     ],
     expected: [
-      { type: "user", text: "Count" },
-      { type: "model", response: ["1, 2,"] },
+      { type: "user", text: "Tell" },
+      { type: "model", response: ["Once upon a time"] },
+      { type: "model", response: [] },
+    ],
+  },
+  {
+    name: "a trailing reasoning item also ends the turn",
+    items: [
+      { type: "message", role: "user", text: "Hi" },
+      { type: "reasoning", text: "Greet back." },
+    ],
+    expected: [
+      { type: "user", text: "Hi" },
+      {
+        type: "model",
+        response: [{ type: "segment", segmentType: "thought", text: "Greet back.", ended: true }],
+      },
+      { type: "model", response: [] },
     ],
   },
   {
@@ -142,6 +162,7 @@ const cases: Case[] = [
           "Paris is rainy, Rome sunny.",
         ],
       },
+      { type: "model", response: [] },
     ],
   },
   {
@@ -255,7 +276,63 @@ describe("convertConversation without thought segments", () => {
     expect(convertConversation(items, { keepReasoning: false })).toEqual([
       { type: "user", text: "2+2?" },
       { type: "model", response: ["4"] },
+      { type: "model", response: [] },
     ]);
+  });
+});
+
+describe("convertConversation: the turn the model generates", () => {
+  const answered: ConversationItem[] = [
+    { type: "message", role: "user", text: "Tell" },
+    { type: "message", role: "assistant", text: "Once upon a time" },
+  ];
+
+  it("separates the new turn with a user message for templates that merge adjacent model items", () => {
+    expect(convertConversation(answered, { newTurnSeparator: " " })).toEqual([
+      { type: "user", text: "Tell" },
+      { type: "model", response: ["Once upon a time"] },
+      { type: "user", text: " " },
+      { type: "model", response: [] },
+    ]);
+  });
+
+  it("continues the turn only in the tool loop (it ends with calls whose results arrived)", () => {
+    const toolLoop: ConversationItem[] = [
+      { type: "message", role: "user", text: "Weather?" },
+      { type: "message", role: "assistant", text: "Checking." },
+      { type: "function-call", callId: "a", name: "get_weather", arguments: "{}" },
+      { type: "function-result", callId: "a", output: "sunny" },
+    ];
+    const history = convertConversation(toolLoop, { newTurnSeparator: "" });
+    expect(history).toHaveLength(2);
+    expect(history.at(-1)).toMatchObject({
+      type: "model",
+      response: ["Checking.", { type: "functionCall" }],
+    });
+  });
+
+  it("maps each history item to the last conversation item it renders", () => {
+    const items: ConversationItem[] = [
+      { type: "message", role: "system", text: "S" },
+      { type: "message", role: "user", text: "U1" },
+      { type: "function-call", callId: "a", name: "f", arguments: "{}" },
+      { type: "function-result", callId: "a", output: "1" },
+      { type: "message", role: "assistant", text: "A1" },
+      { type: "message", role: "user", text: "U2" },
+    ];
+    expect(convertConversationWithSources(items)).toEqual({
+      history: [
+        { type: "system", text: "S" },
+        { type: "user", text: "U1" },
+        {
+          type: "model",
+          response: [{ type: "functionCall", name: "f", params: {}, result: 1, startsNewChunk: true }, "A1"],
+        },
+        { type: "user", text: "U2" },
+        { type: "model", response: [] },
+      ],
+      lastSourceIndex: [0, 1, 4, 5, 6],
+    });
   });
 });
 

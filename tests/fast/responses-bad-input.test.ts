@@ -16,6 +16,19 @@ interface BadCase {
 
 const ok = { model: TEST_MODEL, input: "hi" };
 
+/** A schema exactly `levels` JSON levels deep (each object level with `properties` takes two). */
+function nested(levels: number): Record<string, unknown> {
+  let schema: Record<string, unknown> = { type: "string" };
+  let depth = 1;
+  for (; depth + 2 <= levels; depth += 2) schema = { type: "object", properties: { child: schema } };
+  return depth < levels ? { type: "array", items: schema } : schema;
+}
+
+/** `{"a": {"a": … {}}}` nested `levels` deep, as JSON text (JSON.stringify itself would overflow). */
+function deepJson(levels: number): string {
+  return `${'{"a":'.repeat(levels - 1)}{}${"}".repeat(levels - 1)}`;
+}
+
 const badCases: BadCase[] = [
   {
     name: "missing model",
@@ -301,6 +314,35 @@ const badCases: BadCase[] = [
     param: "include[1]",
   },
   {
+    name: "an include value OpenAI does not define",
+    body: { ...ok, include: ["reasoning.encrypted_content", "bogus"] },
+    status: 400,
+    param: "include[1]",
+    code: "invalid_value",
+    message: /Supported values are: .*"reasoning\.encrypted_content"/,
+  },
+  {
+    name: "a JSON schema nested too deeply",
+    body: { ...ok, text: { format: { type: "json_schema", name: "deep", schema: nested(65) } } },
+    status: 400,
+    param: "text.format.schema",
+    code: "invalid_json_schema",
+    message: /nested more than 64 levels deep/,
+  },
+  {
+    name: "function parameters nested too deeply",
+    body: {
+      ...ok,
+      tools: [
+        { type: "function", name: "f" },
+        { type: "function", name: "g", parameters: nested(65) },
+      ],
+    },
+    status: 400,
+    param: "tools[1].parameters",
+    message: /nested more than 64 levels deep/,
+  },
+  {
     name: "background without store",
     body: { ...ok, background: true, store: false },
     status: 400,
@@ -337,6 +379,51 @@ describe("POST /v1/responses bad input", () => {
       expect((await fast.post("/v1/responses", ok)).status).toBe(200);
     });
   }
+
+  it.each([
+    [
+      "text.format.schema",
+      (deep: string) => `"text": {"format": {"type": "json_schema", "name": "x", "schema": ${deep}}}`,
+    ],
+    [
+      "tools[0].parameters",
+      (deep: string) => `"tools": [{"type": "function", "name": "f", "parameters": ${deep}}]`,
+    ],
+    [
+      "tools[0].tools[0].parameters",
+      (deep: string) =>
+        `"tools": [{"type": "namespace", "name": "n", "tools": [{"type": "function", "name": "f", "parameters": ${deep}}]}]`,
+    ],
+    ["tools[0]", (deep: string) => `"tools": [{"type": "web_search", "filters": ${deep}}]`],
+    ["tools[0]", (deep: string) => `"tools": [{"type": "mcp", "server_label": "s", "headers": ${deep}}]`],
+    [
+      "tool_choice",
+      (deep: string) =>
+        `"tools": [{"type": "function", "name": "f"}], "tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "f", "x": ${deep}}]}`,
+    ],
+  ])("answers 400 naming %s, not 500, for 20,000 levels of nesting", async (param, field) => {
+    const big = createFastApp({ config: { bodyLimitBytes: 1024 * 1024 } });
+    for (const path of ["/v1/responses", "/v1/responses/input_tokens"]) {
+      const response = await big.request(path, {
+        method: "POST",
+        body: `{"model": "${TEST_MODEL}", "input": "hi", ${field(deepJson(20_000))}}`,
+      });
+      const body = (await response.json()) as { error: { param: string; message: string } };
+      expect(response.status, body.error.message).toBe(400);
+      expect(body.error.param).toBe(param);
+      expect(body.error.message).toMatch(/nested more than \d+ levels deep/);
+    }
+    expect((await big.post("/v1/responses", ok)).status).toBe(200);
+  });
+
+  it("accepts a schema nested exactly 64 levels deep", async () => {
+    const response = await fast.post("/v1/responses", {
+      ...ok,
+      text: { format: { type: "json_schema", name: "deep", schema: nested(64) } },
+      tools: [{ type: "function", name: "f", parameters: nested(64) }],
+    });
+    expect(response.status).toBe(200);
+  });
 
   it("answers 400 invalid_json for malformed JSON and an empty body", async () => {
     for (const body of ['{"model": "x", "input": ', ""]) {

@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { assembleConversation, chainItems } from "../../src/responses/conversation.js";
+import { createFastApp, TEST_MODEL } from "../helpers/fast-app.js";
 import type { ConversationWireItem, ResponseObject } from "../../src/responses/wire-types.js";
 import { MemoryResponseStore } from "../../src/store/memory/memory-store.js";
 
@@ -178,9 +179,83 @@ describe("assembleConversation", () => {
     ).toThrow(expect.objectContaining({ status: 400, param: "previous_response_id" }));
   });
 
+  it("refuses to continue from a response running in this process (not stored yet), naming previous_response_id", () => {
+    const store = chainStore();
+    const runningStatus = (id: string) => (id === "resp_live" ? "in_progress" : undefined);
+    expect(() =>
+      assembleConversation(
+        store,
+        { previousResponseId: "resp_live", instructions: null, input: [] },
+        { runningStatus },
+      ),
+    ).toThrow(
+      expect.objectContaining({
+        status: 400,
+        param: "previous_response_id",
+        message: expect.stringContaining("'resp_live' is still in_progress"),
+      }),
+    );
+    // A stored, finished response is not affected.
+    expect(
+      assembleConversation(
+        store,
+        { previousResponseId: "resp_2", instructions: null, input: [] },
+        { runningStatus },
+      ).items,
+    ).toHaveLength(4);
+  });
+
+  it("counts the conversation items of this request's own input, not the chain's nor the instructions", () => {
+    const assembled = assembleConversation(chainStore(), {
+      previousResponseId: "resp_2",
+      instructions: "rules",
+      input: [
+        { type: "reasoning", summary: [], encrypted_content: "opaque" }, // carries no text: left out
+        { type: "function_call", call_id: "call_1", name: "f", arguments: "{}" },
+        { type: "function_call_output", call_id: "call_1", output: "ok" },
+        { type: "message", role: "user", content: "three" },
+      ],
+    });
+    expect(assembled.items).toHaveLength(1 + 4 + 3);
+    expect(assembled.ownItemCount).toBe(3);
+    expect(assembled.items.slice(-assembled.ownItemCount).map((item) => item.type)).toEqual([
+      "function-call",
+      "function-result",
+      "message",
+    ]);
+    const empty = assembleConversation(chainStore(), {
+      previousResponseId: "resp_2",
+      instructions: "rules",
+      input: [],
+    });
+    expect(empty.ownItemCount).toBe(0);
+  });
+
   it("lists chain items per response: inputs, then outputs", () => {
     const store = chainStore();
     const chain = store.chain("resp_2") ?? [];
     expect(chainItems(chain).map((item) => item.id)).toEqual(["msg_u1", "msg_a1", "msg_u2", "msg_a2"]);
+  });
+});
+
+describe("the engine request", () => {
+  it("protects the items of this request's input from truncation: protectedTailItems", async () => {
+    const fast = createFastApp();
+    const first = (await (
+      await fast.post("/v1/responses", { model: TEST_MODEL, input: [{ role: "user", content: "one" }] })
+    ).json()) as { id: string };
+    const second = await fast.post("/v1/responses", {
+      model: TEST_MODEL,
+      instructions: "rules",
+      previous_response_id: first.id,
+      truncation: "auto",
+      input: [
+        { role: "user", content: "two" },
+        { role: "user", content: "three" },
+      ],
+    });
+    expect(second.status).toBe(200);
+    expect(fast.engineRequests.map((request) => request.protectedTailItems)).toEqual([1, 2]);
+    expect(fast.engineRequests[1]?.items).toHaveLength(1 + 2 + 2);
   });
 });

@@ -267,6 +267,46 @@ describe("toResponseRequest", () => {
     expect(request.echo.reasoning).toEqual({ effort, summary: "detailed" });
   });
 
+  it("passes parallel_tool_calls: false to the engine (true and absent are the engine's default)", () => {
+    const tools = [{ type: "function", name: "a" }];
+    expect(translate({ tools, parallel_tool_calls: false }).generation.parallelToolCalls).toBe(false);
+    expect(translate({ tools, parallel_tool_calls: false }).echo.parallel_tool_calls).toBe(false);
+    expect(translate({ tools, parallel_tool_calls: true }).generation).not.toHaveProperty(
+      "parallelToolCalls",
+    );
+    expect(translate({ tools }).generation).not.toHaveProperty("parallelToolCalls");
+  });
+
+  it("passes text.format.strict to the engine's json_schema format when given", () => {
+    const schema = { type: "object", properties: { n: { type: "integer" } } };
+    const format = (strict?: boolean | null) =>
+      translate({
+        text: {
+          format: { type: "json_schema", name: "n", schema, ...(strict === undefined ? {} : { strict }) },
+        },
+      }).generation.responseFormat;
+    expect(format(true)).toEqual({ type: "json_schema", name: "n", schema, strict: true });
+    expect(format(false)).toEqual({ type: "json_schema", name: "n", schema, strict: false });
+    expect(format(null)).toEqual({ type: "json_schema", name: "n", schema });
+    expect(format()).toEqual({ type: "json_schema", name: "n", schema });
+  });
+
+  it("accepts every include value of OpenAI's IncludeEnum but logprobs, and nothing else", () => {
+    const document = parseYaml(readFileSync(path.join(specDir, "openai-openapi.yaml"), "utf8"), {
+      maxAliasCount: -1,
+    }) as { components: { schemas: Record<string, { enum?: string[] }> } };
+    const includable = document.components.schemas.IncludeEnum?.enum ?? [];
+    expect(includable).toContain("reasoning.encrypted_content");
+    const honoured = includable.filter((value) => value !== "message.output_text.logprobs");
+    expect(() => translate({ include: honoured })).not.toThrow();
+    expect(() => translate({ include: ["reasoning.encrypted_content", "bogus"] })).toThrow(
+      expect.objectContaining({ status: 400, param: "include[1]", code: "invalid_value" }),
+    );
+    expect(() => translate({ include: ["message.output_text.logprobs"] })).toThrow(
+      expect.objectContaining({ status: 400, param: "include[0]", code: "unsupported_parameter" }),
+    );
+  });
+
   it("accepts an input_tokens body without generation-only fields", () => {
     const body = parseRequestBody(inputTokensSchema, {
       model: "m",

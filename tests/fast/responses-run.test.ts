@@ -200,6 +200,55 @@ describe("runResponse", () => {
     expect(ids.map((id) => store.get(id) !== undefined)).toEqual([false, true, true]);
   });
 
+  it("never prunes the response it just stored, though it started before the ones the limit keeps", async () => {
+    const { dependencies, store } = setup();
+    const limited: RunDependencies = { ...dependencies, retention: { maxCount: 2 } };
+    const request = toResponseRequest(
+      parseRequestBody(createResponseSchema, { model: TEST_MODEL, input: "hello world" }),
+    );
+    // A long generation: it starts first, and N newer responses finish while it runs.
+    const long = prepareResponse(store, request, { now: 1_000_000 });
+    const longRun = await startResponseRun(limited, long, never);
+    const newer: string[] = [];
+    for (let second = 1; second <= 3; second++) {
+      const prepared = prepareResponse(store, request, { now: 1_000_000 + second * 1000 });
+      newer.push((await finalResponse((await startResponseRun(limited, prepared, never)).events)).id);
+    }
+    for await (const event of longRun.events) {
+      if (event.type === "response.completed") expect(store.get(long.initial.id)?.status).toBe("completed");
+    }
+    expect(store.get(long.initial.id)?.status).toBe("completed");
+    // Kept, it still counts: the store holds one more than the limit for now.
+    expect(newer.map((id) => store.get(id) !== undefined)).toEqual([false, true, true]);
+    // It is still the oldest: the next stored response prunes it first.
+    await finalResponse((await startResponseRun(limited, prepareResponse(store, request), never)).events);
+    expect(store.get(long.initial.id)).toBeUndefined();
+    expect(newer.map((id) => store.get(id) !== undefined)).toEqual([false, false, true]);
+  });
+
+  it("never prunes a background response that is still running", async () => {
+    const { dependencies, store, prepare } = setup({ text: "a b c d e f", delayMs: 5 });
+    const limited: RunDependencies = { ...dependencies, retention: { maxCount: 1, maxAgeSeconds: 1 } };
+    const background = prepareResponse(
+      store,
+      toResponseRequest(
+        parseRequestBody(createResponseSchema, { model: TEST_MODEL, input: "x", background: true }),
+      ),
+      { now: 1_000_000 },
+    );
+    const run = startBackgroundRun(limited, background, never);
+    for (let next = await run.events.next(); ; next = await run.events.next()) {
+      if (next.done === true || next.value.type === "response.in_progress") break;
+    }
+    expect(store.get(background.initial.id)?.status).toBe("in_progress");
+    for (let turn = 0; turn < 2; turn++) {
+      await finalResponse((await startResponseRun(limited, prepare({}), never)).events);
+    }
+    expect(store.get(background.initial.id)?.status).toBe("in_progress");
+    await finalResponse(run.events);
+    expect(store.get(background.initial.id)?.status).toBe("completed");
+  });
+
   it("fails a response whose engine ends without a finish part", async () => {
     const store = new MemoryResponseStore();
     const engine: Engine = {

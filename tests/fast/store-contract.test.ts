@@ -375,12 +375,12 @@ describe.each(factories)("ResponseStore contract: $name", (factory) => {
     });
 
     it("by age deletes responses older than maxAgeSeconds", () => {
-      expect(store.prune({ maxAgeSeconds: 250 }, 500)).toBe(2);
+      expect(store.prune({ maxAgeSeconds: 250 }, { nowSeconds: 500 })).toBe(2);
       expect(remaining()).toStrictEqual(["resp_t300", "resp_t300b", "resp_t400", "resp_t500"]);
     });
 
     it("by age and count together, counting both", () => {
-      expect(store.prune({ maxAgeSeconds: 350, maxCount: 2 }, 500)).toBe(4);
+      expect(store.prune({ maxAgeSeconds: 350, maxCount: 2 }, { nowSeconds: 500 })).toBe(4);
       expect(remaining()).toStrictEqual(["resp_t400", "resp_t500"]);
     });
 
@@ -397,6 +397,105 @@ describe.each(factories)("ResponseStore contract: $name", (factory) => {
       expect(() => store.prune({ maxCount: -1 })).toThrow(RangeError);
       expect(() => store.prune({ maxAgeSeconds: Number.NaN })).toThrow(RangeError);
       expect(remaining()).toHaveLength(6);
+    });
+
+    it("never deletes a kept id (the response just stored), by count or by age; it still counts", () => {
+      // resp_t100 is the oldest by created_at: a long generation that finished last.
+      expect(store.prune({ maxCount: 3 }, { keepIds: ["resp_t100"] })).toBe(2);
+      expect(remaining()).toStrictEqual(["resp_t100", "resp_t300b", "resp_t400", "resp_t500"]);
+      expect(
+        store.prune({ maxAgeSeconds: 0 }, { nowSeconds: 1_000, keepIds: ["resp_t100", "resp_t500"] }),
+      ).toBe(2);
+      expect(remaining()).toStrictEqual(["resp_t100", "resp_t500"]);
+      // Unkept, it is the oldest again and goes first.
+      expect(store.prune({ maxCount: 1 })).toBe(1);
+      expect(remaining()).toStrictEqual(["resp_t500"]);
+    });
+
+    it("never deletes an unfinished (queued / in_progress) response", () => {
+      store.put(response("resp_t100", { createdAt: 100, status: "in_progress" }));
+      store.put(response("resp_t200", { createdAt: 200, status: "queued" }));
+      expect(store.prune({ maxCount: 2 })).toBe(2);
+      expect(remaining()).toStrictEqual(["resp_t100", "resp_t200", "resp_t400", "resp_t500"]);
+      expect(store.prune({ maxAgeSeconds: 0 }, { nowSeconds: 1_000 })).toBe(2);
+      expect(remaining()).toStrictEqual(["resp_t100", "resp_t200"]);
+      store.put(response("resp_t100", { createdAt: 100, status: "cancelled" }));
+      expect(store.prune({ maxCount: 0 })).toBe(1);
+      expect(remaining()).toStrictEqual(["resp_t200"]);
+    });
+  });
+
+  describe("failUnfinished", () => {
+    const restarted = { code: "server_error", message: "lmhost restarted before this response finished" };
+
+    it("marks queued and in_progress responses failed with the error, keeping everything else", () => {
+      const running = response("resp_running", {
+        createdAt: 200,
+        status: "in_progress",
+        previousResponseId: null,
+      });
+      (running.response.output as Record<string, unknown>[])[0]!.status = "in_progress";
+      running.response.completed_at = null;
+      running.response.error = null;
+      store.put(response("resp_done", { createdAt: 100 }));
+      store.put(running);
+      store.put(
+        response("resp_queued", { createdAt: 300, status: "queued", previousResponseId: "resp_done" }),
+      );
+      store.put(response("resp_failed", { createdAt: 400, status: "failed" }));
+      store.put(response("resp_cancelled", { createdAt: 500, status: "cancelled" }));
+
+      expect(store.failUnfinished(restarted)).toBe(2);
+
+      const marked = store.get("resp_running");
+      expect(marked).toStrictEqual({
+        ...running,
+        status: "failed",
+        response: {
+          ...running.response,
+          status: "failed",
+          completed_at: null,
+          error: restarted,
+          output: [{ ...(running.response.output as Record<string, unknown>[])[0], status: "incomplete" }],
+        },
+      });
+      const queued = store.get("resp_queued");
+      expect(queued?.status).toBe("failed");
+      expect(queued?.response).toMatchObject({ status: "failed", completed_at: null, error: restarted });
+      expect(queued?.previousResponseId).toBe("resp_done");
+      expect(store.chain("resp_queued")?.map((record) => record.status)).toStrictEqual([
+        "completed",
+        "failed",
+      ]);
+      expect(store.listInputItems("resp_queued", { limit: 20, order: "asc" })?.data).toStrictEqual([
+        message("item_resp_queued"),
+      ]);
+      expect(store.findItem("msg_resp_running")).toMatchObject({
+        id: "msg_resp_running",
+        status: "incomplete",
+      });
+      for (const id of ["resp_done", "resp_failed", "resp_cancelled"]) {
+        expect(store.get(id)?.response).not.toHaveProperty("error");
+      }
+      expect(store.get("resp_done")?.status).toBe("completed");
+      expect(store.get("resp_cancelled")?.status).toBe("cancelled");
+    });
+
+    it("marks nothing the second time, nor in a store without unfinished responses", () => {
+      store.put(response("resp_queued", { status: "queued" }));
+      expect(store.failUnfinished(restarted)).toBe(1);
+      expect(store.failUnfinished(restarted)).toBe(0);
+      expect(store.get("resp_queued")?.status).toBe("failed");
+    });
+
+    it("makes a swept response prunable again, keeping its place in the tie order", () => {
+      store.put(response("resp_a", { createdAt: 100, status: "in_progress" }));
+      store.put(response("resp_b", { createdAt: 100 }));
+      expect(store.prune({ maxCount: 1 })).toBe(0);
+      store.failUnfinished(restarted);
+      expect(store.prune({ maxCount: 1 })).toBe(1);
+      expect(store.get("resp_a")).toBeUndefined();
+      expect(store.get("resp_b")).toBeDefined();
     });
   });
 });

@@ -1,17 +1,23 @@
 /**
  * The llama engine on real models (../shared/models), one thread: text from each chat template path,
  * concurrency bounded by the sequence pool, queue overflow, KV prefix reuse, cancellation, max tokens,
- * structured output, forced tool calls, determinism with a seed, context overflow and close().
+ * structured output (strict schemas refused or always valid), forced tool calls, parallel_tool_calls false,
+ * determinism with a seed, context overflow and truncation that never drops the current input, a new
+ * assistant turn after a trailing assistant message, and close().
  */
 import { fileURLToPath } from "node:url";
-import { getLlama, LlamaLogLevel, type Llama } from "node-llama-cpp";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Ajv2020 } from "ajv/dist/2020.js";
+import addFormatsModule from "ajv-formats";
+import { getLlama, LlamaChat, LlamaLogLevel, type Llama } from "node-llama-cpp";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { LlamaEngine } from "../../src/engine/llama/engine.js";
 import { LlamaModelLoader, type LlamaLoadedModel } from "../../src/engine/llama/loader.js";
 import type { EnginePart, EngineRequest } from "../../src/engine/types.js";
 import type { ModelAcquirer, ModelEntry } from "../../src/models/types.js";
 import { ApiError } from "../../src/shared/errors.js";
 import { randomLlamaModel, storiesChatmlModel, storiesModel } from "../helpers/paths.js";
+
+const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
 
 const chatmlJinja =
   "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}" +
@@ -448,6 +454,181 @@ describe("LlamaEngine on real models", () => {
     });
     expect(truncated.finish.usage.inputTokens).toBeLessThan(100);
     expect((await engine.countTokens({ model: "stories", items })).inputTokens).toBeGreaterThan(2048);
+  });
+
+  it("truncation auto never drops the current input: 400 instead of answering an empty prompt", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    // The review's repro: one long user message used to be dropped, leaving only the template (19 tokens).
+    const error = await expectApiError(
+      collect(engine, { model: "stories", items: user("word ".repeat(5000)), truncation: "auto" }),
+    );
+    expect(error).toMatchObject({ status: 400, code: "context_length_exceeded", param: "input" });
+
+    const longText = "The little dog ran to the park and played with a red ball. ".repeat(150);
+    const items: EngineRequest["items"] = [
+      { type: "message", role: "user", text: longText },
+      { type: "message", role: "assistant", text: "Woof." },
+      { type: "message", role: "user", text: "Tell me a short story." },
+    ];
+    const fitted = await collect(engine, {
+      model: "stories",
+      items,
+      truncation: "auto",
+      sampling: { maxTokens: 4 },
+    });
+    expect(fitted.finish.usage.inputTokens).toBeGreaterThan(5);
+    expect(fitted.finish.usage.inputTokens).toBeLessThan(100);
+    // The same old turn as part of this request's own input (protectedTailItems) is not dropped.
+    const protectedError = await expectApiError(
+      collect(engine, { model: "stories", items, truncation: "auto", protectedTailItems: 3 }),
+    );
+    expect(protectedError.code).toBe("context_length_exceeded");
+  });
+
+  it("answers a trailing assistant message with a new assistant turn; continues only the tool loop", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const items: EngineRequest["items"] = [
+      { type: "message", role: "user", text: "Tell" },
+      { type: "message", role: "assistant", text: "Once upon a time" },
+    ];
+    expect(await engine.renderPrompt({ model: "stories-override", items })).toBe(
+      "<s><|im_start|>user\nTell<|im_end|>\n<|im_start|>assistant\nOnce upon a time<|im_end|>\n<|im_start|>assistant\n",
+    );
+    // Llama 2 merges adjacent model items into one turn: the answer is closed and a user turn opens the new one.
+    expect(await engine.renderPrompt({ model: "stories", items })).toBe(
+      "<s>[INST] Tell [/INST] Once upon a time</s><s>[INST]   [/INST] ",
+    );
+    const answered = await collect(engine, { model: "stories-chatml", items, sampling: { maxTokens: 8 } });
+    expect(answered.finish.usage.inputTokens).toBe(
+      (await engine.countTokens({ model: "stories-chatml", items })).inputTokens,
+    );
+
+    const toolLoop: EngineRequest["items"] = [
+      { type: "message", role: "user", text: "Weather in Paris?" },
+      { type: "function-call", callId: "call_1", name: "get_weather", arguments: '{"city":"Paris"}' },
+      { type: "function-result", callId: "call_1", output: "sunny" },
+    ];
+    const tools = [
+      { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } },
+    ];
+    const loopPrompt = await engine.renderPrompt({ model: "stories-override", items: toolLoop, tools });
+    expect(loopPrompt.endsWith('||call: get_weather({"city": "Paris"})\n||result: "sunny"\n')).toBe(true);
+  });
+
+  it("strict json_schema: refuses what it cannot enforce, naming the keyword; what it accepts always validates", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    // The review's repro: {"n": -5, "s": "Can you..."} came back.
+    const repro = {
+      type: "object",
+      properties: {
+        n: { type: "integer", minimum: 5, maximum: 7 },
+        s: { type: "string", pattern: "^a+$" },
+      },
+      required: ["n", "s"],
+      additionalProperties: false,
+    };
+    const refused = await expectApiError(
+      collect(engine, {
+        model: "stories-chatml",
+        items: user("JSON please"),
+        responseFormat: { type: "json_schema", name: "repro", schema: repro, strict: true },
+      }),
+    );
+    expect(refused).toMatchObject({
+      status: 400,
+      code: "invalid_json_schema",
+      param: "text.format.schema.properties.s.pattern",
+    });
+    // Without strict the pattern is dropped, but the integer range is still enforced.
+    const lenient = await collect(engine, {
+      model: "stories-chatml",
+      items: user("JSON please"),
+      responseFormat: { type: "json_schema", name: "repro", schema: repro },
+      sampling: { temperature: 1.5, seed: 7, maxTokens: 60 },
+    });
+    // (The string may run into maxTokens; n comes first.)
+    expect(["5", "6", "7"]).toContain(/^\{\s*"n":\s*(-?[\d.eE+-]+)/.exec(lenient.text)?.[1]);
+
+    const schema = {
+      type: "object",
+      properties: {
+        n: { type: "integer", minimum: 5, maximum: 7 },
+        percent: { type: "integer", minimum: 0, maximum: 100 },
+        even: { type: "integer", exclusiveMinimum: 0, maximum: 20, multipleOf: 2 },
+        color: { type: "string", pattern: "^(red|green|blue)$" },
+        tags: { type: "array", items: { type: "string", maxLength: 8 }, minItems: 1, maxItems: 3 },
+        pair: { type: "array", prefixItems: [{ type: "boolean" }, { const: "x" }], items: false },
+        mood: { anyOf: [{ type: "string", enum: ["happy", "sad"] }, { type: "null" }] },
+        pet: {
+          oneOf: [
+            {
+              type: "object",
+              properties: { kind: { const: "cat" }, lives: { type: "integer", minimum: 1, maximum: 9 } },
+            },
+            { type: "object", properties: { kind: { const: "dog" } } },
+          ],
+        },
+      },
+      // (format: date is generated natively but not checked here: the grammar allows e.g. 2023-02-30.)
+      required: ["n", "percent", "even", "color", "tags", "pair", "mood", "pet"],
+      additionalProperties: false,
+    };
+    const ajv = new Ajv2020({ strict: false });
+    addFormats(ajv);
+    const validate = ajv.compile(schema);
+    for (let seed = 1; seed <= 8; seed++) {
+      const result = await collect(engine, {
+        model: "stories-chatml",
+        items: user("Describe Lily as JSON."),
+        responseFormat: { type: "json_schema", name: "lily", schema, strict: true },
+        sampling: { temperature: 1.3, seed, maxTokens: 300 },
+      });
+      expect(result.finish.reason).toBe("stop");
+      const parsed: unknown = JSON.parse(result.text);
+      expect(validate(parsed) ? [] : validate.errors).toEqual([]);
+    }
+  });
+
+  it("strict tool parameters refuse unenforceable keywords; parallelToolCalls false allows one call", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const tools = [
+      { name: "get_time", description: "Current time" },
+      {
+        name: "count",
+        strict: true,
+        parameters: { type: "object", properties: { n: { type: "integer", minimum: 0 } } },
+      },
+    ];
+    const refused = await expectApiError(
+      collect(engine, { model: "stories-chatml", items: user("Count"), tools }),
+    );
+    expect(refused).toMatchObject({ status: 400, param: "tools[1].parameters.properties.n.minimum" });
+
+    const generateResponse = vi.spyOn(LlamaChat.prototype, "generateResponse");
+    try {
+      const weather = {
+        name: "get_weather",
+        parameters: { type: "object", properties: { city: { type: "string", maxLength: 12 } } },
+      };
+      for (const parallelToolCalls of [false, true, undefined]) {
+        generateResponse.mockClear();
+        const result = await collect(engine, {
+          model: "stories-chatml",
+          items: user("Weather in Paris and Rome?"),
+          tools: [weather],
+          toolChoice: "required",
+          ...(parallelToolCalls !== undefined ? { parallelToolCalls } : {}),
+          sampling: { maxTokens: 48 },
+        });
+        expect(result.finish.reason).toBe("tool-calls");
+        const options = generateResponse.mock.calls[0]?.[1];
+        expect(options?.maxParallelFunctionCalls).toBe(parallelToolCalls === false ? 1 : undefined);
+        if (parallelToolCalls === false)
+          expect(result.parts.filter((part) => part.type === "tool-call-end")).toHaveLength(1);
+      }
+    } finally {
+      generateResponse.mockRestore();
+    }
   });
 
   it("close() cancels in-flight generations and rejects new work", async () => {

@@ -7,7 +7,8 @@
  * - per-request variants for reasoning effort (Qwen thinking on/off, Harmony's `Reasoning:` line);
  * - a wrapper that forces a function call (`tool_choice: "required"` or a named function): it ends the
  *   prompt with the wrapper's call prefix and starts LlamaChat in function-calling mode, so the function
- *   name and the arguments are constrained by grammar.
+ *   name and the arguments are constrained by grammar;
+ * - how the template renders a new assistant turn right after an assistant message.
  */
 import {
   ChatWrapper,
@@ -124,6 +125,59 @@ export function reasoningChatWrapper(
     warningLogs: false,
   });
   return variant.wrapperName === base.wrapperName ? variant : undefined;
+}
+
+const newTurnSeparators = new WeakMap<ChatWrapper, { separator: string | undefined }>();
+
+/**
+ * How the wrapper can render a new assistant turn right after an assistant turn: undefined when it renders
+ * adjacent model items as separate turns (ChatML, Qwen, Harmony, ...); otherwise the text of a user message
+ * to put between them (`""`, or `" "` for wrappers that skip empty messages), chosen so the new turn starts
+ * exactly as it would after a real user message. Many wrappers (Llama 2/3, Mistral, Gemma, Jinja templates
+ * that join adjacent messages) merge adjacent model items into one turn, so the previous answer would be
+ * continued instead. Measured once per wrapper by rendering probe histories.
+ */
+export function newTurnSeparator(wrapper: ChatWrapper): string | undefined {
+  const known = newTurnSeparators.get(wrapper);
+  if (known !== undefined) return known.separator;
+  let separator: string | undefined = " ";
+  try {
+    const render = (chatHistory: ChatHistoryItem[]): string =>
+      wrapper.generateContextState({ chatHistory }).contextText.toString();
+    const answered: ChatHistoryItem[] = [
+      { type: "user", text: "Hi" },
+      { type: "model", response: ["Hello"] },
+    ];
+    const continued = render(answered);
+    const twoTurns = render([...answered, { type: "model", response: [] }]);
+    if (!(twoTurns.startsWith(continued) && twoTurns.slice(continued.length).trim() === "")) {
+      separator = undefined;
+    } else {
+      const marker = "Xq7Zmarker";
+      const afterUser = render([
+        ...answered,
+        { type: "user", text: marker },
+        { type: "model", response: [] },
+      ]);
+      const generationPrompt = afterUser.slice(afterUser.lastIndexOf(marker) + marker.length);
+      separator =
+        ["", " "].find((candidate) => {
+          const rendered = render([
+            ...answered,
+            { type: "user", text: candidate },
+            { type: "model", response: [] },
+          ]);
+          return (
+            rendered.endsWith(generationPrompt) &&
+            rendered.length >= continued.length + generationPrompt.length
+          );
+        }) ?? " ";
+    }
+  } catch {
+    // A template that cannot render the probes (e.g. strict role alternation): an explicit user turn.
+  }
+  newTurnSeparators.set(wrapper, { separator });
+  return separator;
 }
 
 /**

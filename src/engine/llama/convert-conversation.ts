@@ -7,8 +7,12 @@
  *   thought segment (dropped for templates without thought segments, which would print it as answer text),
  *   each function call becomes a `functionCall` element carrying its result, so the chat wrapper renders
  *   call and result in the model's own format;
- * - the history always ends with a `model` item: an empty one to generate a new answer, or the last
- *   assistant turn (for example after function results) which the model then continues.
+ * - the history always ends with the `model` item the model generates into. It continues the last assistant
+ *   turn only when that turn ends with function calls (their results are in: the tool loop); otherwise it is
+ *   a new, empty turn, also after a trailing assistant message (OpenAI answers it with a new assistant turn,
+ *   it never continues it). Templates that merge adjacent model items into one turn (Llama 2/3, Mistral,
+ *   Gemma, many Jinja templates) get a user message ("" or " ") before the new turn, so the previous one is
+ *   closed (`newTurnSeparator`).
  *
  * A function call without a result, or a result without a call, is a client error (400), as in OpenAI's API.
  */
@@ -29,38 +33,74 @@ export function parseJsonOrKeepText(text: string): unknown {
 export interface ConvertConversationOptions {
   /** Keep reasoning items as thought segments (default true); false drops them. */
   keepReasoning?: boolean;
+  /**
+   * For chat templates that render adjacent model items as one turn: the text of a user message to put
+   * between a finished assistant turn and the new one (`newTurnSeparator`). Default: none.
+   */
+  newTurnSeparator?: string | undefined;
+}
+
+export interface ConvertedConversation {
+  history: ChatHistoryItem[];
+  /**
+   * Per history item, the index of the last conversation item rendered in it (`items.length` for the items
+   * added here: the new model turn and its separator), to map protected conversation items to history items.
+   */
+  lastSourceIndex: number[];
 }
 
 export function convertConversation(
   items: readonly ConversationItem[],
   options: ConvertConversationOptions = {},
 ): ChatHistoryItem[] {
+  return convertConversationWithSources(items, options).history;
+}
+
+export function convertConversationWithSources(
+  items: readonly ConversationItem[],
+  options: ConvertConversationOptions = {},
+): ConvertedConversation {
   const keepReasoning = options.keepReasoning ?? true;
   const history: ChatHistoryItem[] = [];
+  const lastSourceIndex: number[] = [];
+  /** The conversation item being converted. */
+  let source = 0;
   /** Calls waiting for their result, by call id. */
   const pendingCalls = new Map<string, ChatModelFunctionCall>();
   /** True while consecutive function calls of one model turn are being added (a parallel-call chunk). */
   let inCallChunk = false;
 
+  /** The history item holding each pending call. */
+  const pendingCallItem = new Map<string, number>();
+
+  const push = (item: ChatHistoryItem): void => {
+    history.push(item);
+    lastSourceIndex.push(source);
+  };
+
   const currentModelItem = (): ChatModelResponse => {
     const last = history.at(-1);
-    if (last !== undefined && last.type === "model") return last;
+    if (last !== undefined && last.type === "model") {
+      lastSourceIndex[history.length - 1] = source;
+      return last;
+    }
     const item: ChatModelResponse = { type: "model", response: [] };
-    history.push(item);
+    push(item);
     inCallChunk = false;
     return item;
   };
 
-  for (const item of items) {
+  for (const [index, item] of items.entries()) {
+    source = index;
     switch (item.type) {
       case "message": {
         switch (item.role) {
           case "system":
-            history.push({ type: "system", text: item.text });
+            push({ type: "system", text: item.text });
             inCallChunk = false;
             break;
           case "user":
-            history.push({ type: "user", text: item.text });
+            push({ type: "user", text: item.text });
             inCallChunk = false;
             break;
           case "assistant": {
@@ -95,6 +135,7 @@ export function convertConversation(
         };
         model.response.push(call);
         pendingCalls.set(item.callId, call);
+        pendingCallItem.set(item.callId, history.length - 1);
         inCallChunk = true;
         break;
       }
@@ -108,6 +149,8 @@ export function convertConversation(
         }
         call.result = parseJsonOrKeepText(item.output);
         pendingCalls.delete(item.callId);
+        const holder = pendingCallItem.get(item.callId);
+        if (holder !== undefined) lastSourceIndex[holder] = Math.max(lastSourceIndex[holder] ?? 0, index);
         break;
       }
       default:
@@ -120,9 +163,22 @@ export function convertConversation(
     throw ApiError.invalid(`No tool output found for function call with call_id '${unanswered}'.`, "input");
   }
 
+  source = items.length;
   const last = history.at(-1);
-  if (last === undefined || last.type !== "model") history.push({ type: "model", response: [] });
-  return history;
+  if (last === undefined || last.type !== "model") {
+    push({ type: "model", response: [] });
+  } else if (!endsWithFunctionCall(last)) {
+    // A finished assistant turn: answer it with a new turn instead of continuing it.
+    if (options.newTurnSeparator !== undefined) push({ type: "user", text: options.newTurnSeparator });
+    push({ type: "model", response: [] });
+  }
+  return { history, lastSourceIndex };
+}
+
+/** The tool loop: the turn's last element is a function call (whose result has arrived). */
+function endsWithFunctionCall(item: ChatModelResponse): boolean {
+  const last = item.response.at(-1);
+  return last !== undefined && typeof last !== "string" && last.type === "functionCall";
 }
 
 /** Adjacent assistant messages of one turn are joined with a blank line. */

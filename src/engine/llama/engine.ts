@@ -250,7 +250,10 @@ export class LlamaEngine implements Engine {
         }
         if (responseFormat.type === "json_object")
           return this.cachedGrammar("json_object", () => loaded.llama.getGrammarFor("json"));
-        const { schema } = convertJsonSchema(responseFormat.schema, "text.format.schema");
+        // strict: a keyword the grammar cannot enforce is a 400 naming it; otherwise it is dropped.
+        const { schema } = convertJsonSchema(responseFormat.schema, "text.format.schema", {
+          strict: responseFormat.strict === true,
+        });
         const key = `schema:${JSON.stringify(schema)}`;
         return this.cachedGrammar(key, async () => {
           try {

@@ -2,7 +2,7 @@
  * Builds the exact prompt a request will evaluate on a loaded model: the chat history, the functions the
  * model may call (and whether a call is forced), the chat wrapper, and the prompt tokens rendered the same
  * way LlamaChat renders them. Checks that the prompt fits the context, dropping the oldest non-system turns
- * first when `truncation` is "auto".
+ * before the protected tail (this request's input, at least the current turn) when `truncation` is "auto".
  */
 import {
   SpecialToken,
@@ -17,8 +17,9 @@ import {
 } from "node-llama-cpp";
 import type { EngineRequest, FunctionToolDefinition, ToolChoice } from "../types.js";
 import { ApiError, assertNever } from "../../shared/errors.js";
-import { ForcedFunctionCallChatWrapper } from "./chat-wrapper.js";
-import { convertConversation } from "./convert-conversation.js";
+import { protectedTailStart } from "../truncation.js";
+import { ForcedFunctionCallChatWrapper, newTurnSeparator } from "./chat-wrapper.js";
+import { convertConversationWithSources } from "./convert-conversation.js";
 import { anyJsonSchema, convertJsonSchema } from "./json-schema.js";
 import { chatWrapperFor, type LlamaLoadedModel } from "./loader.js";
 
@@ -27,7 +28,7 @@ export interface PreparedPrompt {
   history: ChatHistoryItem[];
   /** Functions the model may call in this request (undefined: none). */
   functions: ChatModelFunctions | undefined;
-  /** Set when a call is forced to a single named function. */
+  /** 1 when a call is forced to a single named function or parallel tool calls are off. */
   maxParallelFunctionCalls: number | undefined;
   /** The rendered prompt and its tokens. */
   contextText: LlamaText;
@@ -39,14 +40,20 @@ export interface PreparedPrompt {
 export interface FunctionSelection {
   functions: ChatModelFunctions | undefined;
   forced: boolean;
+  /** 1: at most one call (a named function, or `parallelToolCalls: false`); undefined: no limit. */
   maxParallelFunctionCalls: number | undefined;
 }
 
-/** Validates tools and tool choice and converts them to node-llama-cpp functions. */
+/**
+ * Validates tools and tool choice and converts them to node-llama-cpp functions. One call at most when a
+ * function is named or `parallelToolCalls` is false.
+ */
 export function selectFunctions(
   tools: readonly FunctionToolDefinition[] | undefined,
   toolChoice: ToolChoice | undefined,
+  parallelToolCalls?: boolean,
 ): FunctionSelection {
+  const oneCall = parallelToolCalls === false ? 1 : undefined;
   const definitions = tools ?? [];
   const choice = toolChoice ?? "auto";
   const all: Record<string, { description?: string; params?: GbnfJsonSchema }> = {};
@@ -80,10 +87,14 @@ export function selectFunctions(
     case "none":
       return { functions: undefined, forced: false, maxParallelFunctionCalls: undefined };
     case "auto":
-      return { functions: hasTools ? all : undefined, forced: false, maxParallelFunctionCalls: undefined };
+      return {
+        functions: hasTools ? all : undefined,
+        forced: false,
+        maxParallelFunctionCalls: hasTools ? oneCall : undefined,
+      };
     case "required":
       if (!hasTools) throw ApiError.invalid("tool_choice 'required' needs at least one tool.", "tool_choice");
-      return { functions: all, forced: true, maxParallelFunctionCalls: undefined };
+      return { functions: all, forced: true, maxParallelFunctionCalls: oneCall };
     default:
       return assertNever(choice, "tool choice");
   }
@@ -92,12 +103,14 @@ export function selectFunctions(
 /**
  * A tool's parameter schema for the grammar. Objects without listed properties are closed (`{}`), not open
  * to any keys, and a tool whose parameters can only be `{}` (or are the empty schema) gets none: the model
- * then writes no arguments and the call's arguments are "{}".
+ * then writes no arguments and the call's arguments are "{}". With the tool's `strict`, a keyword the grammar
+ * cannot enforce is a 400 naming it; without, it is dropped.
  */
 function functionParams(tool: FunctionToolDefinition, index: number): { params?: GbnfJsonSchema } {
   if (tool.parameters === undefined) return {};
   const { schema } = convertJsonSchema(tool.parameters, `tools[${index}].parameters`, {
     closedObjects: true,
+    strict: tool.strict === true,
   });
   const noArguments =
     schema === anyJsonSchema ||
@@ -108,30 +121,111 @@ function functionParams(tool: FunctionToolDefinition, index: number): { params?:
   return noArguments ? {} : { params: schema };
 }
 
-export function contextLengthExceeded(contextLength: number, promptTokens: number): ApiError {
+export function contextLengthExceeded(
+  contextLength: number,
+  promptTokens: number,
+  detail?: string,
+): ApiError {
   return new ApiError({
     status: 400,
-    message: `This model's maximum context length is ${contextLength} tokens. However, your input resulted in ${promptTokens} tokens (with room for at least one output token). Please reduce the length of the input.`,
+    message: `This model's maximum context length is ${contextLength} tokens. However, your input resulted in ${promptTokens} tokens (with room for at least one output token)${detail !== undefined ? `: ${detail}` : ""}. Please reduce the length of the input.`,
     param: "input",
     code: "context_length_exceeded",
   });
 }
 
+export interface FitHistoryOptions {
+  /** Per history item, the last conversation item it renders (`convertConversationWithSources`). */
+  lastSourceIndex: readonly number[];
+  /** First protected conversation item (`protectedTailStart`): history items rendering it or later stay. */
+  protectedItemsStart: number;
+  contextLength: number;
+  /** Output tokens to leave room for when possible (at least one always is). */
+  reserve: number;
+}
+
+export interface FittedHistory<Rendered> {
+  history: ChatHistoryItem[];
+  rendered: Rendered;
+  droppedItems: number;
+}
+
+/**
+ * `truncation: "auto"`: drops the fewest oldest non-system history items before the protected tail so the
+ * prompt leaves `reserve` output tokens, or, when even dropping all of them does not, at least one. Throws
+ * ApiError 400 `context_length_exceeded` (param "input") when the protected tail alone does not fit.
+ * `render` must count fewer tokens when items are dropped.
+ */
+export function fitHistory<Rendered extends { tokens: readonly unknown[] }>(
+  history: readonly ChatHistoryItem[],
+  render: (history: ChatHistoryItem[]) => Rendered,
+  options: FitHistoryOptions,
+): FittedHistory<Rendered> {
+  const { contextLength, reserve } = options;
+  const fitsWithRoom = (rendered: Rendered): boolean => rendered.tokens.length + reserve < contextLength;
+  // LlamaChat shifts the context itself unless prompt + 1 < context size; never let it do so silently.
+  const fitsStrictly = (rendered: Rendered): boolean => rendered.tokens.length + 1 < contextLength;
+
+  const full = render([...history]);
+  if (fitsWithRoom(full)) return { history: [...history], rendered: full, droppedItems: 0 };
+  let protectedHistoryStart = history.length;
+  options.lastSourceIndex.forEach((sourceIndex, index) => {
+    if (sourceIndex >= options.protectedItemsStart && index < protectedHistoryStart)
+      protectedHistoryStart = index;
+  });
+  const droppable = history.flatMap((item, index) =>
+    item.type !== "system" && index < protectedHistoryStart ? [index] : [],
+  );
+  const withoutFirst = (count: number): ChatHistoryItem[] => {
+    const dropped = new Set(droppable.slice(0, count));
+    return history.filter((_item, index) => !dropped.has(index));
+  };
+  // Binary search for the fewest dropped items that fit (token count falls as items are dropped).
+  let low = 1;
+  let high = droppable.length;
+  let best: FittedHistory<Rendered> | undefined;
+  while (low <= high) {
+    const middle = Math.floor((low + high) / 2);
+    const candidate = withoutFirst(middle);
+    const rendered = render(candidate);
+    if (fitsWithRoom(rendered)) {
+      best = { history: candidate, rendered, droppedItems: middle };
+      high = middle - 1;
+    } else {
+      low = middle + 1;
+    }
+  }
+  if (best !== undefined) return best;
+  const minimal = withoutFirst(droppable.length);
+  const minimalRendered = droppable.length === 0 ? full : render(minimal);
+  if (fitsStrictly(minimalRendered))
+    return { history: minimal, rendered: minimalRendered, droppedItems: droppable.length };
+  throw contextLengthExceeded(
+    contextLength,
+    minimalRendered.tokens.length,
+    droppable.length > 0
+      ? `truncation dropped the ${droppable.length} earlier conversation items it may drop, but the rest (this request's input and the current turn, which are never dropped, and system messages) is still too long`
+      : "truncation may not drop this request's input, the current turn or system messages, and there is nothing else to drop",
+  );
+}
+
 /**
  * Renders and tokenizes the request. With `fitToContext`, throws ApiError 400 `context_length_exceeded`
- * (truncation "disabled", the default) or drops the oldest non-system history items until the prompt leaves
- * room for min(maxTokens, a quarter of the context) output tokens (truncation "auto").
+ * (truncation "disabled", the default) or drops the oldest non-system history items before the protected
+ * tail (`protectedTailItems`, at least the current turn) until the prompt leaves room for
+ * min(maxTokens, a quarter of the context) output tokens (truncation "auto"; see `fitHistory`).
  */
 export function preparePrompt(
   loaded: LlamaLoadedModel,
   request: EngineRequest,
   options: { fitToContext: boolean },
 ): PreparedPrompt {
-  const selection = selectFunctions(request.tools, request.toolChoice);
+  const selection = selectFunctions(request.tools, request.toolChoice, request.parallelToolCalls);
   const baseWrapper = chatWrapperFor(loaded, request.reasoningEffort);
   const chatWrapper = selection.forced ? new ForcedFunctionCallChatWrapper(baseWrapper) : baseWrapper;
-  const history = convertConversation(request.items, {
+  const { history, lastSourceIndex } = convertConversationWithSources(request.items, {
     keepReasoning: chatWrapper.settings.segments?.thought !== undefined,
+    newTurnSeparator: newTurnSeparator(baseWrapper),
   });
 
   interface Rendered {
@@ -162,51 +256,27 @@ export function preparePrompt(
     droppedItems,
   });
 
-  const full = render(history);
   const contextLength = loaded.contextLength;
-  // LlamaChat shifts the context itself unless prompt + 1 < context size; never let it do so silently.
-  const fitsStrictly = (count: number): boolean => count + 1 < contextLength;
-  if (!options.fitToContext) return prepared(history, full, 0);
+  if (!options.fitToContext) return prepared(history, render(history), 0);
 
   const truncation = request.truncation ?? "disabled";
   switch (truncation) {
-    case "disabled":
-      if (!fitsStrictly(full.tokens.length)) throw contextLengthExceeded(contextLength, full.tokens.length);
+    case "disabled": {
+      const full = render(history);
+      // LlamaChat shifts the context itself unless prompt + 1 < context size; never let it do so silently.
+      if (full.tokens.length + 1 >= contextLength)
+        throw contextLengthExceeded(contextLength, full.tokens.length);
       return prepared(history, full, 0);
+    }
     case "auto": {
       const quarter = Math.max(1, Math.floor(contextLength / 4));
-      const reserve = Math.min(request.sampling?.maxTokens ?? quarter, quarter);
-      const fitsWithRoom = (count: number): boolean => count + reserve < contextLength;
-      if (fitsWithRoom(full.tokens.length)) return prepared(history, full, 0);
-      // Droppable: every non-system item except the last one (the model turn being generated or continued).
-      const droppable = history.flatMap((item, index) =>
-        item.type !== "system" && index < history.length - 1 ? [index] : [],
-      );
-      const withoutFirst = (count: number): ChatHistoryItem[] => {
-        const dropped = new Set(droppable.slice(0, count));
-        return history.filter((_item, index) => !dropped.has(index));
-      };
-      // Binary search for the fewest dropped items that fit (token count falls as items are dropped).
-      let low = 1;
-      let high = droppable.length;
-      let best: { history: ChatHistoryItem[]; rendered: Rendered; dropped: number } | undefined;
-      while (low <= high) {
-        const middle = Math.floor((low + high) / 2);
-        const candidate = withoutFirst(middle);
-        const rendered = render(candidate);
-        if (fitsWithRoom(rendered.tokens.length)) {
-          best = { history: candidate, rendered, dropped: middle };
-          high = middle - 1;
-        } else {
-          low = middle + 1;
-        }
-      }
-      if (best !== undefined) return prepared(best.history, best.rendered, best.dropped);
-      const minimal = withoutFirst(droppable.length);
-      const minimalRendered = render(minimal);
-      if (fitsStrictly(minimalRendered.tokens.length))
-        return prepared(minimal, minimalRendered, droppable.length);
-      throw contextLengthExceeded(contextLength, minimalRendered.tokens.length);
+      const fitted = fitHistory(history, render, {
+        lastSourceIndex,
+        protectedItemsStart: protectedTailStart(request.items, request.protectedTailItems),
+        contextLength,
+        reserve: Math.min(request.sampling?.maxTokens ?? quarter, quarter),
+      });
+      return prepared(fitted.history, fitted.rendered, fitted.droppedItems);
     }
     default:
       return assertNever(truncation, "truncation");

@@ -6,6 +6,7 @@
  */
 import type { ModelService } from "../../models/types.js";
 import { ApiError } from "../../shared/errors.js";
+import { isAssistantTurnItem, protectedTailStart } from "../truncation.js";
 import type { ConversationItem, Engine, EnginePart, EngineRequest, TokenCount } from "../types.js";
 
 export interface ScriptedTurn {
@@ -45,6 +46,52 @@ export function renderScriptedPrompt(items: ConversationItem[]): string {
 
 const words = (text: string): string[] => text.split(/\s+/).filter((word) => word !== "");
 
+/**
+ * The items the scripted engine evaluates, by the llama engine's rule: `truncation: "auto"` drops the oldest
+ * non-system units (a user message, or one assistant turn: its messages, reasoning, calls and results)
+ * before the protected tail (`protectedTailStart`) until the prompt has at most `limit` tokens (words);
+ * otherwise, or when the protected tail alone is too long, 400 `context_length_exceeded` on "input".
+ */
+export function fitScriptedItems(request: EngineRequest, limit: number): ConversationItem[] {
+  const items = request.items;
+  const count = (kept: readonly ConversationItem[]): number => words(renderScriptedPrompt([...kept])).length;
+  const full = count(items);
+  if (full <= limit) return [...items];
+  const tooLong = (tokens: number, detail: string): ApiError =>
+    ApiError.invalid(
+      `The prompt is ${tokens} tokens, over the model's context of ${limit}${detail}.`,
+      "input",
+      "context_length_exceeded",
+    );
+  if (request.truncation !== "auto") throw tooLong(full, "");
+  const start = protectedTailStart(items, request.protectedTailItems);
+  // Units before the protected tail, oldest first: each user message, each run of assistant-turn items.
+  const units: number[][] = [];
+  for (let index = 0; index < start; index++) {
+    const item = items[index];
+    if (item === undefined || (item.type === "message" && item.role === "system")) continue;
+    const previous = units.at(-1);
+    const joins =
+      isAssistantTurnItem(item) &&
+      previous !== undefined &&
+      previous.at(-1) === index - 1 &&
+      isAssistantTurnItem(items[index - 1]);
+    if (joins) previous.push(index);
+    else units.push([index]);
+  }
+  const dropped = new Set<number>();
+  let kept: ConversationItem[] = [...items];
+  for (const unit of units) {
+    for (const index of unit) dropped.add(index);
+    kept = items.filter((_item, index) => !dropped.has(index));
+    if (count(kept) <= limit) return kept;
+  }
+  throw tooLong(
+    count(kept),
+    " even after truncation (this request's input and the current turn are never dropped)",
+  );
+}
+
 function defaultReply(request: EngineRequest): ScriptedTurn {
   const lastUser = [...request.items]
     .reverse()
@@ -83,22 +130,8 @@ export class ScriptedEngine implements Engine {
         "model_load_failed",
       );
     }
-    const items = [...request.items];
-    let promptTokens = words(renderScriptedPrompt(items));
     const limit = this.options.contextLength ?? 4096;
-    while (promptTokens.length > limit && request.truncation === "auto") {
-      const dropAt = items.findIndex((item) => !(item.type === "message" && item.role === "system"));
-      if (dropAt < 0 || items.length <= 1) break;
-      items.splice(dropAt, 1);
-      promptTokens = words(renderScriptedPrompt(items));
-    }
-    if (promptTokens.length > limit) {
-      throw ApiError.invalid(
-        `The prompt is ${promptTokens.length} tokens, over the model's context of ${limit}.`,
-        "input",
-        "context_length_exceeded",
-      );
-    }
+    const promptTokens = words(renderScriptedPrompt(fitScriptedItems(request, limit)));
     const previous = this.lastPrompt.get(request.model) ?? [];
     let cached = 0;
     while (
@@ -132,7 +165,8 @@ export class ScriptedEngine implements Engine {
       textTokens++;
     }
     if (reason === "stop" && turn.toolCalls && turn.toolCalls.length > 0 && request.toolChoice !== "none") {
-      for (const call of turn.toolCalls) {
+      const calls = request.parallelToolCalls === false ? turn.toolCalls.slice(0, 1) : turn.toolCalls;
+      for (const call of calls) {
         parts.push({ type: "tool-call-start", callId: call.callId, name: call.name });
         parts.push({ type: "tool-call-delta", callId: call.callId, argumentsDelta: call.arguments });
         parts.push({

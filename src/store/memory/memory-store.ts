@@ -3,17 +3,26 @@
  * (shared through store-rules.ts) and keeps private copies, so callers can neither change stored data
  * through a record they passed in nor through one they got back.
  */
-import type { ItemPage, ListItemsOptions, ResponseStore, StoredItem, StoredResponse } from "../types.js";
+import {
+  UNFINISHED_STATUSES,
+  type ItemPage,
+  type ListItemsOptions,
+  type PruneLimits,
+  type PruneOptions,
+  type ResponseStore,
+  type StoredItem,
+  type StoredResponse,
+} from "../types.js";
 import {
   MAX_CHAIN_DEPTH,
   assertValidPageLimit,
   assertValidPruneLimits,
   chainTooDeepError,
   currentUnixSeconds,
+  failedResponse,
   outputItems,
   toItemPage,
   unknownAfterError,
-  type PruneLimits,
 } from "../store-rules.js";
 
 export class MemoryResponseStore implements ResponseStore {
@@ -86,14 +95,17 @@ export class MemoryResponseStore implements ResponseStore {
     return undefined;
   }
 
-  prune(limits: PruneLimits, nowSeconds: number = currentUnixSeconds()): number {
+  prune(limits: PruneLimits, options: PruneOptions = {}): number {
     this.#assertOpen();
     assertValidPruneLimits(limits);
+    const keep = new Set(options.keepIds ?? []);
+    const prunable = (record: StoredResponse) =>
+      !keep.has(record.id) && !UNFINISHED_STATUSES.includes(record.status);
     let deleted = 0;
     if (limits.maxAgeSeconds !== undefined) {
-      const cutoff = nowSeconds - limits.maxAgeSeconds;
+      const cutoff = (options.nowSeconds ?? currentUnixSeconds()) - limits.maxAgeSeconds;
       for (const record of [...this.#responses.values()]) {
-        if (record.createdAt < cutoff && this.#responses.delete(record.id)) deleted++;
+        if (record.createdAt < cutoff && prunable(record) && this.#responses.delete(record.id)) deleted++;
       }
     }
     if (limits.maxCount !== undefined) {
@@ -103,11 +115,26 @@ export class MemoryResponseStore implements ResponseStore {
       );
       const excess = Math.max(0, oldestFirst.length - Math.floor(limits.maxCount));
       for (const record of oldestFirst.slice(0, excess)) {
-        this.#responses.delete(record.id);
-        deleted++;
+        if (prunable(record) && this.#responses.delete(record.id)) deleted++;
       }
     }
     return deleted;
+  }
+
+  failUnfinished(error: { code: string; message: string }): number {
+    this.#assertOpen();
+    let marked = 0;
+    for (const [id, record] of this.#responses) {
+      if (!UNFINISHED_STATUSES.includes(record.status)) continue;
+      // Replacing the value of an existing key keeps its place in the insertion order.
+      this.#responses.set(id, {
+        ...record,
+        status: "failed",
+        response: failedResponse(record.response, error),
+      });
+      marked++;
+    }
+    return marked;
   }
 
   close(): void {

@@ -49,6 +49,12 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX input_items_item_id ON input_items (item_id);
     `,
   },
+  {
+    description: "an index of unfinished responses (swept to failed at startup, never pruned)",
+    sql: `
+      CREATE INDEX responses_unfinished ON responses (status) WHERE status IN ('queued', 'in_progress');
+    `,
+  },
 ];
 
 export const latestSchemaVersion = migrations.length;

@@ -7,17 +7,25 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
-import type { ItemPage, ListItemsOptions, ResponseStore, StoredItem, StoredResponse } from "../types.js";
+import type {
+  ItemPage,
+  ListItemsOptions,
+  PruneLimits,
+  PruneOptions,
+  ResponseStore,
+  StoredItem,
+  StoredResponse,
+} from "../types.js";
 import {
   MAX_CHAIN_DEPTH,
   assertValidPageLimit,
   assertValidPruneLimits,
   chainTooDeepError,
   currentUnixSeconds,
+  failedResponse,
   outputItems,
   toItemPage,
   unknownAfterError,
-  type PruneLimits,
 } from "../store-rules.js";
 import { migrate } from "./migrations.js";
 
@@ -174,17 +182,31 @@ export class SqliteResponseStore implements ResponseStore {
     });
   }
 
-  prune(limits: PruneLimits, nowSeconds: number = currentUnixSeconds()): number {
+  prune(limits: PruneLimits, options: PruneOptions = {}): number {
     assertValidPruneLimits(limits);
+    const keepIds = JSON.stringify(options.keepIds ?? []);
     return this.#database.transaction(() => {
       let deleted = 0;
       if (limits.maxAgeSeconds !== undefined) {
-        deleted += this.#statements.deleteCreatedBefore.run(nowSeconds - limits.maxAgeSeconds).changes;
+        const cutoff = (options.nowSeconds ?? currentUnixSeconds()) - limits.maxAgeSeconds;
+        deleted += this.#statements.deleteCreatedBefore.run(cutoff, keepIds).changes;
       }
       if (limits.maxCount !== undefined) {
-        deleted += this.#statements.deleteAllButNewest.run(Math.floor(limits.maxCount)).changes;
+        deleted += this.#statements.deleteAllButNewest.run(Math.floor(limits.maxCount), keepIds).changes;
       }
       return deleted;
+    })();
+  }
+
+  failUnfinished(error: { code: string; message: string }): number {
+    return this.#database.transaction(() => {
+      const unfinished = this.#statements.selectUnfinished.all();
+      for (const row of unfinished) {
+        const response = failedResponse(JSON.parse(row.response_json) as Record<string, unknown>, error);
+        // Output item ids do not change, so output_items stays as it is.
+        this.#statements.updateResponseStatus.run("failed", JSON.stringify(response), row.id);
+      }
+      return unfinished.length;
     })();
   }
 
@@ -219,6 +241,11 @@ export class SqliteResponseStore implements ResponseStore {
 function parseItem(itemJson: string): StoredItem {
   return JSON.parse(itemJson) as StoredItem;
 }
+
+/** Matches the partial index `responses_unfinished` (migration 3) word for word, so the sweep uses it. */
+const UNFINISHED = "status IN ('queued', 'in_progress')";
+/** The one parameter is a JSON array of ids to keep. */
+const PRUNABLE = `NOT ${UNFINISHED} AND id NOT IN (SELECT value FROM json_each(?))`;
 
 function prepareStatements(database: Database.Database) {
   const responseColumns = "id, created_at, previous_response_id, model, status, response_json";
@@ -278,11 +305,21 @@ function prepareStatements(database: Database.Database) {
       )
       .pluck(),
     selectChain: database.prepare<[string, number], ResponseRow>(CHAIN_SQL),
-    deleteCreatedBefore: database.prepare<[number]>("DELETE FROM responses WHERE created_at < ?"),
+    // Pruning never deletes an unfinished response nor one of the kept ids (a JSON array).
+    deleteCreatedBefore: database.prepare<[number, string]>(
+      `DELETE FROM responses WHERE created_at < ? AND ${PRUNABLE}`,
+    ),
     // Ties on created_at fall back to rowid, i.e. insertion order (an update keeps its rowid).
-    deleteAllButNewest: database.prepare<[number]>(
+    deleteAllButNewest: database.prepare<[number, string]>(
       `DELETE FROM responses WHERE rowid IN (
-         SELECT rowid FROM responses ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?)`,
+         SELECT rowid FROM responses ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?)
+       AND ${PRUNABLE}`,
+    ),
+    selectUnfinished: database.prepare<[], { id: string; response_json: string }>(
+      `SELECT id, response_json FROM responses WHERE ${UNFINISHED}`,
+    ),
+    updateResponseStatus: database.prepare<[string, string, string]>(
+      "UPDATE responses SET status = ?, response_json = ? WHERE id = ?",
     ),
   };
 }

@@ -2,7 +2,9 @@
  * A structural check of the JSON schema in `text.format` (json_schema), so a broken schema is a 400
  * naming the exact spot (`text.format.schema.properties.age.type`) instead of a grammar failure later.
  * It checks the keywords that shape output (types, properties, items, required, enum, combinators,
- * patterns); it is not a full meta-schema validation.
+ * patterns); it is not a full meta-schema validation. A schema nested deeper than MAX_SCHEMA_DEPTH is
+ * refused before anything walks it recursively (this check, structuredClone, JSON.stringify and the
+ * engine's grammar all recurse, and a deep enough schema overflows the stack: a 500 instead of a 400).
  */
 
 const JSON_TYPES = new Set(["string", "number", "integer", "boolean", "object", "array", "null"]);
@@ -28,8 +30,35 @@ export interface SchemaProblem {
 const isObject = (value: unknown): value is Record<string, unknown> =>
   value !== null && typeof value === "object" && !Array.isArray(value);
 
+/**
+ * How deeply a schema may nest, counting every JSON object and array (the schema itself is level 1; one
+ * `properties` level of an object schema takes two). Real schemas stay far below it (OpenAI's structured
+ * outputs allow 10 levels of object nesting); stack overflows start in the thousands.
+ */
+export const MAX_SCHEMA_DEPTH = 64;
+
+/** Whether `value` nests objects/arrays more than `maxDepth` levels deep (iterative: no recursion). */
+export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
+  const pending: { value: unknown; depth: number }[] = [{ value, depth: 1 }];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    if (next.value === null || typeof next.value !== "object") continue;
+    if (next.depth > maxDepth) return true;
+    for (const child of Object.values(next.value)) {
+      if (child !== null && typeof child === "object") pending.push({ value: child, depth: next.depth + 1 });
+    }
+  }
+  return false;
+}
+
 /** The first problem found in `schema` (at `path`), or undefined when it is usable. */
 export function findSchemaProblem(schema: unknown, path: string): SchemaProblem | undefined {
+  if (nestsDeeperThan(schema, MAX_SCHEMA_DEPTH)) {
+    return { path, message: `the schema is nested more than ${MAX_SCHEMA_DEPTH} levels deep` };
+  }
+  return findProblem(schema, path);
+}
+
+function findProblem(schema: unknown, path: string): SchemaProblem | undefined {
   if (typeof schema === "boolean") return undefined;
   if (!isObject(schema)) return { path, message: "a JSON schema must be an object (or a boolean)" };
 
@@ -51,7 +80,7 @@ export function findSchemaProblem(schema: unknown, path: string): SchemaProblem 
       return { path: `${path}.${keyword}`, message: `'${keyword}' must be an object of schemas` };
     }
     for (const [name, child] of Object.entries(map)) {
-      const problem = findSchemaProblem(child, `${path}.${keyword}.${name}`);
+      const problem = findProblem(child, `${path}.${keyword}.${name}`);
       if (problem !== undefined) return problem;
     }
   }
@@ -62,13 +91,13 @@ export function findSchemaProblem(schema: unknown, path: string): SchemaProblem 
       return { path: `${path}.${keyword}`, message: `'${keyword}' must be a non-empty array of schemas` };
     }
     for (const [index, child] of list.entries()) {
-      const problem = findSchemaProblem(child, `${path}.${keyword}[${index}]`);
+      const problem = findProblem(child, `${path}.${keyword}[${index}]`);
       if (problem !== undefined) return problem;
     }
   }
   for (const keyword of [...SINGLE_SCHEMA_KEYWORDS, "items"] as const) {
     if (schema[keyword] === undefined) continue;
-    const problem = findSchemaProblem(schema[keyword], `${path}.${keyword}`);
+    const problem = findProblem(schema[keyword], `${path}.${keyword}`);
     if (problem !== undefined) return problem;
   }
   const required = schema.required;

@@ -275,6 +275,23 @@ const metadata = z.record(z.string(), z.string()).superRefine((pairs, context) =
   }
 });
 
+/**
+ * OpenAI's `IncludeEnum` (every value it lists): anything else is a 400 naming `include[i]`. The values
+ * for hosted tools and images concern output lmhost never produces, so they add nothing; logprobs cannot
+ * be produced and are refused in to-response-request.ts; `reasoning.encrypted_content` (Codex sends it)
+ * is accepted, though lmhost's reasoning items carry readable text rather than encrypted content.
+ */
+export const INCLUDABLE = [
+  "file_search_call.results",
+  "web_search_call.results",
+  "web_search_call.action.sources",
+  "message.input_image.image_url",
+  "computer_call_output.output.image_url",
+  "code_interpreter_call.outputs",
+  "reasoning.encrypted_content",
+  "message.output_text.logprobs",
+] as const;
+
 /** Accepted only as absent or null; anything else is refused with a reason in to-response-request.ts. */
 const refusedUnlessNull = z.unknown().optional();
 
@@ -297,7 +314,7 @@ export const createResponseSchema = z.object({
   ...conversationShape,
   background: z.boolean().nullish(),
   context_management: refusedUnlessNull,
-  include: z.array(z.string()).nullish(),
+  include: z.array(z.enum(INCLUDABLE)).nullish(),
   max_output_tokens: z.number().int().min(1).nullish(),
   max_tool_calls: z.number().int().min(0).nullish(),
   metadata: metadata.nullish(),

@@ -4,12 +4,14 @@
  * - GET  /v1/responses/{id}                  retrieve; `?stream=true&starting_after=N` resumes a stream
  * - DELETE /v1/responses/{id}                `{id, object: "response", deleted: true}`
  * - GET  /v1/responses/{id}/input_items      paged input items (limit 1–100, order desc by default)
- * - POST /v1/responses/{id}/cancel           cancel a background response
+ * - POST /v1/responses/{id}/cancel           cancel a background response (a foreground one: 400)
  * - POST /v1/responses/input_tokens          `{object: "response.input_tokens", input_tokens}`
  * SSE: every event has an `event:` line equal to its JSON `type`, and the stream ends with `data: [DONE]`.
+ * Responses running in this process (background, and foreground ones with store: true) are in one
+ * LiveResponses registry: GET answers their live snapshot, DELETE stops them and forgets their events.
  */
 import type { Context } from "hono";
-import { BackgroundResponses } from "../../../responses/background.js";
+import { LiveResponses } from "../../../responses/live-responses.js";
 import { buildEngineRequest, prepareResponse } from "../../../responses/prepare-response.js";
 import {
   finalResponse,
@@ -39,6 +41,13 @@ async function* toSseEvents(
   yield { data: "[DONE]" };
 }
 
+function onlyBackgroundCancels(): ApiError {
+  return ApiError.invalid(
+    "Only background responses can be cancelled: this response was created with background: false.",
+    "response_id",
+  );
+}
+
 /** A non-streaming request whose generation failed answers with an HTTP error, as OpenAI does. */
 function failureOf(response: ResponseObject): ApiError | undefined {
   if (response.status !== "failed" || response.error === null) return undefined;
@@ -60,10 +69,12 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
     ...(deps.config.storeMaxCount === undefined ? {} : { maxCount: deps.config.storeMaxCount }),
   };
   const run: RunDependencies = { engine: deps.engine, store: deps.store, retention, logger };
-  const background = new BackgroundResponses({
+  const live = new LiveResponses({
     ...(deps.shutdownSignal === undefined ? {} : { shutdownSignal: deps.shutdownSignal }),
     onError: (message) => logger.error(message),
   });
+  /** A chain to a response still running here is refused as unfinished (it is not stored yet). */
+  const runningStatus = (id: string) => (live.isRunning(id) ? live.snapshot(id)?.status : undefined);
   const sse = (context: Context, events: AsyncIterable<ResponseStreamEvent>) =>
     streamSse(
       context,
@@ -75,7 +86,7 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
     const body = parseRequestBody(inputTokensSchema, await readJsonBody(context));
     const request = toResponseRequest(body);
     await deps.models.get(request.model);
-    const { engineRequest } = buildEngineRequest(deps.store, request);
+    const { engineRequest } = buildEngineRequest(deps.store, request, { runningStatus });
     const count = await deps.engine.countTokens(engineRequest);
     return context.json({ object: "response.input_tokens", input_tokens: count.inputTokens });
   });
@@ -83,24 +94,26 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
   app.post("/v1/responses", async (context) => {
     const request = toResponseRequest(parseRequestBody(createResponseSchema, await readJsonBody(context)));
     await deps.models.get(request.model);
-    const prepared = prepareResponse(deps.store, request);
+    const prepared = prepareResponse(deps.store, request, { runningStatus });
+    const id = prepared.initial.id;
 
     if (request.background) {
-      const { controller, signal } = background.newSignal();
-      const id = prepared.initial.id;
-      const queued = await background.start(id, controller, startBackgroundRun(run, prepared, signal), {
+      const link = live.newSignal();
+      const queued = await live.startBackground(id, link, startBackgroundRun(run, prepared, link.signal), {
         bufferEvents: request.stream,
       });
-      return request.stream ? sse(context, background.replay(id, -1)) : context.json(queued);
+      return request.stream ? sse(context, live.replay(id, -1)) : context.json(queued);
     }
 
-    const signals = [
-      context.req.raw.signal,
-      ...(deps.shutdownSignal === undefined ? [] : [deps.shutdownSignal]),
-    ];
-    const started = await startResponseRun(run, prepared, AbortSignal.any(signals));
-    if (request.stream) return sse(context, started.events);
-    const response = await finalResponse(started.events);
+    // Aborted when the client goes away, at shutdown, or by DELETE; disposed when the run ends.
+    const link = live.newSignal(context.req.raw.signal);
+    const started = await startResponseRun(run, prepared, link.signal).catch((error: unknown) => {
+      link.dispose();
+      throw error;
+    });
+    const events = live.startForeground(id, link, started, { listed: request.store });
+    if (request.stream) return sse(context, events);
+    const response = await finalResponse(events);
     const failure = failureOf(response);
     if (failure !== undefined) throw failure;
     return context.json(response);
@@ -113,25 +126,27 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
         min: -1,
         fallback: -1,
       });
-      if (!background.canReplay(id)) {
-        if (deps.store.get(id) === undefined) throw responseNotFound(id);
+      if (!live.canReplay(id)) {
+        if (!live.isRunning(id) && deps.store.get(id) === undefined) throw responseNotFound(id);
         throw ApiError.invalid(
           "This response cannot be streamed: only responses created with background: true and stream: true can be, while lmhost still holds their events.",
           "stream",
         );
       }
-      return sse(context, background.replay(id, startingAfter));
+      return sse(context, live.replay(id, startingAfter));
     }
-    const response =
-      (background.isRunning(id) ? background.snapshot(id) : undefined) ?? deps.store.get(id)?.response;
+    const response = (live.isRunning(id) ? live.snapshot(id) : undefined) ?? deps.store.get(id)?.response;
     if (response === undefined) throw responseNotFound(id);
     return context.json(response);
   });
 
   app.delete("/v1/responses/:id", async (context) => {
     const id = context.req.param("id");
-    if (background.isRunning(id)) await background.cancel(id);
-    if (!deps.store.delete(id)) throw responseNotFound(id);
+    // First the live entry: a running response stops at its next token and stores nothing more, and
+    // its buffered events can no longer be streamed. Then the stored record.
+    const wasLive = live.delete(id);
+    const wasStored = deps.store.delete(id);
+    if (!wasLive && !wasStored) throw responseNotFound(id);
     return context.json({ id, object: "response", deleted: true });
   });
 
@@ -157,15 +172,17 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
 
   app.post("/v1/responses/:id/cancel", async (context) => {
     const id = context.req.param("id");
-    if (background.isRunning(id)) return context.json(await background.cancel(id));
+    if (live.isRunning(id)) {
+      // As OpenAI: a foreground response ends with its request (the client closes the connection).
+      if (!live.isBackground(id)) throw onlyBackgroundCancels();
+      return context.json(await live.cancel(id));
+    }
     const record = deps.store.get(id);
     if (record === undefined) throw responseNotFound(id);
     const response = record.response as ResponseObject;
-    if (response.background !== true) {
-      throw ApiError.invalid("Only responses created with background: true can be cancelled.", "response_id");
-    }
+    if (response.background !== true) throw onlyBackgroundCancels();
     if (response.status === "queued" || response.status === "in_progress") {
-      // Its run is gone (the server restarted): record what the client asked for.
+      // Its run is gone (startServer marks these failed at startup; a store shared otherwise may not).
       const cancelled: ResponseObject = { ...response, status: "cancelled" };
       deps.store.put({ ...record, status: "cancelled", response: cancelled });
       return context.json(cancelled);

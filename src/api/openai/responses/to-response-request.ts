@@ -20,7 +20,7 @@ import type {
   TextFormat,
 } from "../../../responses/wire-types.js";
 import { ApiError, assertNever } from "../../../shared/errors.js";
-import { findSchemaProblem } from "./json-schema-check.js";
+import { MAX_SCHEMA_DEPTH, findSchemaProblem, nestsDeeperThan } from "./json-schema-check.js";
 import {
   isHostedTool,
   type CreateResponseBody,
@@ -153,7 +153,22 @@ function convertTools(tools: readonly ParsedTool[]): ConvertedTools {
         assertNever(tool, "tool");
     }
   });
+  // Function parameters were checked above (naming `tools[i].parameters`); what else a tool carries is
+  // echoed, i.e. cloned and serialised recursively, so it may not nest deeper than a schema could.
+  tools.forEach((tool, index) => assertNotTooDeep(tool, `tools[${index}]`, "tool"));
   return converted;
+}
+
+/** A tool or tool_choice object: its schema (at most MAX_SCHEMA_DEPTH) plus the few levels around it. */
+const MAX_TOOL_DEPTH = MAX_SCHEMA_DEPTH + 4;
+
+function assertNotTooDeep(value: unknown, param: string, what: string): void {
+  if (nestsDeeperThan(value, MAX_TOOL_DEPTH)) {
+    throw ApiError.invalid(
+      `Invalid '${param}': the ${what} is nested more than ${MAX_TOOL_DEPTH} levels deep.`,
+      param,
+    );
+  }
 }
 
 interface ConvertedToolChoice {
@@ -178,6 +193,7 @@ function convertToolChoice(
     }
   };
   if (choice === undefined || choice === null || choice === "auto") return { definitions: tools.definitions };
+  assertNotTooDeep(choice, "tool_choice", "tool choice");
   if (choice === "none") return { toolChoice: "none", definitions: tools.definitions };
   if (choice === "required") {
     requireFunctions("tool_choice");
@@ -260,7 +276,13 @@ function convertTextFormat(format: ParsedTextFormat | null | undefined): {
             ? {}
             : { description: format.description }),
         },
-        engine: { type: "json_schema", name: format.name, schema: format.schema },
+        engine: {
+          type: "json_schema",
+          name: format.name,
+          schema: format.schema,
+          // Absent or false: keywords the grammar cannot enforce are dropped; true: they are a 400.
+          ...(format.strict === undefined || format.strict === null ? {} : { strict: format.strict }),
+        },
       };
     }
     default:
@@ -313,6 +335,8 @@ export function toResponseRequest(body: CreateResponseBody): ResponseRequest {
   if (format.engine !== undefined) generation.responseFormat = format.engine;
   if (choice.definitions.length > 0) generation.tools = choice.definitions;
   if (choice.toolChoice !== undefined) generation.toolChoice = choice.toolChoice;
+  // true / absent: as many calls as the model makes; false: at most one per response.
+  if (body.parallel_tool_calls === false) generation.parallelToolCalls = false;
   const effort = body.reasoning?.effort;
   if (effort !== undefined && effort !== null) generation.reasoningEffort = toEngineEffort(effort);
   if (body.ttl !== undefined && body.ttl !== null) generation.ttlSeconds = body.ttl;

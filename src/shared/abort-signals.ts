@@ -1,0 +1,41 @@
+/**
+ * Per-request abort signals tied to long-lived ones (server shutdown, a client's request) without
+ * `AbortSignal.any`: on Node 20 every `AbortSignal.any([...])` that includes a long-lived signal leaves an
+ * entry on it that is never dropped, so a server that does it per request grows without bound. Here each
+ * source gets a plain `abort` listener that `dispose()` removes again; call it in `finally` when the work
+ * ends. A long-lived source then carries one listener per request in flight: its owner should lift the
+ * listener warning with `events.setMaxListeners(0, signal)` (start.ts does for the shutdown signal).
+ */
+
+export interface LinkedAbortSignal {
+  /** Aborted by `abort()` or as soon as any source aborts (with that source's reason). */
+  readonly signal: AbortSignal;
+  /** Aborts `signal` from this side (e.g. a cancel); the sources are left alone. Also disposes. */
+  abort(reason?: unknown): void;
+  /** Removes the listeners from the sources. Idempotent; `signal` keeps whatever state it has. */
+  dispose(): void;
+}
+
+/** A new signal that aborts when any of `sources` does (undefined entries are skipped). */
+export function linkAbortSignals(...sources: readonly (AbortSignal | undefined)[]): LinkedAbortSignal {
+  const controller = new AbortController();
+  const attached: { source: AbortSignal; listener: () => void }[] = [];
+  const dispose = () => {
+    for (const { source, listener } of attached.splice(0)) source.removeEventListener("abort", listener);
+  };
+  const abort = (reason?: unknown) => {
+    dispose();
+    if (!controller.signal.aborted) controller.abort(reason);
+  };
+  for (const source of sources) {
+    if (source === undefined) continue;
+    if (source.aborted) {
+      abort(source.reason);
+      break;
+    }
+    const listener = () => abort(source.reason);
+    source.addEventListener("abort", listener, { once: true });
+    attached.push({ source, listener });
+  }
+  return { signal: controller.signal, abort, dispose };
+}
