@@ -195,7 +195,11 @@ describe("toResponseRequest", () => {
       ],
     });
     expect(request.generation.tools).toEqual([
-      { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } },
+      {
+        name: "get_weather",
+        parameters: { type: "object", properties: { city: { type: "string" } } },
+        strict: true,
+      },
       { name: "agents.spawn", description: "Spawn one" },
     ]);
     expect([...request.functionNames]).toEqual([
@@ -289,6 +293,17 @@ describe("toResponseRequest", () => {
     expect(format(false)).toEqual({ type: "json_schema", name: "n", schema, strict: false });
     expect(format(null)).toEqual({ type: "json_schema", name: "n", schema });
     expect(format()).toEqual({ type: "json_schema", name: "n", schema });
+  });
+
+  it("passes strict: true of a function tool to the engine, and nothing for false or absent", () => {
+    const parameters = { type: "object", properties: { n: { type: "integer" } } };
+    const definition = (strict?: boolean) =>
+      translate({
+        tools: [{ type: "function", name: "f", parameters, ...(strict === undefined ? {} : { strict }) }],
+      }).generation.tools?.[0];
+    expect(definition(true)).toMatchObject({ name: "f", strict: true });
+    expect(definition(false)).not.toHaveProperty("strict");
+    expect(definition()).not.toHaveProperty("strict");
   });
 
   it("accepts every include value of OpenAI's IncludeEnum but logprobs, and nothing else", () => {

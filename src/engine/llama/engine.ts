@@ -8,6 +8,7 @@
  * does; a consumer that stops reading aborts the task. Aborting the request's signal stops at the next token
  * and finishes with reason "cancelled".
  */
+import { setMaxListeners } from "node:events";
 import {
   LlamaChat,
   type LlamaChatResponse,
@@ -21,6 +22,7 @@ import {
   type LLamaContextualRepeatPenalty,
 } from "node-llama-cpp";
 import type { ModelAcquirer } from "../../models/types.js";
+import { linkAbortSignals } from "../../shared/abort-signals.js";
 import { ApiError, assertNever } from "../../shared/errors.js";
 import { newId } from "../../shared/ids.js";
 import type {
@@ -60,6 +62,8 @@ export class LlamaEngine implements Engine {
   constructor(options: LlamaEngineOptions) {
     this.models = options.models;
     this.maxQueue = options.maxQueue ?? defaultMaxQueue;
+    // Every request in flight listens on `closing`; that is expected, not a leak.
+    setMaxListeners(0, this.closing.signal);
   }
 
   generate(request: EngineRequest, signal: AbortSignal): AsyncIterable<EnginePart> {
@@ -107,10 +111,10 @@ export class LlamaEngine implements Engine {
     signal: AbortSignal,
   ): AsyncGenerator<EnginePart, void, undefined> {
     if (this.closed) throw closedError();
-    const consumerGone = new AbortController();
-    const runSignal = AbortSignal.any([signal, this.closing.signal, consumerGone.signal]);
+    // Not AbortSignal.any: on Node 20 it leaves an entry on the long-lived `closing` signal per request.
+    const run = linkAbortSignals(signal, this.closing.signal);
     const queue = new AsyncQueue<EnginePart>();
-    const task = this.run(request, runSignal, queue).then(
+    const task = this.run(request, run.signal, queue).then(
       () => queue.end(),
       (error: unknown) => queue.fail(error),
     );
@@ -120,7 +124,7 @@ export class LlamaEngine implements Engine {
       for await (const part of queue) yield part;
     } finally {
       // The consumer stopped early (or the stream ended): stop generating and wait until the sequence is free.
-      consumerGone.abort();
+      run.abort();
       await task;
     }
   }

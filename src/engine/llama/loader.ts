@@ -9,6 +9,7 @@
  * where it measured ×1.4 slower, and "auto" otherwise; the context size per sequence is the model's training
  * context, capped by the entry's `contextLength` (a per-model override) and the loader's `contextLength`.
  */
+import { linkAbortSignals } from "../../shared/abort-signals.js";
 import {
   LlamaChat,
   type ChatWrapper,
@@ -204,9 +205,8 @@ async function warmUp(
 ): Promise<void> {
   const sequence = loaded.sequences[0];
   if (sequence === undefined) return;
-  const timer = new AbortController();
-  const timeout = setTimeout(() => timer.abort(), options.maxMilliseconds ?? 400);
-  const combined = signal !== undefined ? AbortSignal.any([signal, timer.signal]) : timer.signal;
+  const combined = linkAbortSignals(signal);
+  const timeout = setTimeout(() => combined.abort(), options.maxMilliseconds ?? 400);
   const chat = new LlamaChat({
     contextSequence: sequence,
     chatWrapper: loaded.chatWrapper,
@@ -220,7 +220,7 @@ async function warmUp(
       ],
       {
         maxTokens: Math.max(1, Math.min(options.maxTokens ?? 256, loaded.contextLength - 64)),
-        signal: combined,
+        signal: combined.signal,
         stopOnAbortSignal: true,
         repeatPenalty: false,
       },
@@ -230,6 +230,7 @@ async function warmUp(
     // A failed or interrupted warm-up only costs speed on the first request.
   } finally {
     clearTimeout(timeout);
+    combined.dispose();
     chat.dispose({ disposeSequence: false });
     await sequence.clearHistory();
   }

@@ -88,6 +88,7 @@ function toDefinition(
     name: string;
     description?: string | null | undefined;
     parameters?: Record<string, unknown> | null | undefined;
+    strict?: boolean | null | undefined;
   },
   param: string,
   namespace?: string,
@@ -101,6 +102,8 @@ function toDefinition(
     }
     definition.parameters = tool.parameters;
   }
+  // strict: true promises arguments that validate, so keywords the grammar cannot enforce are a 400.
+  if (tool.strict === true) definition.strict = true;
   return definition;
 }
 
