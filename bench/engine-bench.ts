@@ -4,8 +4,8 @@
  * default system prompt, default repeat penalty).
  *
  * Variants: "lmhost" (the engine as `lmhost serve` builds it with the default config: threads = physical
- * cores, which the loader lowers to 1 for tiny models; no CPU pinning), "lmhost-pinned" (`--threads 1`, so the
- * process is pinned to one CPU), "default" (node-llama-cpp's defaults) and "default-1thread" (the same with
+ * cores, which the loader lowers to 1 for tiny models; no CPU pinning), "lmhost-pinned" (`--threads 1
+ * --pin-cpu`: the process pinned to one CPU), "default" (node-llama-cpp's defaults) and "default-1thread" (the same with
  * `threads: 1`, separating the thread default from the rest of lmhost's tuning).
  *
  * Each variant runs in its own child process so each gets the process environment it runs with in real
@@ -145,12 +145,12 @@ function runChild(variant: Variant, runs: number, runBudgetMs: number): Promise<
 }
 
 /**
- * lmhost: the engine as `lmhost serve` builds it. "lmhost": default config (threads = physical cores; the
- * process is pinned to one CPU only when threads is 1). "lmhost-pinned": `--threads 1`, so pinned.
+ * lmhost: the engine as `lmhost serve` builds it. "lmhost": default config (threads = physical cores, no
+ * pinning). "lmhost-pinned": `--threads 1 --pin-cpu`.
  */
 async function childLmhost(variant: Variant, runs: number, runBudgetMs: number): Promise<ChildResult> {
   const threads = variant === "lmhost-pinned" ? 1 : physicalCores();
-  if (threads === 1) pinToOneCpu();
+  if (variant === "lmhost-pinned") pinToOneCpu();
   const entry: ModelEntry = { id: "stories260K", path: modelPath, sizeBytes: 0, publisher: "bench" };
   // The engine is built before the model is loaded (as in the server), so the acquirer reads it late.
   const holder: { loaded?: LlamaLoadedModel } = {};

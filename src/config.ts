@@ -29,8 +29,12 @@ export const configSchema = z
     chatTemplate: z.string().optional(),
     modelOverrides: z.record(z.string(), modelOverrideSchema).default({}),
     threads: z.number().int().positive().optional(),
-    /** With one thread, pin the server process to one CPU (faster on small machines). */
-    pinCpu: z.boolean().default(true),
+    /**
+     * With one thread, pin the server process to one CPU. Off by default: on the shared 2-vCPU machines
+     * lmhost is measured on, pinning was slower (×0.61–0.92 in three `npm run bench` runs) because a
+     * pinned process cannot move away from a busy CPU; on a quiet machine it can gain ×1.25–1.30.
+     */
+    pinCpu: z.boolean().default(false),
     parallel: z.number().int().positive().default(4),
     maxQueue: z.number().int().min(0).default(64),
     contextLength: z.number().int().positive().optional(),

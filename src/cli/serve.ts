@@ -45,7 +45,7 @@ export function flagsToConfig(flags: ServeFlags): ConfigInput {
     ["maxLoaded", number(flags.maxLoaded)],
     ["apiKey", flags.apiKey],
     ["cors", flags.cors],
-    ["pinCpu", flags.pinCpu === false ? false : undefined],
+    ["pinCpu", flags.pinCpu],
     ["logLevel", flags.logLevel],
     ["bodyLimitBytes", number(flags.bodyLimit)],
     ["storeMaxAgeSeconds", number(flags.storeMaxAge)],
@@ -81,7 +81,7 @@ export function registerServeCommand(program: Command): void {
     .option("--max-loaded <n>", "models kept loaded at once, least recently used evicted (default 1)")
     .option("--api-key <key>", "require `Authorization: Bearer <key>` (env LMHOST_API_KEY)")
     .option("--cors", "allow cross-origin browser requests")
-    .option("--no-pin-cpu", "with --threads 1, do not pin the process to one CPU")
+    .option("--pin-cpu", "with --threads 1, pin the process to one CPU (can be faster on a quiet machine)")
     .option("--log-level <level>", "silent | error | warn | info | debug (default info)")
     .option("--body-limit <bytes>", "largest request body accepted (default 20971520)")
     .option("--store-max-age <seconds>", "delete stored responses older than this")

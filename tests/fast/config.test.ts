@@ -63,14 +63,14 @@ describe("resolveConfig", () => {
   it("maps only the flags that were given", () => {
     expect(flagsToConfig({})).toEqual({});
     expect(
-      flagsToConfig({ ttl: "30", maxLoaded: "2", model: ["a.gguf", "b.gguf"], cors: true, pinCpu: true }),
+      flagsToConfig({ ttl: "30", maxLoaded: "2", model: ["a.gguf", "b.gguf"], cors: true }),
     ).toEqual({
       ttlSeconds: 30,
       maxLoaded: 2,
       models: ["a.gguf", "b.gguf"],
       cors: true,
     });
-    expect(flagsToConfig({ pinCpu: false })).toEqual({ pinCpu: false });
+    expect(flagsToConfig({ pinCpu: true })).toEqual({ pinCpu: true });
   });
 
   it("names the bad setting", () => {
