@@ -62,9 +62,7 @@ describe("resolveConfig", () => {
 
   it("maps only the flags that were given", () => {
     expect(flagsToConfig({})).toEqual({});
-    expect(
-      flagsToConfig({ ttl: "30", maxLoaded: "2", model: ["a.gguf", "b.gguf"], cors: true }),
-    ).toEqual({
+    expect(flagsToConfig({ ttl: "30", maxLoaded: "2", model: ["a.gguf", "b.gguf"], cors: true })).toEqual({
       ttlSeconds: 30,
       maxLoaded: 2,
       models: ["a.gguf", "b.gguf"],
