@@ -29,7 +29,13 @@ export interface RealApp {
 }
 
 export async function createRealApp(
-  options: { databaseFile?: string; parallel?: number; maxQueue?: number } = {},
+  options: {
+    databaseFile?: string;
+    parallel?: number;
+    maxQueue?: number;
+    maxLoaded?: number;
+    ttlSeconds?: number;
+  } = {},
 ): Promise<RealApp> {
   const databaseFile =
     options.databaseFile ?? path.join(mkdtempSync(path.join(tmpdir(), "lmhost-real-")), "responses.sqlite");
@@ -41,7 +47,13 @@ export async function createRealApp(
     parallel: options.parallel ?? 2,
     ...(options.maxQueue === undefined ? {} : { maxQueue: options.maxQueue }),
     createModels: (loader) =>
-      new ModelManager({ source: catalog, loader, ttlSeconds: 600, maxLoaded: 2, logger: silentLogger }),
+      new ModelManager({
+        source: catalog,
+        loader,
+        ttlSeconds: options.ttlSeconds ?? 600,
+        maxLoaded: options.maxLoaded ?? 2,
+        logger: silentLogger,
+      }),
   });
   const app = createApp({ engine, models, store, config: { cors: false, bodyLimitBytes: 20 * 1024 * 1024 } });
   const client = new OpenAI({
