@@ -1,7 +1,6 @@
 /** `lmhost serve`: starts the server on the configured models; SIGINT/SIGTERM stop it gracefully. */
 import type { Command } from "commander";
 import { resolveConfig, type ConfigInput } from "../config.js";
-import { startServer } from "../server/start.js";
 
 interface ServeFlags {
   host?: string;
@@ -88,6 +87,8 @@ export function registerServeCommand(program: Command): void {
     .option("--store-max-count <n>", "keep at most this many stored responses")
     .action(async (flags: ServeFlags) => {
       const config = resolveConfig(flagsToConfig(flags));
+      // Imported here so the other commands (and --help / --version) do not load node-llama-cpp.
+      const { startServer } = await import("../server/start.js");
       const server = await startServer(config);
       const stop = (signal: string) => {
         process.stderr.write(`received ${signal}\n`);

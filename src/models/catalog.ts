@@ -244,8 +244,12 @@ function isModelFileName(fileName: string): boolean {
 }
 
 /** `Qwen3-8B-Q4_K_M-00001-of-00002.gguf` → `Qwen3-8B-Q4_K_M`. */
+/** The file name without `.gguf` (any other name, e.g. a `--model` file that is not GGUF, stays whole). */
 function modelStem(fileName: string): string {
-  return fileName.slice(0, -".gguf".length).replace(SPLIT_PART_SUFFIX, "");
+  const withoutExtension = fileName.toLowerCase().endsWith(".gguf")
+    ? fileName.slice(0, -".gguf".length)
+    : fileName;
+  return withoutExtension.replace(SPLIT_PART_SUFFIX, "");
 }
 
 function splitPart(fileName: string): { part: number; count: number } | undefined {

@@ -50,6 +50,10 @@ export async function startServer(
     ...(config.chatTemplate === undefined ? {} : { chatTemplate: config.chatTemplate }),
     overrides: config.modelOverrides,
   });
+  for (const entry of await catalog.list()) {
+    if (entry.error !== undefined)
+      logger.warn(`model ${entry.id} (${entry.path}) cannot be used: ${entry.error}`);
+  }
   const threads = config.threads ?? physicalCores();
   if (threads === 1 && config.pinCpu) {
     const pin = pinToOneCpu();
@@ -90,7 +94,8 @@ export async function startServer(
   const port = (server.address() as AddressInfo).port;
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
   const url = `http://${host}:${port}`;
-  logger.info(`lmhost listening on ${url} (threads ${threads}, parallel ${config.parallel})`);
+  const threadNote = config.threads === undefined ? "; models under 32 MiB use 1" : "";
+  logger.info(`lmhost listening on ${url} (threads ${threads}${threadNote}, parallel ${config.parallel})`);
 
   let closing: Promise<void> | undefined;
   const close = () =>

@@ -214,6 +214,14 @@ describe("GGUF metadata helpers", () => {
     expect(quantizationFromFileName(stem)).toBe(expected);
   });
 
+  it("names a --model file that is not .gguf by its whole file name, with an error", async () => {
+    const notModel = path.join(temporaryRoot, "README.md");
+    await writeFile(notModel, "# not a model");
+    const [entry] = await new ModelCatalog({ files: [notModel] }).list();
+    expect(entry?.id).toBe("README.md");
+    expect(entry?.error).toMatch(/not a GGUF file/);
+  });
+
   it("reports a truncated or missing file as an error instead of throwing", async () => {
     const truncated = path.join(temporaryRoot, "truncated.gguf");
     await writeFile(truncated, (await readFile(storiesModel)).subarray(0, 1000));

@@ -172,6 +172,12 @@ const badCases: BadCase[] = [
   },
   { name: "a bad truncation", body: { ...ok, truncation: "middle" }, status: 400, param: "truncation" },
   {
+    name: "an unknown service_tier",
+    body: { ...ok, service_tier: "gold" },
+    status: 400,
+    param: "service_tier",
+  },
+  {
     name: "17 metadata pairs",
     body: {
       ...ok,

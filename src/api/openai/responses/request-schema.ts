@@ -324,7 +324,7 @@ export const createResponseSchema = z.object({
   prompt_cache_options: z.looseObject({}).nullish(),
   prompt_cache_retention: z.enum(["in_memory", "24h"]).nullish(),
   safety_identifier: z.string().max(64).nullish(),
-  service_tier: z.string().nullish(),
+  service_tier: z.enum(["auto", "default", "flex", "scale", "priority", "fast"]).nullish(),
   store: z.boolean().nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_obfuscation: z.boolean().nullish() }).nullish(),
