@@ -7,7 +7,7 @@ import {
   convertJsonSchema,
   literalAlternatives,
   maxEnumeratedValues,
-} from "../../src/engine/llama/json-schema.js";
+} from "../../src/engine/llama/json-schema/index.js";
 import { selectFunctions } from "../../src/engine/llama/prompt.js";
 import { ApiError } from "../../src/shared/errors.js";
 

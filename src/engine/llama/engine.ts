@@ -36,7 +36,7 @@ import type {
   Usage,
 } from "../types.js";
 import { AsyncQueue } from "./async-queue.js";
-import { convertJsonSchema } from "./json-schema.js";
+import { convertJsonSchema } from "./json-schema/index.js";
 import type { LlamaLoadedModel } from "./loader.js";
 import { preparePrompt, renderContextText, type PreparedPrompt } from "./prompt.js";
 import { defaultMaxQueue, type SequenceLease } from "./sequence-pool.js";

@@ -20,7 +20,7 @@ import { ApiError, assertNever } from "../../shared/errors.js";
 import { protectedTailStart } from "../truncation.js";
 import { ForcedFunctionCallChatWrapper, newTurnSeparator } from "./chat-wrapper.js";
 import { convertConversationWithSources } from "./convert-conversation.js";
-import { anyJsonSchema, convertJsonSchema } from "./json-schema.js";
+import { anyJsonSchema, convertJsonSchema } from "./json-schema/index.js";
 import { chatWrapperFor, type LlamaLoadedModel } from "./loader.js";
 
 export interface PreparedPrompt {

@@ -1,0 +1,95 @@
+/**
+ * Pure conversion of a client's JSON schema (OpenAI structured outputs, function parameters) into the
+ * subset node-llama-cpp's grammar compiler understands, so that what the grammar generates validates
+ * against the client's schema. Its pitfalls (ENGINE-NOTES) are worked around:
+ *
+ * - `anyOf` silently compiles to `null` → rewritten to `oneOf`; `allOf` members are merged;
+ * - `type: [...]` listing object/array, or combined with constraints, only keeps primitives → split into `oneOf`;
+ * - an object without `properties` and without `additionalProperties` would only allow `{}` → any keys;
+ * - a schema without keywords (`{}` / `true`) compiles to `null` → any JSON value;
+ * - `definitions` / `#/definitions/...` → `$defs` / `#/$defs/...`; `nullable: true` → `oneOf [..., null]`.
+ *
+ * Enforced natively by the grammar: `type`, `enum`, `const`, `properties`, `additionalProperties`,
+ * `minLength`/`maxLength`, `format` date / time / date-time, `items`/`prefixItems`, `minItems`/`maxItems`,
+ * `minProperties`/`maxProperties`, local `$ref`. `required` holds because every listed property is always
+ * generated (a required name missing from `properties` is added with the `additionalProperties` schema).
+ *
+ * Enforced by conversion:
+ * - integer bounds (`minimum`/`maximum`/`exclusive*`, `multipleOf`) with both ends and at most
+ *   {@link maxEnumeratedValues} values → an `enum` of those integers (one value → `const`); bounds at or
+ *   beyond ±(2^53 − 1) (what zod emits for `.int()`) do not restrict and are left out;
+ * - `pattern` that is an anchored list of literals (`^(red|green)$`, `^abc$`) → an `enum`;
+ * - `enum` / `const` with other keywords (`type`, `pattern`, `minLength`, `minimum`, ...) → only the listed
+ *   values that satisfy them;
+ * - `allOf` → one schema: properties united (a property in two members gets both schemas), `required`
+ *   united, the tighter of two bounds, `type` and `enum` intersected.
+ *
+ * What cannot be enforced (any other `pattern`, unbounded or too-wide numeric ranges, non-integer bounds,
+ * `uniqueItems` on arrays of more than one item, formats other than date / time / date-time, `oneOf`
+ * alternatives that can match the same value, `allOf` members that disagree, keywords beside `$ref`,
+ * unsatisfiable combinations): with `strict` a 400 `invalid_json_schema` whose param names the keyword
+ * (`text.format.schema.properties.n.pattern`); without, the keyword is dropped, reported in
+ * `ignoredKeywords`, and everything else is still enforced. Keywords whose meaning the grammar would change
+ * (`not`, `if`, `patternProperties`, non-local `$ref`, ...) are a 400 either way.
+ *
+ * This file is the public API. The rest of the folder: `converter.ts` (the recursive walk: structure,
+ * objects, arrays, `$defs`), `scalars.ts` (strings, numbers, `const` / `enum`), `merge-all-of.ts`,
+ * `one-of.ts` (can two alternatives match one value), `context.ts` (errors, unenforceable keywords,
+ * keyword readers), `keywords.ts` (what each keyword means here), `values.ts` (pure value helpers).
+ */
+import type { GbnfJsonSchema } from "node-llama-cpp";
+import { SchemaConverter, collectDefinitions } from "./converter.js";
+import { asSchemaObject } from "./context.js";
+import { isRecord, type JsonObject } from "./values.js";
+
+export { anyJsonSchema } from "./converter.js";
+export { paramPath, pointer } from "./context.js";
+export { literalAlternatives, maxEnumeratedValues } from "./values.js";
+
+export interface ConvertedJsonSchema {
+  schema: GbnfJsonSchema;
+  /**
+   * JSON-pointer paths (`/properties/n/pattern`) of keywords that were dropped because the grammar cannot
+   * enforce them. Always empty with `strict` (they are a 400 instead).
+   */
+  ignoredKeywords: string[];
+}
+
+export interface ConvertJsonSchemaOptions {
+  /**
+   * Objects without `properties` and without `additionalProperties` allow no keys (`{}`) instead of any
+   * keys. Used for function parameters, where `{"type": "object"}` means "no arguments".
+   */
+  closedObjects?: boolean;
+  /**
+   * true: a keyword the grammar cannot enforce is an ApiError 400 `invalid_json_schema` whose param is its
+   * path (`<param>.properties.n.pattern`). false (default): it is dropped and listed in `ignoredKeywords`.
+   */
+  strict?: boolean;
+}
+
+export function convertJsonSchema(
+  input: unknown,
+  param: string,
+  options: ConvertJsonSchemaOptions = {},
+): ConvertedJsonSchema {
+  const converter = new SchemaConverter(param, options.closedObjects ?? false, options.strict ?? false);
+  const root = asSchemaObject(input, [], converter);
+  converter.rawDefinitions = root === true ? {} : rawDefinitions(root);
+  const rootDefinitions = collectDefinitions(root, [], converter);
+  const schema = converter.convert(root, []);
+  if (rootDefinitions !== undefined && isRecord(schema)) {
+    return {
+      schema: { ...schema, $defs: rootDefinitions } as GbnfJsonSchema,
+      ignoredKeywords: converter.ignored,
+    };
+  }
+  return { schema, ignoredKeywords: converter.ignored };
+}
+
+function rawDefinitions(schema: JsonObject): JsonObject {
+  return {
+    ...(isRecord(schema.definitions) ? schema.definitions : {}),
+    ...(isRecord(schema.$defs) ? schema.$defs : {}),
+  };
+}
