@@ -5,6 +5,7 @@
  * An `item_reference` names an item of the chain, of this input, or of any other stored response.
  */
 import type { ConversationItem } from "../engine/types.js";
+import { MAX_CHAIN_DEPTH } from "../store/store-rules.js";
 import type { ResponseStore, StoredResponse } from "../store/types.js";
 import { ApiError } from "../shared/errors.js";
 import { toConversationItems, toWireInputItems } from "./convert-input.js";
@@ -41,6 +42,29 @@ export function previousResponseNotFound(id: string): ApiError {
   );
 }
 
+/** A chain whose link `missingId` is gone: the response `id` exists but cannot be continued. */
+export function previousResponseAncestorNotFound(id: string, missingId: string): ApiError {
+  return ApiError.notFound(
+    `Previous response '${id}' cannot be continued: the response '${missingId}' it follows (through previous_response_id) was not found. It may have been deleted or expired.`,
+    "previous_response_id",
+    "previous_response_not_found",
+  );
+}
+
+/**
+ * The first id missing on the way from `id` through previous_response_id links (only called once the
+ * chain read failed, so it reads response by response). Undefined when every link is there after all.
+ */
+function firstMissingLink(store: ResponseStore, id: string): string | undefined {
+  let nextId: string | null = id;
+  for (let depth = 0; nextId !== null && depth < MAX_CHAIN_DEPTH; depth++) {
+    const record = store.get(nextId);
+    if (record === undefined) return nextId;
+    nextId = record.previousResponseId;
+  }
+  return undefined;
+}
+
 export function previousResponseUnfinished(id: string, status: string): ApiError {
   return ApiError.invalid(
     `Previous response '${id}' is still ${status}; wait for it to finish before continuing the conversation with previous_response_id.`,
@@ -49,8 +73,8 @@ export function previousResponseUnfinished(id: string, status: string): ApiError
 }
 
 /**
- * The stored chain ending at `id`, oldest first; 404 `previous_response_not_found` when any link is gone,
- * 400 when `id` has not finished (running here, or stored queued / in_progress).
+ * The stored chain ending at `id`, oldest first; 404 `previous_response_not_found` when any link is gone
+ * (naming the missing one when it is not `id` itself), 400 when `id` has not finished (running here, or stored queued / in_progress).
  */
 export function loadChain(
   store: ResponseStore,
@@ -60,7 +84,12 @@ export function loadChain(
   const running = options.runningStatus?.(id);
   if (running !== undefined) throw previousResponseUnfinished(id, running);
   const chain = store.chain(id);
-  if (chain === undefined || chain.length === 0) throw previousResponseNotFound(id);
+  if (chain === undefined || chain.length === 0) {
+    const missing = firstMissingLink(store, id);
+    throw missing === undefined || missing === id
+      ? previousResponseNotFound(id)
+      : previousResponseAncestorNotFound(id, missing);
+  }
   const newest = chain.at(-1);
   const status = (newest?.response as Partial<ResponseObject> | undefined)?.status;
   if (status === "queued" || status === "in_progress") throw previousResponseUnfinished(id, status);

@@ -14,8 +14,13 @@
  * A run counts as running until its terminal event, which run-response yields only after storing the
  * final record: from then on the store answers. `delete` forgets a response at once: a running one is
  * aborted and stores nothing more (ResponseRun.discard), and its event buffer is dropped.
+ *
+ * It also bounds how many background responses may wait (`queued`) for room in the engine's full queue
+ * (`queueWait`, `assertBackgroundRoom`), and lists what running responses chain from (`chainedFrom`), so
+ * pruning keeps it until they are stored.
  */
 import { linkAbortSignals, type LinkedAbortSignal } from "../shared/abort-signals.js";
+import { ApiError } from "../shared/errors.js";
 import type { ResponseRun } from "./run-response.js";
 import { isTerminalEvent, type ResponseObject, type ResponseStreamEvent } from "./wire-types.js";
 
@@ -37,30 +42,88 @@ interface LiveEntry {
 export interface LiveResponsesOptions {
   /** How long a finished background run stays in memory for polling and stream resumption (default 10 minutes). */
   retainFinishedMilliseconds?: number;
-  /** Aborted at server shutdown: every run is cancelled. */
+  /** Aborted at server shutdown: every run stops (as failed, when aborted with a ShutdownError). */
   shutdownSignal?: AbortSignal;
+  /**
+   * How many background responses may wait for room in the engine's full queue at once (default 1,024);
+   * while that many wait, a new background request is refused with 429 `queue_full`.
+   */
+  maxWaitingBackground?: number;
   onError?: (message: string) => void;
 }
+
+/** The default of LiveResponsesOptions.maxWaitingBackground. */
+export const MAX_WAITING_BACKGROUND = 1_024;
 
 export class LiveResponses {
   readonly #entries = new Map<string, LiveEntry>();
   readonly #retainMilliseconds: number;
   readonly #shutdownSignal: AbortSignal | undefined;
   readonly #onError: (message: string) => void;
+  readonly #maxWaitingBackground: number;
+  #waitingBackground = 0;
+  /** previous_response_id of each run whose signal is not disposed yet, with how many runs name it. */
+  readonly #chainedFrom = new Map<string, number>();
 
   constructor(options: LiveResponsesOptions = {}) {
     this.#retainMilliseconds = options.retainFinishedMilliseconds ?? 10 * 60 * 1000;
     this.#shutdownSignal = options.shutdownSignal;
+    this.#maxWaitingBackground = options.maxWaitingBackground ?? MAX_WAITING_BACKGROUND;
     this.#onError = options.onError ?? (() => undefined);
   }
 
   /**
    * The abort handle a new run must generate under: aborted by cancel()/delete(), by server shutdown and
    * by any of `signals` (a foreground request's client signal). Hand it to startBackground/startForeground,
-   * which dispose it when the run ends; dispose it yourself if the run never gets there.
+   * which dispose it when the run ends; dispose it yourself if the run never gets there. Until it is
+   * disposed, `chainsFrom` (the run's previous_response_id) is listed by chainedFrom().
    */
-  newSignal(...signals: readonly AbortSignal[]): LinkedAbortSignal {
-    return linkAbortSignals(...signals, this.#shutdownSignal);
+  newSignal(chainsFrom: string | null, ...signals: readonly AbortSignal[]): LinkedAbortSignal {
+    const link = linkAbortSignals(...signals, this.#shutdownSignal);
+    if (chainsFrom === null) return link;
+    this.#chainedFrom.set(chainsFrom, (this.#chainedFrom.get(chainsFrom) ?? 0) + 1);
+    let released = false;
+    return {
+      signal: link.signal,
+      abort: (reason?: unknown) => link.abort(reason),
+      dispose: () => {
+        link.dispose();
+        if (released) return;
+        released = true;
+        const runs = (this.#chainedFrom.get(chainsFrom) ?? 1) - 1;
+        if (runs > 0) this.#chainedFrom.set(chainsFrom, runs);
+        else this.#chainedFrom.delete(chainsFrom);
+      },
+    };
+  }
+
+  /**
+   * The ids runs here chain from (their previous_response_id) and have not stored a final record for yet:
+   * pruning must keep them (RunDependencies.protectedIds).
+   */
+  chainedFrom(): string[] {
+    return [...this.#chainedFrom.keys()];
+  }
+
+  /** Background runs report through this while they wait for room in the engine's queue. */
+  readonly queueWait = {
+    enter: (): void => {
+      this.#waitingBackground++;
+    },
+    leave: (): void => {
+      this.#waitingBackground--;
+    },
+  };
+
+  /** 429 `queue_full` when `maxWaitingBackground` background responses already wait for the engine. */
+  assertBackgroundRoom(): void {
+    if (this.#waitingBackground < this.#maxWaitingBackground) return;
+    throw new ApiError({
+      status: 429,
+      message: `Too many requests: ${this.#waitingBackground} background responses are already waiting for the engine. Retry shortly.`,
+      code: "queue_full",
+      retryAfter: 1,
+    });
   }
 
   /**

@@ -7,9 +7,14 @@
  *
  * Endings: finish → completed / incomplete (max_output_tokens) / cancelled (signal aborted); an error
  * after the stream started → `response.failed`; a consumer that stops iterating → cancelled and stored.
+ * A signal aborted with a ShutdownError (graceful shutdown) is no cancel: the run ends `failed` with code
+ * `server_error` ("lmhost is shutting down"). A background run the engine refuses up front with a 429 (queue full) waits and
+ * retries while it stays `queued`.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import type { Engine, EnginePart } from "../engine/types.js";
 import type { ResponseStore } from "../store/types.js";
+import { ApiError, ShutdownError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import { silentLogger } from "../shared/logger.js";
 import { ResponseEventWriter } from "./event-writer.js";
@@ -18,6 +23,7 @@ import { toResponseError } from "./response-object.js";
 import {
   isLifecycleEvent,
   isTerminalEvent,
+  type ResponseError,
   type ResponseObject,
   type ResponseStreamEvent,
 } from "./wire-types.js";
@@ -27,7 +33,22 @@ export interface RunDependencies {
   store: ResponseStore;
   /** Retention limits applied after each stored final response. */
   retention?: { maxAgeSeconds?: number; maxCount?: number };
+  /**
+   * Ids pruning must keep besides the response just stored: those that responses running here chain from
+   * (a foreground run is stored only when it ends, so nothing stored protects its chain until then).
+   */
+  protectedIds?: () => readonly string[];
   logger?: Logger;
+}
+
+/** How a background run waits while the engine's queue is full. */
+export interface BackgroundRunOptions {
+  /** Told when the run starts waiting for room in the engine's queue and when it stops waiting. */
+  queueWait?: { enter(): void; leave(): void };
+  /** The first retry delay, doubling up to `maxRetryDelayMilliseconds` (default 200). */
+  retryDelayMilliseconds?: number;
+  /** Default 2,000. */
+  maxRetryDelayMilliseconds?: number;
 }
 
 export interface ResponseRun {
@@ -61,7 +82,12 @@ export async function startResponseRun(
   signal: AbortSignal,
 ): Promise<ResponseRun> {
   const parts = dependencies.engine.generate(prepared.engineRequest, signal)[Symbol.asyncIterator]();
-  const first = await parts.next();
+  const first = await parts.next().catch((error: unknown) => {
+    const shutdown = shutdownFailure(signal);
+    throw shutdown === undefined
+      ? error
+      : new ApiError({ status: 503, message: shutdown.message, code: shutdown.code });
+  });
   const writer = new ResponseEventWriter(prepared.initial, prepared.request.functionNames);
   const state: RunState = { discarded: false };
   return {
@@ -75,18 +101,22 @@ export async function startResponseRun(
 
 /**
  * A background response: `response.created` (status queued) comes at once and every failure, including
- * one the engine raises before its first part, becomes `response.failed`. Each lifecycle snapshot is
- * stored, so GET polls see queued → in_progress → final.
+ * one the engine raises before its first part, becomes `response.failed` — except a 429 before the first
+ * part (the engine's queue is full): then the run waits and retries (200 ms doubling to 2 s) while it stays
+ * `queued`, until the engine takes it or the signal aborts (cancel, delete, shutdown). Each lifecycle
+ * snapshot is stored, so GET polls see queued → in_progress → final.
  */
 export function startBackgroundRun(
   dependencies: RunDependencies,
   prepared: PreparedResponse,
   signal: AbortSignal,
+  options: BackgroundRunOptions = {},
 ): ResponseRun {
   const writer = new ResponseEventWriter(prepared.initial, prepared.request.functionNames);
   const state: RunState = { discarded: false };
+  const start = () => startWhenQueueHasRoom(dependencies, prepared, signal, options);
   return {
-    events: runEvents(dependencies, prepared, writer, signal, state, undefined),
+    events: runEvents(dependencies, prepared, writer, signal, state, start),
     snapshot: () => writer.snapshot(),
     discard: () => {
       state.discarded = true;
@@ -112,7 +142,7 @@ async function* runEvents(
   writer: ResponseEventWriter,
   signal: AbortSignal,
   state: RunState,
-  started: StartedGeneration | undefined,
+  started: StartedGeneration | (() => Promise<StartedGeneration>),
 ): AsyncGenerator<ResponseStreamEvent, void, undefined> {
   const logger = dependencies.logger ?? silentLogger;
   const persistEvery = prepared.request.background;
@@ -128,19 +158,23 @@ async function* runEvents(
     }
   }
 
-  let parts = started?.parts;
+  let parts = typeof started === "function" ? undefined : started.parts;
   try {
     yield* deliver(writer.created());
     let next: IteratorResult<EnginePart, unknown>;
-    if (started === undefined) {
-      parts = dependencies.engine.generate(prepared.engineRequest, signal)[Symbol.asyncIterator]();
-      next = await parts.next();
+    if (typeof started === "function") {
+      const generation = await started();
+      parts = generation.parts;
+      next = generation.first;
     } else {
       next = started.first;
     }
     yield* deliver(writer.inProgress());
     while (next.done !== true) {
-      yield* deliver(writer.write(next.value));
+      const part = next.value;
+      const shutdown =
+        part.type === "finish" && part.reason === "cancelled" ? shutdownFailure(signal) : undefined;
+      yield* deliver(shutdown === undefined ? writer.write(part) : writer.fail(shutdown));
       if (writer.finished || parts === undefined) break;
       next = await parts.next();
     }
@@ -148,8 +182,10 @@ async function* runEvents(
   } catch (error) {
     if (writer.finished) throw error;
     if (signal.aborted) {
-      // An engine that throws on abort instead of finishing with "cancelled" still ends as cancelled.
-      yield* deliver(writer.cancel());
+      // An engine that throws on abort instead of finishing with "cancelled" still ends as cancelled
+      // (or, at shutdown, as failed).
+      const shutdown = shutdownFailure(signal);
+      yield* deliver(shutdown === undefined ? writer.cancel() : writer.fail(shutdown));
       return;
     }
     logger.error(`Response ${prepared.initial.id} failed: ${(error as Error).stack ?? String(error)}`);
@@ -157,9 +193,60 @@ async function* runEvents(
   } finally {
     // The consumer stopped iterating (the client went away), possibly after the writer finished but
     // before the terminal event was delivered: record the final state all the same.
-    if (!writer.finished) writer.cancel();
+    if (!writer.finished) {
+      const shutdown = shutdownFailure(signal);
+      if (shutdown === undefined) writer.cancel();
+      else writer.fail(shutdown);
+    }
     if (!finalStored) persistResponse(dependencies, prepared, state, writer.snapshot(), logger);
     await parts?.return?.();
+  }
+}
+
+/**
+ * The error of a run stopped by a graceful shutdown (its signal aborted with a ShutdownError); undefined
+ * when the signal is not aborted or was aborted for another reason (client gone, cancel, delete).
+ */
+function shutdownFailure(signal: AbortSignal): ResponseError | undefined {
+  if (!signal.aborted || !(signal.reason instanceof ShutdownError)) return undefined;
+  return { code: "server_error", message: signal.reason.message };
+}
+
+/**
+ * Calls the engine until it takes the request: a 429 before the first part (its queue is full) is retried
+ * after a delay growing from 200 ms to 2 s, until the signal aborts (then the last refusal is thrown, and
+ * runEvents ends the run as cancelled or failed by the signal). Any other error is thrown at once.
+ */
+async function startWhenQueueHasRoom(
+  dependencies: RunDependencies,
+  prepared: PreparedResponse,
+  signal: AbortSignal,
+  options: BackgroundRunOptions,
+): Promise<StartedGeneration> {
+  const maxDelay = options.maxRetryDelayMilliseconds ?? 2_000;
+  let retryDelay = Math.min(options.retryDelayMilliseconds ?? 200, maxDelay);
+  let waiting = false;
+  try {
+    for (;;) {
+      try {
+        const parts = dependencies.engine.generate(prepared.engineRequest, signal)[Symbol.asyncIterator]();
+        return { parts, first: await parts.next() };
+      } catch (error) {
+        if (!(error instanceof ApiError && error.status === 429) || signal.aborted) throw error;
+        if (!waiting) {
+          waiting = true;
+          options.queueWait?.enter();
+          dependencies.logger?.debug(
+            `Response ${prepared.initial.id} waits for room in the engine's queue: ${error.message}`,
+          );
+        }
+        // Rejects when the signal aborts: runEvents then ends the run by the signal's reason.
+        await delay(retryDelay, undefined, { signal });
+        retryDelay = Math.min(retryDelay * 2, maxDelay);
+      }
+    }
+  } finally {
+    if (waiting) options.queueWait?.leave();
   }
 }
 
@@ -167,7 +254,8 @@ async function* runEvents(
  * Stores a snapshot (unless store: false or discarded); after a final one, applies the retention limits.
  * Pruning ranks by created_at (request start), so it is told to keep the response just stored: a long
  * generation that started before many newer ones finished must still be there when its terminal event
- * says it is stored. The store itself never prunes unfinished (queued / in_progress) responses.
+ * says it is stored. It also keeps what runs not stored yet chain from (`protectedIds`). The store itself
+ * never prunes unfinished (queued / in_progress) responses nor what a remaining response chains from.
  */
 function persistResponse(
   dependencies: RunDependencies,
@@ -194,7 +282,8 @@ function persistResponse(
       retention !== undefined &&
       (retention.maxAgeSeconds !== undefined || retention.maxCount !== undefined)
     ) {
-      dependencies.store.prune(retention, { keepIds: [response.id] });
+      const keepIds = [response.id, ...(dependencies.protectedIds?.() ?? [])];
+      dependencies.store.prune(retention, { keepIds });
     }
   } catch (error) {
     // The stream still ends properly; a later GET or chain to this id answers 404 instead.

@@ -152,7 +152,10 @@ export type OutputItem = MessageItem | ReasoningItem | FunctionCallItem;
 
 export type ResponseStatus = "queued" | "in_progress" | "completed" | "incomplete" | "failed" | "cancelled";
 
-/** OpenAI's ResponseErrorCode values that a local server can produce. */
+/**
+ * OpenAI's ResponseErrorCode values that a local server can produce. Only values of OpenAI's enum are
+ * used, since typed clients may refuse others (a graceful shutdown is `server_error`, saying so).
+ */
 export type ResponseErrorCode = "server_error" | "rate_limit_exceeded" | "invalid_prompt";
 
 export type ResponseError = { code: ResponseErrorCode; message: string };

@@ -17,6 +17,11 @@ export interface AppDeps {
   logger?: Logger;
   /** Aborted when the server shuts down: in-flight generations and background responses stop. */
   shutdownSignal?: AbortSignal;
+  /**
+   * How many background responses may wait (queued) for room in the engine's full queue before a new
+   * background request is refused with 429 `queue_full` (default 1,024).
+   */
+  maxWaitingBackground?: number;
   /** Seconds between SSE keep-alive comments while nothing else is sent (default 10). */
   keepAliveSeconds?: number;
 }

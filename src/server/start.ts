@@ -1,8 +1,9 @@
 /**
  * Starts a real lmhost server: the SQLite store in the data dir, model discovery, the llama engine,
  * createApp, and an HTTP listener. Also owns graceful shutdown: stop accepting, abort in-flight
- * generations (their streams end with `response.failed`/`cancelled`), unload models, close the store —
- * all within a few seconds. Used by `lmhost serve` and by tests that need a real socket.
+ * generations with a ShutdownError (their streams end with `response.failed`, error code
+ * `server_error` "lmhost is shutting down", and they are stored as failed), unload models, close the store — all within a
+ * few seconds. Used by `lmhost serve` and by tests that need a real socket.
  */
 import { setMaxListeners } from "node:events";
 import type { AddressInfo } from "node:net";
@@ -14,6 +15,7 @@ import { ModelCatalog } from "../models/catalog.js";
 import { ModelManager } from "../models/manager.js";
 import { SqliteResponseStore } from "../store/sqlite/sqlite-store.js";
 import { pinToOneCpu } from "../shared/cpu-affinity.js";
+import { ShutdownError } from "../shared/errors.js";
 import { createLogger, type Logger } from "../shared/logger.js";
 import { createApp } from "./app.js";
 import type { App, AppDeps } from "./deps.js";
@@ -102,7 +104,7 @@ export async function startServer(
     (closing ??= (async () => {
       logger.info("shutting down");
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      shutdown.abort(new Error("server shutting down"));
+      shutdown.abort(new ShutdownError("lmhost is shutting down"));
       await llama.engine.close();
       // Streams that were aborted finish their last events; then idle keep-alive sockets are dropped.
       const forceTimer = setTimeout(() => closeAllConnections(server), 2000);

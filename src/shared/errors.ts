@@ -60,6 +60,18 @@ function defaultType(status: number): ErrorType {
   return "invalid_request_error";
 }
 
+/**
+ * The abort reason of a graceful shutdown (start.ts aborts the shutdown signal with it), so a run can tell
+ * "the server is stopping" from a cancel, a DELETE or a client that went away: runs it stops end as
+ * `failed` with code `server_error` ("lmhost is shutting down"), not `cancelled`.
+ */
+export class ShutdownError extends Error {
+  constructor(message = "lmhost is shutting down") {
+    super(message);
+    this.name = "ShutdownError";
+  }
+}
+
 /** Turns anything thrown into an ApiError (unknown errors become a 500 without leaking internals). */
 export function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;

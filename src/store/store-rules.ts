@@ -1,10 +1,10 @@
 /**
  * Rules both response stores share, so the SQLite store and its in-memory twin behave identically:
- * argument checks for paging and pruning, the chain depth guard, page assembly and which output items
- * `findItem` can find.
+ * argument checks for paging and pruning, the pruning rounds, the chain depth guard, page assembly and
+ * which output items `findItem` can find.
  */
 import { ApiError } from "../shared/errors.js";
-import type { ItemPage, PruneLimits, StoredItem } from "./types.js";
+import type { ItemPage, PruneLimits, PruneOptions, StoredItem } from "./types.js";
 
 /**
  * The longest previous_response_id chain a store will walk: far more turns than any local context window
@@ -29,6 +29,50 @@ export function assertValidPruneLimits(limits: PruneLimits): void {
       throw new RangeError(`prune: '${name}' must be a non-negative number, got ${String(value)}.`);
     }
   }
+}
+
+/**
+ * One pruning round of a store. A response is a candidate when it is finished (not `queued` /
+ * `in_progress`), not among the kept ids, and no remaining response names it as its
+ * previous_response_id. Each call decides on the store as it was before the call (one SQL statement),
+ * so a response whose last successor goes in this round becomes a candidate in the next.
+ */
+export interface PruneRounds {
+  /** Deletes every candidate created before `cutoff` (Unix seconds); returns how many. */
+  deleteExpiredCandidates(cutoff: number): number;
+  /** How many responses the store holds. */
+  count(): number;
+  /** Deletes the `limit` oldest candidates (created_at, then insertion order); returns how many. */
+  deleteOldestCandidates(limit: number): number;
+}
+
+/**
+ * The pruning rule both stores share: first by age, then by count, each in rounds until within the
+ * limit or until no candidate is left. Since a response is only a candidate once nothing stored chains
+ * from it, a conversation is kept whole while its newest turn is kept (a chain is deleted from its newest
+ * end backwards), and `maxCount` is exceeded when the responses beyond it cannot go.
+ */
+export function pruneInRounds(limits: PruneLimits, options: PruneOptions, rounds: PruneRounds): number {
+  assertValidPruneLimits(limits);
+  let deleted = 0;
+  if (limits.maxAgeSeconds !== undefined) {
+    const cutoff = (options.nowSeconds ?? currentUnixSeconds()) - limits.maxAgeSeconds;
+    for (let round = rounds.deleteExpiredCandidates(cutoff); round > 0;) {
+      deleted += round;
+      round = rounds.deleteExpiredCandidates(cutoff);
+    }
+  }
+  if (limits.maxCount !== undefined) {
+    const maxCount = Math.floor(limits.maxCount);
+    let count = rounds.count();
+    while (count > maxCount) {
+      const round = rounds.deleteOldestCandidates(count - maxCount);
+      if (round === 0) break;
+      deleted += round;
+      count -= round;
+    }
+  }
+  return deleted;
 }
 
 export function chainTooDeepError(id: string): Error {

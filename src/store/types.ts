@@ -41,7 +41,10 @@ export interface PruneLimits {
 export interface PruneOptions {
   /** "Now" in Unix seconds, for maxAgeSeconds (default: the clock). */
   nowSeconds?: number;
-  /** Responses never deleted by this prune (the response just stored). */
+  /**
+   * Responses never deleted by this prune (the response just stored; those that running, not yet stored
+   * responses chain from). Their ancestors are kept too, as they chain to them.
+   */
   keepIds?: readonly string[];
 }
 
@@ -70,9 +73,13 @@ export interface ResponseStore {
   findItem(id: string): StoredItem | undefined;
   /**
    * Deletes the oldest responses (by created_at, ties in insertion order) beyond the limits: those older
-   * than `maxAgeSeconds`, and all but the newest `maxCount`. Never deletes an unfinished response (status
-   * `queued` or `in_progress`: it is still running) nor one named in `keepIds` (the response just stored);
-   * they still count towards `maxCount`, so the store may briefly hold more. Returns how many were deleted.
+   * than `maxAgeSeconds`, then the oldest until at most `maxCount` remain. Never deletes a response that a
+   * remaining response names as its previous_response_id (so a conversation is kept whole while its newest
+   * turn is kept, and goes from its newest end backwards), an unfinished response (status `queued` or
+   * `in_progress`: it is still running) nor one named in `keepIds` (the response just stored, and those
+   * runs not stored yet chain from). Rounds repeat until within the limits or nothing more can go, so the
+   * store holds more than `maxCount` when the rest is protected (long live conversations). Returns how many
+   * were deleted.
    */
   prune(limits: PruneLimits, options?: PruneOptions): number;
   /**

@@ -163,12 +163,20 @@ describe("assembleConversation", () => {
     ).toThrow(notFound);
   });
 
-  it("answers 404 previous_response_not_found when an ancestor was deleted", () => {
+  it("answers 404 previous_response_not_found when an ancestor was deleted, naming that ancestor", () => {
     const store = chainStore();
+    storeTurn(store, "resp_3", "resp_2", [userItem("msg_u3", "three")], [assistantItem("msg_a3", "3")]);
     store.delete("resp_1");
+    const assemble = () =>
+      assembleConversation(store, { previousResponseId: "resp_3", instructions: null, input: [] });
+    expect(assemble).toThrow(notFound);
+    expect(assemble).toThrow(
+      /Previous response 'resp_3' cannot be continued: the response 'resp_1' it follows/,
+    );
+    // The id the client passed, when that one is the missing response.
     expect(() =>
-      assembleConversation(store, { previousResponseId: "resp_2", instructions: null, input: [] }),
-    ).toThrow(notFound);
+      assembleConversation(store, { previousResponseId: "resp_nope", instructions: null, input: [] }),
+    ).toThrow(/Previous response with id 'resp_nope' not found/);
   });
 
   it("refuses to continue from a response that is still running", () => {

@@ -8,8 +8,9 @@ import { parseRequestBody } from "../../src/api/openai/responses/validation-erro
 import { createResponseSchema } from "../../src/api/openai/responses/request-schema.js";
 import { toResponseRequest } from "../../src/api/openai/responses/to-response-request.js";
 import { ScriptedEngine, type ScriptedTurn } from "../../src/engine/scripted/scripted-engine.js";
-import type { Engine, EnginePart } from "../../src/engine/types.js";
+import type { Engine, EnginePart, EngineRequest } from "../../src/engine/types.js";
 import { prepareResponse } from "../../src/responses/prepare-response.js";
+import { ApiError } from "../../src/shared/errors.js";
 import {
   finalResponse,
   startBackgroundRun,
@@ -130,6 +131,36 @@ describe("runResponse", () => {
     expect(store.get(prepared.initial.id)?.status).toBe("failed");
   });
 
+  it("keeps a background run queued while the engine refuses it with 429, and retries", async () => {
+    const { dependencies, prepare, store, engine } = setup({ text: "at last" });
+    let refusals = 3;
+    const generate = engine.generate.bind(engine);
+    const refusing: RunDependencies = {
+      ...dependencies,
+      engine: Object.assign(Object.create(engine) as Engine, {
+        generate: (request: EngineRequest, signal: AbortSignal) => {
+          if (refusals-- > 0) throw new ApiError({ status: 429, message: "full", code: "queue_full" });
+          return generate(request, signal);
+        },
+      }),
+    };
+    const waits: string[] = [];
+    const prepared = prepare({ background: true });
+    const run = startBackgroundRun(refusing, prepared, never, {
+      retryDelayMilliseconds: 1,
+      queueWait: { enter: () => waits.push("enter"), leave: () => waits.push("leave") },
+    });
+    const events = await collect(run.events);
+    expect(events.map((event) => event.type).slice(0, 3)).toEqual([
+      "response.created",
+      "response.queued",
+      "response.in_progress",
+    ]);
+    expect(events.at(-1)?.type).toBe("response.completed");
+    expect(waits).toEqual(["enter", "leave"]);
+    expect(store.get(prepared.initial.id)?.status).toBe("completed");
+  });
+
   it("stores every lifecycle snapshot of a background run, starting with queued", async () => {
     const { dependencies, prepare, store } = setup({ text: "slow words here", delayMs: 5 });
     const prepared = prepare({ background: true });
@@ -218,8 +249,8 @@ describe("runResponse", () => {
       if (event.type === "response.completed") expect(store.get(long.initial.id)?.status).toBe("completed");
     }
     expect(store.get(long.initial.id)?.status).toBe("completed");
-    // Kept, it still counts: the store holds one more than the limit for now.
-    expect(newer.map((id) => store.get(id) !== undefined)).toEqual([false, true, true]);
+    // Kept, it still counts: a newer one goes instead.
+    expect(newer.map((id) => store.get(id) !== undefined)).toEqual([false, false, true]);
     // It is still the oldest: the next stored response prunes it first.
     await finalResponse((await startResponseRun(limited, prepareResponse(store, request), never)).events);
     expect(store.get(long.initial.id)).toBeUndefined();

@@ -399,13 +399,13 @@ describe.each(factories)("ResponseStore contract: $name", (factory) => {
       expect(remaining()).toHaveLength(6);
     });
 
-    it("never deletes a kept id (the response just stored), by count or by age; it still counts", () => {
+    it("never deletes a kept id (the response just stored), by count or by age; it counts, so newer ones go", () => {
       // resp_t100 is the oldest by created_at: a long generation that finished last.
-      expect(store.prune({ maxCount: 3 }, { keepIds: ["resp_t100"] })).toBe(2);
-      expect(remaining()).toStrictEqual(["resp_t100", "resp_t300b", "resp_t400", "resp_t500"]);
+      expect(store.prune({ maxCount: 3 }, { keepIds: ["resp_t100"] })).toBe(3);
+      expect(remaining()).toStrictEqual(["resp_t100", "resp_t400", "resp_t500"]);
       expect(
         store.prune({ maxAgeSeconds: 0 }, { nowSeconds: 1_000, keepIds: ["resp_t100", "resp_t500"] }),
-      ).toBe(2);
+      ).toBe(1);
       expect(remaining()).toStrictEqual(["resp_t100", "resp_t500"]);
       // Unkept, it is the oldest again and goes first.
       expect(store.prune({ maxCount: 1 })).toBe(1);
@@ -415,13 +415,77 @@ describe.each(factories)("ResponseStore contract: $name", (factory) => {
     it("never deletes an unfinished (queued / in_progress) response", () => {
       store.put(response("resp_t100", { createdAt: 100, status: "in_progress" }));
       store.put(response("resp_t200", { createdAt: 200, status: "queued" }));
-      expect(store.prune({ maxCount: 2 })).toBe(2);
+      expect(store.prune({ maxCount: 4 })).toBe(2);
       expect(remaining()).toStrictEqual(["resp_t100", "resp_t200", "resp_t400", "resp_t500"]);
       expect(store.prune({ maxAgeSeconds: 0 }, { nowSeconds: 1_000 })).toBe(2);
       expect(remaining()).toStrictEqual(["resp_t100", "resp_t200"]);
       store.put(response("resp_t100", { createdAt: 100, status: "cancelled" }));
       expect(store.prune({ maxCount: 0 })).toBe(1);
       expect(remaining()).toStrictEqual(["resp_t200"]);
+    });
+  });
+
+  describe("prune and previous_response_id chains", () => {
+    const stored = (...ids: string[]) => ids.filter((id) => store.get(id) !== undefined);
+
+    it("keeps a conversation whole while its newest turn is kept, beyond maxCount", () => {
+      // Five chained turns with --store-max-count 3: each prune keeps the turn just stored.
+      const ids: string[] = [];
+      for (let turn = 0; turn < 5; turn++) {
+        const id = `turn_${turn}`;
+        store.put(response(id, { createdAt: 1_000 + turn, previousResponseId: ids.at(-1) ?? null }));
+        expect(store.prune({ maxCount: 3 }, { keepIds: [id] })).toBe(0);
+        ids.push(id);
+      }
+      expect(store.chain("turn_4")?.map((record) => record.id)).toStrictEqual(ids);
+      // Unkept, the newest turn is the only candidate: the chain goes from its newest end backwards.
+      expect(store.prune({ maxCount: 3 })).toBe(2);
+      expect(stored(...ids)).toStrictEqual(["turn_0", "turn_1", "turn_2"]);
+      expect(store.chain("turn_2")).toHaveLength(3);
+    });
+
+    it("prunes oldest first among responses nothing remaining chains from, in rounds until within the limit", () => {
+      const ids = putChain(store, 4); // created 1000..1003
+      store.put(response("resp_single_old", { createdAt: 500 }));
+      store.put(response("resp_single_new", { createdAt: 2_000 }));
+      // Candidates: resp_single_old (500), chain_3 (1003); then chain_2 once chain_3 is gone.
+      expect(store.prune({ maxCount: 3 }, { keepIds: ["resp_single_new"] })).toBe(3);
+      expect(stored(...ids, "resp_single_old", "resp_single_new")).toStrictEqual([
+        "chain_0",
+        "chain_1",
+        "resp_single_new",
+      ]);
+      expect(store.chain("chain_1")).toHaveLength(2);
+      expect(store.prune({ maxCount: 0 })).toBe(3);
+      expect(stored(...ids, "resp_single_new")).toStrictEqual([]);
+    });
+
+    it("by age deletes an expired chain only once its newest turn has expired too", () => {
+      const ids = putChain(store, 5); // created 1000..1004
+      expect(store.prune({ maxAgeSeconds: 100 }, { nowSeconds: 1_103 })).toBe(0);
+      expect(stored(...ids)).toStrictEqual(ids);
+      expect(store.prune({ maxAgeSeconds: 100 }, { nowSeconds: 1_105 })).toBe(5);
+      expect(stored(...ids)).toStrictEqual([]);
+    });
+
+    it("keeps what a branch chains from, and the ancestors of kept and unfinished responses", () => {
+      const ids = putChain(store, 3);
+      store.put(response("resp_branch", { createdAt: 1_001, previousResponseId: ids[0]! }));
+      store.put(response("resp_running", { createdAt: 900, previousResponseId: ids[1]!, status: "queued" }));
+      // resp_branch is the only candidate: chain_2 is kept, chain_0 and chain_1 have successors.
+      expect(store.prune({ maxCount: 0 }, { keepIds: [ids[2]!] })).toBe(1);
+      expect(stored(...ids, "resp_branch", "resp_running")).toStrictEqual([...ids, "resp_running"]);
+      // A kept id that is not even stored (a running response's predecessor) protects its ancestors.
+      store.put(response("resp_running", { createdAt: 900, previousResponseId: ids[1]! }));
+      expect(store.prune({ maxCount: 0 }, { keepIds: [ids[1]!] })).toBe(2);
+      expect(stored(...ids, "resp_running")).toStrictEqual([ids[0], ids[1]]);
+    });
+
+    it("prunes a response whose predecessor is already gone", () => {
+      store.put(response("resp_orphan", { createdAt: 100, previousResponseId: "resp_never_stored" }));
+      store.put(response("resp_new", { createdAt: 200 }));
+      expect(store.prune({ maxCount: 1 })).toBe(1);
+      expect(stored("resp_orphan", "resp_new")).toStrictEqual(["resp_new"]);
     });
   });
 
@@ -491,7 +555,7 @@ describe.each(factories)("ResponseStore contract: $name", (factory) => {
     it("makes a swept response prunable again, keeping its place in the tie order", () => {
       store.put(response("resp_a", { createdAt: 100, status: "in_progress" }));
       store.put(response("resp_b", { createdAt: 100 }));
-      expect(store.prune({ maxCount: 1 })).toBe(0);
+      expect(store.prune({ maxCount: 1 }, { keepIds: ["resp_b"] })).toBe(0);
       store.failUnfinished(restarted);
       expect(store.prune({ maxCount: 1 })).toBe(1);
       expect(store.get("resp_a")).toBeUndefined();
@@ -588,6 +652,68 @@ describe("SqliteResponseStore", () => {
       expect(store.findItem("msg_legacy_in")).toStrictEqual(message("msg_legacy_in"));
     } finally {
       store.close();
+    }
+  });
+
+  it("finds the successors of a prune candidate through the previous_response_id index", () => {
+    const store = SqliteResponseStore.open(file);
+    try {
+      const plans = store.explainPruneQueries();
+      console.log(
+        `prune query plans:\n  expired: ${plans.expired.join("\n           ")}\n  oldest:  ${plans.oldest.join("\n           ")}`,
+      );
+      for (const plan of [plans.expired, plans.oldest]) {
+        expect(plan.some((detail) => /^SCAN successor\b/.test(detail))).toBe(false);
+        expect(plan).toContainEqual(
+          expect.stringMatching(
+            /^SEARCH successor USING (COVERING )?INDEX responses_previous_response_id \(previous_response_id=\?\)/,
+          ),
+        );
+      }
+    } finally {
+      store.close();
+    }
+  });
+
+  it("adds the previous_response_id index to a store of schema version 3, keeping its chains", () => {
+    const legacyFile = path.join(directory, "v3.sqlite");
+    const legacy = new Database(legacyFile);
+    for (const migration of migrations.slice(0, 3)) legacy.exec(migration.sql);
+    legacy.pragma("user_version = 3");
+    const insert = legacy.prepare("INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?)");
+    for (const [id, previous] of [
+      ["resp_v3_a", null],
+      ["resp_v3_b", "resp_v3_a"],
+    ] as const) {
+      const record = response(id, { previousResponseId: previous });
+      insert.run(
+        id,
+        record.createdAt,
+        previous,
+        record.model,
+        record.status,
+        JSON.stringify(record.response),
+      );
+    }
+    legacy.close();
+
+    const store = SqliteResponseStore.open(legacyFile);
+    try {
+      expect(store.chain("resp_v3_b")?.map((record) => record.id)).toStrictEqual(["resp_v3_a", "resp_v3_b"]);
+      expect(store.prune({ maxCount: 1 }, { keepIds: ["resp_v3_b"] })).toBe(0);
+    } finally {
+      store.close();
+    }
+    const check = new Database(legacyFile, { readonly: true });
+    try {
+      expect(check.pragma("user_version", { simple: true })).toBe(latestSchemaVersion);
+      const index = check
+        .prepare("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?")
+        .pluck()
+        .get("responses_previous_response_id");
+      expect(index).toMatch(/ON responses \(previous_response_id\)/);
+    } finally {
+      check.close();
     }
   });
 

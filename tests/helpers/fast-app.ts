@@ -33,6 +33,7 @@ export interface FastAppOptions {
   config?: Partial<AppConfig>;
   shutdownSignal?: AbortSignal;
   keepAliveSeconds?: number;
+  maxWaitingBackground?: number;
 }
 
 export interface FastApp {
@@ -80,6 +81,9 @@ export function createFastApp(options: FastAppOptions = {}): FastApp {
     logger: process.env.LMHOST_TEST_LOG ? createLogger("debug") : silentLogger,
     ...(options.shutdownSignal === undefined ? {} : { shutdownSignal: options.shutdownSignal }),
     ...(options.keepAliveSeconds === undefined ? {} : { keepAliveSeconds: options.keepAliveSeconds }),
+    ...(options.maxWaitingBackground === undefined
+      ? {}
+      : { maxWaitingBackground: options.maxWaitingBackground }),
   });
   const request: FastApp["request"] = (path, init = {}) => {
     const body =

@@ -16,11 +16,10 @@ import {
 import {
   MAX_CHAIN_DEPTH,
   assertValidPageLimit,
-  assertValidPruneLimits,
   chainTooDeepError,
-  currentUnixSeconds,
   failedResponse,
   outputItems,
+  pruneInRounds,
   toItemPage,
   unknownAfterError,
 } from "../store-rules.js";
@@ -97,28 +96,32 @@ export class MemoryResponseStore implements ResponseStore {
 
   prune(limits: PruneLimits, options: PruneOptions = {}): number {
     this.#assertOpen();
-    assertValidPruneLimits(limits);
     const keep = new Set(options.keepIds ?? []);
-    const prunable = (record: StoredResponse) =>
-      !keep.has(record.id) && !UNFINISHED_STATUSES.includes(record.status);
-    let deleted = 0;
-    if (limits.maxAgeSeconds !== undefined) {
-      const cutoff = (options.nowSeconds ?? currentUnixSeconds()) - limits.maxAgeSeconds;
-      for (const record of [...this.#responses.values()]) {
-        if (record.createdAt < cutoff && prunable(record) && this.#responses.delete(record.id)) deleted++;
+    /** Prune candidates in insertion order (store-rules.ts: PruneRounds). */
+    const candidates = (): StoredResponse[] => {
+      const referenced = new Set<string>();
+      for (const record of this.#responses.values()) {
+        if (record.previousResponseId !== null) referenced.add(record.previousResponseId);
       }
-    }
-    if (limits.maxCount !== undefined) {
-      // Array.prototype.sort is stable, so equal created_at values stay in insertion order.
-      const oldestFirst = [...this.#responses.values()].sort(
-        (left, right) => left.createdAt - right.createdAt,
+      return [...this.#responses.values()].filter(
+        (record) =>
+          !keep.has(record.id) && !UNFINISHED_STATUSES.includes(record.status) && !referenced.has(record.id),
       );
-      const excess = Math.max(0, oldestFirst.length - Math.floor(limits.maxCount));
-      for (const record of oldestFirst.slice(0, excess)) {
-        if (prunable(record) && this.#responses.delete(record.id)) deleted++;
-      }
-    }
-    return deleted;
+    };
+    const deleteAll = (records: readonly StoredResponse[]): number =>
+      records.filter((record) => this.#responses.delete(record.id)).length;
+    return pruneInRounds(limits, options, {
+      deleteExpiredCandidates: (cutoff) =>
+        deleteAll(candidates().filter((record) => record.createdAt < cutoff)),
+      count: () => this.#responses.size,
+      // Array.prototype.sort is stable, so equal created_at values stay in insertion order.
+      deleteOldestCandidates: (limit) =>
+        deleteAll(
+          candidates()
+            .sort((left, right) => left.createdAt - right.createdAt)
+            .slice(0, limit),
+        ),
+    });
   }
 
   failUnfinished(error: { code: string; message: string }): number {

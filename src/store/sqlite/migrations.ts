@@ -55,6 +55,12 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX responses_unfinished ON responses (status) WHERE status IN ('queued', 'in_progress');
     `,
   },
+  {
+    description: "an index on previous_response_id (pruning never deletes a response another chains from)",
+    sql: `
+      CREATE INDEX responses_previous_response_id ON responses (previous_response_id);
+    `,
+  },
 ];
 
 export const latestSchemaVersion = migrations.length;

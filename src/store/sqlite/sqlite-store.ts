@@ -19,11 +19,10 @@ import type {
 import {
   MAX_CHAIN_DEPTH,
   assertValidPageLimit,
-  assertValidPruneLimits,
   chainTooDeepError,
-  currentUnixSeconds,
   failedResponse,
   outputItems,
+  pruneInRounds,
   toItemPage,
   unknownAfterError,
 } from "../store-rules.js";
@@ -183,19 +182,15 @@ export class SqliteResponseStore implements ResponseStore {
   }
 
   prune(limits: PruneLimits, options: PruneOptions = {}): number {
-    assertValidPruneLimits(limits);
     const keepIds = JSON.stringify(options.keepIds ?? []);
-    return this.#database.transaction(() => {
-      let deleted = 0;
-      if (limits.maxAgeSeconds !== undefined) {
-        const cutoff = (options.nowSeconds ?? currentUnixSeconds()) - limits.maxAgeSeconds;
-        deleted += this.#statements.deleteCreatedBefore.run(cutoff, keepIds).changes;
-      }
-      if (limits.maxCount !== undefined) {
-        deleted += this.#statements.deleteAllButNewest.run(Math.floor(limits.maxCount), keepIds).changes;
-      }
-      return deleted;
-    })();
+    const statements = this.#statements;
+    return this.#database.transaction(() =>
+      pruneInRounds(limits, options, {
+        deleteExpiredCandidates: (cutoff) => statements.deleteExpiredCandidates.run(cutoff, keepIds).changes,
+        count: () => statements.countResponses.get() ?? 0,
+        deleteOldestCandidates: (limit) => statements.deleteOldestCandidates.run(keepIds, limit).changes,
+      }),
+    )();
   }
 
   failUnfinished(error: { code: string; message: string }): number {
@@ -225,6 +220,22 @@ export class SqliteResponseStore implements ResponseStore {
     return plan.map((step) => step.detail);
   }
 
+  /**
+   * Diagnostics: the `EXPLAIN QUERY PLAN` detail lines of the two prune statements, so tests can check
+   * that "does a remaining response chain from this one" searches the previous_response_id index.
+   */
+  explainPruneQueries(): { expired: string[]; oldest: string[] } {
+    const plan = (sql: string, parameters: unknown[]) =>
+      this.#database
+        .prepare<unknown[], { detail: string }>(`EXPLAIN QUERY PLAN ${sql}`)
+        .all(...parameters)
+        .map((step) => step.detail);
+    return {
+      expired: plan(DELETE_EXPIRED_CANDIDATES_SQL, [0, "[]"]),
+      oldest: plan(DELETE_OLDEST_CANDIDATES_SQL, ["[]", 1]),
+    };
+  }
+
   #toStoredResponse(row: ResponseRow): StoredResponse {
     return {
       id: row.id,
@@ -244,8 +255,25 @@ function parseItem(itemJson: string): StoredItem {
 
 /** Matches the partial index `responses_unfinished` (migration 3) word for word, so the sweep uses it. */
 const UNFINISHED = "status IN ('queued', 'in_progress')";
-/** The one parameter is a JSON array of ids to keep. */
-const PRUNABLE = `NOT ${UNFINISHED} AND id NOT IN (SELECT value FROM json_each(?))`;
+/**
+ * A prune candidate (store-rules.ts: PruneRounds) among `responses AS candidate`: finished, not kept (the
+ * one parameter is a JSON array of ids to keep), and no remaining response chains from it (a search of the
+ * index on previous_response_id, migration 4).
+ */
+const PRUNE_CANDIDATE = `NOT candidate.${UNFINISHED}
+  AND candidate.id NOT IN (SELECT value FROM json_each(?))
+  AND NOT EXISTS (SELECT 1 FROM responses AS successor WHERE successor.previous_response_id = candidate.id)`;
+
+/** Parameters: the cutoff (Unix seconds), the kept ids. */
+const DELETE_EXPIRED_CANDIDATES_SQL = `
+  DELETE FROM responses WHERE rowid IN (
+    SELECT candidate.rowid FROM responses AS candidate WHERE candidate.created_at < ? AND ${PRUNE_CANDIDATE})`;
+
+/** Parameters: the kept ids, how many. Ties on created_at fall back to rowid, i.e. insertion order. */
+const DELETE_OLDEST_CANDIDATES_SQL = `
+  DELETE FROM responses WHERE rowid IN (
+    SELECT candidate.rowid FROM responses AS candidate WHERE ${PRUNE_CANDIDATE}
+    ORDER BY candidate.created_at, candidate.rowid LIMIT ?)`;
 
 function prepareStatements(database: Database.Database) {
   const responseColumns = "id, created_at, previous_response_id, model, status, response_json";
@@ -305,16 +333,10 @@ function prepareStatements(database: Database.Database) {
       )
       .pluck(),
     selectChain: database.prepare<[string, number], ResponseRow>(CHAIN_SQL),
-    // Pruning never deletes an unfinished response nor one of the kept ids (a JSON array).
-    deleteCreatedBefore: database.prepare<[number, string]>(
-      `DELETE FROM responses WHERE created_at < ? AND ${PRUNABLE}`,
-    ),
-    // Ties on created_at fall back to rowid, i.e. insertion order (an update keeps its rowid).
-    deleteAllButNewest: database.prepare<[number, string]>(
-      `DELETE FROM responses WHERE rowid IN (
-         SELECT rowid FROM responses ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?)
-       AND ${PRUNABLE}`,
-    ),
+    // An update keeps its rowid, so a replaced response keeps its place in the tie order.
+    deleteExpiredCandidates: database.prepare<[number, string]>(DELETE_EXPIRED_CANDIDATES_SQL),
+    deleteOldestCandidates: database.prepare<[string, number]>(DELETE_OLDEST_CANDIDATES_SQL),
+    countResponses: database.prepare<[], number>("SELECT COUNT(*) FROM responses").pluck(),
     selectUnfinished: database.prepare<[], { id: string; response_json: string }>(
       `SELECT id, response_json FROM responses WHERE ${UNFINISHED}`,
     ),

@@ -19,7 +19,7 @@ import {
   startResponseRun,
   type RunDependencies,
 } from "../../../responses/run-response.js";
-import type { ResponseObject, ResponseStreamEvent } from "../../../responses/wire-types.js";
+import type { ResponseError, ResponseObject, ResponseStreamEvent } from "../../../responses/wire-types.js";
 import type { App, AppDeps } from "../../../server/deps.js";
 import { readJsonBody } from "../../../server/json-body.js";
 import { streamSse, type SseEvent } from "../../../server/sse.js";
@@ -49,14 +49,17 @@ function onlyBackgroundCancels(): ApiError {
 }
 
 /** A non-streaming request whose generation failed answers with an HTTP error, as OpenAI does. */
-function failureOf(response: ResponseObject): ApiError | undefined {
+function failureOf(response: ResponseObject, shuttingDown: boolean): ApiError | undefined {
   if (response.status !== "failed" || response.error === null) return undefined;
-  const status =
-    response.error.code === "rate_limit_exceeded"
-      ? 429
-      : response.error.code === "invalid_prompt"
-        ? 400
-        : 500;
+  if (shuttingDown) {
+    return new ApiError({ status: 503, message: response.error.message, code: "server_shutting_down" });
+  }
+  const statuses: Record<ResponseError["code"], number> = {
+    rate_limit_exceeded: 429,
+    invalid_prompt: 400,
+    server_error: 500,
+  };
+  const status = statuses[response.error.code];
   return new ApiError({ status, message: response.error.message, code: response.error.code });
 }
 
@@ -68,11 +71,19 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
       : { maxAgeSeconds: deps.config.storeMaxAgeSeconds }),
     ...(deps.config.storeMaxCount === undefined ? {} : { maxCount: deps.config.storeMaxCount }),
   };
-  const run: RunDependencies = { engine: deps.engine, store: deps.store, retention, logger };
   const live = new LiveResponses({
     ...(deps.shutdownSignal === undefined ? {} : { shutdownSignal: deps.shutdownSignal }),
+    ...(deps.maxWaitingBackground === undefined ? {} : { maxWaitingBackground: deps.maxWaitingBackground }),
     onError: (message) => logger.error(message),
   });
+  const run: RunDependencies = {
+    engine: deps.engine,
+    store: deps.store,
+    retention,
+    // What running responses chain from stays until they are stored (then their record protects it).
+    protectedIds: () => live.chainedFrom(),
+    logger,
+  };
   /** A chain to a response still running here is refused as unfinished (it is not stored yet). */
   const runningStatus = (id: string) => (live.isRunning(id) ? live.snapshot(id)?.status : undefined);
   const sse = (context: Context, events: AsyncIterable<ResponseStreamEvent>) =>
@@ -97,16 +108,18 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
     const prepared = prepareResponse(deps.store, request, { runningStatus });
     const id = prepared.initial.id;
 
+    const chainsFrom = request.previousResponseId;
     if (request.background) {
-      const link = live.newSignal();
-      const queued = await live.startBackground(id, link, startBackgroundRun(run, prepared, link.signal), {
-        bufferEvents: request.stream,
-      });
+      // A background response waits while the engine's queue is full, but only so many may wait.
+      live.assertBackgroundRoom();
+      const link = live.newSignal(chainsFrom);
+      const backgroundRun = startBackgroundRun(run, prepared, link.signal, { queueWait: live.queueWait });
+      const queued = await live.startBackground(id, link, backgroundRun, { bufferEvents: request.stream });
       return request.stream ? sse(context, live.replay(id, -1)) : context.json(queued);
     }
 
     // Aborted when the client goes away, at shutdown, or by DELETE; disposed when the run ends.
-    const link = live.newSignal(context.req.raw.signal);
+    const link = live.newSignal(chainsFrom, context.req.raw.signal);
     const started = await startResponseRun(run, prepared, link.signal).catch((error: unknown) => {
       link.dispose();
       throw error;
@@ -114,7 +127,7 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
     const events = live.startForeground(id, link, started, { listed: request.store });
     if (request.stream) return sse(context, events);
     const response = await finalResponse(events);
-    const failure = failureOf(response);
+    const failure = failureOf(response, deps.shutdownSignal?.aborted === true);
     if (failure !== undefined) throw failure;
     return context.json(response);
   });
