@@ -330,7 +330,7 @@ describe("LlamaEngine on real models", () => {
       properties: {
         name: { type: "string", maxLength: 16 },
         mood: { anyOf: [{ type: "string", enum: ["happy", "sad"] }, { type: "null" }] },
-        age: { type: "integer" },
+        age: { type: "integer", minimum: 0, maximum: 120 },
       },
       required: ["name", "mood", "age"],
       additionalProperties: false,
@@ -338,7 +338,7 @@ describe("LlamaEngine on real models", () => {
     const result = await collect(engine, {
       model: "stories-chatml",
       items: user("Describe Lily as JSON."),
-      sampling: { maxTokens: 120 },
+      sampling: { maxTokens: 120, seed: 7 },
       responseFormat: { type: "json_schema", name: "person", schema },
     });
     expect(result.finish.reason).toBe("stop");
