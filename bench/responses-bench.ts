@@ -32,7 +32,7 @@ interface Harness {
   close(): Promise<void>;
 }
 
-async function harness(llama: Llama): Promise<Harness> {
+async function harness(llama: Llama, options: { stableTruncation?: boolean } = {}): Promise<Harness> {
   const store = SqliteResponseStore.open(
     path.join(mkdtempSync(path.join(tmpdir(), "lmhost-bench-")), "r.sqlite"),
   );
@@ -41,6 +41,7 @@ async function harness(llama: Llama): Promise<Harness> {
     llama,
     threads: 1,
     parallel: 1,
+    ...options,
     createModels: (loader) =>
       new ModelManager({ source: catalog, loader, ttlSeconds: 600, maxLoaded: 1, logger: silentLogger }),
   });
@@ -70,7 +71,7 @@ async function streamTurn(app: App, body: Record<string, unknown>): Promise<Turn
   const response = await app.request("http://bench/v1/responses", {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ ...body, model: MODEL, stream: true, max_output_tokens: 24, temperature: 0 }),
+    body: JSON.stringify({ model: MODEL, stream: true, max_output_tokens: 24, temperature: 0, ...body }),
   });
   if (!response.ok || !response.body)
     throw new Error(`bench request failed: ${response.status} ${await response.text()}`);
@@ -181,6 +182,75 @@ export async function runResponsesBench(): Promise<Record<string, number>> {
   return results;
 }
 
+const TRUNCATION_TURNS = 40;
+
+/**
+ * A conversation that outgrows the 2,048-token window with `truncation: "auto"`, the full history re-sent
+ * each turn (fixed texts, so both variants see identical prompts), turn by turn on two servers side by side:
+ *   stable — lmhost's default: a drop frees a quarter of the window and later turns keep the same start,
+ *            so their prompt extends what the KV cache holds;
+ *   fewest — drop the fewest oldest items each turn (the prompt starts at a new item every turn, so
+ *            nearly all of it is evaluated again).
+ * Figures cover the turns after the first drop.
+ */
+export async function runTruncationBench(): Promise<Record<string, number>> {
+  const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+  const stable = await harness(llama);
+  const fewest = await harness(llama, { stableTruncation: false });
+  const history: { role: string; content: string }[] = [];
+  const past = { stable: [] as TurnResult[], fewest: [] as TurnResult[] };
+  let truncating = false;
+  let previousInputTokens = 0;
+  for (let turn = 1; turn <= TRUNCATION_TURNS; turn++) {
+    history.push({ role: "user", content: userMessage(0, turn) });
+    const body = { input: history, truncation: "auto", max_output_tokens: 4 };
+    // Alternate which server goes first so neither always runs on a warmer CPU cache.
+    const [first, second] = turn % 2 === 0 ? [stable, fewest] : [fewest, stable];
+    const firstResult = await streamTurn(first.app, body);
+    const secondResult = await streamTurn(second.app, body);
+    const stableResult = first === stable ? firstResult : secondResult;
+    const fewestResult = first === stable ? secondResult : firstResult;
+    history.push({ role: "assistant", content: `Turn ${turn}: ${userMessage(1, turn)}` });
+    // The first drop shows as a prompt shorter than the previous turn's.
+    if (stableResult.inputTokens < previousInputTokens) truncating = true;
+    previousInputTokens = stableResult.inputTokens;
+    if (truncating) {
+      past.stable.push(stableResult);
+      past.fewest.push(fewestResult);
+    }
+  }
+  await stable.close();
+  await fewest.close();
+  const mean = (values: number[]) => values.reduce((sum, value) => sum + value, 0) / values.length;
+  const summary = (turns: TurnResult[]) => ({
+    ttftMs: mean(turns.map((turn) => turn.ttftMs)),
+    evaluated: mean(turns.map((turn) => turn.inputTokens - turn.cachedTokens)),
+    prompt: mean(turns.map((turn) => turn.inputTokens)),
+  });
+  const stableSummary = summary(past.stable);
+  const fewestSummary = summary(past.fewest);
+  const results = {
+    truncationTurnsPastWindow: past.stable.length,
+    truncationStableTtftMs: stableSummary.ttftMs,
+    truncationFewestTtftMs: fewestSummary.ttftMs,
+    truncationStableEvaluatedTokens: stableSummary.evaluated,
+    truncationFewestEvaluatedTokens: fewestSummary.evaluated,
+    fewestOverStable: fewestSummary.ttftMs / stableSummary.ttftMs,
+  };
+  console.log(
+    `\nResponses API — truncation auto past a 2,048-token window (${past.stable.length} of ${TRUNCATION_TURNS} turns, mean per turn)`,
+  );
+  console.log(
+    `  stable start (lmhost):   TTFT ${stableSummary.ttftMs.toFixed(1)} ms, ${stableSummary.evaluated.toFixed(0)} of ${stableSummary.prompt.toFixed(0)} prompt tokens evaluated`,
+  );
+  console.log(
+    `  fewest dropped:          TTFT ${fewestSummary.ttftMs.toFixed(1)} ms, ${fewestSummary.evaluated.toFixed(0)} of ${fewestSummary.prompt.toFixed(0)} prompt tokens evaluated`,
+  );
+  console.log(`  fewest / stable:         ${results.fewestOverStable.toFixed(2)}x`);
+  return results;
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   await runResponsesBench();
+  await runTruncationBench();
 }

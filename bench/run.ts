@@ -4,8 +4,9 @@
  * matters), never against a stored number.
  */
 import { runEngineBench } from "./engine-bench.js";
-import { runResponsesBench } from "./responses-bench.js";
+import { runResponsesBench, runTruncationBench } from "./responses-bench.js";
 
 const engine = await runEngineBench();
 const responses = await runResponsesBench();
-console.log("\nJSON:", JSON.stringify({ engine, responses }));
+const truncation = await runTruncationBench();
+console.log("\nJSON:", JSON.stringify({ engine, responses, truncation }));

@@ -2,6 +2,7 @@
  * The part of a conversation `truncation: "auto"` must never drop, shared by the engines so they agree: the
  * request's own input (`EngineRequest.protectedTailItems`) and at least the current turn.
  */
+import { createHash } from "node:crypto";
 import type { ConversationItem } from "./types.js";
 
 /**
@@ -50,4 +51,33 @@ export function protectedTailStart(
 /** Items that render inside one assistant turn (between user / system messages). */
 export function isAssistantTurnItem(item: ConversationItem | undefined): boolean {
   return item !== undefined && (item.type !== "message" || item.role === "assistant");
+}
+
+/**
+ * The items recent `truncation: "auto"` drops started the kept history at, per loaded model: a bounded,
+ * insertion-ordered set of content hashes. A conversation's next turn starts at the same item again, so
+ * its prompt shares the prefix its sequence's KV cache holds (see the llama engine's fitHistory).
+ */
+export class TruncationStarts<Item> {
+  private readonly keys = new Set<string>();
+
+  constructor(private readonly capacity = 64) {}
+
+  add(item: Item): void {
+    const key = keyOf(item);
+    this.keys.delete(key);
+    this.keys.add(key);
+    for (const oldest of this.keys) {
+      if (this.keys.size <= this.capacity) break;
+      this.keys.delete(oldest);
+    }
+  }
+
+  has(item: Item): boolean {
+    return this.keys.has(keyOf(item));
+  }
+}
+
+function keyOf(item: unknown): string {
+  return createHash("sha256").update(JSON.stringify(item)).digest("base64");
 }

@@ -22,8 +22,6 @@ export interface AssembledConversation {
   items: ConversationItem[];
   /** This request's own input items, with ids: stored with the response and listed by input_items. */
   inputItems: ConversationWireItem[];
-  /** How many of the last `items` came from this request's input (not the chain, not instructions). */
-  ownItemCount: number;
 }
 
 export interface ConversationOptions {
@@ -126,7 +124,5 @@ export function assembleConversation(
       ? []
       : [{ type: "message", role: "system", text: request.instructions }];
   const conversation = toConversationItems([...history, ...inputItems]);
-  // Items convert one by one (some to nothing), so the history alone converts to a prefix of the whole.
-  const ownItemCount = conversation.length - toConversationItems(history).length;
-  return { items: [...instructions, ...conversation], inputItems, ownItemCount };
+  return { items: [...instructions, ...conversation], inputItems };
 }

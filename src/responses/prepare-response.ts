@@ -28,8 +28,9 @@ export interface PrepareOptions extends ConversationOptions {
 
 /**
  * The engine request for a validated request (also what POST /v1/responses/input_tokens counts).
- * `protectedTailItems` covers the conversation items of this request's own input, which
- * `truncation: "auto"` must never drop (the chain and the instructions are not part of it).
+ * `truncation: "auto"` drops from the start of the whole conversation, the chain's items and earlier turns
+ * re-sent in `input` alike (stateless clients send their history that way), never the instructions nor the
+ * current turn (the engines' protectedTailStart rule).
  */
 export function buildEngineRequest(
   store: ResponseStore,
@@ -47,7 +48,6 @@ export function buildEngineRequest(
     model: request.model,
     items: conversation.items,
     ...request.generation,
-    protectedTailItems: conversation.ownItemCount,
   };
   return { engineRequest, inputItems: conversation.inputItems };
 }

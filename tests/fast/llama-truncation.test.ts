@@ -18,7 +18,7 @@ import { newTurnSeparator } from "../../src/engine/llama/chat-wrapper.js";
 import { convertConversationWithSources } from "../../src/engine/llama/convert-conversation.js";
 import { fitHistory } from "../../src/engine/llama/prompt.js";
 import { fitScriptedItems } from "../../src/engine/scripted/scripted-engine.js";
-import { protectedTailStart } from "../../src/engine/truncation.js";
+import { protectedTailStart, TruncationStarts } from "../../src/engine/truncation.js";
 import type { ConversationItem, EngineRequest } from "../../src/engine/types.js";
 import { ApiError } from "../../src/shared/errors.js";
 
@@ -176,6 +176,99 @@ describe("fitHistory (llama engine, truncation auto)", () => {
     const fitted = fit(longer, 20);
     expect(fitted.droppedItems).toBe(1);
     expect(fitted.rendered.text).toBe("old new [call]");
+  });
+});
+
+describe("fitHistory across the turns of a conversation that outgrows the window", () => {
+  /** Turn `n` of a conversation: every earlier turn (a 6-word question, a 10-word answer), then question n. */
+  const conversation = (turns: number): ConversationItem[] => [
+    system("be brief"),
+    ...Array.from({ length: turns }, (_unused, turn) => [
+      user(`question ${turn} ${words(4)}`),
+      assistant(`answer ${turn} ${words(8)}`),
+    ]).flat(),
+    user(`question ${turns} ${words(4)}`),
+  ];
+  /** Each turn's prompt as text, fitted to 100 tokens with `slack`, remembering starts when `remember`. */
+  const prompts = (slack: number, remember: boolean): string[] => {
+    const starts = new TruncationStarts<ChatHistoryItem>();
+    return Array.from({ length: 30 }, (_unused, turns) => {
+      const items = conversation(turns);
+      const { history, lastSourceIndex } = convertConversationWithSources(items);
+      const fitted = fitHistory(history, wordRenderer, {
+        lastSourceIndex,
+        protectedItemsStart: protectedTailStart(items, undefined),
+        contextLength: 100,
+        reserve: 10,
+        slack,
+        ...(remember ? { isRecentStart: (item: ChatHistoryItem) => starts.has(item) } : {}),
+      });
+      expect(fitted.rendered.tokens.length + 10).toBeLessThan(100);
+      if (fitted.start !== undefined) starts.add(fitted.start);
+      return fitted.rendered.text;
+    });
+  };
+  /** Turns whose prompt does not extend the previous turn's prompt (their KV cache is lost). */
+  const restarts = (texts: string[]): number =>
+    texts.filter((text, turn) => turn > 0 && !text.startsWith((texts[turn - 1] ?? "").trim())).length;
+
+  it("dropping the fewest items restarts the prompt on every turn once the window is full", () => {
+    expect(restarts(prompts(0, false))).toBeGreaterThanOrEqual(20);
+    // Slack alone does not help: the next turn again drops the fewest, starting somewhere new.
+    expect(restarts(prompts(25, false))).toBeGreaterThanOrEqual(20);
+  });
+
+  it("with slack and the recent starts, the prompt restarts only once per slack's worth of turns", () => {
+    const texts = prompts(25, true);
+    // 25 tokens of slack hold one turn (16 words) at most before a drop is needed again: about every other
+    // turn past the window restarts, instead of every turn. Each restart keeps at least the reserve free.
+    expect(restarts(texts)).toBeLessThanOrEqual(10);
+    expect(restarts(texts)).toBeGreaterThan(0);
+    // The most recent turns are always there.
+    texts.forEach((text, turn) => expect(text).toContain(`question ${turn} `));
+  });
+
+  it("with a large slack, many turns reuse one start", () => {
+    expect(restarts(prompts(50, true))).toBeLessThanOrEqual(8);
+  });
+
+  it("never drops more than the slack asks, and only the fewest when the slack cannot be reached", () => {
+    const items = [user(words(30)), assistant(words(30)), user("a"), assistant("b"), user("c")];
+    const { history, lastSourceIndex } = convertConversationWithSources(items);
+    const options = {
+      lastSourceIndex,
+      protectedItemsStart: protectedTailStart(items, undefined),
+      reserve: 2,
+    };
+    // 40 tokens: dropping the first item (30 words) fits; 20 slack tokens more need the second dropped too.
+    expect(fitHistory(history, wordRenderer, { ...options, contextLength: 40, slack: 20 }).droppedItems).toBe(
+      2,
+    );
+    // A slack larger than the whole context cannot be reached: the fewest that fit are dropped.
+    expect(fitHistory(history, wordRenderer, { ...options, contextLength: 40, slack: 99 }).droppedItems).toBe(
+      1,
+    );
+    // A recent start inside the slack is preferred over the slack's own start.
+    const first = history[1];
+    expect(
+      fitHistory(history, wordRenderer, {
+        ...options,
+        contextLength: 40,
+        slack: 20,
+        isRecentStart: (item) => item === first,
+      }).droppedItems,
+    ).toBe(1);
+  });
+
+  it("TruncationStarts keeps the most recent starts, compared by content", () => {
+    const starts = new TruncationStarts<ChatHistoryItem>(2);
+    starts.add({ type: "user", text: "a" });
+    starts.add({ type: "user", text: "b" });
+    starts.add({ type: "user", text: "a" });
+    starts.add({ type: "user", text: "c" });
+    expect(starts.has({ type: "user", text: "a" })).toBe(true);
+    expect(starts.has({ type: "user", text: "b" })).toBe(false);
+    expect(starts.has({ type: "user", text: "c" })).toBe(true);
   });
 });
 

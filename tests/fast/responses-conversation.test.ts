@@ -213,32 +213,6 @@ describe("assembleConversation", () => {
     ).toHaveLength(4);
   });
 
-  it("counts the conversation items of this request's own input, not the chain's nor the instructions", () => {
-    const assembled = assembleConversation(chainStore(), {
-      previousResponseId: "resp_2",
-      instructions: "rules",
-      input: [
-        { type: "reasoning", summary: [], encrypted_content: "opaque" }, // carries no text: left out
-        { type: "function_call", call_id: "call_1", name: "f", arguments: "{}" },
-        { type: "function_call_output", call_id: "call_1", output: "ok" },
-        { type: "message", role: "user", content: "three" },
-      ],
-    });
-    expect(assembled.items).toHaveLength(1 + 4 + 3);
-    expect(assembled.ownItemCount).toBe(3);
-    expect(assembled.items.slice(-assembled.ownItemCount).map((item) => item.type)).toEqual([
-      "function-call",
-      "function-result",
-      "message",
-    ]);
-    const empty = assembleConversation(chainStore(), {
-      previousResponseId: "resp_2",
-      instructions: "rules",
-      input: [],
-    });
-    expect(empty.ownItemCount).toBe(0);
-  });
-
   it("lists chain items per response: inputs, then outputs", () => {
     const store = chainStore();
     const chain = store.chain("resp_2") ?? [];
@@ -247,23 +221,39 @@ describe("assembleConversation", () => {
 });
 
 describe("the engine request", () => {
-  it("protects the items of this request's input from truncation: protectedTailItems", async () => {
-    const fast = createFastApp();
-    const first = (await (
-      await fast.post("/v1/responses", { model: TEST_MODEL, input: [{ role: "user", content: "one" }] })
-    ).json()) as { id: string };
-    const second = await fast.post("/v1/responses", {
+  it("truncation auto drops re-sent history in the input too, never the instructions or the current turn", async () => {
+    // The scripted engine counts words; 40 of them fit.
+    const fast = createFastApp({ contextLength: 40 });
+    const words = (count: number) => Array.from({ length: count }, () => "old").join(" ");
+    const input = [
+      { role: "user", content: words(20) },
+      { role: "assistant", content: words(20) },
+      { role: "user", content: "the current question" },
+    ];
+    const refused = await fast.post("/v1/responses", { model: TEST_MODEL, instructions: "rules", input });
+    expect(refused.status).toBe(400);
+    expect(await refused.json()).toMatchObject({
+      error: { code: "context_length_exceeded", param: "input" },
+    });
+    const truncated = await fast.post("/v1/responses", {
       model: TEST_MODEL,
       instructions: "rules",
-      previous_response_id: first.id,
+      input,
       truncation: "auto",
-      input: [
-        { role: "user", content: "two" },
-        { role: "user", content: "three" },
-      ],
     });
-    expect(second.status).toBe(200);
-    expect(fast.engineRequests.map((request) => request.protectedTailItems)).toEqual([1, 2]);
-    expect(fast.engineRequests[1]?.items).toHaveLength(1 + 2 + 2);
+    expect(truncated.status).toBe(200);
+    const request = fast.engineRequests.at(-1);
+    expect(request?.protectedTailItems).toBeUndefined();
+    expect(request?.items.at(0)).toEqual({ type: "message", role: "system", text: "rules" });
+    // What the engine saw after truncation: the scripted engine echoes its prompt's word count.
+    const body = (await truncated.json()) as { usage: { input_tokens: number } };
+    expect(body.usage.input_tokens).toBeLessThan(40);
+    // The current turn alone over the limit is still a 400, never an answer to nothing.
+    const tooLong = await fast.post("/v1/responses", {
+      model: TEST_MODEL,
+      input: [{ role: "user", content: words(50) }],
+      truncation: "auto",
+    });
+    expect(tooLong.status).toBe(400);
   });
 });

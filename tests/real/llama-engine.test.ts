@@ -456,6 +456,47 @@ describe("LlamaEngine on real models", () => {
     expect((await engine.countTokens({ model: "stories", items })).inputTokens).toBeGreaterThan(2048);
   });
 
+  it("truncation auto past the window keeps a stable start, so most turns reuse the KV cache", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const items: EngineRequest["items"] = [{ type: "message", role: "system", text: "Tell stories." }];
+    const turns: { input: number; cached: number; overflows: boolean }[] = [];
+    for (let turn = 0; turn < 34; turn++) {
+      items.push({
+        type: "message",
+        role: "user",
+        text: `Turn ${turn}: tell me what the little dog and the big cat did in the park after the rain.`,
+      });
+      // With maxTokens 2 the prompt may take all but 2 tokens of the 2,048-token context.
+      const overflows =
+        (await engine.countTokens({ model: "stories-chatml", items })).inputTokens + 2 >= 2048;
+      const result = await collect(engine, {
+        model: "stories-chatml",
+        items: [...items],
+        truncation: "auto",
+        sampling: { maxTokens: 2, temperature: 0 },
+      });
+      turns.push({
+        input: result.finish.usage.inputTokens,
+        cached: result.finish.usage.cachedInputTokens,
+        overflows,
+      });
+      items.push({
+        type: "message",
+        role: "assistant",
+        text: `The dog ran to the cat and they played with a red ball under the tree until the sun came out (${turn}).`,
+      });
+    }
+    const past = turns.filter((turn) => turn.overflows).slice(1);
+    expect(past.length).toBeGreaterThanOrEqual(16);
+    // Without a stable start every turn past the window re-evaluated ~all its prompt (cached ~40 tokens).
+    const restarts = past.filter((turn) => turn.cached < turn.input / 2);
+    // A drop frees a quarter of the context (512 tokens, ~4 turns of 133): about one turn in four restarts.
+    expect(restarts.length).toBeLessThanOrEqual(Math.ceil(past.length / 3));
+    const evaluated = past.reduce((sum, turn) => sum + turn.input - turn.cached, 0);
+    const prompted = past.reduce((sum, turn) => sum + turn.input, 0);
+    expect(evaluated / prompted).toBeLessThan(0.35);
+  });
+
   it("truncation auto never drops the current input: 400 instead of answering an empty prompt", async () => {
     const engine = new LlamaEngine({ models: acquirer });
     // The review's repro: one long user message used to be dropped, leaving only the template (19 tokens).

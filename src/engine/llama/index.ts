@@ -31,6 +31,8 @@ export interface CreateLlamaEngineOptions<Models extends ModelAcquirer<LlamaLoad
   createModels(loader: LlamaModelLoader): Models;
   /** Queue bound per loaded model (default 64). */
   maxQueue?: number;
+  /** See LlamaEngineOptions.stableTruncation (default true). */
+  stableTruncation?: boolean;
   /** llama.cpp log level (default "warn"). */
   logLevel?: LogLevelName;
   /** Pass an existing node-llama-cpp instance instead of loading one (tests share one per process). */
@@ -54,10 +56,21 @@ export async function createLlamaEngine<Models extends ModelAcquirer<LlamaLoaded
   const llama =
     options.llama ??
     (await getLlama({ gpu: false, build: "never", logLevel: toLogLevel(options.logLevel ?? "warn") }));
-  const { maxQueue, logLevel: _logLevel, llama: _llama, createModels, ...loaderOptions } = options;
+  const {
+    maxQueue,
+    stableTruncation,
+    logLevel: _logLevel,
+    llama: _llama,
+    createModels,
+    ...loaderOptions
+  } = options;
   const loader = new LlamaModelLoader({ ...loaderOptions, llama });
   const models = createModels(loader);
-  const engine = new LlamaEngine({ models, ...(maxQueue !== undefined ? { maxQueue } : {}) });
+  const engine = new LlamaEngine({
+    models,
+    ...(maxQueue !== undefined ? { maxQueue } : {}),
+    ...(stableTruncation !== undefined ? { stableTruncation } : {}),
+  });
   return { llama, loader, models, engine };
 }
 

@@ -12,6 +12,7 @@
 import { linkAbortSignals } from "../../shared/abort-signals.js";
 import {
   LlamaChat,
+  type ChatHistoryItem,
   type ChatWrapper,
   type Llama,
   type LlamaContext,
@@ -21,6 +22,7 @@ import {
 } from "node-llama-cpp";
 import type { ModelEntry, ModelLoader } from "../../models/types.js";
 import { ApiError } from "../../shared/errors.js";
+import { TruncationStarts } from "../truncation.js";
 import { SequencePool } from "./sequence-pool.js";
 import { reasoningChatWrapper, resolveModelChatWrapper, type ReasoningEffort } from "./chat-wrapper.js";
 
@@ -69,6 +71,8 @@ export interface LlamaLoadedModel {
   warmupMilliseconds: number;
   /** Reasoning-effort variants of `chatWrapper`, built on first use. */
   readonly reasoningWrappers: Map<ReasoningEffort, ChatWrapper>;
+  /** Where recent `truncation: "auto"` drops started the kept history (see fitHistory). */
+  readonly truncationStarts: TruncationStarts<ChatHistoryItem>;
 }
 
 export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
@@ -148,6 +152,7 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
         loadMilliseconds: 0,
         warmupMilliseconds: 0,
         reasoningWrappers: new Map(),
+        truncationStarts: new TruncationStarts(),
       };
       const warmupStarted = performance.now();
       if (this.options.warmup !== false) await warmUp(loaded, this.options.warmup ?? {}, signal);

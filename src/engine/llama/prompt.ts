@@ -142,19 +142,38 @@ export interface FitHistoryOptions {
   contextLength: number;
   /** Output tokens to leave room for when possible (at least one always is). */
   reserve: number;
+  /**
+   * Once something must be dropped, drop until this many tokens more are free (when the protected tail
+   * allows), so the next turns fit without dropping again and reuse the KV cache. Default 0.
+   */
+  slack?: number;
+  /**
+   * Whether a history item is where a recent truncation started the kept history. Among the drops that
+   * fit (and drop no more than the slack asks), the first starting at such an item is chosen: the next
+   * turn of a truncated conversation keeps the same start, so its prompt shares the cached prefix.
+   */
+  isRecentStart?: (item: ChatHistoryItem) => boolean;
 }
 
 export interface FittedHistory<Rendered> {
   history: ChatHistoryItem[];
   rendered: Rendered;
   droppedItems: number;
+  /** After a drop: the first kept non-system item (where the next turn should start again). */
+  start?: ChatHistoryItem;
 }
 
 /**
- * `truncation: "auto"`: drops the fewest oldest non-system history items before the protected tail so the
- * prompt leaves `reserve` output tokens, or, when even dropping all of them does not, at least one. Throws
- * ApiError 400 `context_length_exceeded` (param "input") when the protected tail alone does not fit.
- * `render` must count fewer tokens when items are dropped.
+ * `truncation: "auto"`: drops the oldest non-system history items before the protected tail so the prompt
+ * leaves `reserve` output tokens, or, when even dropping all of them does not, at least one. Throws ApiError
+ * 400 `context_length_exceeded` (param "input") when the protected tail alone does not fit. `render` must
+ * count fewer tokens when items are dropped.
+ *
+ * How many: a conversation that keeps growing past the window would, dropping the fewest items each turn,
+ * start its prompt at a new item every turn and re-evaluate it all (the KV cache holds the old start). So a
+ * drop goes on until `slack` more tokens are free, and a later turn starts where a recent drop started
+ * (`isRecentStart`) as long as that still fits: the prompt then re-evaluates only once per `slack` tokens
+ * of conversation. Never more is dropped than the slack asks.
  */
 export function fitHistory<Rendered extends { tokens: readonly unknown[] }>(
   history: readonly ChatHistoryItem[],
@@ -162,7 +181,10 @@ export function fitHistory<Rendered extends { tokens: readonly unknown[] }>(
   options: FitHistoryOptions,
 ): FittedHistory<Rendered> {
   const { contextLength, reserve } = options;
+  const slack = Math.max(0, options.slack ?? 0);
   const fitsWithRoom = (rendered: Rendered): boolean => rendered.tokens.length + reserve < contextLength;
+  const fitsWithSlack = (rendered: Rendered): boolean =>
+    rendered.tokens.length + reserve + slack < contextLength;
   // LlamaChat shifts the context itself unless prompt + 1 < context size; never let it do so silently.
   const fitsStrictly = (rendered: Rendered): boolean => rendered.tokens.length + 1 < contextLength;
 
@@ -180,26 +202,56 @@ export function fitHistory<Rendered extends { tokens: readonly unknown[] }>(
     const dropped = new Set(droppable.slice(0, count));
     return history.filter((_item, index) => !dropped.has(index));
   };
-  // Binary search for the fewest dropped items that fit (token count falls as items are dropped).
-  let low = 1;
-  let high = droppable.length;
-  let best: FittedHistory<Rendered> | undefined;
-  while (low <= high) {
-    const middle = Math.floor((low + high) / 2);
-    const candidate = withoutFirst(middle);
-    const rendered = render(candidate);
-    if (fitsWithRoom(rendered)) {
-      best = { history: candidate, rendered, droppedItems: middle };
-      high = middle - 1;
-    } else {
-      low = middle + 1;
+  const firstProtectedNonSystem = history.findIndex(
+    (item, index) => index >= protectedHistoryStart && item.type !== "system",
+  );
+  /** The first non-system item kept after dropping `count` items. */
+  const startAfter = (count: number): ChatHistoryItem | undefined =>
+    history[count < droppable.length ? (droppable[count] ?? -1) : firstProtectedNonSystem];
+  const fitted = (
+    count: number,
+    rendered: Rendered,
+    candidate = withoutFirst(count),
+  ): FittedHistory<Rendered> => {
+    const start = startAfter(count);
+    return { history: candidate, rendered, droppedItems: count, ...(start !== undefined ? { start } : {}) };
+  };
+  // Binary search for the fewest dropped items passing `fits` from `from` on (tokens fall as items drop).
+  const fewestDropped = (from: number, fits: (rendered: Rendered) => boolean) => {
+    let low = from;
+    let high = droppable.length;
+    let best: FittedHistory<Rendered> | undefined;
+    while (low <= high) {
+      const middle = Math.floor((low + high) / 2);
+      const candidate = withoutFirst(middle);
+      const rendered = render(candidate);
+      if (fits(rendered)) {
+        best = fitted(middle, rendered, candidate);
+        high = middle - 1;
+      } else {
+        low = middle + 1;
+      }
     }
+    return best;
+  };
+  const fewest = fewestDropped(1, fitsWithRoom);
+  if (fewest !== undefined) {
+    const withSlack = slack > 0 ? fewestDropped(fewest.droppedItems, fitsWithSlack) : undefined;
+    const most = withSlack?.droppedItems ?? fewest.droppedItems;
+    if (options.isRecentStart !== undefined) {
+      for (let count = fewest.droppedItems; count <= most; count++) {
+        const start = startAfter(count);
+        if (start === undefined || !options.isRecentStart(start)) continue;
+        if (count === fewest.droppedItems) return fewest;
+        if (count === most && withSlack !== undefined) return withSlack;
+        return fitted(count, render(withoutFirst(count)));
+      }
+    }
+    return withSlack ?? fewest;
   }
-  if (best !== undefined) return best;
   const minimal = withoutFirst(droppable.length);
   const minimalRendered = droppable.length === 0 ? full : render(minimal);
-  if (fitsStrictly(minimalRendered))
-    return { history: minimal, rendered: minimalRendered, droppedItems: droppable.length };
+  if (fitsStrictly(minimalRendered)) return fitted(droppable.length, minimalRendered, minimal);
   throw contextLengthExceeded(
     contextLength,
     minimalRendered.tokens.length,
@@ -213,12 +265,14 @@ export function fitHistory<Rendered extends { tokens: readonly unknown[] }>(
  * Renders and tokenizes the request. With `fitToContext`, throws ApiError 400 `context_length_exceeded`
  * (truncation "disabled", the default) or drops the oldest non-system history items before the protected
  * tail (`protectedTailItems`, at least the current turn) until the prompt leaves room for
- * min(maxTokens, a quarter of the context) output tokens (truncation "auto"; see `fitHistory`).
+ * min(maxTokens, a quarter of the context) output tokens (truncation "auto"; see `fitHistory`). With
+ * `stableTruncation` (default) a drop frees a quarter of the context more and later turns start where a
+ * recent drop started, so a conversation past the window reuses its KV cache.
  */
 export function preparePrompt(
   loaded: LlamaLoadedModel,
   request: EngineRequest,
-  options: { fitToContext: boolean },
+  options: { fitToContext: boolean; stableTruncation?: boolean },
 ): PreparedPrompt {
   const selection = selectFunctions(request.tools, request.toolChoice, request.parallelToolCalls);
   const baseWrapper = chatWrapperFor(loaded, request.reasoningEffort);
@@ -275,7 +329,12 @@ export function preparePrompt(
         protectedItemsStart: protectedTailStart(request.items, request.protectedTailItems),
         contextLength,
         reserve: Math.min(request.sampling?.maxTokens ?? quarter, quarter),
+        ...(options.stableTruncation !== false
+          ? { slack: quarter, isRecentStart: (item: ChatHistoryItem) => loaded.truncationStarts.has(item) }
+          : {}),
       });
+      if (fitted.start !== undefined && options.stableTruncation !== false)
+        loaded.truncationStarts.add(fitted.start);
       return prepared(fitted.history, fitted.rendered, fitted.droppedItems);
     }
     default:
