@@ -71,32 +71,68 @@ interface StartedGeneration {
   first: IteratorResult<EnginePart, unknown>;
 }
 
+export interface ForegroundRunOptions {
+  /**
+   * For streams: when the engine has not produced its first part after this many milliseconds (a model
+   * loading, a wait for a free sequence), start anyway — `response.created` goes out, SSE keep-alives
+   * follow, and a refusal that comes later becomes `response.failed`. Undefined: always wait.
+   */
+  startAfterMilliseconds?: number;
+}
+
 /**
  * Starts a foreground response: calls the engine and waits for its first part before any event exists,
  * so problems the engine reports up front (unknown model, context overflow, queue full) reach the client
- * as plain HTTP errors and nothing is stored.
+ * as plain HTTP errors and nothing is stored — unless the wait outlasts `startAfterMilliseconds`.
  */
 export async function startResponseRun(
   dependencies: RunDependencies,
   prepared: PreparedResponse,
   signal: AbortSignal,
+  options: ForegroundRunOptions = {},
 ): Promise<ResponseRun> {
   const parts = dependencies.engine.generate(prepared.engineRequest, signal)[Symbol.asyncIterator]();
-  const first = await parts.next().catch((error: unknown) => {
+  const firstPart = parts.next().catch((error: unknown) => {
     const shutdown = shutdownFailure(signal);
     throw shutdown === undefined
       ? error
       : new ApiError({ status: 503, message: shutdown.message, code: shutdown.code });
   });
+  let started: StartedGeneration | (() => Promise<StartedGeneration>);
+  const first = await firstWithin(firstPart, options.startAfterMilliseconds);
+  if (first !== undefined) {
+    started = { parts, first };
+  } else {
+    // Handled here so a run that is never iterated leaves no unhandled rejection; runEvents awaits it.
+    firstPart.catch(() => undefined);
+    started = async () => ({ parts, first: await firstPart });
+  }
   const writer = new ResponseEventWriter(prepared.initial, prepared.request.functionNames);
   const state: RunState = { discarded: false };
   return {
-    events: runEvents(dependencies, prepared, writer, signal, state, { parts, first }),
+    events: runEvents(dependencies, prepared, writer, signal, state, started),
     snapshot: () => writer.snapshot(),
     discard: () => {
       state.discarded = true;
     },
   };
+}
+
+/** The first part, or undefined when `milliseconds` pass first (never, when undefined); rejects as it does. */
+async function firstWithin<Value>(
+  first: Promise<Value>,
+  milliseconds: number | undefined,
+): Promise<Value | undefined> {
+  if (milliseconds === undefined) return first;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), milliseconds);
+  });
+  try {
+    return await Promise.race([first, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**

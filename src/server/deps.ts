@@ -24,6 +24,12 @@ export interface AppDeps {
   maxWaitingBackground?: number;
   /** Seconds between SSE keep-alive comments while nothing else is sent (default 10). */
   keepAliveSeconds?: number;
+  /**
+   * A streamed response whose model is still loading or waiting for a free sequence after this many
+   * milliseconds starts streaming anyway (`response.created`, then keep-alives); a refusal after that is a
+   * `response.failed` event instead of an HTTP error (default 1,000).
+   */
+  streamStartAfterMilliseconds?: number;
 }
 
 export interface AppVariables {

@@ -34,6 +34,7 @@ export interface FastAppOptions {
   shutdownSignal?: AbortSignal;
   keepAliveSeconds?: number;
   maxWaitingBackground?: number;
+  streamStartAfterMilliseconds?: number;
 }
 
 export interface FastApp {
@@ -84,6 +85,9 @@ export function createFastApp(options: FastAppOptions = {}): FastApp {
     ...(options.maxWaitingBackground === undefined
       ? {}
       : { maxWaitingBackground: options.maxWaitingBackground }),
+    ...(options.streamStartAfterMilliseconds === undefined
+      ? {}
+      : { streamStartAfterMilliseconds: options.streamStartAfterMilliseconds }),
   });
   const request: FastApp["request"] = (path, init = {}) => {
     const body =

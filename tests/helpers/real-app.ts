@@ -35,6 +35,7 @@ export async function createRealApp(
     maxQueue?: number;
     maxLoaded?: number;
     ttlSeconds?: number;
+    streamStartAfterMilliseconds?: number;
   } = {},
 ): Promise<RealApp> {
   const databaseFile =
@@ -55,7 +56,15 @@ export async function createRealApp(
         logger: silentLogger,
       }),
   });
-  const app = createApp({ engine, models, store, config: { cors: false, bodyLimitBytes: 20 * 1024 * 1024 } });
+  const app = createApp({
+    engine,
+    models,
+    store,
+    config: { cors: false, bodyLimitBytes: 20 * 1024 * 1024 },
+    ...(options.streamStartAfterMilliseconds === undefined
+      ? {}
+      : { streamStartAfterMilliseconds: options.streamStartAfterMilliseconds }),
+  });
   const client = new OpenAI({
     baseURL: `${BASE_URL}/v1`,
     apiKey: "unused",

@@ -120,7 +120,9 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
 
     // Aborted when the client goes away, at shutdown, or by DELETE; disposed when the run ends.
     const link = live.newSignal(chainsFrom, context.req.raw.signal);
-    const started = await startResponseRun(run, prepared, link.signal).catch((error: unknown) => {
+    const startAfter = request.stream ? (deps.streamStartAfterMilliseconds ?? 1_000) : undefined;
+    const options = startAfter === undefined ? {} : { startAfterMilliseconds: startAfter };
+    const started = await startResponseRun(run, prepared, link.signal, options).catch((error: unknown) => {
       link.dispose();
       throw error;
     });
