@@ -1,6 +1,6 @@
 /**
  * The part of a conversation `truncation: "auto"` must never drop, shared by the engines so they agree: the
- * request's own input (`EngineRequest.protectedTailItems`) and at least the current turn.
+ * current turn, and more when a caller asks (`EngineRequest.protectedTailItems`).
  */
 import { createHash } from "node:crypto";
 import type { ConversationItem } from "./types.js";

@@ -79,7 +79,7 @@ export interface EngineRequest {
    */
   truncation?: "auto" | "disabled";
   /**
-   * The last N items of `items` are this request's own input: `truncation: "auto"` never drops them (nor
+   * The last N items of `items` must stay: `truncation: "auto"` never drops them (nor
    * any item before them that renders together with them, e.g. the call of a protected function result).
    * Whatever N is (absent, 0, or smaller), the current turn is always protected too: every item after the
    * last assistant message / reasoning / function call, and from the last user message on. N larger than

@@ -497,6 +497,40 @@ describe("LlamaEngine on real models", () => {
     expect(evaluated / prompted).toBeLessThan(0.35);
   });
 
+  it("context_length_exceeded says where the tokens go and whether truncation auto would help", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const items: EngineRequest["items"] = [
+      { type: "message", role: "system", text: "You tell short stories about animals." },
+      { type: "message", role: "user", text: "The little dog ran to the park. ".repeat(300) },
+      { type: "message", role: "assistant", text: "Woof." },
+      { type: "message", role: "user", text: "And then?" },
+    ];
+    const tools = [
+      { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } },
+      { name: "get_time" },
+    ];
+    const error = await expectApiError(collect(engine, { model: "stories-chatml", items, tools }));
+    const match =
+      /resulted in (\d+) tokens.*Of those tokens, about (\d+) for the instructions and system messages, (\d+) for the 2 tool definitions, (\d+) for the conversation; with truncation: "auto" the oldest turns are dropped to fit\./.exec(
+        error.message,
+      );
+    expect(match, error.message).not.toBeNull();
+    const [total, system, toolTokens, conversation] = match!.slice(1).map(Number) as [
+      number,
+      number,
+      number,
+      number,
+    ];
+    expect(system + toolTokens + conversation).toBe(total);
+    expect(toolTokens).toBeGreaterThan(10);
+    expect(conversation).toBeGreaterThan(system);
+    // Only the current turn: truncation cannot help, so it is not suggested.
+    const single = await expectApiError(
+      collect(engine, { model: "stories-chatml", items: items.slice(1, 2) }),
+    );
+    expect(single.message).toMatch(/Of those tokens, about \d+ for the conversation\. Please reduce/);
+  });
+
   it("truncation auto never drops the current input: 400 instead of answering an empty prompt", async () => {
     const engine = new LlamaEngine({ models: acquirer });
     // The review's repro: one long user message used to be dropped, leaving only the template (19 tokens).

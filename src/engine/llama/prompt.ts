@@ -2,7 +2,7 @@
  * Builds the exact prompt a request will evaluate on a loaded model: the chat history, the functions the
  * model may call (and whether a call is forced), the chat wrapper, and the prompt tokens rendered the same
  * way LlamaChat renders them. Checks that the prompt fits the context, dropping the oldest non-system turns
- * before the protected tail (this request's input, at least the current turn) when `truncation` is "auto".
+ * before the protected tail (at least the current turn) when `truncation` is "auto".
  */
 import {
   SpecialToken,
@@ -125,10 +125,11 @@ export function contextLengthExceeded(
   contextLength: number,
   promptTokens: number,
   detail?: string,
+  breakdown?: string,
 ): ApiError {
   return new ApiError({
     status: 400,
-    message: `This model's maximum context length is ${contextLength} tokens. However, your input resulted in ${promptTokens} tokens (with room for at least one output token)${detail !== undefined ? `: ${detail}` : ""}. Please reduce the length of the input.`,
+    message: `This model's maximum context length is ${contextLength} tokens. However, your input resulted in ${promptTokens} tokens (with room for at least one output token)${detail !== undefined ? `: ${detail}` : ""}.${breakdown !== undefined ? ` ${breakdown}.` : ""} Please reduce the length of the input.`,
     param: "input",
     code: "context_length_exceeded",
   });
@@ -153,6 +154,8 @@ export interface FitHistoryOptions {
    * turn of a truncated conversation keeps the same start, so its prompt shares the cached prefix.
    */
   isRecentStart?: (item: ChatHistoryItem) => boolean;
+  /** Where the tokens of a history go, for the error when even the protected tail does not fit. */
+  describe?: (history: ChatHistoryItem[]) => string;
 }
 
 export interface FittedHistory<Rendered> {
@@ -256,8 +259,9 @@ export function fitHistory<Rendered extends { tokens: readonly unknown[] }>(
     contextLength,
     minimalRendered.tokens.length,
     droppable.length > 0
-      ? `truncation dropped the ${droppable.length} earlier conversation items it may drop, but the rest (this request's input and the current turn, which are never dropped, and system messages) is still too long`
-      : "truncation may not drop this request's input, the current turn or system messages, and there is nothing else to drop",
+      ? `truncation dropped the ${droppable.length} earlier conversation items it may drop, but the rest (the current turn and system messages, which are never dropped) is still too long`
+      : "truncation may not drop the current turn or system messages, and there is nothing else to drop",
+    options.describe?.(minimal),
   );
 }
 
@@ -310,6 +314,32 @@ export function preparePrompt(
     droppedItems,
   });
 
+  /** Where a prompt's tokens go, for context_length_exceeded (template tokens count with the system part). */
+  const describe = (chatHistory: ChatHistoryItem[]): string => {
+    const count = (items: readonly ChatHistoryItem[], withFunctions: boolean) =>
+      chatWrapper
+        .generateContextState({
+          chatHistory: items,
+          ...(withFunctions && selection.functions !== undefined
+            ? { availableFunctions: selection.functions, documentFunctionParams: true }
+            : {}),
+        })
+        .contextText.tokenize(loaded.model.tokenizer).length;
+    const all = count(chatHistory, true);
+    const withoutTools = count(chatHistory, false);
+    const systemItems = chatHistory.filter((item) => item.type === "system");
+    const system = systemItems.length > 0 ? count(systemItems, false) : 0;
+    const toolCount = Object.keys(selection.functions ?? {}).length;
+    const parts = [
+      ...(systemItems.length > 0 ? [`${system} for the instructions and system messages`] : []),
+      ...(toolCount > 0
+        ? [`${all - withoutTools} for the ${toolCount} tool definition${toolCount === 1 ? "" : "s"}`]
+        : []),
+      `${Math.max(0, withoutTools - system)} for the conversation`,
+    ];
+    return `Of those tokens, about ${parts.join(", ")}`;
+  };
+
   const contextLength = loaded.contextLength;
   if (!options.fitToContext) return prepared(history, render(history), 0);
 
@@ -318,8 +348,18 @@ export function preparePrompt(
     case "disabled": {
       const full = render(history);
       // LlamaChat shifts the context itself unless prompt + 1 < context size; never let it do so silently.
-      if (full.tokens.length + 1 >= contextLength)
-        throw contextLengthExceeded(contextLength, full.tokens.length);
+      if (full.tokens.length + 1 >= contextLength) {
+        const protectedStart = protectedTailStart(request.items, request.protectedTailItems);
+        const canDrop = request.items
+          .slice(0, protectedStart)
+          .some((item) => item.type !== "message" || item.role !== "system");
+        throw contextLengthExceeded(
+          contextLength,
+          full.tokens.length,
+          undefined,
+          `${describe(history)}${canDrop ? '; with truncation: "auto" the oldest turns are dropped to fit' : ""}`,
+        );
+      }
       return prepared(history, full, 0);
     }
     case "auto": {
@@ -329,6 +369,7 @@ export function preparePrompt(
         protectedItemsStart: protectedTailStart(request.items, request.protectedTailItems),
         contextLength,
         reserve: Math.min(request.sampling?.maxTokens ?? quarter, quarter),
+        describe,
         ...(options.stableTruncation !== false
           ? { slack: quarter, isRecentStart: (item: ChatHistoryItem) => loaded.truncationStarts.has(item) }
           : {}),

@@ -88,7 +88,7 @@ export function fitScriptedItems(request: EngineRequest, limit: number): Convers
   }
   throw tooLong(
     count(kept),
-    " even after truncation (this request's input and the current turn are never dropped)",
+    " even after truncation (the current turn and system messages are never dropped)",
   );
 }
 
