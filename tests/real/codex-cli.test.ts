@@ -1,0 +1,170 @@
+/**
+ * The real Codex CLI (`@openai/codex` 0.169, its native binary) against lmhost over a loopback socket:
+ * `codex exec` sends its full agent request (its instructions, a dozen tools incl. a `namespace` and
+ * `web_search`, `store: false`, `include: ["reasoning.encrypted_content"]`), parses lmhost's stream,
+ * runs the function call lmhost returns (`exec_command`), sends the result back with the whole history, and
+ * prints the final answer. The model is the scripted engine: Codex's prompt (~10k tokens of instructions
+ * and tool definitions) does not fit the tiny real models' 2,048-token context, and what is under test
+ * here is the wire protocol with the real client.
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { serve } from "@hono/node-server";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { EngineRequest } from "../../src/engine/types.js";
+import { createFastApp, TEST_MODEL, type FastApp } from "../helpers/fast-app.js";
+import { repositoryRoot } from "../helpers/paths.js";
+
+const codexBin = path.join(repositoryRoot, "node_modules/@openai/codex/bin/codex.js");
+const marker = `lmhost-codex-${process.pid}`;
+
+/** First turn: call exec_command to echo the marker; after its result: answer with what the command printed. */
+function respond(request: EngineRequest) {
+  const result = request.items.findLast((item) => item.type === "function-result");
+  if (result === undefined) {
+    return {
+      toolCalls: [
+        { callId: "call_echo", name: "exec_command", arguments: JSON.stringify({ cmd: `echo ${marker}` }) },
+      ],
+    };
+  }
+  const printed = /Output:\n(.*)/.exec(result.output)?.[1] ?? "nothing";
+  return { text: `The command printed ${printed}.` };
+}
+
+interface CodexRun {
+  code: number | null;
+  events: Record<string, unknown>[];
+  stderr: string;
+}
+
+function runCodex(baseUrl: string, prompt: string): Promise<CodexRun> {
+  const home = mkdtempSync(path.join(tmpdir(), "lmhost-codex-home-"));
+  const work = mkdtempSync(path.join(tmpdir(), "lmhost-codex-work-"));
+  writeFileSync(
+    path.join(home, "config.toml"),
+    [
+      `model = "${TEST_MODEL}"`,
+      `model_provider = "lmhost"`,
+      `[model_providers.lmhost]`,
+      `name = "lmhost"`,
+      `base_url = "${baseUrl}/v1"`,
+      `wire_api = "responses"`,
+      `env_key = "LMHOST_CODEX_TEST_KEY"`,
+      "",
+    ].join("\n"),
+  );
+  const child = spawn(
+    process.execPath,
+    [
+      codexBin,
+      "exec",
+      "--json",
+      "--skip-git-repo-check",
+      "--dangerously-bypass-approvals-and-sandbox",
+      "-C",
+      work,
+      prompt,
+    ],
+    {
+      env: { ...process.env, CODEX_HOME: home, LMHOST_CODEX_TEST_KEY: "local", NO_COLOR: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const timer = setTimeout(() => child.kill("SIGKILL"), 90_000);
+  return new Promise((resolve) => {
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      const events = stdout
+        .split("\n")
+        .filter((line) => line.startsWith("{"))
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      resolve({ code, events, stderr });
+    });
+  });
+}
+
+describe("the real Codex CLI against lmhost", () => {
+  let fast: FastApp;
+  let server: ReturnType<typeof serve>;
+  let baseUrl: string;
+  const stored: string[] = [];
+  const requests: {
+    method: string;
+    path: string;
+    status: number;
+    body: Record<string, unknown> | undefined;
+  }[] = [];
+
+  beforeAll(async () => {
+    fast = createFastApp({ respond });
+    const put = fast.store.put.bind(fast.store);
+    fast.store.put = (record) => {
+      stored.push(record.id);
+      put(record);
+    };
+    const fetch = async (request: Request): Promise<Response> => {
+      const body =
+        request.method === "POST" ? ((await request.clone().json()) as Record<string, unknown>) : undefined;
+      const response = await fast.app.fetch(request);
+      requests.push({
+        method: request.method,
+        path: new URL(request.url).pathname,
+        status: response.status,
+        body,
+      });
+      return response;
+    };
+    await new Promise<void>((resolve) => {
+      server = serve({ fetch, hostname: "127.0.0.1", port: 0 }, () => resolve());
+    });
+    baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  afterAll(async () => {
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it("runs a tool call round trip and prints lmhost's answer", async () => {
+    const run = await runCodex(baseUrl, "Print the marker with echo.");
+    const summary = `exit ${run.code}\n${JSON.stringify(run.events, null, 1)}\n${run.stderr}`;
+    expect(run.code, summary).toBe(0);
+
+    // What Codex saw: the command lmhost asked for ran, and lmhost's final answer came through.
+    const completed = run.events
+      .filter((event) => event.type === "item.completed")
+      .map((event) => event.item);
+    expect(completed, summary).toContainEqual(
+      expect.objectContaining({
+        type: "command_execution",
+        exit_code: 0,
+        status: "completed",
+        aggregated_output: expect.stringContaining(marker) as unknown,
+      }),
+    );
+    expect(completed, summary).toContainEqual(
+      expect.objectContaining({ type: "agent_message", text: `The command printed ${marker}.` }),
+    );
+    expect(run.events.at(-1)?.type, summary).toBe("turn.completed");
+    expect(run.events.some((event) => event.type === "turn.failed" || event.type === "error")).toBe(false);
+
+    // What lmhost saw: two Responses calls, both answered 200, the second carrying the command's output.
+    const responseCalls = requests.filter((request) => request.path === "/v1/responses");
+    expect(responseCalls.map((request) => request.status)).toEqual([200, 200]);
+    expect(responseCalls[0]?.body).toMatchObject({ stream: true, store: false, model: TEST_MODEL });
+    const offered = fast.engineRequests[0]?.tools?.map((tool) => tool.name) ?? [];
+    expect(offered).toContain("exec_command");
+    const result = fast.engineRequests[1]?.items.find((item) => item.type === "function-result");
+    expect(result).toMatchObject({ callId: "call_echo", output: expect.stringContaining(marker) as unknown });
+    // store: false is honoured: nothing was kept.
+    expect(stored).toEqual([]);
+    expect(requests.every((request) => request.status < 500)).toBe(true);
+  }, 120_000);
+});
