@@ -2,8 +2,10 @@
  * Every request runs as one async generator of Responses stream events. With `stream: true` the events
  * go out as SSE; otherwise finalResponse folds them into the final object; and the stored record is the
  * snapshot carried by the same terminal event. Streamed, non-streamed and stored results are therefore
- * equal by construction. The record is stored (unless `store: false`) before the terminal event is
- * yielded, so a client that sees `response.completed` can immediately chain to it.
+ * equal by construction. The record is stored (unless `store: false`) first as the `in_progress` snapshot
+ * of `response.created` (so input_items answers while it runs, and a crash leaves a record the next start
+ * marks failed), then as the final object before the terminal event is yielded, so a client that sees
+ * `response.completed` can immediately chain to it.
  *
  * Endings: finish → completed / incomplete (max_output_tokens) / cancelled (signal aborted); an error
  * after the stream started → `response.failed`; a consumer that stops iterating → cancelled and stored.
@@ -181,12 +183,15 @@ async function* runEvents(
   started: StartedGeneration | (() => Promise<StartedGeneration>),
 ): AsyncGenerator<ResponseStreamEvent, void, undefined> {
   const logger = dependencies.logger ?? silentLogger;
+  // Stored: the created snapshot (so GET and input_items find a running response, and a crash leaves a
+  // record the next start marks failed), every lifecycle change of a background run, and the final object.
   const persistEvery = prepared.request.background;
   let finalStored = false;
   function* deliver(events: ResponseStreamEvent[]): Generator<ResponseStreamEvent, void, undefined> {
     for (const event of events) {
+      const created = event.type === "response.created";
       const terminal = isTerminalEvent(event);
-      if (terminal || (persistEvery && isLifecycleEvent(event))) {
+      if (isLifecycleEvent(event) && (terminal || created || persistEvery)) {
         persistResponse(dependencies, prepared, state, event.response, logger);
         finalStored ||= terminal;
       }

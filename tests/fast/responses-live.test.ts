@@ -59,10 +59,17 @@ async function startStreaming(fast: ReturnType<typeof createFastApp>, body: Json
 }
 
 describe("a running foreground response", () => {
-  it("is visible to GET as its live in_progress snapshot, then as the stored final object", async () => {
+  it("is visible to GET as its live in_progress snapshot and lists its input items, then is the stored final object", async () => {
     const fast = createFastApp({ respond: slowReply(longText, 2) });
-    const { id, stream } = await startStreaming(fast);
-    expect(fast.store.get(id)).toBeUndefined();
+    const { id, stream } = await startStreaming(fast, { input: [{ role: "user", content: "tell me" }] });
+    // Stored as in_progress from its first event, so its input items can be listed while it runs.
+    expect(fast.store.get(id)?.status).toBe("in_progress");
+    const items = (await (await fast.request(`/v1/responses/${id}/input_items`)).json()) as Json;
+    expect(items).toMatchObject({
+      object: "list",
+      data: [{ type: "message", role: "user" }],
+      has_more: false,
+    });
 
     const live = await fast.request(`/v1/responses/${id}`);
     expect(live.status).toBe(200);
