@@ -54,9 +54,10 @@ export function isAssistantTurnItem(item: ConversationItem | undefined): boolean
 }
 
 /**
- * The items recent `truncation: "auto"` drops started the kept history at, per loaded model: a bounded,
- * insertion-ordered set of content hashes. A conversation's next turn starts at the same item again, so
- * its prompt shares the prefix its sequence's KV cache holds (see the llama engine's fitHistory).
+ * Where recent `truncation: "auto"` drops started the kept history (its first two items), per loaded
+ * model: a bounded, insertion-ordered set of content hashes. A conversation's next turn starts at the
+ * same place again, so its prompt shares the prefix its sequence's KV cache holds (see the llama engine's
+ * fitHistory). Two items, not one, so a short message repeated elsewhere ("ok") rarely matches.
  */
 export class TruncationStarts<Item> {
   private readonly keys = new Set<string>();

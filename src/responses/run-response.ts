@@ -37,7 +37,7 @@ export interface RunDependencies {
   retention?: { maxAgeSeconds?: number; maxCount?: number };
   /**
    * Ids pruning must keep besides the response just stored: those that responses running here chain from
-   * (a foreground run is stored only when it ends, so nothing stored protects its chain until then).
+   * (a `store: false` run has no record of its own that would protect its chain).
    */
   protectedIds?: () => readonly string[];
   logger?: Logger;
@@ -72,6 +72,11 @@ interface StartedGeneration {
   parts: PartIterator;
   first: IteratorResult<EnginePart, unknown>;
 }
+/** A generation whose first part is still to come (`parts` is known when the engine was already called). */
+interface DelayedStart {
+  parts?: PartIterator;
+  start(): Promise<StartedGeneration>;
+}
 
 export interface ForegroundRunOptions {
   /**
@@ -100,14 +105,15 @@ export async function startResponseRun(
       ? error
       : new ApiError({ status: 503, message: shutdown.message, code: shutdown.code });
   });
-  let started: StartedGeneration | (() => Promise<StartedGeneration>);
+  let started: StartedGeneration | DelayedStart;
   const first = await firstWithin(firstPart, options.startAfterMilliseconds);
   if (first !== undefined) {
     started = { parts, first };
   } else {
     // Handled here so a run that is never iterated leaves no unhandled rejection; runEvents awaits it.
     firstPart.catch(() => undefined);
-    started = async () => ({ parts, first: await firstPart });
+    // `parts` goes along so a consumer that stops before the first part still stops the generation.
+    started = { parts, start: async () => ({ parts, first: await firstPart }) };
   }
   const writer = new ResponseEventWriter(prepared.initial, prepared.request.functionNames);
   const state: RunState = { discarded: false };
@@ -154,7 +160,7 @@ export function startBackgroundRun(
   const state: RunState = { discarded: false };
   const start = () => startWhenQueueHasRoom(dependencies, prepared, signal, options);
   return {
-    events: runEvents(dependencies, prepared, writer, signal, state, start),
+    events: runEvents(dependencies, prepared, writer, signal, state, { start }),
     snapshot: () => writer.snapshot(),
     discard: () => {
       state.discarded = true;
@@ -180,7 +186,7 @@ async function* runEvents(
   writer: ResponseEventWriter,
   signal: AbortSignal,
   state: RunState,
-  started: StartedGeneration | (() => Promise<StartedGeneration>),
+  started: StartedGeneration | DelayedStart,
 ): AsyncGenerator<ResponseStreamEvent, void, undefined> {
   const logger = dependencies.logger ?? silentLogger;
   // Stored: the created snapshot (so GET and input_items find a running response, and a crash leaves a
@@ -199,12 +205,12 @@ async function* runEvents(
     }
   }
 
-  let parts = typeof started === "function" ? undefined : started.parts;
+  let parts = started.parts;
   try {
     yield* deliver(writer.created());
     let next: IteratorResult<EnginePart, unknown>;
-    if (typeof started === "function") {
-      const generation = await started();
+    if ("start" in started) {
+      const generation = await started.start();
       parts = generation.parts;
       next = generation.first;
     } else {
@@ -327,7 +333,15 @@ function persistResponse(
       dependencies.store.prune(retention, { keepIds });
     }
   } catch (error) {
-    // The stream still ends properly; a later GET or chain to this id answers 404 instead.
+    // The stream still ends properly. A final object that could not be stored must not leave the
+    // in_progress record behind: remove it, so a later GET or chain to this id answers 404.
     logger.error(`Storing response ${response.id} failed: ${(error as Error).message}`);
+    if (response.status !== "queued" && response.status !== "in_progress") {
+      try {
+        dependencies.store.delete(response.id);
+      } catch {
+        // The store is unusable; the next start marks the unfinished record failed.
+      }
+    }
   }
 }

@@ -77,7 +77,7 @@ export interface ResponseStore {
    * remaining response names as its previous_response_id (so a conversation is kept whole while its newest
    * turn is kept, and goes from its newest end backwards), an unfinished response (status `queued` or
    * `in_progress`: it is still running) nor one named in `keepIds` (the response just stored, and those
-   * runs not stored yet chain from). Rounds repeat until within the limits or nothing more can go, so the
+   * running responses chain from). Rounds repeat until within the limits or nothing more can go, so the
    * store holds more than `maxCount` when the rest is protected (long live conversations). Returns how many
    * were deleted.
    */

@@ -181,29 +181,33 @@ describe("fitHistory (llama engine, truncation auto)", () => {
 
 describe("fitHistory across the turns of a conversation that outgrows the window", () => {
   /** Turn `n` of a conversation: every earlier turn (a 6-word question, a 10-word answer), then question n. */
-  const conversation = (turns: number): ConversationItem[] => [
-    system("be brief"),
+  const conversation = (turns: number, systemText = "be brief"): ConversationItem[] => [
+    system(systemText),
     ...Array.from({ length: turns }, (_unused, turn) => [
       user(`question ${turn} ${words(4)}`),
       assistant(`answer ${turn} ${words(8)}`),
     ]).flat(),
     user(`question ${turns} ${words(4)}`),
   ];
-  /** Each turn's prompt as text, fitted to 100 tokens with `slack`, remembering starts when `remember`. */
-  const prompts = (slack: number, remember: boolean): string[] => {
-    const starts = new TruncationStarts<ChatHistoryItem>();
+  /** Each turn's prompt as text, fitted to `contextLength` with `slack`, remembering starts when `remember`. */
+  const prompts = (
+    slack: number,
+    remember: boolean,
+    { contextLength = 100, systemText = "be brief" } = {},
+  ): string[] => {
+    const starts = new TruncationStarts<ChatHistoryItem[]>();
     return Array.from({ length: 30 }, (_unused, turns) => {
-      const items = conversation(turns);
+      const items = conversation(turns, systemText);
       const { history, lastSourceIndex } = convertConversationWithSources(items);
       const fitted = fitHistory(history, wordRenderer, {
         lastSourceIndex,
         protectedItemsStart: protectedTailStart(items, undefined),
-        contextLength: 100,
+        contextLength,
         reserve: 10,
         slack,
-        ...(remember ? { isRecentStart: (item: ChatHistoryItem) => starts.has(item) } : {}),
+        ...(remember ? { isRecentStart: (start: ChatHistoryItem[]) => starts.has(start) } : {}),
       });
-      expect(fitted.rendered.tokens.length + 10).toBeLessThan(100);
+      expect(fitted.rendered.tokens.length + 10).toBeLessThan(contextLength);
       if (fitted.start !== undefined) starts.add(fitted.start);
       return fitted.rendered.text;
     });
@@ -232,6 +236,17 @@ describe("fitHistory across the turns of a conversation that outgrows the window
     expect(restarts(prompts(50, true))).toBeLessThanOrEqual(8);
   });
 
+  it("a long fixed prompt that leaves less than the slack free still gets half of what can be freed", () => {
+    // 60 words of system prompt in 140 tokens: dropping all history frees at most 63 tokens beyond the
+    // reserve, less than the 50 asked, so each drop frees half of that (31, about two turns of 16 words)
+    // instead of the bare minimum, and the prompt restarts about every other turn instead of every turn.
+    const options = { contextLength: 140, systemText: words(60) };
+    const fewestEveryTurn = restarts(prompts(0, false, options));
+    const capped = restarts(prompts(50, true, options));
+    expect(fewestEveryTurn).toBeGreaterThanOrEqual(20);
+    expect(capped).toBeLessThanOrEqual(fewestEveryTurn / 2);
+  });
+
   it("never drops more than the slack asks, and only the fewest when the slack cannot be reached", () => {
     const items = [user(words(30)), assistant(words(30)), user("a"), assistant("b"), user("c")];
     const { history, lastSourceIndex } = convertConversationWithSources(items);
@@ -244,31 +259,56 @@ describe("fitHistory across the turns of a conversation that outgrows the window
     expect(fitHistory(history, wordRenderer, { ...options, contextLength: 40, slack: 20 }).droppedItems).toBe(
       2,
     );
-    // A slack larger than the whole context cannot be reached: the fewest that fit are dropped.
+    // A slack out of reach: half of what dropping everything droppable frees (40 - 2 - 1 - 3 words = 34,
+    // so 17), which needs both long items dropped here.
     expect(fitHistory(history, wordRenderer, { ...options, contextLength: 40, slack: 99 }).droppedItems).toBe(
-      1,
+      2,
     );
+    // Nothing more to free (the current turn fills the rest): the fewest that fit are dropped.
+    const tight = [user(words(10)), assistant("x"), user(words(30))];
+    const converted = convertConversationWithSources(tight);
+    expect(
+      fitHistory(converted.history, wordRenderer, {
+        lastSourceIndex: converted.lastSourceIndex,
+        protectedItemsStart: protectedTailStart(tight, undefined),
+        reserve: 2,
+        contextLength: 34,
+        slack: 99,
+      }).droppedItems,
+    ).toBe(1);
     // A recent start inside the slack is preferred over the slack's own start.
-    const first = history[1];
+    const second = history[1];
+    const third = history[2];
     expect(
       fitHistory(history, wordRenderer, {
         ...options,
         contextLength: 40,
         slack: 20,
-        isRecentStart: (item) => item === first,
+        isRecentStart: (start) => start[0] === second && start[1] === third,
       }).droppedItems,
     ).toBe(1);
   });
 
   it("TruncationStarts keeps the most recent starts, compared by content", () => {
-    const starts = new TruncationStarts<ChatHistoryItem>(2);
-    starts.add({ type: "user", text: "a" });
-    starts.add({ type: "user", text: "b" });
-    starts.add({ type: "user", text: "a" });
-    starts.add({ type: "user", text: "c" });
-    expect(starts.has({ type: "user", text: "a" })).toBe(true);
-    expect(starts.has({ type: "user", text: "b" })).toBe(false);
-    expect(starts.has({ type: "user", text: "c" })).toBe(true);
+    const starts = new TruncationStarts<ChatHistoryItem[]>(2);
+    const at = (text: string): ChatHistoryItem[] => [
+      { type: "user", text },
+      { type: "model", response: [`${text}!`] },
+    ];
+    starts.add(at("a"));
+    starts.add(at("b"));
+    starts.add(at("a"));
+    starts.add(at("c"));
+    expect(starts.has(structuredClone(at("a")))).toBe(true);
+    expect(starts.has(at("b"))).toBe(false);
+    expect(starts.has(at("c"))).toBe(true);
+    // The same first item followed by something else is another start.
+    expect(
+      starts.has([
+        { type: "user", text: "a" },
+        { type: "model", response: ["other"] },
+      ]),
+    ).toBe(false);
   });
 });
 

@@ -45,6 +45,44 @@ async function collect(events: AsyncIterable<ResponseStreamEvent>): Promise<Resp
 const never = new AbortController().signal;
 
 describe("runResponse", () => {
+  it("a delayed start whose consumer stops at response.created still stops the engine's generation", async () => {
+    const { dependencies, prepare, store } = setup();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let returned = false;
+    let produced = 0;
+    const engine: Engine = {
+      ...dependencies.engine,
+      generate: () =>
+        (async function* (): AsyncGenerator<EnginePart> {
+          try {
+            await gate;
+            for (let index = 0; index < 100; index++) {
+              produced++;
+              yield { type: "text-delta", text: `w${index} ` };
+            }
+          } finally {
+            returned = true;
+          }
+        })(),
+    };
+    const prepared = prepare({ stream: true });
+    const run = await startResponseRun({ ...dependencies, engine }, prepared, never, {
+      startAfterMilliseconds: 0,
+    });
+    const first = await run.events.next();
+    expect(first.value).toMatchObject({ type: "response.created" });
+    // The consumer goes away right at response.created (before asking for more), then the engine starts.
+    const stopped = run.events.return(undefined);
+    release();
+    await stopped;
+    expect(returned).toBe(true);
+    expect(produced).toBeLessThanOrEqual(1);
+    expect(store.get(prepared.initial.id)?.status).toBe("cancelled");
+  });
+
   it("stores the response before yielding response.completed, and the three results are one object", async () => {
     const { store, dependencies, prepare } = setup();
     const prepared = prepare({});

@@ -52,6 +52,14 @@ async function readAll(reader: ReadableStreamDefaultReader<Uint8Array>, seen: st
   }
 }
 
+async function waitUntil(condition: () => boolean, timeoutMs = 3000): Promise<void> {
+  const started = Date.now();
+  while (!condition()) {
+    if (Date.now() - started > timeoutMs) throw new Error("Timed out waiting for a condition.");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
 const events = (text: string) =>
   parseSse(text)
     .filter((event) => event.data !== "[DONE]")
@@ -110,6 +118,29 @@ describe("a stream whose first part is slow", () => {
     });
   });
 
+  it("stops the generation when the client leaves before the first part", async () => {
+    const longText = Array.from({ length: 200 }, (_unused, index) => `w${index}`).join(" ");
+    const fast = createFastApp({
+      streamStartAfterMilliseconds: 20,
+      respond: () => ({ text: longText, delayMs: 5 }),
+    });
+    const gate = gateEngine(fast);
+    const response = await fast.post("/v1/responses", { model: TEST_MODEL, input: "hello", stream: true });
+    const reader = response.body!.getReader();
+    const text = await readUntil(reader, "", "event: response.created");
+    const id = (events(text)[0]?.response as { id: string }).id;
+    await reader.cancel();
+    gate.open();
+    await waitUntil(() => fast.store.get(id)?.status === "cancelled" && fast.engine.active === 0);
+    // It stopped at its first part, not after all 200 words (about a second at 5 ms each).
+    const stored = fast.store.get(id)?.response as { output: { content?: { text: string }[] }[] };
+    const words = stored.output
+      .flatMap((item) => item.content ?? [])
+      .map((part) => part.text)
+      .join("");
+    expect(words.split(" ").length).toBeLessThan(20);
+  });
+
   it("keeps a refusal that comes at once an HTTP error", async () => {
     const fast = createFastApp({ streamStartAfterMilliseconds: 1_000, contextLength: 5 });
     const response = await fast.post("/v1/responses", {
@@ -128,6 +159,9 @@ describe("a stream whose first part is slow", () => {
     await new Promise((resolve) => setTimeout(resolve, 30));
     gate.fail(new ApiError({ status: 429, message: "busy", code: "queue_full", retryAfter: 1 }));
     const response = await pending;
+    // The engine's own error (queue_full, Retry-After), not a folded response.failed (rate_limit_exceeded).
     expect(response.status).toBe(429);
+    expect(response.headers.get("retry-after")).toBe("1");
+    expect(await response.json()).toMatchObject({ error: { code: "queue_full", message: "busy" } });
   });
 });

@@ -8,7 +8,7 @@
  * here is the wire protocol with the real client.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -70,7 +70,15 @@ function runCodex(baseUrl: string, prompt: string): Promise<CodexRun> {
       prompt,
     ],
     {
-      env: { ...process.env, CODEX_HOME: home, LMHOST_CODEX_TEST_KEY: "local", NO_COLOR: "1" },
+      env: {
+        ...process.env,
+        CODEX_HOME: home,
+        LMHOST_CODEX_TEST_KEY: "local",
+        NO_COLOR: "1",
+        // Loopback only, whatever proxy the machine configures.
+        NO_PROXY: "127.0.0.1,localhost",
+        no_proxy: "127.0.0.1,localhost",
+      },
       stdio: ["ignore", "pipe", "pipe"],
     },
   );
@@ -82,6 +90,8 @@ function runCodex(baseUrl: string, prompt: string): Promise<CodexRun> {
   return new Promise((resolve) => {
     child.once("exit", (code) => {
       clearTimeout(timer);
+      rmSync(home, { recursive: true, force: true });
+      rmSync(work, { recursive: true, force: true });
       const events = stdout
         .split("\n")
         .filter((line) => line.startsWith("{"))

@@ -524,6 +524,11 @@ describe("LlamaEngine on real models", () => {
     expect(system + toolTokens + conversation).toBe(total);
     expect(toolTokens).toBeGreaterThan(10);
     expect(conversation).toBeGreaterThan(system);
+    // Old turns to drop, but the current turn alone is too long: truncation would not help, not suggested.
+    const longLast = await expectApiError(
+      collect(engine, { model: "stories-chatml", items: [items[0]!, items[3]!, items[2]!, items[1]!] }),
+    );
+    expect(longLast.message).toMatch(/\d+ for the conversation\. Please reduce/);
     // Only the current turn: truncation cannot help, so it is not suggested.
     const single = await expectApiError(
       collect(engine, { model: "stories-chatml", items: items.slice(1, 2) }),

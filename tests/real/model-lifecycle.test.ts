@@ -56,6 +56,7 @@ describe("model lifecycle on the real engine", () => {
         model: "stories260K",
         input: "Once upon a time",
         max_output_tokens: 8,
+        temperature: 0,
       });
       const types: string[] = [];
       let deltas = "";

@@ -72,7 +72,7 @@ export interface LlamaLoadedModel {
   /** Reasoning-effort variants of `chatWrapper`, built on first use. */
   readonly reasoningWrappers: Map<ReasoningEffort, ChatWrapper>;
   /** Where recent `truncation: "auto"` drops started the kept history (see fitHistory). */
-  readonly truncationStarts: TruncationStarts<ChatHistoryItem>;
+  readonly truncationStarts: TruncationStarts<ChatHistoryItem[]>;
 }
 
 export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {

@@ -149,21 +149,38 @@ export interface FitHistoryOptions {
    */
   slack?: number;
   /**
-   * Whether a history item is where a recent truncation started the kept history. Among the drops that
-   * fit (and drop no more than the slack asks), the first starting at such an item is chosen: the next
-   * turn of a truncated conversation keeps the same start, so its prompt shares the cached prefix.
+   * Whether a kept history would begin where a recent truncation began it (`start`: its first two
+   * non-system items). Among the drops that fit (and drop no more than the slack asks), the first
+   * beginning that way is chosen: the next turn of a truncated conversation keeps the same start, so its
+   * prompt shares the cached prefix.
    */
-  isRecentStart?: (item: ChatHistoryItem) => boolean;
-  /** Where the tokens of a history go, for the error when even the protected tail does not fit. */
-  describe?: (history: ChatHistoryItem[]) => string;
+  isRecentStart?: (start: ChatHistoryItem[]) => boolean;
+  /** Where the `tokens` of a history go, for the error when even the protected tail does not fit. */
+  describe?: (history: ChatHistoryItem[], tokens: number) => string;
 }
 
 export interface FittedHistory<Rendered> {
   history: ChatHistoryItem[];
   rendered: Rendered;
   droppedItems: number;
-  /** After a drop: the first kept non-system item (where the next turn should start again). */
-  start?: ChatHistoryItem;
+  /** After a drop: the first two kept non-system items (where the next turn should start again). */
+  start?: ChatHistoryItem[];
+}
+
+/** Indexes of the history items truncation may drop (oldest first), and where the protected tail starts. */
+function droppableItems(
+  history: readonly ChatHistoryItem[],
+  options: Pick<FitHistoryOptions, "lastSourceIndex" | "protectedItemsStart">,
+): { droppable: number[]; protectedHistoryStart: number } {
+  let protectedHistoryStart = history.length;
+  options.lastSourceIndex.forEach((sourceIndex, index) => {
+    if (sourceIndex >= options.protectedItemsStart && index < protectedHistoryStart)
+      protectedHistoryStart = index;
+  });
+  const droppable = history.flatMap((item, index) =>
+    item.type !== "system" && index < protectedHistoryStart ? [index] : [],
+  );
+  return { droppable, protectedHistoryStart };
 }
 
 /**
@@ -174,7 +191,8 @@ export interface FittedHistory<Rendered> {
  *
  * How many: a conversation that keeps growing past the window would, dropping the fewest items each turn,
  * start its prompt at a new item every turn and re-evaluate it all (the KV cache holds the old start). So a
- * drop goes on until `slack` more tokens are free, and a later turn starts where a recent drop started
+ * drop goes on until `slack` more tokens are free (or, when even dropping everything droppable cannot
+ * free that much, half of what it could), and a later turn starts where a recent drop started
  * (`isRecentStart`) as long as that still fits: the prompt then re-evaluates only once per `slack` tokens
  * of conversation. Never more is dropped than the slack asks.
  */
@@ -186,21 +204,12 @@ export function fitHistory<Rendered extends { tokens: readonly unknown[] }>(
   const { contextLength, reserve } = options;
   const slack = Math.max(0, options.slack ?? 0);
   const fitsWithRoom = (rendered: Rendered): boolean => rendered.tokens.length + reserve < contextLength;
-  const fitsWithSlack = (rendered: Rendered): boolean =>
-    rendered.tokens.length + reserve + slack < contextLength;
   // LlamaChat shifts the context itself unless prompt + 1 < context size; never let it do so silently.
   const fitsStrictly = (rendered: Rendered): boolean => rendered.tokens.length + 1 < contextLength;
 
   const full = render([...history]);
   if (fitsWithRoom(full)) return { history: [...history], rendered: full, droppedItems: 0 };
-  let protectedHistoryStart = history.length;
-  options.lastSourceIndex.forEach((sourceIndex, index) => {
-    if (sourceIndex >= options.protectedItemsStart && index < protectedHistoryStart)
-      protectedHistoryStart = index;
-  });
-  const droppable = history.flatMap((item, index) =>
-    item.type !== "system" && index < protectedHistoryStart ? [index] : [],
-  );
+  const { droppable, protectedHistoryStart } = droppableItems(history, options);
   const withoutFirst = (count: number): ChatHistoryItem[] => {
     const dropped = new Set(droppable.slice(0, count));
     return history.filter((_item, index) => !dropped.has(index));
@@ -208,16 +217,20 @@ export function fitHistory<Rendered extends { tokens: readonly unknown[] }>(
   const firstProtectedNonSystem = history.findIndex(
     (item, index) => index >= protectedHistoryStart && item.type !== "system",
   );
-  /** The first non-system item kept after dropping `count` items. */
-  const startAfter = (count: number): ChatHistoryItem | undefined =>
-    history[count < droppable.length ? (droppable[count] ?? -1) : firstProtectedNonSystem];
+  /** The first two non-system items kept after dropping `count` items (empty when none is kept). */
+  const startAfter = (count: number): ChatHistoryItem[] => {
+    const first = count < droppable.length ? (droppable[count] ?? -1) : firstProtectedNonSystem;
+    if (first < 0) return [];
+    const second = history.findIndex((item, index) => index > first && item.type !== "system");
+    return second < 0 ? history.slice(first, first + 1) : [history[first]!, history[second]!];
+  };
   const fitted = (
     count: number,
     rendered: Rendered,
     candidate = withoutFirst(count),
   ): FittedHistory<Rendered> => {
     const start = startAfter(count);
-    return { history: candidate, rendered, droppedItems: count, ...(start !== undefined ? { start } : {}) };
+    return { history: candidate, rendered, droppedItems: count, ...(start.length > 0 ? { start } : {}) };
   };
   // Binary search for the fewest dropped items passing `fits` from `from` on (tokens fall as items drop).
   const fewestDropped = (from: number, fits: (rendered: Rendered) => boolean) => {
@@ -239,15 +252,28 @@ export function fitHistory<Rendered extends { tokens: readonly unknown[] }>(
   };
   const fewest = fewestDropped(1, fitsWithRoom);
   if (fewest !== undefined) {
-    const withSlack = slack > 0 ? fewestDropped(fewest.droppedItems, fitsWithSlack) : undefined;
+    let withSlack: FittedHistory<Rendered> | undefined;
+    if (slack > 0) {
+      // What dropping everything droppable would free beyond the room: the slack, or half of that.
+      const reachable = contextLength - reserve - 1 - render(withoutFirst(droppable.length)).tokens.length;
+      const extra = reachable >= slack ? slack : Math.floor(reachable / 2);
+      if (extra > 0) {
+        withSlack = fewestDropped(
+          fewest.droppedItems,
+          (rendered) => rendered.tokens.length + reserve + extra < contextLength,
+        );
+      }
+    }
     const most = withSlack?.droppedItems ?? fewest.droppedItems;
     if (options.isRecentStart !== undefined) {
       for (let count = fewest.droppedItems; count <= most; count++) {
         const start = startAfter(count);
-        if (start === undefined || !options.isRecentStart(start)) continue;
+        if (start.length === 0 || !options.isRecentStart(start)) continue;
         if (count === fewest.droppedItems) return fewest;
         if (count === most && withSlack !== undefined) return withSlack;
-        return fitted(count, render(withoutFirst(count)));
+        const candidate = withoutFirst(count);
+        const rendered = render(candidate);
+        if (fitsWithRoom(rendered)) return fitted(count, rendered, candidate);
       }
     }
     return withSlack ?? fewest;
@@ -261,7 +287,7 @@ export function fitHistory<Rendered extends { tokens: readonly unknown[] }>(
     droppable.length > 0
       ? `truncation dropped the ${droppable.length} earlier conversation items it may drop, but the rest (the current turn and system messages, which are never dropped) is still too long`
       : "truncation may not drop the current turn or system messages, and there is nothing else to drop",
-    options.describe?.(minimal),
+    options.describe?.(minimal, minimalRendered.tokens.length),
   );
 }
 
@@ -314,28 +340,31 @@ export function preparePrompt(
     droppedItems,
   });
 
-  /** Where a prompt's tokens go, for context_length_exceeded (template tokens count with the system part). */
-  const describe = (chatHistory: ChatHistoryItem[]): string => {
-    const count = (items: readonly ChatHistoryItem[], withFunctions: boolean) =>
+  /**
+   * Where a prompt's `tokens` go, for context_length_exceeded: only the system items are rendered again
+   * (with and without the tool definitions), never the whole over-long prompt; template tokens count with
+   * the system part.
+   */
+  const describe = (chatHistory: ChatHistoryItem[], tokens: number): string => {
+    const systemItems = chatHistory.filter((item) => item.type === "system");
+    const count = (withFunctions: boolean) =>
       chatWrapper
         .generateContextState({
-          chatHistory: items,
+          chatHistory: systemItems,
           ...(withFunctions && selection.functions !== undefined
             ? { availableFunctions: selection.functions, documentFunctionParams: true }
             : {}),
         })
         .contextText.tokenize(loaded.model.tokenizer).length;
-    const all = count(chatHistory, true);
-    const withoutTools = count(chatHistory, false);
-    const systemItems = chatHistory.filter((item) => item.type === "system");
-    const system = systemItems.length > 0 ? count(systemItems, false) : 0;
+    const system = count(false);
     const toolCount = Object.keys(selection.functions ?? {}).length;
+    const toolTokens = toolCount > 0 ? count(true) - system : 0;
     const parts = [
       ...(systemItems.length > 0 ? [`${system} for the instructions and system messages`] : []),
       ...(toolCount > 0
-        ? [`${all - withoutTools} for the ${toolCount} tool definition${toolCount === 1 ? "" : "s"}`]
+        ? [`${toolTokens} for the ${toolCount} tool definition${toolCount === 1 ? "" : "s"}`]
         : []),
-      `${Math.max(0, withoutTools - system)} for the conversation`,
+      `${Math.max(0, tokens - toolTokens - (systemItems.length > 0 ? system : 0))} for the conversation`,
     ];
     return `Of those tokens, about ${parts.join(", ")}`;
   };
@@ -349,15 +378,20 @@ export function preparePrompt(
       const full = render(history);
       // LlamaChat shifts the context itself unless prompt + 1 < context size; never let it do so silently.
       if (full.tokens.length + 1 >= contextLength) {
-        const protectedStart = protectedTailStart(request.items, request.protectedTailItems);
-        const canDrop = request.items
-          .slice(0, protectedStart)
-          .some((item) => item.type !== "message" || item.role !== "system");
+        // Suggest truncation only when dropping what it may drop would make the prompt fit.
+        const { droppable } = droppableItems(history, {
+          lastSourceIndex,
+          protectedItemsStart: protectedTailStart(request.items, request.protectedTailItems),
+        });
+        const dropped = new Set(droppable);
+        const truncationFits =
+          droppable.length > 0 &&
+          render(history.filter((_item, index) => !dropped.has(index))).tokens.length + 1 < contextLength;
         throw contextLengthExceeded(
           contextLength,
           full.tokens.length,
           undefined,
-          `${describe(history)}${canDrop ? '; with truncation: "auto" the oldest turns are dropped to fit' : ""}`,
+          `${describe(history, full.tokens.length)}${truncationFits ? '; with truncation: "auto" the oldest turns are dropped to fit' : ""}`,
         );
       }
       return prepared(history, full, 0);
@@ -371,7 +405,10 @@ export function preparePrompt(
         reserve: Math.min(request.sampling?.maxTokens ?? quarter, quarter),
         describe,
         ...(options.stableTruncation !== false
-          ? { slack: quarter, isRecentStart: (item: ChatHistoryItem) => loaded.truncationStarts.has(item) }
+          ? {
+              slack: quarter,
+              isRecentStart: (start: ChatHistoryItem[]) => loaded.truncationStarts.has(start),
+            }
           : {}),
       });
       if (fitted.start !== undefined && options.stableTruncation !== false)

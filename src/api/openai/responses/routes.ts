@@ -84,7 +84,7 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
     protectedIds: () => live.chainedFrom(),
     logger,
   };
-  /** A chain to a response still running here is refused as unfinished (it is not stored yet). */
+  /** A chain to a response still running here is refused as unfinished (its final object is not stored yet). */
   const runningStatus = (id: string) => (live.isRunning(id) ? live.snapshot(id)?.status : undefined);
   const sse = (context: Context, events: AsyncIterable<ResponseStreamEvent>) =>
     streamSse(
