@@ -40,7 +40,7 @@ export function assertValidPruneLimits(limits: PruneLimits): void {
 export interface PruneRounds {
   /** Deletes every candidate created before `cutoff` (Unix seconds); returns how many. */
   deleteExpiredCandidates(cutoff: number): number;
-  /** How many responses the store holds. */
+  /** How many finished responses the store holds (running ones do not count towards `maxCount`). */
   count(): number;
   /** Deletes the `limit` oldest candidates (created_at, then insertion order); returns how many. */
   deleteOldestCandidates(limit: number): number;

@@ -73,7 +73,7 @@ export interface ResponseStore {
   findItem(id: string): StoredItem | undefined;
   /**
    * Deletes the oldest responses (by created_at, ties in insertion order) beyond the limits: those older
-   * than `maxAgeSeconds`, then the oldest until at most `maxCount` remain. Never deletes a response that a
+   * than `maxAgeSeconds`, then the oldest until at most `maxCount` finished ones remain (running ones do not count). Never deletes a response that a
    * remaining response names as its previous_response_id (so a conversation is kept whole while its newest
    * turn is kept, and goes from its newest end backwards), an unfinished response (status `queued` or
    * `in_progress`: it is still running) nor one named in `keepIds` (the response just stored, and those

@@ -412,10 +412,13 @@ describe.each(factories)("ResponseStore contract: $name", (factory) => {
       expect(remaining()).toStrictEqual(["resp_t500"]);
     });
 
-    it("never deletes an unfinished (queued / in_progress) response", () => {
+    it("never deletes an unfinished (queued / in_progress) response, nor counts it towards maxCount", () => {
       store.put(response("resp_t100", { createdAt: 100, status: "in_progress" }));
       store.put(response("resp_t200", { createdAt: 200, status: "queued" }));
-      expect(store.prune({ maxCount: 4 })).toBe(2);
+      // Four finished responses: within a limit of 4 (the running two do not count) ...
+      expect(store.prune({ maxCount: 4 })).toBe(0);
+      // ... and a limit of 2 deletes the two oldest finished ones.
+      expect(store.prune({ maxCount: 2 })).toBe(2);
       expect(remaining()).toStrictEqual(["resp_t100", "resp_t200", "resp_t400", "resp_t500"]);
       expect(store.prune({ maxAgeSeconds: 0 }, { nowSeconds: 1_000 })).toBe(2);
       expect(remaining()).toStrictEqual(["resp_t100", "resp_t200"]);

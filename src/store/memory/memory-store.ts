@@ -113,7 +113,8 @@ export class MemoryResponseStore implements ResponseStore {
     return pruneInRounds(limits, options, {
       deleteExpiredCandidates: (cutoff) =>
         deleteAll(candidates().filter((record) => record.createdAt < cutoff)),
-      count: () => this.#responses.size,
+      count: () =>
+        [...this.#responses.values()].filter((record) => !UNFINISHED_STATUSES.includes(record.status)).length,
       // Array.prototype.sort is stable, so equal created_at values stay in insertion order.
       deleteOldestCandidates: (limit) =>
         deleteAll(

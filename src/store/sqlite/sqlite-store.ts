@@ -187,7 +187,7 @@ export class SqliteResponseStore implements ResponseStore {
     return this.#database.transaction(() =>
       pruneInRounds(limits, options, {
         deleteExpiredCandidates: (cutoff) => statements.deleteExpiredCandidates.run(cutoff, keepIds).changes,
-        count: () => statements.countResponses.get() ?? 0,
+        count: () => statements.countFinished.get() ?? 0,
         deleteOldestCandidates: (limit) => statements.deleteOldestCandidates.run(keepIds, limit).changes,
       }),
     )();
@@ -336,7 +336,9 @@ function prepareStatements(database: Database.Database) {
     // An update keeps its rowid, so a replaced response keeps its place in the tie order.
     deleteExpiredCandidates: database.prepare<[number, string]>(DELETE_EXPIRED_CANDIDATES_SQL),
     deleteOldestCandidates: database.prepare<[string, number]>(DELETE_OLDEST_CANDIDATES_SQL),
-    countResponses: database.prepare<[], number>("SELECT COUNT(*) FROM responses").pluck(),
+    countFinished: database
+      .prepare<[], number>(`SELECT COUNT(*) FROM responses WHERE NOT ${UNFINISHED}`)
+      .pluck(),
     selectUnfinished: database.prepare<[], { id: string; response_json: string }>(
       `SELECT id, response_json FROM responses WHERE ${UNFINISHED}`,
     ),
