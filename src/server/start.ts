@@ -106,16 +106,27 @@ export async function startServer(
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       shutdown.abort(new ShutdownError("lmhost is shutting down"));
       await llama.engine.close();
-      // Streams that were aborted finish their last events; then idle keep-alive sockets are dropped.
+      // Streams that were aborted finish their last events; each keep-alive socket is dropped as soon as
+      // it falls idle (checked every 50 ms), and whatever is still open after 2 s is cut.
+      const idleTimer = setInterval(() => closeIdleConnections(server), 50);
       const forceTimer = setTimeout(() => closeAllConnections(server), 2000);
+      idleTimer.unref();
       forceTimer.unref();
+      closeIdleConnections(server);
       await closed;
+      clearInterval(idleTimer);
       clearTimeout(forceTimer);
       await llama.models.close();
       store.close();
       logger.info("stopped");
     })());
   return { url, port, app, deps, close };
+}
+
+function closeIdleConnections(server: ServerType): void {
+  if ("closeIdleConnections" in server && typeof server.closeIdleConnections === "function") {
+    server.closeIdleConnections();
+  }
 }
 
 function closeAllConnections(server: ServerType): void {

@@ -7,7 +7,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import OpenAI from "openai";
-import { createLlamaEngine, type LlamaEngine } from "../../src/engine/llama/index.js";
+import { createLlamaEngine, type LlamaEngine, type LlamaLoadedModel } from "../../src/engine/llama/index.js";
 import { ModelCatalog } from "../../src/models/catalog.js";
 import { ModelManager } from "../../src/models/manager.js";
 import { createApp } from "../../src/server/app.js";
@@ -21,6 +21,7 @@ export const BASE_URL = "http://lmhost.test";
 export interface RealApp {
   app: App;
   engine: LlamaEngine;
+  models: ModelManager<LlamaLoadedModel>;
   store: SqliteResponseStore;
   databaseFile: string;
   client: OpenAI;
@@ -74,6 +75,7 @@ export async function createRealApp(
   return {
     app,
     engine,
+    models,
     store,
     databaseFile,
     client,

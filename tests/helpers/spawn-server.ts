@@ -7,6 +7,16 @@ import { repositoryRoot } from "./paths.js";
 
 export const lmhostBin = path.join(repositoryRoot, "bin/lmhost.js");
 
+/**
+ * The environment children run with: this process's, minus any LMHOST_* setting of the machine running
+ * the tests (an API key or port there would change every answer), with a fresh data dir so no
+ * ~/.lmhost/config.json is read.
+ */
+function childEnvironment(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("LMHOST_")));
+  return { ...env, LMHOST_DATA_DIR: mkdtempSync(path.join(tmpdir(), "lmhost-cli-")), ...extra };
+}
+
 export interface SpawnedServer {
   url: string;
   port: number;
@@ -37,14 +47,18 @@ export async function spawnServer(
       "info",
       ...args,
     ],
-    { env: { ...process.env, ...options.env }, stdio: ["ignore", "pipe", "pipe"] },
+    { env: childEnvironment(options.env), stdio: ["ignore", "pipe", "pipe"] },
   );
   let output = "";
   child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  // 'close', not 'exit': by then all of the child's output has been read.
+  const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 30_000);
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`server did not start:\n${output}`));
+    }, 30_000);
     const check = () => {
       const match = /listening on (http:\/\/\S+)/.exec(output);
       if (match?.[1]) {
@@ -81,13 +95,13 @@ export function runCli(
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [lmhostBin, ...args], {
-      env: { ...process.env, ...env },
+      env: childEnvironment(env),
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.once("exit", (code) => resolve({ code, stdout, stderr }));
+    child.once("close", (code) => resolve({ code, stdout, stderr }));
   });
 }

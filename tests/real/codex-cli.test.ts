@@ -31,7 +31,8 @@ function respond(request: EngineRequest) {
       ],
     };
   }
-  const printed = /Output:\n(.*)/.exec(result.output)?.[1] ?? "nothing";
+  // Codex wraps the command's output (and a login shell may print more): look for the marker in it.
+  const printed = result.output.includes(marker) ? marker : "nothing";
   return { text: `The command printed ${printed}.` };
 }
 

@@ -27,19 +27,26 @@ describe("model lifecycle on the real engine", () => {
         model: "stories260K",
         input: "Once",
         max_output_tokens: 4,
-        ttl: 1,
+        temperature: 0,
+        ttl: 3,
       });
       expect(response.status).toBe(200);
       expect((await states(real))["stories260K"]).toBe("loaded");
-      const deadline = Date.now() + 5000;
+      const deadline = Date.now() + 10_000;
       while ((await states(real))["stories260K"] !== "not-loaded" && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
       expect((await states(real))["stories260K"]).toBe("not-loaded");
       // It loads again on demand.
       expect(
-        (await real.post("/v1/responses", { model: "stories260K", input: "Once", max_output_tokens: 4 }))
-          .status,
+        (
+          await real.post("/v1/responses", {
+            model: "stories260K",
+            input: "Once",
+            max_output_tokens: 4,
+            temperature: 0,
+          })
+        ).status,
       ).toBe(200);
     } finally {
       await real.close();
@@ -78,9 +85,19 @@ describe("model lifecycle on the real engine", () => {
   it("evicts the least recently used model when --max-loaded is reached", async () => {
     const real = await createRealApp({ maxLoaded: 1 });
     try {
-      await real.post("/v1/responses", { model: "stories260K", input: "Once", max_output_tokens: 4 });
+      await real.post("/v1/responses", {
+        model: "stories260K",
+        input: "Once",
+        max_output_tokens: 4,
+        temperature: 0,
+      });
       expect(await states(real)).toMatchObject({ stories260K: "loaded", "stories260K-chatml": "not-loaded" });
-      await real.post("/v1/responses", { model: "stories260K-chatml", input: "Once", max_output_tokens: 4 });
+      await real.post("/v1/responses", {
+        model: "stories260K-chatml",
+        input: "Once",
+        max_output_tokens: 4,
+        temperature: 0,
+      });
       expect(await states(real)).toMatchObject({ stories260K: "not-loaded", "stories260K-chatml": "loaded" });
     } finally {
       await real.close();

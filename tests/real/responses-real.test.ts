@@ -48,6 +48,7 @@ describe("Responses API on a real model", () => {
       model: CHATML,
       input: "Tell me a story about a cat.",
       max_output_tokens: 40,
+      temperature: 0,
     });
     let deltas = "";
     let sequence = 0;
@@ -178,7 +179,12 @@ describe("Responses API on a real model", () => {
     expect(((await response.json()) as { error: { code: string } }).error.code).toBe(
       "previous_response_not_found",
     );
-    const ok = await real.client.responses.create({ model: CHATML, input: "hi", max_output_tokens: 4 });
+    const ok = await real.client.responses.create({
+      model: CHATML,
+      input: "hi",
+      max_output_tokens: 4,
+      temperature: 0,
+    });
     expect(ok.output_text.length).toBeGreaterThan(0);
   });
 });
@@ -206,6 +212,7 @@ describe("stored state across a restart", () => {
         previous_response_id: first.id,
         input: "What did she do?",
         max_output_tokens: 10,
+        temperature: 0,
       });
       expect(followUp.status).toMatch(/completed|incomplete/);
       expect(followUp.previous_response_id).toBe(first.id);
@@ -241,9 +248,26 @@ describe("a full queue over HTTP", () => {
       });
       expect(first.status).toBe(200);
       // The second request waits for the only sequence; the third finds the queue full.
-      const second = real.post("/v1/responses", { model: PLAIN, input: "Once", max_output_tokens: 4 });
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      const third = await real.post("/v1/responses", { model: PLAIN, input: "Once", max_output_tokens: 4 });
+      const second = real.post("/v1/responses", {
+        model: PLAIN,
+        input: "Once",
+        max_output_tokens: 4,
+        temperature: 0,
+      });
+      // Wait until the second really waits in the queue (no fixed sleep: machines differ in speed).
+      const lease = await real.models.acquire(PLAIN);
+      const pool = lease.loaded.pool;
+      lease.release();
+      const deadline = Date.now() + 10_000;
+      while (pool.waiting < 1 && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(pool.waiting).toBe(1);
+      const third = await real.post("/v1/responses", {
+        model: PLAIN,
+        input: "Once",
+        max_output_tokens: 4,
+        temperature: 0,
+      });
       expect(third.status).toBe(429);
       expect(third.headers.get("retry-after")).toBe("1");
       expect(((await third.json()) as { error: { code: string; type: string } }).error).toMatchObject({

@@ -87,6 +87,7 @@ describe("startServer", () => {
           input: "upon a time",
           previous_response_id: "resp_running",
           max_output_tokens: 4,
+          temperature: 0,
         }),
       });
       expect(chained.status).toBe(200);
