@@ -156,7 +156,7 @@ export interface FitHistoryOptions {
    */
   isRecentStart?: (start: ChatHistoryItem[]) => boolean;
   /** Where the `tokens` of a history go, for the error when even the protected tail does not fit. */
-  describe?: (history: ChatHistoryItem[], tokens: number) => string;
+  describe?: (history: ChatHistoryItem[], tokens: number) => string | undefined;
 }
 
 export interface FittedHistory<Rendered> {
@@ -345,7 +345,7 @@ export function preparePrompt(
    * (with and without the tool definitions), never the whole over-long prompt; template tokens count with
    * the system part.
    */
-  const describe = (chatHistory: ChatHistoryItem[], tokens: number): string => {
+  const describe = (chatHistory: ChatHistoryItem[], tokens: number): string | undefined => {
     const systemItems = chatHistory.filter((item) => item.type === "system");
     const count = (withFunctions: boolean) =>
       chatWrapper
@@ -358,6 +358,8 @@ export function preparePrompt(
         .contextText.tokenize(loaded.model.tokenizer).length;
     const system = count(false);
     const toolCount = Object.keys(selection.functions ?? {}).length;
+    // With neither, all of it is conversation: nothing to break down.
+    if (systemItems.length === 0 && toolCount === 0) return undefined;
     const toolTokens = toolCount > 0 ? count(true) - system : 0;
     const parts = [
       ...(systemItems.length > 0 ? [`${system} for the instructions and system messages`] : []),
@@ -391,7 +393,12 @@ export function preparePrompt(
           contextLength,
           full.tokens.length,
           undefined,
-          `${describe(history, full.tokens.length)}${truncationFits ? '; with truncation: "auto" the oldest turns are dropped to fit' : ""}`,
+          [
+            describe(history, full.tokens.length),
+            truncationFits ? 'With truncation: "auto" the oldest turns are dropped to fit' : undefined,
+          ]
+            .filter((sentence) => sentence !== undefined)
+            .join(". ") || undefined,
         );
       }
       return prepared(history, full, 0);
