@@ -165,4 +165,35 @@ describe("real clients on the real engine", () => {
     const called = result.newItems.filter((item) => item.type === "tool_call_item");
     expect(called).toHaveLength(1);
   });
+
+  it("OpenAI Agents SDK: an agent with tools and an outputType gets a parsed object", async () => {
+    // The Agents SDK sends tools and text.format json_schema together (peers answer 400): the model may
+    // call a tool, and its final text follows the schema.
+    const client = new agentsOpenAI.OpenAI({
+      baseURL: "http://lmhost.test/v1",
+      apiKey: "unused",
+      maxRetries: 0,
+      fetch: (url, init) => Promise.resolve(real.app.request(String(url), init)),
+    });
+    const agent = new Agent({
+      name: "Weather",
+      instructions: "Answer questions about the weather.",
+      model: new OpenAIResponsesModel(client, CHATML),
+      modelSettings: { temperature: 0, maxTokens: 128 },
+      tools: [
+        agentTool({
+          name: "get_weather",
+          description: "The weather in a city",
+          parameters: z.object({ city: z.string().max(20) }),
+          execute: async ({ city }) => `Sunny in ${city}.`,
+        }),
+      ],
+      outputType: z.object({ answer: z.string().max(40), sunny: z.boolean() }),
+    });
+    const result = await run(agent, "Is it sunny in Paris?", { maxTurns: 4 });
+    const output = result.finalOutput;
+    expect(output).toBeDefined();
+    expect(Object.keys(output ?? {}).sort()).toEqual(["answer", "sunny"]);
+    expect(typeof output?.sunny).toBe("boolean");
+  });
 });

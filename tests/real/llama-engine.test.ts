@@ -398,6 +398,65 @@ describe("LlamaEngine on real models", () => {
     expect(Object.keys(JSON.parse(argumentsText) as object)).toEqual(["city"]);
   });
 
+  it("tools with a JSON format: a text answer is generated under the grammar, a forced call stays a call", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const tools = [
+      {
+        name: "get_weather",
+        description: "Current weather of a city",
+        parameters: {
+          type: "object",
+          properties: { city: { type: "string", maxLength: 20 } },
+          required: ["city"],
+          additionalProperties: false,
+        },
+      },
+    ];
+    const schema = {
+      type: "object",
+      properties: { answer: { type: "string", maxLength: 30 }, sure: { type: "boolean" } },
+      required: ["answer", "sure"],
+      additionalProperties: false,
+    };
+    const responseFormat = { type: "json_schema" as const, name: "answer", schema, strict: true };
+    // The tiny model answers in text when it may choose (it does not pick tools by itself): that answer
+    // follows the schema, though the first attempt ran with the functions offered.
+    let textAnswers = 0;
+    for (const seed of [1, 2, 3]) {
+      const answered = await collect(engine, {
+        model: "stories-chatml",
+        items: user("Is it sunny in Paris? Answer as JSON."),
+        tools,
+        responseFormat,
+        sampling: { maxTokens: 120, temperature: 0.8, seed },
+      });
+      const call = answered.parts.find((part) => part.type === "tool-call-end");
+      if (call !== undefined) {
+        // Had the model chosen the tool, that call would be the answer.
+        expect(call).toMatchObject({ name: "get_weather" });
+        continue;
+      }
+      textAnswers++;
+      expect(answered.finish.reason).toBe("stop");
+      const parsed = JSON.parse(answered.text) as Record<string, unknown>;
+      expect(Object.keys(parsed).sort()).toEqual(["answer", "sure"]);
+      expect(typeof parsed.sure).toBe("boolean");
+      // Usage counts the answer given, not the discarded first attempt.
+      expect(answered.finish.usage.outputTokens).toBeLessThanOrEqual(120);
+    }
+    expect(textAnswers).toBeGreaterThan(0);
+    const forced = await collect(engine, {
+      model: "stories-chatml",
+      items: user("Is it sunny in Paris?"),
+      tools,
+      toolChoice: "required",
+      responseFormat,
+      sampling: { maxTokens: 64, temperature: 0 },
+    });
+    expect(forced.finish.reason).toBe("tool-calls");
+    expect(forced.parts.find((part) => part.type === "tool-call-end")).toMatchObject({ name: "get_weather" });
+  });
+
   it("tool_choice required calls one of the tools; unknown names are a 400 on tool_choice", async () => {
     const engine = new LlamaEngine({ models: acquirer });
     const tools = [{ name: "get_time", description: "Current time" }];

@@ -156,7 +156,7 @@ export class LlamaEngine implements Engine {
           stableTruncation: this.stableTruncation,
         });
         inputTokens = prompt.tokens.length;
-        const grammar = await this.grammarFor(loaded, request.responseFormat, prompt);
+        const grammar = await this.grammarFor(loaded, request.responseFormat);
         const sequenceLease = await loaded.pool.acquire(prompt.tokens, { signal, maxQueue: this.maxQueue });
         try {
           await this.generateOnSequence(loaded, request, prompt, grammar, sequenceLease, signal, queue);
@@ -200,29 +200,80 @@ export class LlamaEngine implements Engine {
       autoDisposeSequence: false,
     });
     let reason: FinishReason;
+    let meterFrom = meterBefore;
     try {
-      const options = generationOptions(
-        request.sampling ?? {},
-        loaded.contextLength - inputTokens - 1,
-        signal,
-        parts,
-      );
-      const response =
-        prompt.functions !== undefined
-          ? await chat.generateResponse(prompt.history, {
-              ...options,
-              functions: prompt.functions,
-              documentFunctionParams: true,
-              ...(prompt.maxParallelFunctionCalls !== undefined
-                ? { maxParallelFunctionCalls: prompt.maxParallelFunctionCalls }
-                : {}),
-              onFunctionCallParamsChunk: (chunk) => parts.onFunctionCallParamsChunk(chunk),
-              onFunctionCall: (call) => parts.onFunctionCall(call.functionName, call.params),
-            })
-          : await chat.generateResponse(prompt.history, {
-              ...options,
-              ...(grammar !== undefined ? { grammar } : {}),
-            });
+      const contextRoom = loaded.contextLength - inputTokens - 1;
+      const sampling = request.sampling ?? {};
+      const withFunctions = async (
+        functions: ChatModelFunctions,
+        runSignal: AbortSignal,
+        onResponseChunk: (chunk: LlamaChatResponseChunk) => void,
+        onCallStart: () => void,
+      ) =>
+        chat.generateResponse(prompt.history, {
+          ...generationOptions(sampling, contextRoom, runSignal, onResponseChunk),
+          functions,
+          documentFunctionParams: true,
+          ...(prompt.maxParallelFunctionCalls !== undefined
+            ? { maxParallelFunctionCalls: prompt.maxParallelFunctionCalls }
+            : {}),
+          onFunctionCallParamsChunk: (chunk) => {
+            onCallStart();
+            parts.onFunctionCallParamsChunk(chunk);
+          },
+          onFunctionCall: (call) => parts.onFunctionCall(call.functionName, call.params),
+        });
+      const withGrammar = async () =>
+        chat.generateResponse(prompt.history, {
+          ...generationOptions(sampling, contextRoom, signal, (chunk) => parts.onResponseChunk(chunk)),
+          ...(grammar !== undefined ? { grammar } : {}),
+        });
+
+      let response: LlamaChatResponse<ChatModelFunctions> | LlamaChatResponse;
+      if (prompt.functions === undefined) {
+        response = await withGrammar();
+      } else if (grammar === undefined || prompt.forcedCall) {
+        // A forced call is this turn's output; a JSON format applies to the text answer of a later turn.
+        response = await withFunctions(
+          prompt.functions,
+          signal,
+          (chunk) => parts.onResponseChunk(chunk),
+          noop,
+        );
+      } else {
+        // Tools and a JSON format: node-llama-cpp cannot combine a grammar with functions in one
+        // generation. The model first runs with its functions; once it writes text instead of a call, that
+        // attempt stops and the answer is generated again under the grammar, without functions. Reasoning
+        // is held back until it is known which attempt it belongs to.
+        const textStarted = new AbortController();
+        const attempt = linkAbortSignals(signal, textStarted.signal);
+        const heldReasoning: LlamaChatResponseChunk[] = [];
+        let calling = false;
+        const releaseReasoning = () => {
+          calling = true;
+          for (const chunk of heldReasoning.splice(0)) parts.onResponseChunk(chunk);
+        };
+        try {
+          response = await withFunctions(
+            prompt.functions,
+            attempt.signal,
+            (chunk) => {
+              if (calling) parts.onResponseChunk(chunk);
+              else if (chunk.type !== undefined) heldReasoning.push(chunk);
+              else if (chunk.text !== "") textStarted.abort();
+            },
+            releaseReasoning,
+          );
+        } finally {
+          attempt.dispose();
+        }
+        if (textStarted.signal.aborted && !signal.aborted) {
+          meterFrom = sequence.tokenMeter.getState();
+          response = await withGrammar();
+        } else {
+          releaseReasoning();
+        }
+      }
       parts.closeReasoning();
       (response.functionCalls ?? []).forEach((call, index) => {
         if (index >= parts.completedCalls) parts.onFunctionCall(call.functionName, call.params);
@@ -235,7 +286,8 @@ export class LlamaEngine implements Engine {
     } finally {
       chat.dispose({ disposeSequence: false });
     }
-    const meter = sequence.tokenMeter.diff(meterBefore);
+    // Output tokens of the answer given (a discarded first attempt is not part of it).
+    const meter = sequence.tokenMeter.diff(meterFrom);
     const usage: Usage = {
       inputTokens,
       cachedInputTokens,
@@ -245,11 +297,10 @@ export class LlamaEngine implements Engine {
     queue.push({ type: "finish", reason, usage });
   }
 
-  /** The grammar for a JSON response format; tools and a JSON format cannot be combined in node-llama-cpp. */
+  /** The grammar for a JSON response format (see generateOnSequence for one combined with tools). */
   private async grammarFor(
     loaded: LlamaLoadedModel,
     responseFormat: ResponseFormat | undefined,
-    prompt: PreparedPrompt,
   ): Promise<LlamaGrammar | undefined> {
     if (responseFormat === undefined) return undefined;
     switch (responseFormat.type) {
@@ -257,12 +308,6 @@ export class LlamaEngine implements Engine {
         return undefined;
       case "json_object":
       case "json_schema": {
-        if (prompt.functions !== undefined) {
-          throw ApiError.invalid(
-            "A JSON response format cannot be combined with function tools on this engine; set tool_choice to 'none' or drop text.format.",
-            "text.format",
-          );
-        }
         if (responseFormat.type === "json_object")
           return this.cachedGrammar("json_object", () => loaded.llama.getGrammarFor("json"));
         // strict: a keyword the grammar cannot enforce is a 400 naming it; otherwise it is dropped.
@@ -352,7 +397,7 @@ export function generationOptions(
   sampling: SamplingOptions,
   contextRoom: number,
   signal: AbortSignal,
-  parts: PartEmitter,
+  onResponseChunk: (chunk: LlamaChatResponseChunk) => void,
 ): CommonGenerationOptions {
   const maxTokens = Math.max(1, Math.min(sampling.maxTokens ?? Number.POSITIVE_INFINITY, contextRoom));
   const penaltyRequested =
@@ -372,7 +417,7 @@ export function generationOptions(
     stopOnAbortSignal: true,
     maxTokens,
     repeatPenalty,
-    onResponseChunk: (chunk) => parts.onResponseChunk(chunk),
+    onResponseChunk,
     ...(sampling.temperature !== undefined ? { temperature: sampling.temperature } : {}),
     ...(sampling.topP !== undefined ? { topP: sampling.topP } : {}),
     ...(sampling.topK !== undefined ? { topK: sampling.topK } : {}),
@@ -474,3 +519,5 @@ export class PartEmitter {
     return state;
   }
 }
+
+function noop(): void {}

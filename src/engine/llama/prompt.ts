@@ -28,6 +28,8 @@ export interface PreparedPrompt {
   history: ChatHistoryItem[];
   /** Functions the model may call in this request (undefined: none). */
   functions: ChatModelFunctions | undefined;
+  /** The model must call a function this turn (`tool_choice` "required" or a named function). */
+  forcedCall: boolean;
   /** 1 when a call is forced to a single named function or parallel tool calls are off. */
   maxParallelFunctionCalls: number | undefined;
   /** The rendered prompt and its tokens. */
@@ -334,6 +336,7 @@ export function preparePrompt(
     chatWrapper,
     history: chatHistory,
     functions: selection.functions,
+    forcedCall: selection.forced,
     maxParallelFunctionCalls: selection.maxParallelFunctionCalls,
     contextText: rendered.contextText,
     tokens: rendered.tokens,
