@@ -5,7 +5,6 @@
  * follow-up request carries the function_call_output), server-side chains through previousResponseId,
  * structured output, handoffs, and the global setDefaultOpenAIClient + setOpenAIAPI("responses") setup.
  */
-import { createRequire } from "node:module";
 import {
   Agent,
   OpenAIResponsesModel,
@@ -20,26 +19,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { renderScriptedPrompt, type ScriptedTurn } from "../../src/engine/scripted/scripted-engine.js";
 import type { EngineRequest } from "../../src/engine/types.js";
+import { agentsOpenAI, requireFromAgents, type AgentsOpenAIClient } from "../helpers/agents-openai.js";
 import { createFastApp, TEST_MODEL, type FastApp } from "../helpers/fast-app.js";
-
-type AgentsOpenAIClient = Parameters<typeof setDefaultOpenAIClient>[0];
-interface AgentsOpenAIModule {
-  OpenAI: new (options: {
-    baseURL: string;
-    apiKey: string;
-    maxRetries: number;
-    fetch: (url: string | URL | Request, init?: RequestInit) => Promise<Response>;
-  }) => AgentsOpenAIClient;
-}
-
-/**
- * The `openai` package as @openai/agents-openai resolves it. lmhost's own tests use openai v6; the
- * Agents SDK needs v7, which npm installs beside it, so this is the client the SDK is built against.
- */
-const requireFromHere = createRequire(import.meta.url);
-const agentsOpenAI = createRequire(requireFromHere.resolve("@openai/agents-openai"))(
-  "openai",
-) as AgentsOpenAIModule;
 
 interface AgentsClient {
   fast: FastApp;
@@ -99,7 +80,7 @@ beforeAll(() => {
 
 describe("OpenAI Agents SDK against lmhost", () => {
   it("uses the openai v7 client the Agents SDK depends on", () => {
-    const { VERSION } = createRequire(requireFromHere.resolve("@openai/agents-openai"))("openai/version") as {
+    const { VERSION } = requireFromAgents("openai/version") as {
       VERSION: string;
     };
     expect(VERSION).toMatch(/^7\./);

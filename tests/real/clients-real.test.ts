@@ -6,34 +6,15 @@
  * output to a call of a listed tool with arguments matching its schema) and the second step answers in
  * text with the tool's result in its prompt.
  */
-import { createRequire } from "node:module";
 import { createOpenAI } from "@ai-sdk/openai";
-import {
-  Agent,
-  OpenAIResponsesModel,
-  run,
-  setTracingDisabled,
-  tool as agentTool,
-  type setDefaultOpenAIClient,
-} from "@openai/agents";
+import { Agent, OpenAIResponsesModel, run, setTracingDisabled, tool as agentTool } from "@openai/agents";
 import { generateText, stepCountIs, tool } from "ai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
+import { agentsClientFor } from "../helpers/agents-openai.js";
 import { createRealApp, type RealApp } from "../helpers/real-app.js";
 
 const CHATML = "stories260K-chatml";
-
-/** The `openai` v7 client the Agents SDK is built against (npm installs it beside lmhost's own v6). */
-type AgentsOpenAIClient = Parameters<typeof setDefaultOpenAIClient>[0];
-const requireFromHere = createRequire(import.meta.url);
-const agentsOpenAI = createRequire(requireFromHere.resolve("@openai/agents-openai"))("openai") as {
-  OpenAI: new (options: {
-    baseURL: string;
-    apiKey: string;
-    maxRetries: number;
-    fetch: (url: string | URL | Request, init?: RequestInit) => Promise<Response>;
-  }) => AgentsOpenAIClient;
-};
 
 let real: RealApp;
 beforeAll(async () => {
@@ -133,12 +114,7 @@ describe("real clients on the real engine", () => {
   });
 
   it("OpenAI Agents SDK: run() executes the tool the model was made to call", async () => {
-    const client = new agentsOpenAI.OpenAI({
-      baseURL: "http://lmhost.test/v1",
-      apiKey: "unused",
-      maxRetries: 0,
-      fetch: (url, init) => Promise.resolve(real.app.request(String(url), init)),
-    });
+    const client = agentsClientFor((url, init) => real.app.request(url, init));
     const seen: string[] = [];
     const agent = new Agent({
       name: "Weather",
@@ -169,12 +145,7 @@ describe("real clients on the real engine", () => {
   it("OpenAI Agents SDK: an agent with tools and an outputType gets a parsed object", async () => {
     // The Agents SDK sends tools and text.format json_schema together (peers answer 400): the model may
     // call a tool, and its final text follows the schema.
-    const client = new agentsOpenAI.OpenAI({
-      baseURL: "http://lmhost.test/v1",
-      apiKey: "unused",
-      maxRetries: 0,
-      fetch: (url, init) => Promise.resolve(real.app.request(String(url), init)),
-    });
+    const client = agentsClientFor((url, init) => real.app.request(url, init));
     const agent = new Agent({
       name: "Weather",
       instructions: "Answer questions about the weather.",
