@@ -14,7 +14,7 @@ import {
 } from "node-llama-cpp";
 import type { ChatHistoryItem } from "node-llama-cpp";
 import { describe, expect, it } from "vitest";
-import { newTurnSeparator } from "../../src/engine/llama/chat-wrapper.js";
+import { DocumentedFunctionsChatWrapper, newTurnSeparator } from "../../src/engine/llama/chat-wrapper.js";
 import { convertConversationWithSources } from "../../src/engine/llama/convert-conversation.js";
 import { fitHistory } from "../../src/engine/llama/prompt.js";
 import { fitScriptedItems } from "../../src/engine/scripted/scripted-engine.js";
@@ -351,6 +351,35 @@ describe("fitScriptedItems (the scripted engine follows the same rule)", () => {
     expect(caught(() => fitScriptedItems(request(items, { truncation: "disabled" }), 10)).code).toBe(
       "context_length_exceeded",
     );
+  });
+});
+
+describe("DocumentedFunctionsChatWrapper (a JSON answer after the model chose text over its tools)", () => {
+  const functions = {
+    get_weather: {
+      description: "The weather in a city",
+      params: { type: "object", properties: { city: { type: "string" } } },
+    },
+  } as const;
+  it.each([
+    { name: "ChatML", wrapper: new ChatMLChatWrapper() },
+    { name: "General", wrapper: new GeneralChatWrapper() },
+    { name: "Llama 3", wrapper: new Llama3ChatWrapper() },
+    { name: "Gemma", wrapper: new GemmaChatWrapper() },
+  ])("$name: renders the same prompt without functions as the base with them", ({ wrapper }) => {
+    const chatHistory = convertConversationWithSources([user("Is it sunny?")]).history;
+    const withFunctions = wrapper.generateContextState({
+      chatHistory,
+      availableFunctions: functions,
+      documentFunctionParams: true,
+    });
+    const documented = new DocumentedFunctionsChatWrapper(wrapper, functions).generateContextState({
+      chatHistory,
+    });
+    expect(documented.contextText.toString()).toBe(withFunctions.contextText.toString());
+    expect(documented.contextText.toString()).toContain("get_weather");
+    // Nothing may be called: no function-call detection is set up.
+    expect(documented).not.toHaveProperty("functionCall");
   });
 });
 

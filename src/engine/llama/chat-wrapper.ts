@@ -180,16 +180,12 @@ export function newTurnSeparator(wrapper: ChatWrapper): string | undefined {
   return separator;
 }
 
-/**
- * Delegates everything to `base`, except that the generated prompt ends with the function-call prefix and
- * LlamaChat starts in function-calling mode ("initially engaged" with no way to disengage): the model must
- * call one of the functions passed to `generateResponse`.
- */
-export class ForcedFunctionCallChatWrapper extends ChatWrapper {
+/** A chat wrapper that delegates everything to `base`; subclasses change how the prompt is generated. */
+abstract class DelegatingChatWrapper extends ChatWrapper {
   readonly wrapperName: string;
   override readonly settings: ChatWrapperSettings;
 
-  constructor(private readonly base: ChatWrapper) {
+  constructor(protected readonly base: ChatWrapper) {
     super();
     this.wrapperName = base.wrapperName;
     this.settings = base.settings;
@@ -198,18 +194,7 @@ export class ForcedFunctionCallChatWrapper extends ChatWrapper {
   override generateContextState(
     options: ChatWrapperGenerateContextStateOptions,
   ): ChatWrapperGeneratedContextState {
-    const state = this.base.generateContextState(options);
-    const parallelism = this.settings.functions.parallelism;
-    return {
-      contextText: LlamaText([
-        state.contextText,
-        parallelism?.call.sectionPrefix ?? "",
-        this.settings.functions.call.prefix,
-      ]),
-      stopGenerationTriggers: state.stopGenerationTriggers,
-      ignoreStartText: [],
-      functionCall: { initiallyEngaged: true, disengageInitiallyEngaged: [] },
-    };
+    return this.base.generateContextState(options);
   }
 
   override generateFunctionCallsAndResults(
@@ -255,5 +240,59 @@ export class ForcedFunctionCallChatWrapper extends ChatWrapper {
 
   override generateInitialChatHistory(options?: ChatWrapperGenerateInitialHistoryOptions): ChatHistoryItem[] {
     return this.base.generateInitialChatHistory(options);
+  }
+}
+
+/**
+ * Delegates everything to `base`, except that the generated prompt ends with the function-call prefix and
+ * LlamaChat starts in function-calling mode ("initially engaged" with no way to disengage): the model must
+ * call one of the functions passed to `generateResponse`.
+ */
+export class ForcedFunctionCallChatWrapper extends DelegatingChatWrapper {
+  override generateContextState(
+    options: ChatWrapperGenerateContextStateOptions,
+  ): ChatWrapperGeneratedContextState {
+    const state = this.base.generateContextState(options);
+    const parallelism = this.settings.functions.parallelism;
+    return {
+      contextText: LlamaText([
+        state.contextText,
+        parallelism?.call.sectionPrefix ?? "",
+        this.settings.functions.call.prefix,
+      ]),
+      stopGenerationTriggers: state.stopGenerationTriggers,
+      ignoreStartText: [],
+      functionCall: { initiallyEngaged: true, disengageInitiallyEngaged: [] },
+    };
+  }
+}
+
+/**
+ * Delegates everything to `base`, except that the prompt always documents `functions`, also when
+ * `generateResponse` gets none: the model sees the same prompt as when it may call them (so the KV cache
+ * is reused), but cannot call them (a JSON answer under a grammar, after the model chose to answer in text).
+ */
+export class DocumentedFunctionsChatWrapper extends DelegatingChatWrapper {
+  constructor(
+    base: ChatWrapper,
+    private readonly functions: ChatModelFunctions,
+  ) {
+    super(base);
+  }
+
+  override generateContextState(
+    options: ChatWrapperGenerateContextStateOptions,
+  ): ChatWrapperGeneratedContextState {
+    const { contextText, stopGenerationTriggers, ignoreStartText } = this.base.generateContextState({
+      ...options,
+      availableFunctions: options.availableFunctions ?? this.functions,
+      documentFunctionParams: options.documentFunctionParams ?? true,
+    });
+    // Only the prompt: no function-call detection settings, since nothing may be called.
+    return {
+      contextText,
+      stopGenerationTriggers,
+      ...(ignoreStartText !== undefined ? { ignoreStartText } : {}),
+    };
   }
 }

@@ -38,6 +38,7 @@ import type {
 import { AsyncQueue } from "./async-queue.js";
 import { convertJsonSchema } from "./json-schema/index.js";
 import type { LlamaLoadedModel } from "./loader.js";
+import { DocumentedFunctionsChatWrapper } from "./chat-wrapper.js";
 import { preparePrompt, renderContextText, type PreparedPrompt } from "./prompt.js";
 import { defaultMaxQueue, type SequenceLease } from "./sequence-pool.js";
 
@@ -221,10 +222,14 @@ export class LlamaEngine implements Engine {
             onCallStart();
             parts.onFunctionCallParamsChunk(chunk);
           },
-          onFunctionCall: (call) => parts.onFunctionCall(call.functionName, call.params),
+          onFunctionCall: (call) => {
+            // Functions without parameters stream no parameter chunks: their call starts here.
+            onCallStart();
+            parts.onFunctionCall(call.functionName, call.params);
+          },
         });
-      const withGrammar = async () =>
-        chat.generateResponse(prompt.history, {
+      const withGrammar = async (onChat: LlamaChat = chat) =>
+        onChat.generateResponse(prompt.history, {
           ...generationOptions(sampling, contextRoom, signal, (chunk) => parts.onResponseChunk(chunk)),
           ...(grammar !== undefined ? { grammar } : {}),
         });
@@ -242,36 +247,57 @@ export class LlamaEngine implements Engine {
         );
       } else {
         // Tools and a JSON format: node-llama-cpp cannot combine a grammar with functions in one
-        // generation. The model first runs with its functions; once it writes text instead of a call, that
-        // attempt stops and the answer is generated again under the grammar, without functions. Reasoning
-        // is held back until it is known which attempt it belongs to.
+        // generation. The model first runs with its functions. Until it starts a call or writes text
+        // (whitespace does not count: models put newlines before a call), its chunks are held back. Text
+        // stops that attempt; so does an attempt that ends with neither. The answer is then generated again
+        // under the grammar, from the same prompt (the functions still documented, no longer callable), so
+        // only the discarded tail is evaluated again.
+        const functions = prompt.functions;
         const textStarted = new AbortController();
         const attempt = linkAbortSignals(signal, textStarted.signal);
-        const heldReasoning: LlamaChatResponseChunk[] = [];
-        let calling = false;
-        const releaseReasoning = () => {
-          calling = true;
-          for (const chunk of heldReasoning.splice(0)) parts.onResponseChunk(chunk);
+        const held: LlamaChatResponseChunk[] = [];
+        let decided: "call" | "text" | undefined;
+        const startCall = () => {
+          if (decided !== undefined) return;
+          decided = "call";
+          // Held reasoning belongs to this answer; held whitespace before the call does not.
+          for (const chunk of held.splice(0)) if (chunk.type !== undefined) parts.onResponseChunk(chunk);
         };
         try {
           response = await withFunctions(
-            prompt.functions,
+            functions,
             attempt.signal,
             (chunk) => {
-              if (calling) parts.onResponseChunk(chunk);
-              else if (chunk.type !== undefined) heldReasoning.push(chunk);
-              else if (chunk.text !== "") textStarted.abort();
+              if (decided === "call") parts.onResponseChunk(chunk);
+              else if (decided === undefined) {
+                held.push(chunk);
+                if (chunk.type === undefined && chunk.text.trim() !== "") {
+                  decided = "text";
+                  textStarted.abort();
+                }
+              }
             },
-            releaseReasoning,
+            startCall,
           );
         } finally {
           attempt.dispose();
         }
-        if (textStarted.signal.aborted && !signal.aborted) {
-          meterFrom = sequence.tokenMeter.getState();
-          response = await withGrammar();
-        } else {
-          releaseReasoning();
+        const called = decided === "call" || (response.functionCalls?.length ?? 0) > 0;
+        if (!signal.aborted && !called && response.metadata.stopReason !== "maxTokens") {
+          const answerChat = new LlamaChat({
+            contextSequence: sequence,
+            chatWrapper: new DocumentedFunctionsChatWrapper(prompt.chatWrapper, functions),
+            autoDisposeSequence: false,
+          });
+          try {
+            meterFrom = sequence.tokenMeter.getState();
+            response = await withGrammar(answerChat);
+          } finally {
+            answerChat.dispose({ disposeSequence: false });
+          }
+        } else if (decided !== "text") {
+          // A call, or the token budget spent before anything was decided: what was held is the answer.
+          startCall();
         }
       }
       parts.closeReasoning();
