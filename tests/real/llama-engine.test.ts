@@ -8,10 +8,11 @@
 import { fileURLToPath } from "node:url";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
-import { getLlama, LlamaChat, LlamaLogLevel, type Llama } from "node-llama-cpp";
+import { ChatMLChatWrapper, getLlama, LlamaChat, LlamaLogLevel, LlamaText, type Llama } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { LlamaEngine } from "../../src/engine/llama/engine.js";
 import { LlamaModelLoader, type LlamaLoadedModel } from "../../src/engine/llama/loader.js";
+import { TruncationStarts } from "../../src/engine/truncation.js";
 import type { EnginePart, EngineRequest } from "../../src/engine/types.js";
 import type { ModelAcquirer, ModelEntry } from "../../src/models/types.js";
 import { ApiError } from "../../src/shared/errors.js";
@@ -455,6 +456,45 @@ describe("LlamaEngine on real models", () => {
     });
     expect(forced.finish.reason).toBe("tool-calls");
     expect(forced.parts.find((part) => part.type === "tool-call-end")).toMatchObject({ name: "get_weather" });
+
+    // The call path, unforced: a ChatML wrapper whose call marker is a double quote, which this model
+    // writes first, so it "chooses" the tool by itself. The call is the answer; no text is emitted.
+    class CallOnQuote extends ChatMLChatWrapper {
+      constructor() {
+        super();
+        const { settings } = this;
+        const call = { ...settings.functions.call, prefix: LlamaText('"') };
+        (this as { settings: typeof settings }).settings = {
+          ...settings,
+          functions: { ...settings.functions, call },
+        };
+      }
+    }
+    const base = loaded.get("stories-chatml")!;
+    loaded.set("stories-call-on-quote", {
+      ...base,
+      chatWrapper: new CallOnQuote(),
+      reasoningWrappers: new Map(),
+      truncationStarts: new TruncationStarts(),
+    });
+    try {
+      const chosen = await collect(engine, {
+        model: "stories-call-on-quote",
+        items: user("Is it sunny in Paris?"),
+        tools,
+        responseFormat,
+        sampling: { maxTokens: 60, temperature: 0 },
+      });
+      expect(chosen.finish.reason).toBe("tool-calls");
+      expect(chosen.text).toBe("");
+      const end = chosen.parts.find((part) => part.type === "tool-call-end");
+      expect(end).toMatchObject({ name: "get_weather" });
+      expect(Object.keys(JSON.parse(end?.type === "tool-call-end" ? end.arguments : "") as object)).toEqual([
+        "city",
+      ]);
+    } finally {
+      loaded.delete("stories-call-on-quote");
+    }
   });
 
   it("tool_choice required calls one of the tools; unknown names are a 400 on tool_choice", async () => {
