@@ -55,6 +55,8 @@ export interface LlamaEngineOptions {
 }
 
 type StopReason = LlamaChatResponse["metadata"]["stopReason"];
+/** What LlamaChat.generateResponse resolves with, with or without functions. */
+type ChatResponse = LlamaChatResponse<ChatModelFunctions> | LlamaChatResponse;
 
 const maxCachedGrammars = 32;
 
@@ -206,14 +208,13 @@ export class LlamaEngine implements Engine {
       const contextRoom = loaded.contextLength - inputTokens - 1;
       const sampling = request.sampling ?? {};
       const withFunctions = async (
-        functions: ChatModelFunctions,
         runSignal: AbortSignal,
         onResponseChunk: (chunk: LlamaChatResponseChunk) => void,
-        onCallStart: () => void,
+        onCallStart: () => void = noop,
       ) =>
         chat.generateResponse(prompt.history, {
           ...generationOptions(sampling, contextRoom, runSignal, onResponseChunk),
-          functions,
+          ...(prompt.functions !== undefined ? { functions: prompt.functions } : {}),
           documentFunctionParams: true,
           ...(prompt.maxParallelFunctionCalls !== undefined
             ? { maxParallelFunctionCalls: prompt.maxParallelFunctionCalls }
@@ -234,56 +235,15 @@ export class LlamaEngine implements Engine {
           ...(grammar !== undefined ? { grammar } : {}),
         });
 
-      let response: LlamaChatResponse<ChatModelFunctions> | LlamaChatResponse;
+      let response: ChatResponse;
       if (prompt.functions === undefined) {
         response = await withGrammar();
       } else if (grammar === undefined || prompt.forcedCall) {
         // A forced call is this turn's output; a JSON format applies to the text answer of a later turn.
-        response = await withFunctions(
-          prompt.functions,
-          signal,
-          (chunk) => parts.onResponseChunk(chunk),
-          noop,
-        );
+        response = await withFunctions(signal, (chunk) => parts.onResponseChunk(chunk));
       } else {
-        // Tools and a JSON format: node-llama-cpp cannot combine a grammar with functions in one
-        // generation. The model first runs with its functions. Until it starts a call or writes text
-        // (whitespace does not count: models put newlines before a call), its chunks are held back. Text
-        // stops that attempt; so does an attempt that ends with neither. The answer is then generated again
-        // under the grammar, from the same prompt (the functions still documented, no longer callable), so
-        // only the discarded tail is evaluated again.
         const functions = prompt.functions;
-        const textStarted = new AbortController();
-        const attempt = linkAbortSignals(signal, textStarted.signal);
-        const held: LlamaChatResponseChunk[] = [];
-        let decided: "call" | "text" | undefined;
-        const startCall = () => {
-          if (decided !== undefined) return;
-          decided = "call";
-          // Held reasoning belongs to this answer; held whitespace before the call does not.
-          for (const chunk of held.splice(0)) if (chunk.type !== undefined) parts.onResponseChunk(chunk);
-        };
-        try {
-          response = await withFunctions(
-            functions,
-            attempt.signal,
-            (chunk) => {
-              if (decided === "call") parts.onResponseChunk(chunk);
-              else if (decided === undefined) {
-                held.push(chunk);
-                if (chunk.type === undefined && chunk.text.trim() !== "") {
-                  decided = "text";
-                  textStarted.abort();
-                }
-              }
-            },
-            startCall,
-          );
-        } finally {
-          attempt.dispose();
-        }
-        const called = decided === "call" || (response.functionCalls?.length ?? 0) > 0;
-        if (!signal.aborted && !called && response.metadata.stopReason !== "maxTokens") {
+        response = await callOrAnswerInFormat(parts, signal, withFunctions, async () => {
           const answerChat = new LlamaChat({
             contextSequence: sequence,
             chatWrapper: new DocumentedFunctionsChatWrapper(prompt.chatWrapper, functions),
@@ -291,14 +251,11 @@ export class LlamaEngine implements Engine {
           });
           try {
             meterFrom = sequence.tokenMeter.getState();
-            response = await withGrammar(answerChat);
+            return await withGrammar(answerChat);
           } finally {
             answerChat.dispose({ disposeSequence: false });
           }
-        } else if (decided !== "text") {
-          // A call, or the token budget spent before anything was decided: what was held is the answer.
-          startCall();
-        }
+        });
       }
       parts.closeReasoning();
       (response.functionCalls ?? []).forEach((call, index) => {
@@ -544,6 +501,60 @@ export class PartEmitter {
     }
     return state;
   }
+}
+
+/**
+ * Tools and a JSON format: node-llama-cpp cannot combine a grammar with functions in one generation. The
+ * model first runs with its functions (`withFunctions`). Until it starts a call or writes text (whitespace
+ * does not count: models put newlines before a call), its chunks are held back. Text stops that attempt;
+ * so does an attempt that ends with neither. The answer is then generated again under the grammar
+ * (`answerInFormat`, from the same prompt: the functions still documented, no longer callable), so only
+ * the discarded tail is evaluated again.
+ */
+async function callOrAnswerInFormat(
+  parts: PartEmitter,
+  signal: AbortSignal,
+  withFunctions: (
+    runSignal: AbortSignal,
+    onResponseChunk: (chunk: LlamaChatResponseChunk) => void,
+    onCallStart: () => void,
+  ) => Promise<ChatResponse>,
+  answerInFormat: () => Promise<ChatResponse>,
+): Promise<ChatResponse> {
+  const textStarted = new AbortController();
+  const attempt = linkAbortSignals(signal, textStarted.signal);
+  const held: LlamaChatResponseChunk[] = [];
+  let decided: "call" | "text" | undefined;
+  const startCall = () => {
+    if (decided !== undefined) return;
+    decided = "call";
+    // Held reasoning belongs to this answer; held whitespace before the call does not.
+    for (const chunk of held.splice(0)) if (chunk.type !== undefined) parts.onResponseChunk(chunk);
+  };
+  let response: ChatResponse;
+  try {
+    response = await withFunctions(
+      attempt.signal,
+      (chunk) => {
+        if (decided === "call") parts.onResponseChunk(chunk);
+        else if (decided === undefined) {
+          held.push(chunk);
+          if (chunk.type === undefined && chunk.text.trim() !== "") {
+            decided = "text";
+            textStarted.abort();
+          }
+        }
+      },
+      startCall,
+    );
+  } finally {
+    attempt.dispose();
+  }
+  const called = decided === "call" || (response.functionCalls?.length ?? 0) > 0;
+  if (!signal.aborted && !called && response.metadata.stopReason !== "maxTokens") return answerInFormat();
+  // A call, or the token budget spent before anything was decided: what was held is the answer.
+  if (decided !== "text") startCall();
+  return response;
 }
 
 function noop(): void {}
