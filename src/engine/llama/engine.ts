@@ -8,6 +8,7 @@
  * does; a consumer that stops reading aborts the task. Aborting the request's signal stops at the next token
  * and finishes with reason "cancelled".
  */
+import { randomInt } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import {
   LlamaChat,
@@ -405,9 +406,16 @@ export function generationOptions(
     ...(sampling.topP !== undefined ? { topP: sampling.topP } : {}),
     ...(sampling.topK !== undefined ? { topK: sampling.topK } : {}),
     ...(sampling.minP !== undefined ? { minP: sampling.minP } : {}),
-    ...(sampling.seed !== undefined ? { seed: sampling.seed } : {}),
+    // node-llama-cpp seeds with the current second when none is given: identical requests within a second
+    // would sample identical text. A random seed per generation unless the client chose one.
+    seed: sampling.seed ?? randomSeed(),
     ...(stop.length > 0 ? { customStopTriggers: stop } : {}),
   };
+}
+
+/** A random sampler seed (llama.cpp takes an unsigned 32-bit integer). */
+export function randomSeed(): number {
+  return randomInt(0, 0xffff_ffff);
 }
 
 interface CallState {

@@ -292,6 +292,9 @@ export const INCLUDABLE = [
   "message.output_text.logprobs",
 ] as const;
 
+/** The largest `seed` (llama.cpp's sampler seed is an unsigned 32-bit integer). */
+export const MAX_SEED = 0xffff_ffff;
+
 /** Accepted only as absent or null; anything else is refused with a reason in to-response-request.ts. */
 const refusedUnlessNull = z.unknown().optional();
 
@@ -339,6 +342,9 @@ export const createResponseSchema = z.object({
   client_metadata: jsonObject.nullish(),
   // LM Studio: keep the model loaded this many seconds after the request.
   ttl: z.number().positive().nullish(),
+  // lmhost (as in Chat Completions, llama.cpp and LM Studio): the sampler's seed; without it every request
+  // draws a random one, so identical requests differ and a given seed reproduces its output.
+  seed: z.number().int().min(0).max(MAX_SEED).nullish(),
 });
 
 /** `POST /v1/responses/input_tokens` (OpenAI's TokenCountsBody). */

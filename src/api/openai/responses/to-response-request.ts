@@ -333,6 +333,7 @@ export function toResponseRequest(body: CreateResponseBody): ResponseRequest {
     sampling.presencePenalty = body.presence_penalty;
   if (body.frequency_penalty !== undefined && body.frequency_penalty !== null)
     sampling.frequencyPenalty = body.frequency_penalty;
+  if (body.seed !== undefined && body.seed !== null) sampling.seed = body.seed;
 
   const generation: ResponseRequest["generation"] = { sampling, truncation: body.truncation ?? "disabled" };
   if (format.engine !== undefined) generation.responseFormat = format.engine;

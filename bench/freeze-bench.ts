@@ -1,0 +1,263 @@
+/**
+ * `npm run bench:freeze`: how long one hostile request freezes the server. Starts the real `lmhost` binary
+ * (bin/lmhost.js → dist/) on the tiny ChatML model, then for each case sends the request while another
+ * loop polls `GET /health` every 5 ms and records the slowest answer: the freeze a concurrent user sees.
+ * Also sends identical temperature-1 requests to see whether sampling is random.
+ *
+ * Usage: `npm run bench:freeze [-- --regex-length 30 --enum-values 50000 --cases regex,enum,fields,nesting,seed]`. Prints one line per case and a
+ * JSON summary. Figures here are wall-clock on a shared machine: compare runs made side by side.
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const model = path.resolve(root, "../shared/models/stories260K-chatml.gguf");
+const modelId = "stories260K-chatml";
+
+function argument(name: string, fallback: number): number {
+  const index = process.argv.indexOf(`--${name}`);
+  const value = index >= 0 ? Number(process.argv[index + 1]) : fallback;
+  return Number.isFinite(value) ? value : fallback;
+}
+
+interface CaseResult {
+  name: string;
+  status: number;
+  requestMilliseconds: number;
+  /** The slowest /health answer while the request ran (the freeze others see). */
+  healthMaxMilliseconds: number;
+  message: string;
+}
+
+async function startServer(): Promise<{ url: string; stop: () => Promise<void> }> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), "lmhost-freeze-"));
+  const environment = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !name.startsWith("LMHOST_")),
+  );
+  const child = spawn(
+    process.execPath,
+    [
+      path.join(root, "bin/lmhost.js"),
+      "serve",
+      "--port",
+      "0",
+      "--data-dir",
+      dataDir,
+      "--threads",
+      "1",
+      "--model",
+      model,
+      "--log-level",
+      "info",
+    ],
+    { env: { ...environment, UV_THREADPOOL_SIZE: "1" }, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let output = "";
+  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setInterval(() => {
+      const match = /listening on (http:\/\/\S+?)[\s(]/.exec(output);
+      if (match?.[1] !== undefined) {
+        clearInterval(timer);
+        resolve(match[1]);
+      }
+    }, 20);
+    child.once("exit", () => {
+      clearInterval(timer);
+      reject(new Error(`server exited:\n${output}`));
+    });
+  });
+  return {
+    url,
+    stop: async () => {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      await exited;
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function measure(
+  url: string,
+  name: string,
+  body: string,
+  endpoint = "/v1/responses",
+): Promise<CaseResult> {
+  let polling = true;
+  let healthMax = 0;
+  const poller = (async () => {
+    while (polling) {
+      const started = performance.now();
+      // A fresh connection each time: a pooled keep-alive socket may be reset under a frozen server.
+      await fetch(`${url}/health`, { headers: { connection: "close" } })
+        .then((response) => response.arrayBuffer())
+        .catch((error: unknown) => console.log(`  /health failed: ${String(error)}`));
+      healthMax = Math.max(healthMax, performance.now() - started);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  })();
+  const started = performance.now();
+  const response = await fetch(`${url}${endpoint}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body,
+  });
+  const text = await response.text();
+  const requestMilliseconds = performance.now() - started;
+  polling = false;
+  await poller;
+  let message = "";
+  try {
+    const parsed = JSON.parse(text) as { error?: { message?: string }; status?: string };
+    message = parsed.error?.message ?? parsed.status ?? "";
+  } catch {
+    message = text.slice(0, 80);
+  }
+  return {
+    name,
+    status: response.status,
+    requestMilliseconds,
+    healthMaxMilliseconds: healthMax,
+    message: message.slice(0, 100),
+  };
+}
+
+function nested(levels: number): string {
+  return `{"model":"${modelId}","input":"hi","metadata":${"[".repeat(levels)}${"]".repeat(levels)}}`;
+}
+
+const casesIndex = process.argv.indexOf("--cases");
+const cases = new Set(
+  (casesIndex >= 0 ? (process.argv[casesIndex + 1] ?? "") : "regex,enum,fields,nesting,seed").split(","),
+);
+const regexLength = argument("regex-length", 26);
+const enumValues = argument("enum-values", 50_000);
+const server = await startServer();
+const results: CaseResult[] = [];
+const report = (result: CaseResult) => {
+  results.push(result);
+  console.log(
+    `${result.name.padEnd(44)} ${String(result.status).padStart(3)}  request ${result.requestMilliseconds.toFixed(0).padStart(7)} ms  /health max ${result.healthMaxMilliseconds.toFixed(0).padStart(7)} ms  ${result.message}`,
+  );
+};
+try {
+  // Load the model first so no case pays for it.
+  await measure(server.url, "warm-up", JSON.stringify({ model: modelId, input: "hi", max_output_tokens: 4 }));
+
+  if (cases.has("regex")) {
+    const regexSchema = {
+      type: "object",
+      properties: { value: { type: "string", enum: [`${"a".repeat(regexLength)}!`], pattern: "^(a+)+$" } },
+      required: ["value"],
+      additionalProperties: false,
+    };
+    report(
+      await measure(
+        server.url,
+        `1. enum + backtracking pattern (${regexLength} chars)`,
+        JSON.stringify({
+          model: modelId,
+          input: "hi",
+          max_output_tokens: 8,
+          text: { format: { type: "json_schema", name: "x", schema: regexSchema } },
+        }),
+      ),
+    );
+    report(
+      await measure(
+        server.url,
+        `1. same through /input_tokens`,
+        JSON.stringify({
+          model: modelId,
+          input: "hi",
+          text: { format: { type: "json_schema", name: "x", schema: regexSchema } },
+        }),
+        "/v1/responses/input_tokens",
+      ),
+    );
+  }
+  if (cases.has("enum")) {
+    const bigEnum = Array.from({ length: enumValues }, (_, index) => `v${index}`);
+    report(
+      await measure(
+        server.url,
+        `2. enum of ${enumValues} values`,
+        JSON.stringify({
+          model: modelId,
+          input: "hi",
+          max_output_tokens: 4,
+          text: {
+            format: {
+              type: "json_schema",
+              name: "x",
+              schema: { type: "object", properties: { v: { enum: bigEnum } }, required: ["v"] },
+            },
+          },
+        }),
+      ),
+    );
+  }
+  if (cases.has("fields")) {
+    report(
+      await measure(
+        server.url,
+        "3. 18 MB of instructions",
+        JSON.stringify({
+          model: modelId,
+          input: "hi",
+          instructions: "word ".repeat(3_600_000),
+          max_output_tokens: 4,
+        }),
+      ),
+    );
+    report(
+      await measure(
+        server.url,
+        "3. same through /input_tokens",
+        JSON.stringify({ model: modelId, input: "hi", instructions: "word ".repeat(3_600_000) }),
+        "/v1/responses/input_tokens",
+      ),
+    );
+    report(
+      await measure(
+        server.url,
+        "3. input of 10,485,760 characters",
+        JSON.stringify({ model: modelId, input: "a".repeat(10_485_760), max_output_tokens: 4 }),
+      ),
+    );
+  }
+  if (cases.has("nesting"))
+    report(await measure(server.url, "3. body nested 9,900,000 levels", nested(9_900_000)));
+
+  // 10. Identical temperature-1 requests, sent at once (so within the same second): distinct texts of 5?
+  const texts = new Set<string>();
+  if (cases.has("seed")) {
+    await Promise.all(
+      Array.from({ length: 5 }, async () => {
+        const response = await fetch(`${server.url}/v1/responses`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            model: modelId,
+            input: "Once upon a time",
+            temperature: 1,
+            max_output_tokens: 24,
+          }),
+        });
+        const body = (await response.json()) as { output?: { content?: { text?: string }[] }[] };
+        texts.add(
+          (body.output ?? []).flatMap((item) => (item.content ?? []).map((part) => part.text)).join(""),
+        );
+      }),
+    );
+    console.log(`10. identical temperature-1 requests: ${texts.size} distinct texts of 5`);
+  }
+  console.log("\nJSON:", JSON.stringify({ freeze: results, distinctOfFive: texts.size }));
+} finally {
+  await server.stop();
+}
