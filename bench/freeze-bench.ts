@@ -111,13 +111,7 @@ async function measure(
   const requestMilliseconds = performance.now() - started;
   polling = false;
   await poller;
-  let message = "";
-  try {
-    const parsed = JSON.parse(text) as { error?: { message?: string }; status?: string };
-    message = parsed.error?.message ?? parsed.status ?? "";
-  } catch {
-    message = text.slice(0, 80);
-  }
+  const message = summarize(text);
   return {
     name,
     status: response.status,
@@ -125,6 +119,16 @@ async function measure(
     healthMaxMilliseconds: healthMax,
     message: message.slice(0, 100),
   };
+}
+
+/** The error message or the status of an answer, or its first characters when it is not JSON. */
+function summarize(text: string): string {
+  try {
+    const parsed = JSON.parse(text) as { error?: { message?: string }; status?: string };
+    return parsed.error?.message ?? parsed.status ?? "";
+  } catch {
+    return text.slice(0, 80);
+  }
 }
 
 function nested(levels: number): string {
