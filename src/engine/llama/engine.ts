@@ -41,6 +41,7 @@ import { convertJsonSchema } from "./json-schema/index.js";
 import type { LlamaLoadedModel } from "./loader.js";
 import { DocumentedFunctionsChatWrapper } from "./chat-wrapper.js";
 import { preparePrompt, renderContextText, type PreparedPrompt } from "./prompt.js";
+import { screenPromptSize } from "./prompt-size.js";
 import { defaultMaxQueue, type SequenceLease } from "./sequence-pool.js";
 
 export interface LlamaEngineOptions {
@@ -83,15 +84,24 @@ export class LlamaEngine implements Engine {
   }
 
   async countTokens(request: EngineRequest): Promise<TokenCount> {
-    return this.withModel(request, (loaded) => ({
-      inputTokens: preparePrompt(loaded, request, { fitToContext: false }).tokens.length,
-    }));
+    return this.withModel(request, async (loaded) => {
+      const screened = await screenPromptSize(loaded.model, loaded.contextLength, request, {
+        countOnly: true,
+      });
+      return { inputTokens: preparePrompt(loaded, screened, { fitToContext: false }).tokens.length };
+    });
   }
 
   async renderPrompt(request: EngineRequest): Promise<string> {
-    return this.withModel(request, (loaded) =>
-      renderContextText(preparePrompt(loaded, request, { fitToContext: false }).contextText, loaded.model),
-    );
+    return this.withModel(request, async (loaded) => {
+      const screened = await screenPromptSize(loaded.model, loaded.contextLength, request, {
+        countOnly: true,
+      });
+      return renderContextText(
+        preparePrompt(loaded, screened, { fitToContext: false }).contextText,
+        loaded.model,
+      );
+    });
   }
 
   async close(): Promise<void> {
@@ -104,7 +114,7 @@ export class LlamaEngine implements Engine {
 
   private async withModel<Result>(
     request: EngineRequest,
-    use: (loaded: LlamaLoadedModel) => Result,
+    use: (loaded: LlamaLoadedModel) => Promise<Result>,
   ): Promise<Result> {
     if (this.closed) throw closedError();
     const lease = await this.models.acquire(request.model, {
@@ -112,7 +122,7 @@ export class LlamaEngine implements Engine {
       signal: this.closing.signal,
     });
     try {
-      return use(lease.loaded);
+      return await use(lease.loaded);
     } finally {
       lease.release();
     }
@@ -155,7 +165,12 @@ export class LlamaEngine implements Engine {
       });
       try {
         const loaded = lease.loaded;
-        const prompt = preparePrompt(loaded, request, {
+        // A request with much text is counted in slices first, so no prompt too long for the context is
+        // ever tokenized whole on the event loop (prompt-size.ts).
+        const screened = await screenPromptSize(loaded.model, loaded.contextLength, request, {
+          countOnly: false,
+        });
+        const prompt = preparePrompt(loaded, screened, {
           fitToContext: true,
           stableTruncation: this.stableTruncation,
         });

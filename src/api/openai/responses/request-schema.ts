@@ -13,6 +13,16 @@ import { z } from "zod";
 
 /** OpenAI's pattern for function, namespace and schema names (no `.`, see qualifiedFunctionName). */
 const toolName = z.string().regex(/^[a-zA-Z0-9_-]{1,128}$/, "must be 1-128 letters, digits, '_' or '-'");
+/**
+ * The longest text any one field may hold, in characters: OpenAI's limit for `input`, applied to every text
+ * field (instructions, message text, arguments, tool outputs, descriptions) so no single field can carry
+ * more (the body limit caps the sum). Longer is a 400 naming the field before anything reads the text.
+ */
+export const MAX_TEXT_CHARACTERS = 10_485_760;
+/** The longest id, call id, name or key a request may carry. */
+export const MAX_IDENTIFIER_CHARACTERS = 1_024;
+const longText = z.string().max(MAX_TEXT_CHARACTERS);
+const identifier = z.string().min(1).max(MAX_IDENTIFIER_CHARACTERS);
 const jsonObject = z.record(z.string(), z.unknown());
 const itemStatus = z.enum(["in_progress", "completed", "incomplete"]);
 
@@ -39,17 +49,17 @@ const multimodalPart = refused(
     "this model does not accept images/files: only text content (input_text, output_text, refusal) is supported",
 );
 
-const textPart = z.object({ type: z.enum(["input_text", "output_text"]), text: z.string() });
-const refusalPart = z.object({ type: z.literal("refusal"), refusal: z.string() });
+const textPart = z.object({ type: z.enum(["input_text", "output_text"]), text: longText });
+const refusalPart = z.object({ type: z.literal("refusal"), refusal: longText });
 const messageContent = z.union([
-  z.string(),
+  longText,
   z.array(z.discriminatedUnion("type", [textPart, refusalPart, multimodalPart])),
 ]);
 const toolOutput = z.union([
-  z.string(),
+  longText,
   z.array(
     z.discriminatedUnion("type", [
-      z.object({ type: z.literal("input_text"), text: z.string() }),
+      z.object({ type: z.literal("input_text"), text: longText }),
       multimodalPart,
     ]),
   ),
@@ -57,49 +67,49 @@ const toolOutput = z.union([
 
 const messageItem = z.object({
   type: z.literal("message"),
-  id: z.string().min(1).optional(),
+  id: identifier.optional(),
   role: z.enum(["user", "assistant", "system", "developer"]),
   content: messageContent,
   status: itemStatus.nullish(),
   phase: z.enum(["commentary", "final_answer"]).nullish(),
 });
-const itemReference = z.object({ type: z.literal("item_reference"), id: z.string().min(1) });
+const itemReference = z.object({ type: z.literal("item_reference"), id: identifier });
 const functionCallItem = z.object({
   type: z.literal("function_call"),
-  id: z.string().min(1).optional(),
-  call_id: z.string().min(1),
-  name: z.string().min(1),
-  namespace: z.string().min(1).optional(),
-  arguments: z.string(),
+  id: identifier.optional(),
+  call_id: identifier,
+  name: identifier,
+  namespace: identifier.optional(),
+  arguments: longText,
   status: itemStatus.nullish(),
 });
 const functionCallOutputItem = z.object({
   type: z.literal("function_call_output"),
-  id: z.string().min(1).nullish(),
-  call_id: z.string().min(1),
+  id: identifier.nullish(),
+  call_id: identifier,
   output: toolOutput,
   status: itemStatus.nullish(),
 });
 const reasoningItem = z.object({
   type: z.literal("reasoning"),
-  id: z.string().min(1).optional(),
-  summary: z.array(z.object({ type: z.literal("summary_text"), text: z.string() })).default([]),
-  content: z.array(z.object({ type: z.literal("reasoning_text"), text: z.string() })).optional(),
-  encrypted_content: z.string().nullish(),
+  id: identifier.optional(),
+  summary: z.array(z.object({ type: z.literal("summary_text"), text: longText })).default([]),
+  content: z.array(z.object({ type: z.literal("reasoning_text"), text: longText })).optional(),
+  encrypted_content: longText.nullish(),
   status: itemStatus.nullish(),
 });
 const customToolCallItem = z.object({
   type: z.literal("custom_tool_call"),
-  id: z.string().min(1).optional(),
-  call_id: z.string().min(1),
-  name: z.string().min(1),
-  namespace: z.string().min(1).optional(),
-  input: z.string(),
+  id: identifier.optional(),
+  call_id: identifier,
+  name: identifier,
+  namespace: identifier.optional(),
+  input: longText,
 });
 const customToolCallOutputItem = z.object({
   type: z.literal("custom_tool_call_output"),
-  id: z.string().min(1).optional(),
-  call_id: z.string().min(1),
+  id: identifier.optional(),
+  call_id: identifier,
   output: toolOutput,
 });
 
@@ -164,22 +174,22 @@ const inputItem = z.preprocess(
 const functionTool = z.looseObject({
   type: z.literal("function"),
   name: toolName,
-  description: z.string().nullish(),
+  description: longText.nullish(),
   parameters: jsonObject.nullish(),
   strict: z.boolean().nullish(),
 });
 const customTool = z.looseObject({
   type: z.literal("custom"),
   name: toolName,
-  description: z.string().nullish(),
+  description: longText.nullish(),
 });
 const namespaceTool = z.looseObject({
   type: z.literal("namespace"),
   name: toolName,
-  description: z.string().nullish(),
+  description: longText.nullish(),
   tools: z.array(z.discriminatedUnion("type", [functionTool, customTool])).min(1),
 });
-const mcpTool = z.looseObject({ type: z.literal("mcp"), server_label: z.string().min(1) });
+const mcpTool = z.looseObject({ type: z.literal("mcp"), server_label: identifier });
 /** Tools OpenAI hosts; accepted and echoed so clients such as Codex work, never executed. */
 export const HOSTED_TOOL_TYPES = [
   "file_search",
@@ -210,14 +220,14 @@ const tool = z.discriminatedUnion("type", [functionTool, customTool, namespaceTo
 const toolChoice = z.union([
   z.enum(["none", "auto", "required"]),
   z.discriminatedUnion("type", [
-    z.object({ type: z.literal("function"), name: z.string().min(1) }),
+    z.object({ type: z.literal("function"), name: identifier }),
     z.object({
       type: z.literal("allowed_tools"),
       mode: z.enum(["auto", "required"]),
       tools: z.array(z.looseObject({ type: z.string() })),
     }),
-    z.object({ type: z.literal("custom"), name: z.string().min(1) }),
-    z.object({ type: z.literal("mcp"), server_label: z.string().min(1), name: z.string().nullish() }),
+    z.object({ type: z.literal("custom"), name: identifier }),
+    z.object({ type: z.literal("mcp"), server_label: identifier, name: z.string().nullish() }),
     z.object({
       type: z.enum([...HOSTED_TOOL_TYPES.filter((type) => type !== "web_search_2025_08_26"), "computer_use"]),
     }),
@@ -234,7 +244,7 @@ const textFormat = z.discriminatedUnion("type", [
     name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "must be 1-64 letters, digits, '_' or '-'"),
     schema: jsonObject,
     strict: z.boolean().nullish(),
-    description: z.string().nullish(),
+    description: longText.nullish(),
   }),
 ]);
 const text = z.object({
@@ -300,10 +310,10 @@ const refusedUnlessNull = z.unknown().optional();
 
 /** The properties both /v1/responses and /v1/responses/input_tokens take. */
 const conversationShape = {
-  model: z.string().min(1),
-  input: z.union([z.string().max(10_485_760), z.array(inputItem)]).nullish(),
-  instructions: z.string().nullish(),
-  previous_response_id: z.string().min(1).nullish(),
+  model: identifier,
+  input: z.union([longText, z.array(inputItem)]).nullish(),
+  instructions: longText.nullish(),
+  previous_response_id: identifier.nullish(),
   tools: z.array(tool).nullish(),
   tool_choice: toolChoice.nullish(),
   parallel_tool_calls: z.boolean().nullish(),
@@ -323,7 +333,7 @@ export const createResponseSchema = z.object({
   metadata: metadata.nullish(),
   moderation: refusedUnlessNull,
   prompt: refusedUnlessNull,
-  prompt_cache_key: z.string().nullish(),
+  prompt_cache_key: z.string().max(MAX_IDENTIFIER_CHARACTERS).nullish(),
   prompt_cache_options: z.looseObject({}).nullish(),
   prompt_cache_retention: z.enum(["in_memory", "24h"]).nullish(),
   safety_identifier: z.string().max(64).nullish(),
@@ -334,7 +344,7 @@ export const createResponseSchema = z.object({
   temperature: z.number().min(0).max(2).nullish(),
   top_logprobs: z.number().int().min(0).max(20).nullish(),
   top_p: z.number().min(0).max(1).nullish(),
-  user: z.string().nullish(),
+  user: z.string().max(MAX_IDENTIFIER_CHARACTERS).nullish(),
   // Open Responses
   presence_penalty: z.number().min(-2).max(2).nullish(),
   frequency_penalty: z.number().min(-2).max(2).nullish(),
