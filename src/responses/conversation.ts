@@ -22,6 +22,8 @@ export interface AssembledConversation {
   items: ConversationItem[];
   /** This request's own input items, with ids: stored with the response and listed by input_items. */
   inputItems: ConversationWireItem[];
+  /** The whole conversation as wire items: the chain's, then this input's (the MCP tool loop reads it). */
+  history: ConversationWireItem[];
 }
 
 export interface ConversationOptions {
@@ -123,6 +125,7 @@ export function assembleConversation(
     request.instructions === null || request.instructions === ""
       ? []
       : [{ type: "message", role: "system", text: request.instructions }];
-  const conversation = toConversationItems([...history, ...inputItems]);
-  return { items: [...instructions, ...conversation], inputItems };
+  const wireHistory = [...history, ...inputItems];
+  const conversation = toConversationItems(wireHistory);
+  return { items: [...instructions, ...conversation], inputItems, history: wireHistory };
 }

@@ -8,7 +8,7 @@
 import type { ConversationItem } from "../engine/types.js";
 import { ApiError, assertNever } from "../shared/errors.js";
 import { newId } from "../shared/ids.js";
-import { qualifiedFunctionName } from "./request-params.js";
+import { mcpFunctionName, qualifiedFunctionName } from "./request-params.js";
 import type {
   ConversationWireItem,
   InputItem,
@@ -99,6 +99,21 @@ export function toWireInputItems(
           output: item.output,
         });
         break;
+      case "mcp_approval_response":
+        items.push({
+          id: item.id ?? newId("mcpa"),
+          type: "mcp_approval_response",
+          approval_request_id: item.approval_request_id,
+          approve: item.approve,
+          reason: item.reason ?? null,
+        });
+        break;
+      case "mcp_list_tools":
+      case "mcp_call":
+      case "mcp_approval_request":
+        // Re-sent output of an earlier response (stateless clients): kept as it was.
+        items.push(structuredClone(item));
+        break;
       default:
         assertNever(item, "input item");
     }
@@ -180,6 +195,23 @@ export function toConversationItems(items: readonly ConversationWireItem[]): Con
       case "function_call_output":
       case "custom_tool_call_output":
         conversation.push(result(item.call_id, toolOutputText(item.output)));
+        break;
+      case "mcp_call": {
+        // A call lmhost ran: the model sees it as a function call and its result.
+        const name = mcpFunctionName(item.server_label, item.name);
+        conversation.push({ type: "function-call", callId: item.id, name, arguments: item.arguments });
+        conversation.push({
+          type: "function-result",
+          callId: item.id,
+          name,
+          output: item.error === null ? (item.output ?? "") : `Error: ${item.error}`,
+        });
+        break;
+      }
+      case "mcp_list_tools":
+      case "mcp_approval_request":
+      case "mcp_approval_response":
+        // Bookkeeping of the MCP tool loop (tool-loop.ts): nothing the model reads as such.
         break;
       default:
         assertNever(item, "conversation item");

@@ -5,17 +5,23 @@
  * At most one output item is open at a time; finish, failure and cancellation close it, so every
  * `output_item.added` gets its `output_item.done` and every stream ends with a lifecycle event.
  *
- * Item kinds: assistant message (one `output_text` part), reasoning (one `reasoning_text` part) and
- * function_call. The tools issue adds custom_tool_call and the MCP items as new OpenItem kinds.
+ * Item kinds: assistant message (one `output_text` part), reasoning (one `reasoning_text` part),
+ * function_call, and the MCP items the tool loop (tool-loop.ts) reports: mcp_list_tools, mcp_call (open
+ * while the server runs it) and mcp_approval_request.
  */
-import type { EnginePart, FinishReason, Usage } from "../engine/types.js";
+import type { FinishReason, Usage } from "../engine/types.js";
 import { assertNever } from "../shared/errors.js";
 import { newId } from "../shared/ids.js";
 import type { FunctionName } from "./request-params.js";
+import type { ResponsePart } from "./tool-loop.js";
 import { toResponseUsage, unixSeconds } from "./response-object.js";
 import type {
   FunctionCallItem,
   ItemStatus,
+  McpApprovalRequestItem,
+  McpCallItem,
+  McpListToolsItem,
+  OutputItem,
   LifecycleEventType,
   MessageItem,
   OutputTextPart,
@@ -31,7 +37,9 @@ import type {
 type OpenItem =
   | { kind: "message"; outputIndex: number; item: MessageItem; part: OutputTextPart }
   | { kind: "reasoning"; outputIndex: number; item: ReasoningItem; part: ReasoningTextPart }
-  | { kind: "function_call"; outputIndex: number; item: FunctionCallItem; argumentsDone: boolean };
+  | { kind: "function_call"; outputIndex: number; item: FunctionCallItem; argumentsDone: boolean }
+  | { kind: "mcp_list_tools"; outputIndex: number; item: McpListToolsItem }
+  | { kind: "mcp_call"; outputIndex: number; item: McpCallItem; argumentsDone: boolean };
 
 /** How a finished generation ends: the response status and the status its open item closes with. */
 export function outcomeOfFinish(reason: FinishReason): { status: ResponseStatus; itemStatus: ItemStatus } {
@@ -112,7 +120,7 @@ export class ResponseEventWriter {
     return this.#flush();
   }
 
-  write(part: EnginePart): ResponseStreamEvent[] {
+  write(part: ResponsePart): ResponseStreamEvent[] {
     this.#assertRunning();
     switch (part.type) {
       case "prompt-progress":
@@ -141,8 +149,29 @@ export class ResponseEventWriter {
       case "finish":
         this.#finish(part.reason, part.usage);
         break;
+      case "mcp-list-tools-start":
+        this.#openListTools(part.serverLabel);
+        break;
+      case "mcp-list-tools-end":
+        this.#endListTools(part.tools, part.error);
+        break;
+      case "mcp-call-start":
+        this.#openMcpCall(part.serverLabel, part.name, part.approvalRequestId);
+        break;
+      case "mcp-call-delta":
+        this.#appendMcpArguments(part.argumentsDelta);
+        break;
+      case "mcp-call-arguments":
+        this.#mcpArgumentsDone(part.arguments);
+        break;
+      case "mcp-call-end":
+        this.#endMcpCall(part.result);
+        break;
+      case "mcp-approval-request":
+        this.#addApprovalRequest(part.serverLabel, part.name, part.arguments);
+        break;
       default:
-        assertNever(part, "engine part");
+        assertNever(part, "response part");
     }
     return this.#flush();
   }
@@ -295,6 +324,108 @@ export class ResponseEventWriter {
     });
   }
 
+  #openListTools(serverLabel: string): void {
+    this.#closeOpenItem("completed");
+    const item: McpListToolsItem = {
+      id: newId("mcpl"),
+      type: "mcp_list_tools",
+      server_label: serverLabel,
+      tools: [],
+      error: null,
+    };
+    const outputIndex = this.#addItem(item);
+    this.#open = { kind: "mcp_list_tools", outputIndex, item };
+    this.#emit({ type: "response.mcp_list_tools.in_progress", item_id: item.id, output_index: outputIndex });
+  }
+
+  #endListTools(tools: McpListToolsItem["tools"], error: string | undefined): void {
+    const open = this.#open;
+    if (open?.kind !== "mcp_list_tools") throw new Error("mcp_list_tools ended without being open.");
+    open.item.tools = tools;
+    open.item.error = error ?? null;
+    this.#emit({
+      type: error === undefined ? "response.mcp_list_tools.completed" : "response.mcp_list_tools.failed",
+      item_id: open.item.id,
+      output_index: open.outputIndex,
+    });
+    this.#closeOpenItem("completed");
+  }
+
+  #openMcpCall(serverLabel: string, name: string, approvalRequestId: string | undefined): void {
+    this.#closeOpenItem("completed");
+    const item: McpCallItem = {
+      id: newId("mcp"),
+      type: "mcp_call",
+      status: "in_progress",
+      server_label: serverLabel,
+      name,
+      arguments: "",
+      output: null,
+      error: null,
+      approval_request_id: approvalRequestId ?? null,
+    };
+    const outputIndex = this.#addItem(item);
+    this.#open = { kind: "mcp_call", outputIndex, item, argumentsDone: false };
+    this.#emit({ type: "response.mcp_call.in_progress", item_id: item.id, output_index: outputIndex });
+  }
+
+  #openMcpCallItem(): Extract<OpenItem, { kind: "mcp_call" }> {
+    const open = this.#open;
+    if (open?.kind !== "mcp_call") throw new Error("An mcp_call part arrived while no mcp_call is open.");
+    return open;
+  }
+
+  #appendMcpArguments(delta: string): void {
+    const open = this.#openMcpCallItem();
+    if (delta === "") return;
+    open.item.arguments += delta;
+    this.#emit({
+      type: "response.mcp_call_arguments.delta",
+      item_id: open.item.id,
+      output_index: open.outputIndex,
+      delta,
+    });
+  }
+
+  #mcpArgumentsDone(callArguments: string): void {
+    const open = this.#openMcpCallItem();
+    open.item.arguments = callArguments;
+    open.argumentsDone = true;
+    this.#emit({
+      type: "response.mcp_call_arguments.done",
+      item_id: open.item.id,
+      output_index: open.outputIndex,
+      arguments: callArguments,
+    });
+  }
+
+  #endMcpCall(result: { output: string } | { error: string }): void {
+    const open = this.#openMcpCallItem();
+    if (!open.argumentsDone) this.#mcpArgumentsDone(open.item.arguments);
+    const failed = "error" in result;
+    if (failed) open.item.error = result.error;
+    else open.item.output = result.output;
+    this.#emit({
+      type: failed ? "response.mcp_call.failed" : "response.mcp_call.completed",
+      item_id: open.item.id,
+      output_index: open.outputIndex,
+    });
+    this.#closeOpenItem(failed ? "failed" : "completed");
+  }
+
+  #addApprovalRequest(serverLabel: string, name: string, callArguments: string): void {
+    this.#closeOpenItem("completed");
+    const item: McpApprovalRequestItem = {
+      id: newId("mcpr"),
+      type: "mcp_approval_request",
+      server_label: serverLabel,
+      name,
+      arguments: callArguments,
+    };
+    const outputIndex = this.#addItem(item);
+    this.#emit({ type: "response.output_item.done", output_index: outputIndex, item });
+  }
+
   #finish(reason: FinishReason, usage: Usage): void {
     const outcome = outcomeOfFinish(reason);
     this.#closeOpenItem(outcome.itemStatus);
@@ -305,7 +436,7 @@ export class ResponseEventWriter {
     this.#emitLifecycle(terminalEventType(outcome.status));
   }
 
-  #closeOpenItem(status: ItemStatus): void {
+  #closeOpenItem(status: ItemStatus | "failed"): void {
     const open = this.#open;
     if (open === undefined) return;
     this.#open = undefined;
@@ -322,15 +453,21 @@ export class ResponseEventWriter {
       case "function_call":
         if (!open.argumentsDone) this.#emitArgumentsDone(open);
         break;
+      case "mcp_list_tools":
+        break;
+      case "mcp_call":
+        if (!open.argumentsDone) this.#mcpArgumentsDone(open.item.arguments);
+        break;
       default:
         assertNever(open, "open item");
     }
-    open.item.status = status;
+    if (open.kind === "mcp_call") open.item.status = status;
+    else if (open.kind !== "mcp_list_tools") open.item.status = status === "failed" ? "incomplete" : status;
     this.#emit({ type: "response.output_item.done", output_index: open.outputIndex, item: open.item });
   }
 
   /** Appends an item to `output` (its position is its output_index) and announces it. */
-  #addItem(item: MessageItem | ReasoningItem | FunctionCallItem): number {
+  #addItem(item: OutputItem): number {
     const outputIndex = this.#response.output.push(item) - 1;
     this.#emit({ type: "response.output_item.added", output_index: outputIndex, item });
     return outputIndex;

@@ -9,6 +9,7 @@ import { ApiError } from "../shared/errors.js";
 import { newId } from "../shared/ids.js";
 import { assembleConversation, type ConversationOptions } from "./conversation.js";
 import type { ResponseRequest } from "./request-params.js";
+import { checkApprovalResponses } from "./tool-loop.js";
 import { newResponseObject, unixSeconds } from "./response-object.js";
 import type { ConversationWireItem, ResponseObject } from "./wire-types.js";
 
@@ -19,6 +20,8 @@ export interface PreparedResponse {
   engineRequest: EngineRequest;
   /** Stored with the response (unless store: false) and listed by GET …/input_items. */
   inputItems: ConversationWireItem[];
+  /** The conversation as wire items (chain, then input), for the MCP tool loop. */
+  history: ConversationWireItem[];
 }
 
 export interface PrepareOptions extends ConversationOptions {
@@ -44,12 +47,13 @@ export function buildEngineRequest(
       "input",
     );
   }
+  checkApprovalResponses(conversation.history, conversation.inputItems);
   const engineRequest: EngineRequest = {
     model: request.model,
     items: conversation.items,
     ...request.generation,
   };
-  return { engineRequest, inputItems: conversation.inputItems };
+  return { engineRequest, inputItems: conversation.inputItems, history: conversation.history };
 }
 
 export function prepareResponse(
@@ -58,12 +62,12 @@ export function prepareResponse(
   options: PrepareOptions = {},
 ): PreparedResponse {
   const { now, ...conversationOptions } = options;
-  const { engineRequest, inputItems } = buildEngineRequest(store, request, conversationOptions);
+  const { engineRequest, inputItems, history } = buildEngineRequest(store, request, conversationOptions);
   const initial = newResponseObject({
     id: newId("resp"),
     createdAt: unixSeconds(now ?? Date.now()),
     echo: request.echo,
     status: request.background ? "queued" : "in_progress",
   });
-  return { request, initial, engineRequest, inputItems };
+  return { request, initial, engineRequest, inputItems, history };
 }

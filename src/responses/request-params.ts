@@ -4,6 +4,7 @@
  * of this request repeats). The API layer builds it from the wire body; the core never sees raw JSON.
  */
 import type { EngineRequest } from "../engine/types.js";
+import type { McpServerRequest } from "../tools/mcp/types.js";
 import type { InputItem, ResponseEcho } from "./wire-types.js";
 
 /** The wire name of a function the model may call, and the namespace tool it came from (if any). */
@@ -20,6 +21,14 @@ export function qualifiedFunctionName(name: string, namespace?: string | null): 
   return namespace === undefined || namespace === null || namespace === "" ? name : `${namespace}.${name}`;
 }
 
+/**
+ * The name the engine sees for a tool of an MCP server: `label.tool` (the label keeps tools of two servers
+ * apart; the loop keeps a map back to the server and the tool, so the name is never split).
+ */
+export function mcpFunctionName(serverLabel: string, toolName: string): string {
+  return `${serverLabel}.${toolName}`;
+}
+
 export interface ResponseRequest {
   model: string;
   input: InputItem[];
@@ -32,5 +41,11 @@ export interface ResponseRequest {
   generation: Omit<EngineRequest, "model" | "items">;
   /** Engine tool name (see qualifiedFunctionName) → the function's wire name and namespace. */
   functionNames: ReadonlyMap<string, FunctionName>;
+  /** MCP servers the tool loop offers to the model (tool-loop.ts). */
+  mcpServers: McpServerRequest[];
+  /** `tool_choice: {type: "mcp", server_label, name?}`: the first generation must call that server's tool. */
+  mcpToolChoice?: { serverLabel: string; name?: string };
+  /** `max_tool_calls`: MCP calls one response may run. */
+  maxToolCalls?: number;
   echo: ResponseEcho;
 }

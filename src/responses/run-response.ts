@@ -14,7 +14,7 @@
  * retries while it stays `queued`.
  */
 import { setTimeout as delay } from "node:timers/promises";
-import type { Engine, EnginePart } from "../engine/types.js";
+import type { Engine } from "../engine/types.js";
 import type { ResponseStore } from "../store/types.js";
 import { ApiError, ShutdownError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
@@ -22,6 +22,7 @@ import { silentLogger } from "../shared/logger.js";
 import { ResponseEventWriter } from "./event-writer.js";
 import type { PreparedResponse } from "./prepare-response.js";
 import { toResponseError } from "./response-object.js";
+import { generateResponseParts, type McpTools, type ResponsePart } from "./tool-loop.js";
 import {
   isLifecycleEvent,
   isTerminalEvent,
@@ -32,6 +33,8 @@ import {
 
 export interface RunDependencies {
   engine: Engine;
+  /** The MCP servers requests may use (absent: MCP tools are refused before a run starts). */
+  mcp?: McpTools;
   store: ResponseStore;
   /** Retention limits applied after each stored final response. */
   retention?: { maxAgeSeconds?: number; maxCount?: number };
@@ -67,10 +70,24 @@ interface RunState {
   discarded: boolean;
 }
 
-type PartIterator = AsyncIterator<EnginePart, unknown, undefined>;
+type PartIterator = AsyncIterator<ResponsePart, unknown, undefined>;
+
+/** The parts of a response: the engine's, inside the MCP tool loop when the request has MCP tools. */
+function generateParts(
+  dependencies: RunDependencies,
+  prepared: PreparedResponse,
+  signal: AbortSignal,
+): PartIterator {
+  return generateResponseParts(
+    dependencies.engine,
+    dependencies.mcp,
+    { request: prepared.request, engineRequest: prepared.engineRequest, history: prepared.history },
+    signal,
+  )[Symbol.asyncIterator]();
+}
 interface StartedGeneration {
   parts: PartIterator;
-  first: IteratorResult<EnginePart, unknown>;
+  first: IteratorResult<ResponsePart, unknown>;
 }
 /** A generation whose first part is still to come (`parts` is known when the engine was already called). */
 interface DelayedStart {
@@ -98,7 +115,7 @@ export async function startResponseRun(
   signal: AbortSignal,
   options: ForegroundRunOptions = {},
 ): Promise<ResponseRun> {
-  const parts = dependencies.engine.generate(prepared.engineRequest, signal)[Symbol.asyncIterator]();
+  const parts = generateParts(dependencies, prepared, signal);
   const firstPart = parts.next().catch((error: unknown) => {
     const shutdown = shutdownFailure(signal);
     throw shutdown === undefined
@@ -208,7 +225,7 @@ async function* runEvents(
   let parts = started.parts;
   try {
     yield* deliver(writer.created());
-    let next: IteratorResult<EnginePart, unknown>;
+    let next: IteratorResult<ResponsePart, unknown>;
     if ("start" in started) {
       const generation = await started.start();
       parts = generation.parts;
@@ -276,7 +293,7 @@ async function startWhenQueueHasRoom(
   try {
     for (;;) {
       try {
-        const parts = dependencies.engine.generate(prepared.engineRequest, signal)[Symbol.asyncIterator]();
+        const parts = generateParts(dependencies, prepared, signal);
         return { parts, first: await parts.next() };
       } catch (error) {
         if (!(error instanceof ApiError && error.status === 429) || signal.aborted) throw error;

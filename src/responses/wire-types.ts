@@ -73,8 +73,20 @@ export type CustomToolCallOutputInputItem = {
   output: string | InputTextPart[];
 };
 
+export type McpApprovalResponseInputItem = {
+  type: "mcp_approval_response";
+  id?: string | null | undefined;
+  approval_request_id: string;
+  approve: boolean;
+  reason?: string | null | undefined;
+};
+/** MCP items a stateless client re-sends from an earlier response's output. */
+export type McpOutputInputItem = McpListToolsItem | McpCallItem | McpApprovalRequestItem;
+
 export type InputItem =
   | MessageInputItem
+  | McpApprovalResponseInputItem
+  | McpOutputInputItem
   | ItemReferenceInputItem
   | FunctionCallInputItem
   | FunctionCallOutputInputItem
@@ -134,7 +146,50 @@ export type CustomToolCallOutputItem = {
 };
 
 /** Every item a conversation can hold (stored input items and output items alike). */
+/** A tool an MCP server offers, as `mcp_list_tools` lists it. */
+export type McpListedTool = {
+  name: string;
+  description: string | null;
+  input_schema: Record<string, unknown>;
+  annotations: Record<string, unknown> | null;
+};
+export type McpListToolsItem = {
+  id: string;
+  type: "mcp_list_tools";
+  server_label: string;
+  tools: McpListedTool[];
+  error: string | null;
+};
+export type McpCallStatus = "in_progress" | "completed" | "incomplete" | "calling" | "failed";
+export type McpCallItem = {
+  id: string;
+  type: "mcp_call";
+  status: McpCallStatus;
+  server_label: string;
+  name: string;
+  arguments: string;
+  output: string | null;
+  error: string | null;
+  approval_request_id: string | null;
+};
+export type McpApprovalRequestItem = {
+  id: string;
+  type: "mcp_approval_request";
+  server_label: string;
+  name: string;
+  arguments: string;
+};
+export type McpApprovalResponseItem = {
+  id: string;
+  type: "mcp_approval_response";
+  approval_request_id: string;
+  approve: boolean;
+  reason: string | null;
+};
+export type McpItem = McpListToolsItem | McpCallItem | McpApprovalRequestItem | McpApprovalResponseItem;
+
 export type ConversationWireItem =
+  | McpItem
   | MessageItem
   | FunctionCallItem
   | FunctionCallOutputItem
@@ -146,7 +201,8 @@ export type ConversationWireItem =
  * Items the model produces. The tools issue adds custom_tool_call and the MCP items (mcp_list_tools,
  * mcp_call, mcp_approval_request) here; the event writer then fails to compile until it handles them.
  */
-export type OutputItem = MessageItem | ReasoningItem | FunctionCallItem;
+export type OutputItem =
+  MessageItem | ReasoningItem | FunctionCallItem | McpListToolsItem | McpCallItem | McpApprovalRequestItem;
 
 // ---- The Response object ---------------------------------------------------------------------------
 
@@ -278,7 +334,20 @@ type EventBody =
       output_index: number;
       name: string;
       arguments: string;
-    };
+    }
+  | {
+      type:
+        | "response.mcp_list_tools.in_progress"
+        | "response.mcp_list_tools.completed"
+        | "response.mcp_list_tools.failed"
+        | "response.mcp_call.in_progress"
+        | "response.mcp_call.completed"
+        | "response.mcp_call.failed";
+      item_id: string;
+      output_index: number;
+    }
+  | { type: "response.mcp_call_arguments.delta"; item_id: string; output_index: number; delta: string }
+  | { type: "response.mcp_call_arguments.done"; item_id: string; output_index: number; arguments: string };
 
 /** A stream event before the writer numbers it. */
 export type UnnumberedStreamEvent = EventBody;

@@ -2,7 +2,7 @@
 import { randomBytes } from "node:crypto";
 
 export type IdPrefix =
-  "resp" | "msg" | "fc" | "call" | "rs" | "mcp" | "mcpl" | "mcpr" | "ctc" | "req" | "item";
+  "resp" | "msg" | "fc" | "call" | "rs" | "mcp" | "mcpl" | "mcpr" | "mcpa" | "ctc" | "req" | "item";
 
 export function newId(prefix: IdPrefix): string {
   return `${prefix}_${randomBytes(24).toString("hex")}`;

@@ -336,6 +336,6 @@ describe("runResponse", () => {
     const response = await finalResponse((await startResponseRun({ engine, store }, prepared, never)).events);
     expect(response.status).toBe("failed");
     expect(response.error?.message).toMatch(/without a finish part/);
-    expect(response.output[0]?.status).toBe("incomplete");
+    expect(response.output[0]).toMatchObject({ status: "incomplete" });
   });
 });

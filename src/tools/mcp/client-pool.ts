@@ -17,6 +17,7 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { silentLogger, type Logger } from "../../shared/logger.js";
 import { AddressRefusedError, guardedFetch, type GuardedFetch } from "./address-guard.js";
+import type { McpCallResult, McpToolInfo } from "./types.js";
 
 /** Where an MCP server is and how to reach it. */
 export type McpServerTarget =
@@ -36,16 +37,6 @@ export type McpServerTarget =
       args: string[];
       env: Record<string, string>;
     };
-
-export interface McpToolInfo {
-  name: string;
-  description?: string;
-  inputSchema: Record<string, unknown>;
-  annotations?: Record<string, unknown>;
-}
-
-/** A tool call's result: `output` (the text the model sees) or `error` (a failed call). */
-export type McpCallResult = { output: string } | { error: string };
 
 export class McpServerError extends Error {
   constructor(message: string, options?: ErrorOptions) {

@@ -113,12 +113,52 @@ const customToolCallOutputItem = z.object({
   output: toolOutput,
 });
 
+// MCP items: the client's answer to an approval request, and earlier output a stateless client re-sends.
+const mcpApprovalResponseItem = z.object({
+  type: z.literal("mcp_approval_response"),
+  id: identifier.nullish(),
+  approval_request_id: identifier,
+  approve: z.boolean(),
+  reason: longText.nullish(),
+});
+const mcpListToolsItem = z.object({
+  type: z.literal("mcp_list_tools"),
+  id: identifier,
+  server_label: identifier,
+  tools: z.array(
+    z.object({
+      name: identifier,
+      description: longText.nullish().transform((value) => value ?? null),
+      input_schema: jsonObject,
+      annotations: jsonObject.nullish().transform((value) => value ?? null),
+    }),
+  ),
+  error: longText.nullish().transform((value) => value ?? null),
+});
+const mcpCallItem = z.object({
+  type: z.literal("mcp_call"),
+  id: identifier,
+  server_label: identifier,
+  name: identifier,
+  arguments: longText,
+  output: longText.nullish().transform((value) => value ?? null),
+  error: longText.nullish().transform((value) => value ?? null),
+  status: z
+    .enum(["in_progress", "completed", "incomplete", "calling", "failed"])
+    .nullish()
+    .transform((value) => value ?? "completed"),
+  approval_request_id: identifier.nullish().transform((value) => value ?? null),
+});
+const mcpApprovalRequestItem = z.object({
+  type: z.literal("mcp_approval_request"),
+  id: identifier,
+  server_label: identifier,
+  name: identifier,
+  arguments: longText,
+});
+
 /** Item types OpenAI defines that need a tool lmhost does not run (yet): refused rather than ignored. */
 export const UNSUPPORTED_INPUT_ITEM_TYPES = [
-  "mcp_list_tools",
-  "mcp_approval_request",
-  "mcp_approval_response",
-  "mcp_call",
   "file_search_call",
   "computer_call",
   "computer_call_output",
@@ -165,6 +205,10 @@ const inputItem = z.preprocess(
     reasoningItem,
     customToolCallItem,
     customToolCallOutputItem,
+    mcpApprovalResponseItem,
+    mcpListToolsItem,
+    mcpCallItem,
+    mcpApprovalRequestItem,
     unsupportedItem,
   ]),
 );
@@ -189,7 +233,24 @@ const namespaceTool = z.looseObject({
   description: longText.nullish(),
   tools: z.array(z.discriminatedUnion("type", [functionTool, customTool])).min(1),
 });
-const mcpTool = z.looseObject({ type: z.literal("mcp"), server_label: identifier });
+const toolNames = z.array(identifier);
+const mcpToolFilter = z.object({ tool_names: toolNames.nullish(), read_only: z.boolean().nullish() });
+const mcpTool = z.looseObject({
+  type: z.literal("mcp"),
+  server_label: identifier,
+  server_url: z.string().max(8_192).nullish(),
+  connector_id: z.string().nullish(),
+  server_description: longText.nullish(),
+  headers: z.record(z.string(), z.string().max(65_536)).nullish(),
+  authorization: z.string().max(65_536).nullish(),
+  allowed_tools: z.union([toolNames, mcpToolFilter]).nullish(),
+  require_approval: z
+    .union([
+      z.enum(["always", "never"]),
+      z.object({ always: mcpToolFilter.nullish(), never: mcpToolFilter.nullish() }),
+    ])
+    .nullish(),
+});
 /** Tools OpenAI hosts; accepted and echoed so clients such as Codex work, never executed. */
 export const HOSTED_TOOL_TYPES = [
   "file_search",

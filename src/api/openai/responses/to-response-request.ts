@@ -11,6 +11,7 @@ import type {
   ToolChoice,
 } from "../../../engine/types.js";
 import type { FunctionName, ResponseRequest } from "../../../responses/request-params.js";
+import type { McpServerRequest } from "../../../tools/mcp/types.js";
 import { qualifiedFunctionName } from "../../../responses/request-params.js";
 import type {
   InputItem,
@@ -80,7 +81,91 @@ function refuseWhatCannotBeHonoured(body: CreateResponseBody): void {
 interface ConvertedTools {
   definitions: FunctionToolDefinition[];
   functionNames: Map<string, FunctionName>;
+  mcpServers: McpServerRequest[];
   echo: JsonObject[];
+}
+
+/** What the server allows of MCP tools (`--allow-remote-mcp`, the labels of `<data-dir>/mcp.json`). */
+export interface McpPolicy {
+  allowRemote: boolean;
+  localServers: ReadonlySet<string>;
+}
+
+export interface ToResponseRequestOptions {
+  /** Absent: MCP tools are not available on this server (a 400 naming the tool). */
+  mcp?: McpPolicy;
+}
+
+type ParsedMcpTool = Extract<ParsedTool, { type: "mcp" }>;
+
+/** An MCP tool of the request → the loop's server request, checked against the server's policy. */
+function toMcpServer(tool: ParsedMcpTool, param: string, policy: McpPolicy | undefined): McpServerRequest {
+  if (tool.connector_id !== undefined && tool.connector_id !== null) {
+    throw unsupported(
+      `${param}.connector_id`,
+      "OpenAI's MCP connectors are not available on lmhost; give a server_url.",
+    );
+  }
+  const url = tool.server_url ?? undefined;
+  if (url === undefined) {
+    if (policy === undefined || !policy.localServers.has(tool.server_label)) {
+      const known = [...(policy?.localServers ?? [])];
+      throw ApiError.invalid(
+        `MCP tool '${tool.server_label}' has no server_url and is not a server of lmhost's mcp.json${known.length > 0 ? ` (configured: ${known.join(", ")})` : " (none is configured)"}.`,
+        `${param}.server_url`,
+      );
+    }
+  } else {
+    if (policy?.allowRemote !== true) {
+      throw ApiError.invalid(
+        'Remote MCP servers are off on this server: start lmhost with --allow-remote-mcp (or "allowRemoteMcp": true in config.json) to let requests use them.',
+        param,
+        "mcp_not_enabled",
+      );
+    }
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw ApiError.invalid(`'${url}' is not a URL.`, `${param}.server_url`);
+    }
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:")
+      throw ApiError.invalid("server_url must be an http or https URL.", `${param}.server_url`);
+  }
+  const headers: Record<string, string> = { ...(tool.headers ?? {}) };
+  if (tool.authorization !== undefined && tool.authorization !== null)
+    headers.Authorization = `Bearer ${tool.authorization}`;
+  const allowed = tool.allowed_tools ?? undefined;
+  const allowedTools =
+    allowed === undefined
+      ? undefined
+      : Array.isArray(allowed)
+        ? { names: allowed }
+        : {
+            ...(allowed.tool_names === undefined || allowed.tool_names === null
+              ? {}
+              : { names: allowed.tool_names }),
+            ...(allowed.read_only === undefined || allowed.read_only === null
+              ? {}
+              : { readOnly: allowed.read_only }),
+          };
+  const approval = tool.require_approval ?? "always";
+  const requireApproval =
+    typeof approval === "string"
+      ? { default: approval, always: [], never: [] }
+      : {
+          default: "always" as const,
+          always: approval.always?.tool_names ?? [],
+          never: approval.never?.tool_names ?? [],
+        };
+  return {
+    param,
+    serverLabel: tool.server_label,
+    ...(url === undefined ? {} : { serverUrl: url }),
+    headers,
+    ...(allowedTools === undefined ? {} : { allowedTools }),
+    requireApproval,
+  };
 }
 
 function toDefinition(
@@ -108,8 +193,8 @@ function toDefinition(
 }
 
 /** Function tools (and the functions inside namespace tools) go to the engine; all tools are echoed. */
-function convertTools(tools: readonly ParsedTool[]): ConvertedTools {
-  const converted: ConvertedTools = { definitions: [], functionNames: new Map(), echo: [] };
+function convertTools(tools: readonly ParsedTool[], policy: McpPolicy | undefined): ConvertedTools {
+  const converted: ConvertedTools = { definitions: [], functionNames: new Map(), mcpServers: [], echo: [] };
   const add = (definition: FunctionToolDefinition, wireName: FunctionName, param: string) => {
     if (converted.functionNames.has(definition.name)) {
       throw ApiError.invalid(`Duplicate function name '${definition.name}' in tools.`, param);
@@ -148,10 +233,22 @@ function convertTools(tools: readonly ParsedTool[]): ConvertedTools {
         converted.echo.push(tool as JsonObject);
         break;
       case "custom":
-      case "mcp":
         // Executed by the tool loop of a later issue; until then the model does not see them.
         converted.echo.push(tool as JsonObject);
         break;
+      case "mcp": {
+        const server = toMcpServer(tool, param, policy);
+        if (converted.mcpServers.some((other) => other.serverLabel === server.serverLabel))
+          throw ApiError.invalid(
+            `Duplicate MCP server_label '${server.serverLabel}' in tools.`,
+            `${param}.server_label`,
+          );
+        converted.mcpServers.push(server);
+        // Credentials reach the server only: never echoed, so never stored either.
+        const { headers: _headers, authorization: _authorization, ...echoed } = tool;
+        converted.echo.push(echoed as JsonObject);
+        break;
+      }
       default:
         assertNever(tool, "tool");
     }
@@ -176,6 +273,7 @@ function assertNotTooDeep(value: unknown, param: string, what: string): void {
 
 interface ConvertedToolChoice {
   toolChoice?: ToolChoice;
+  mcpToolChoice?: { serverLabel: string; name?: string };
   /** The function definitions the engine may use (allowed_tools narrows them). */
   definitions: FunctionToolDefinition[];
 }
@@ -238,8 +336,20 @@ function convertToolChoice(
       if (choice.mode === "required" && definitions.length === 0) requireFunctions("tool_choice.tools");
       return { toolChoice: choice.mode, definitions };
     }
+    case "mcp": {
+      if (!tools.mcpServers.some((server) => server.serverLabel === choice.server_label)) {
+        throw ApiError.invalid(
+          `tool_choice names the MCP server '${choice.server_label}', which is not in tools.`,
+          "tool_choice.server_label",
+        );
+      }
+      const name = choice.name ?? undefined;
+      return {
+        definitions: tools.definitions,
+        mcpToolChoice: { serverLabel: choice.server_label, ...(name === undefined ? {} : { name }) },
+      };
+    }
     case "custom":
-    case "mcp":
       throw unsupported(
         "tool_choice.type",
         `Forcing a '${choice.type}' tool is not supported yet: lmhost does not execute ${choice.type} tools.`,
@@ -315,9 +425,12 @@ function toInputItems(input: CreateResponseBody["input"]): InputItem[] {
   return typeof input === "string" ? [{ type: "message", role: "user", content: input }] : input;
 }
 
-export function toResponseRequest(body: CreateResponseBody): ResponseRequest {
+export function toResponseRequest(
+  body: CreateResponseBody,
+  options: ToResponseRequestOptions = {},
+): ResponseRequest {
   refuseWhatCannotBeHonoured(body);
-  const tools = convertTools(body.tools ?? []);
+  const tools = convertTools(body.tools ?? [], options.mcp);
   const choice = convertToolChoice(body.tool_choice, tools);
   const format = convertTextFormat(body.text?.format);
   const store = body.store ?? true;
@@ -389,6 +502,11 @@ export function toResponseRequest(body: CreateResponseBody): ResponseRequest {
     stream: body.stream ?? false,
     generation,
     functionNames: tools.functionNames,
+    mcpServers: tools.mcpServers,
+    ...(choice.mcpToolChoice === undefined ? {} : { mcpToolChoice: choice.mcpToolChoice }),
+    ...(body.max_tool_calls === undefined || body.max_tool_calls === null
+      ? {}
+      : { maxToolCalls: body.max_tool_calls }),
     echo,
   };
 }
