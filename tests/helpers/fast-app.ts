@@ -13,6 +13,7 @@ import { createApp } from "../../src/server/app.js";
 import type { App, AppConfig } from "../../src/server/deps.js";
 import { createLogger, silentLogger } from "../../src/shared/logger.js";
 import { MemoryResponseStore } from "../../src/store/memory/memory-store.js";
+import type { ResponseStore } from "../../src/store/types.js";
 
 export const TEST_MODEL = "lmhost-test/scripted";
 export const BASE_URL = "http://lmhost.test";
@@ -35,12 +36,14 @@ export interface FastAppOptions {
   keepAliveSeconds?: number;
   maxWaitingBackground?: number;
   streamStartAfterMilliseconds?: number;
+  /** The response store (default: a new MemoryResponseStore), e.g. a SqliteResponseStore on a temp file. */
+  store?: ResponseStore;
 }
 
 export interface FastApp {
   app: App;
   engine: ScriptedEngine;
-  store: MemoryResponseStore;
+  store: ResponseStore;
   models: ModelManager<object>;
   /** Every EngineRequest the engine received, in order (for prompt assertions). */
   engineRequests: EngineRequest[];
@@ -73,7 +76,7 @@ export function createFastApp(options: FastAppOptions = {}): FastApp {
     engineRequests.push(structuredClone(request));
     return generate(request, signal);
   };
-  const store = new MemoryResponseStore();
+  const store = options.store ?? new MemoryResponseStore();
   const app = createApp({
     engine,
     models,

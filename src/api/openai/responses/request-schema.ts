@@ -13,7 +13,41 @@ import { z } from "zod";
 
 /** OpenAI's pattern for function, namespace and schema names (no `.`, see qualifiedFunctionName). */
 const toolName = z.string().regex(/^[a-zA-Z0-9_-]{1,128}$/, "must be 1-128 letters, digits, '_' or '-'");
-const jsonObject = z.record(z.string(), z.unknown());
+/**
+ * A JSON object whose values each match `value`, keeping every key the client sent. zod's `z.record`
+ * silently skips a `__proto__` key (it builds its output by assignment, where that name is the prototype
+ * setter), so `"metadata": {"__proto__": "x"}` would vanish; here each key is defined as an own data
+ * property, so `__proto__` is validated, stored and returned like any other key.
+ */
+function ownKeysRecord<Value extends z.ZodType>(value: Value) {
+  return z.unknown().transform((input, context) => {
+    const output: Record<string, z.output<Value>> = {};
+    if (input === null || typeof input !== "object" || Array.isArray(input)) {
+      context.addIssue({ code: "invalid_type", expected: "record", input });
+      return z.NEVER;
+    }
+    for (const [key, entry] of Object.entries(input)) {
+      const result = value.safeParse(entry, { reportInput: true });
+      if (!result.success) {
+        for (const issue of result.error.issues) {
+          context.addIssue({
+            ...issue,
+            path: [key, ...issue.path],
+          } as unknown as z.core.$ZodSuperRefineIssue);
+        }
+        continue;
+      }
+      Object.defineProperty(output, key, {
+        value: result.data,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    }
+    return output;
+  });
+}
+const jsonObject = ownKeysRecord(z.unknown());
 const itemStatus = z.enum(["in_progress", "completed", "incomplete"]);
 
 const MULTIMODAL_PART_TYPES = ["input_image", "input_file", "input_audio", "input_video"] as const;
@@ -251,7 +285,7 @@ const reasoning = z.object({
 });
 
 export const METADATA_LIMITS = { pairs: 16, keyLength: 64, valueLength: 512 } as const;
-const metadata = z.record(z.string(), z.string()).superRefine((pairs, context) => {
+const metadata = ownKeysRecord(z.string()).superRefine((pairs, context) => {
   const keys = Object.keys(pairs);
   if (keys.length > METADATA_LIMITS.pairs) {
     context.addIssue({
