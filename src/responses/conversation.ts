@@ -5,7 +5,7 @@
  * An `item_reference` names an item of the chain, of this input, or of any other stored response.
  */
 import type { ConversationItem } from "../engine/types.js";
-import { MAX_CHAIN_DEPTH } from "../store/store-rules.js";
+import { MAX_CHAIN_DEPTH, UnreadableResponseError } from "../store/store-rules.js";
 import type { ResponseStore, StoredResponse } from "../store/types.js";
 import { ApiError } from "../shared/errors.js";
 import { toConversationItems, toWireInputItems } from "./convert-input.js";
@@ -81,7 +81,7 @@ export function loadChain(
 ): StoredResponse[] {
   const running = options.runningStatus?.(id);
   if (running !== undefined) throw previousResponseUnfinished(id, running);
-  const chain = store.chain(id);
+  const chain = readChain(store, id);
   if (chain === undefined || chain.length === 0) {
     const missing = firstMissingLink(store, id);
     throw missing === undefined || missing === id
@@ -92,6 +92,25 @@ export function loadChain(
   const status = (newest?.response as Partial<ResponseObject> | undefined)?.status;
   if (status === "queued" || status === "in_progress") throw previousResponseUnfinished(id, status);
   return chain;
+}
+
+/**
+ * store.chain(id), with a stored response of the chain that cannot be read reported as a 500 naming
+ * `previous_response_id`, the unreadable response's id and the store file. (A cycle or a chain over the
+ * depth limit is already the store's 400 naming `previous_response_id`.)
+ */
+function readChain(store: ResponseStore, id: string): StoredResponse[] | undefined {
+  try {
+    return store.chain(id);
+  } catch (error) {
+    if (!(error instanceof UnreadableResponseError)) throw error;
+    throw new ApiError({
+      status: 500,
+      message: `Previous response '${id}' cannot be continued: ${error.message}`,
+      param: "previous_response_id",
+      code: "server_error",
+    });
+  }
 }
 
 /** Every item of the chain in conversation order: per response, its input items then its output. */
