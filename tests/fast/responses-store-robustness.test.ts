@@ -4,8 +4,219 @@
  * rows, previous_response_id cycles and chains over the depth limit crafted directly in the file, and
  * metadata keys such as `__proto__` that plain-object code loses.
  */
-import { describe, expect, it } from "vitest";
-import { createFastApp, TEST_MODEL } from "../helpers/fast-app.js";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import Database from "better-sqlite3";
+import { afterEach, describe, expect, it } from "vitest";
+import { createLogger } from "../../src/shared/logger.js";
+import { MemoryResponseStore } from "../../src/store/memory/memory-store.js";
+import { SqliteResponseStore, type SqliteStoreOptions } from "../../src/store/sqlite/sqlite-store.js";
+import { StoreError } from "../../src/store/store-rules.js";
+import { createFastApp, readResponseEvents, slowReply, TEST_MODEL } from "../helpers/fast-app.js";
+
+const directories: string[] = [];
+const stores: SqliteResponseStore[] = [];
+
+afterEach(() => {
+  for (const store of stores.splice(0)) store.close();
+  for (const directory of directories.splice(0)) rmSync(directory, { recursive: true, force: true });
+});
+
+/** A SqliteResponseStore on a new temporary file. */
+function sqliteStore(options: SqliteStoreOptions = {}): { store: SqliteResponseStore; file: string } {
+  const directory = mkdtempSync(path.join(os.tmpdir(), "lmhost-store-robustness-"));
+  directories.push(directory);
+  const file = path.join(directory, "responses.sqlite");
+  const store = SqliteResponseStore.open(file, options);
+  stores.push(store);
+  return { store, file };
+}
+
+/** A second connection to the store file, as an operator (or a crash) would touch it. */
+function withDatabase<Result>(file: string, work: (database: Database.Database) => Result): Result {
+  const database = new Database(file);
+  try {
+    return work(database);
+  } finally {
+    database.close();
+  }
+}
+
+function unfinishedRows(file: string): number {
+  return withDatabase(
+    file,
+    (database) =>
+      database
+        .prepare("SELECT COUNT(*) FROM responses WHERE status IN ('queued', 'in_progress')")
+        .pluck()
+        .get() as number,
+  );
+}
+
+/** Stores filler responses until the store is full (the next put fails with SQLITE_FULL). */
+function fillUntilFull(store: SqliteResponseStore): number {
+  for (let index = 0; ; index++) {
+    try {
+      store.put({
+        id: `resp_filler_${index}`,
+        createdAt: 1_700_000_000,
+        previousResponseId: null,
+        model: TEST_MODEL,
+        status: "completed",
+        response: { id: `resp_filler_${index}`, output: [], note: "x".repeat(1_000) },
+        inputItems: [],
+      });
+    } catch (error) {
+      expect(error).toBeInstanceOf(StoreError);
+      return index;
+    }
+  }
+}
+
+/** Frees about 9 KiB: room for a small in_progress record, none for a final object with a long output. */
+function makeRoomForSmallRecords(file: string): void {
+  withDatabase(file, (database) =>
+    database
+      .prepare("DELETE FROM responses WHERE id IN (SELECT id FROM responses ORDER BY rowid LIMIT 9)")
+      .run(),
+  );
+}
+
+function collectingLogger() {
+  const lines: string[] = [];
+  return { lines, logger: createLogger("warn", (line) => lines.push(line)) };
+}
+
+const LONG_INPUT = "Once upon a time there was a tiny model. ".repeat(50); // 2,050 characters
+
+describe("a full store (SQLite with max_page_count, which answers SQLITE_FULL like a full disk)", () => {
+  it("of 40 responses, every one that claims success is stored; the others answer 500 and leave nothing", async () => {
+    const { store, file } = sqliteStore({ maxBytes: 96 * 1024 });
+    const { lines, logger } = collectingLogger();
+    const fast = createFastApp({ store, logger });
+    let claimedSuccess = 0;
+    let retrievable = 0;
+    let refused = 0;
+    for (let index = 0; index < 40; index++) {
+      const created = await fast.post("/v1/responses", {
+        model: TEST_MODEL,
+        input: `${index} ${LONG_INPUT}`,
+      });
+      const body = (await created.json()) as { id?: string; error?: { message: string; type: string } };
+      if (created.status === 200) {
+        claimedSuccess++;
+        const fetched = await fast.request(`/v1/responses/${body.id!}`);
+        if (fetched.status === 200) {
+          retrievable++;
+          expect(await fetched.json()).toStrictEqual(body);
+        }
+      } else {
+        refused++;
+        expect(created.status).toBe(500);
+        expect(body.error?.type).toBe("server_error");
+        expect(body.error?.message).toMatch(/could not be stored/);
+        expect(body.error?.message).toContain(file);
+        expect(body.error?.message).toMatch(/SQLITE_FULL/);
+      }
+    }
+    console.log(
+      `40 responses against a store capped at 96 KiB: ${claimedSuccess} claimed success, ${retrievable} of them retrievable, ${refused} answered 500`,
+    );
+    expect(claimedSuccess).toBe(retrievable);
+    expect(claimedSuccess).toBeGreaterThan(0);
+    expect(refused).toBeGreaterThan(0);
+    expect(unfinishedRows(file)).toBe(0);
+    const errors = lines.filter((line) => / error /.test(line) && line.includes(file));
+    expect(errors.length).toBeGreaterThanOrEqual(refused);
+  });
+
+  it("a stream whose final object cannot be stored ends with response.failed, never response.completed", async () => {
+    // The in_progress record (small) fits; the final object with its long output does not.
+    const { store, file } = sqliteStore({ maxBytes: 96 * 1024 });
+    fillUntilFull(store);
+    makeRoomForSmallRecords(file);
+    const fast = createFastApp({ store, respond: () => ({ text: "word ".repeat(4_000) }) });
+    const response = await fast.post("/v1/responses", { model: TEST_MODEL, input: "hi", stream: true });
+    expect(response.status).toBe(200);
+    const events = await readResponseEvents(response);
+    const types = events.map((event) => event.type);
+    expect(types).not.toContain("response.completed");
+    expect(types).toContain("response.output_text.delta");
+    expect(types.at(-1)).toBe("response.failed");
+    expect(events.map((event) => event.sequence_number)).toStrictEqual(events.map((_, index) => index));
+    const failed = events.at(-1) as {
+      response: { id: string; status: string; error: { code: string; message: string } };
+    };
+    expect(failed.response.status).toBe("failed");
+    expect(failed.response.error.code).toBe("server_error");
+    expect(failed.response.error.message).toMatch(/^The response could not be stored: Response store /);
+    expect(failed.response.error.message).toContain(file);
+    expect((await fast.request(`/v1/responses/${failed.response.id}`)).status).toBe(404);
+    expect(unfinishedRows(file)).toBe(0);
+  });
+
+  it("a stream whose in_progress record cannot be stored fails at once and the engine stops", async () => {
+    const { store, file } = sqliteStore({ maxBytes: 96 * 1024 });
+    fillUntilFull(store);
+    const fast = createFastApp({ store, respond: slowReply("one two three four five six seven eight", 20) });
+    const response = await fast.post("/v1/responses", { model: TEST_MODEL, input: LONG_INPUT, stream: true });
+    const events = await readResponseEvents(response);
+    expect(events.map((event) => event.type)).toStrictEqual(["response.created", "response.failed"]);
+    expect(events[1]).toMatchObject({
+      response: { status: "failed", error: { code: "server_error", message: expect.stringContaining(file) } },
+    });
+    expect(fast.engine.active).toBe(0);
+    expect(unfinishedRows(file)).toBe(0);
+  });
+
+  it("a background response that cannot be stored ends failed in its live record", async () => {
+    const { store, file } = sqliteStore({ maxBytes: 96 * 1024 });
+    fillUntilFull(store);
+    makeRoomForSmallRecords(file);
+    const fast = createFastApp({ store, respond: () => ({ text: "word ".repeat(4_000) }) });
+    const queued = (await (
+      await fast.post("/v1/responses", { model: TEST_MODEL, input: "hi", background: true })
+    ).json()) as { id: string; status: string };
+    expect(queued.status).toBe("queued");
+    let polled: { status: string; error: { code: string; message: string } | null } | undefined;
+    for (let attempt = 0; attempt < 200; attempt++) {
+      polled = (await (await fast.request(`/v1/responses/${queued.id}`)).json()) as typeof polled;
+      if (polled?.status !== "queued" && polled?.status !== "in_progress") break;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(polled).toMatchObject({ status: "failed", error: { code: "server_error" } });
+    expect(polled?.error?.message).toMatch(/could not be stored/);
+    expect(polled?.error?.message).toContain(file);
+    expect(unfinishedRows(file)).toBe(0);
+  });
+
+  it("does not affect store: false responses", async () => {
+    const { store } = sqliteStore({ maxBytes: 96 * 1024 });
+    fillUntilFull(store);
+    const fast = createFastApp({ store });
+    const response = await fast.post("/v1/responses", { model: TEST_MODEL, input: LONG_INPUT, store: false });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toMatchObject({ status: "completed", store: false });
+  });
+
+  it("keeps a stored response when only pruning after it fails", async () => {
+    class PruneFailingStore extends MemoryResponseStore {
+      override prune(): number {
+        throw new StoreError("(test)", "pruning failed: disk I/O error.");
+      }
+    }
+    const { lines, logger } = collectingLogger();
+    const fast = createFastApp({ store: new PruneFailingStore(), logger, config: { storeMaxCount: 10 } });
+    const created = (await (await fast.post("/v1/responses", { model: TEST_MODEL, input: "hi" })).json()) as {
+      id: string;
+      status: string;
+    };
+    expect(created.status).toBe("completed");
+    expect((await fast.request(`/v1/responses/${created.id}`)).status).toBe(200);
+    expect(lines.some((line) => line.includes("Pruning after storing response"))).toBe(true);
+  });
+});
 
 describe("metadata keys", () => {
   it("stores and returns a `__proto__` key like any other (sent as a real JSON body string)", async () => {

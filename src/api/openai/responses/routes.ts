@@ -150,7 +150,12 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
       }
       return sse(context, live.replay(id, startingAfter));
     }
-    const response = (live.isRunning(id) ? live.snapshot(id) : undefined) ?? deps.store.get(id)?.response;
+    // A finished background run whose record could not be stored still answers (failed) while it is
+    // held here, rather than a 404.
+    const response =
+      (live.isRunning(id) ? live.snapshot(id) : undefined) ??
+      deps.store.get(id)?.response ??
+      live.snapshot(id);
     if (response === undefined) throw responseNotFound(id);
     return context.json(response);
   });
