@@ -245,3 +245,136 @@ describe("metadata keys", () => {
     expect(await response.json()).toMatchObject({ error: { param: "metadata.__proto__" } });
   });
 });
+
+describe("chains the API cannot create, crafted in the SQLite file", () => {
+  async function createChain(fast: ReturnType<typeof createFastApp>, length: number): Promise<string[]> {
+    const ids: string[] = [];
+    for (let index = 0; index < length; index++) {
+      const response = await fast.post("/v1/responses", {
+        model: TEST_MODEL,
+        input: `turn ${index}`,
+        ...(ids.length === 0 ? {} : { previous_response_id: ids.at(-1) }),
+      });
+      ids.push(((await response.json()) as { id: string }).id);
+    }
+    return ids;
+  }
+
+  it("a previous_response_id cycle is a 400 naming previous_response_id", async () => {
+    const { store, file } = sqliteStore();
+    const fast = createFastApp({ store });
+    const [first, second] = await createChain(fast, 2);
+    withDatabase(file, (database) =>
+      database.prepare("UPDATE responses SET previous_response_id = ? WHERE id = ?").run(second, first),
+    );
+    const response = await fast.post("/v1/responses", {
+      model: TEST_MODEL,
+      input: "again",
+      previous_response_id: second,
+    });
+    expect(response.status).toBe(400);
+    const body = (await response.json()) as { error: { param: string; message: string } };
+    expect(body.error.param).toBe("previous_response_id");
+    expect(body.error.message).toMatch(/cycle/);
+  });
+
+  it("a chain over the depth limit is a 400 naming previous_response_id; one at the limit is read", async () => {
+    const { store, file } = sqliteStore();
+    const fast = createFastApp({ store });
+    const [root] = await createChain(fast, 1);
+    const template = withDatabase(file, (database) =>
+      database.prepare("SELECT * FROM responses WHERE id = ?").get(root),
+    ) as { created_at: number; model: string; response_json: string };
+    // MAX_CHAIN_DEPTH (10,000) links end at resp_deep_9998; one more is over the limit.
+    withDatabase(file, (database) => {
+      const insert = database.prepare(
+        "INSERT INTO responses (id, created_at, previous_response_id, model, status, response_json) VALUES (?, ?, ?, ?, 'completed', ?)",
+      );
+      database.transaction(() => {
+        for (let index = 0; index < 10_000; index++) {
+          const id = `resp_deep_${index}`;
+          insert.run(
+            id,
+            template.created_at,
+            index === 0 ? root : `resp_deep_${index - 1}`,
+            template.model,
+            template.response_json.replace(root!, id),
+          );
+        }
+      })();
+    });
+    const atLimit = await fast.request("/v1/responses/input_tokens", {
+      method: "POST",
+      body: { model: TEST_MODEL, input: "next", previous_response_id: "resp_deep_9998" },
+    });
+    expect(atLimit.status).toBe(200);
+    const overLimit = await fast.post("/v1/responses", {
+      model: TEST_MODEL,
+      input: "next",
+      previous_response_id: "resp_deep_9999",
+    });
+    expect(overLimit.status).toBe(400);
+    expect(await overLimit.json()).toMatchObject({ error: { param: "previous_response_id" } });
+  });
+});
+
+describe("unreadable rows, crafted in the SQLite file", () => {
+  it("GET of a corrupt response is a 500 naming the file and the id; a chain through it names both; DELETE works", async () => {
+    const { store, file } = sqliteStore();
+    const fast = createFastApp({ store });
+    const first = (await (await fast.post("/v1/responses", { model: TEST_MODEL, input: "one" })).json()) as {
+      id: string;
+    };
+    const second = (await (
+      await fast.post("/v1/responses", { model: TEST_MODEL, input: "two", previous_response_id: first.id })
+    ).json()) as { id: string };
+    withDatabase(file, (database) =>
+      database.prepare("UPDATE responses SET response_json = '{\"id\": broken' WHERE id = ?").run(first.id),
+    );
+
+    const fetched = await fast.request(`/v1/responses/${first.id}`);
+    expect(fetched.status).toBe(500);
+    const fetchedError = ((await fetched.json()) as { error: { message: string; type: string } }).error;
+    expect(fetchedError.type).toBe("server_error");
+    expect(fetchedError.message).toContain(file);
+    expect(fetchedError.message).toContain(`stored response '${first.id}' cannot be read`);
+    expect(fetchedError.message).toMatch(/response_json is not valid JSON/);
+
+    const chained = await fast.post("/v1/responses", {
+      model: TEST_MODEL,
+      input: "three",
+      previous_response_id: second.id,
+    });
+    expect(chained.status).toBe(500);
+    const chainedError = ((await chained.json()) as { error: { message: string; param: string } }).error;
+    expect(chainedError.param).toBe("previous_response_id");
+    expect(chainedError.message).toContain(`Previous response '${second.id}' cannot be continued`);
+    expect(chainedError.message).toContain(`'${first.id}'`);
+    expect(chainedError.message).toContain(file);
+
+    // The readable response and the rest of the store still work; the bad one can be deleted.
+    expect((await fast.request(`/v1/responses/${second.id}`)).status).toBe(200);
+    expect((await fast.request(`/v1/responses/${first.id}`, { method: "DELETE" })).status).toBe(200);
+    expect((await fast.request(`/v1/responses/${first.id}`)).status).toBe(404);
+  });
+
+  it("input_items of a response with an item row that does not parse is a 500 naming the file and the id", async () => {
+    const { store, file } = sqliteStore();
+    const fast = createFastApp({ store });
+    const created = (await (
+      await fast.post("/v1/responses", { model: TEST_MODEL, input: "one" })
+    ).json()) as {
+      id: string;
+    };
+    withDatabase(file, (database) =>
+      database.prepare("UPDATE input_items SET item_json = 'not json' WHERE response_id = ?").run(created.id),
+    );
+    const listed = await fast.request(`/v1/responses/${created.id}/input_items`);
+    expect(listed.status).toBe(500);
+    const message = ((await listed.json()) as { error: { message: string } }).error.message;
+    expect(message).toContain(file);
+    expect(message).toContain(
+      `stored response '${created.id}' cannot be read: input item 0 is not valid JSON`,
+    );
+  });
+});
