@@ -272,7 +272,7 @@ export class SqliteResponseStore implements ResponseStore {
    * status column (so it is neither swept again nor blocks pruning), with a warning naming it.
    */
   failUnfinished(error: { code: string; message: string }): number {
-    return this.#guard("marking unfinished responses failed", () =>
+    return this.#guard("repairing the responses an earlier run left unfinished", () =>
       this.#database.transaction(() => {
         const unfinished = this.#statements.selectUnfinished.all();
         for (const row of unfinished) {
