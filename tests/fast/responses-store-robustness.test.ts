@@ -219,23 +219,31 @@ describe("a full store (SQLite with max_page_count, which answers SQLITE_FULL li
 });
 
 describe("metadata keys", () => {
-  it("stores and returns a `__proto__` key like any other (sent as a real JSON body string)", async () => {
-    const fast = createFastApp();
-    const body = `{"model": "${TEST_MODEL}", "input": "hi", "metadata": {"__proto__": "x", "topic": "y"}}`;
-    const created = await fast.request("/v1/responses", { method: "POST", body });
-    expect(created.status).toBe(200);
-    const createdText = await created.text();
-    expect(createdText).toContain('"metadata":{"__proto__":"x","topic":"y"}');
-    const id = (JSON.parse(createdText) as { id: string }).id;
+  it.each([
+    ["the in-memory store", () => new MemoryResponseStore()],
+    ["a SQLite file", () => sqliteStore().store],
+  ])(
+    "stores and returns a `__proto__` key like any other (a real JSON body string, %s)",
+    async (_, store) => {
+      const fast = createFastApp({ store: store() });
+      const body = `{"model": "${TEST_MODEL}", "input": "hi", "metadata": {"__proto__": "x", "topic": "y"}}`;
+      const created = await fast.request("/v1/responses", { method: "POST", body });
+      expect(created.status).toBe(200);
+      const createdText = await created.text();
+      expect(createdText).toContain('"metadata":{"__proto__":"x","topic":"y"}');
+      const id = (JSON.parse(createdText) as { id: string }).id;
 
-    const fetched = await (await fast.request(`/v1/responses/${id}`)).text();
-    expect(fetched).toContain('"metadata":{"__proto__":"x","topic":"y"}');
+      const fetched = await (await fast.request(`/v1/responses/${id}`)).text();
+      expect(fetched).toContain('"metadata":{"__proto__":"x","topic":"y"}');
 
-    const streamBody = body.replace('"input": "hi"', '"input": "hi", "stream": true');
-    const streamed = await (await fast.request("/v1/responses", { method: "POST", body: streamBody })).text();
-    const completed = streamed.split("\n").find((line) => line.includes('"type":"response.completed"'));
-    expect(completed).toContain('"metadata":{"__proto__":"x","topic":"y"}');
-  });
+      const streamBody = body.replace('"input": "hi"', '"input": "hi", "stream": true');
+      const streamed = await (
+        await fast.request("/v1/responses", { method: "POST", body: streamBody })
+      ).text();
+      const completed = streamed.split("\n").find((line) => line.includes('"type":"response.completed"'));
+      expect(completed).toContain('"metadata":{"__proto__":"x","topic":"y"}');
+    },
+  );
 
   it("validates a `__proto__` value like any other value", async () => {
     const fast = createFastApp();
@@ -376,5 +384,28 @@ describe("unreadable rows, crafted in the SQLite file", () => {
     expect(message).toContain(
       `stored response '${created.id}' cannot be read: input item 0 is not valid JSON`,
     );
+  });
+});
+
+describe("deleting when the store cannot be written", () => {
+  it("DELETE answers a 500 naming the file while another process holds the database locked", async () => {
+    const { store, file } = sqliteStore();
+    const fast = createFastApp({ store });
+    const created = (await (await fast.post("/v1/responses", { model: TEST_MODEL, input: "hi" })).json()) as {
+      id: string;
+    };
+    const locker = new Database(file);
+    try {
+      locker.exec("BEGIN IMMEDIATE");
+      const deleted = await fast.request(`/v1/responses/${created.id}`, { method: "DELETE" });
+      expect(deleted.status).toBe(500);
+      const message = ((await deleted.json()) as { error: { message: string } }).error.message;
+      expect(message).toContain(`Response store ${file}: deleting response '${created.id}' failed`);
+      expect(message).toMatch(/SQLITE_BUSY.*another process holds the database locked/);
+      locker.exec("ROLLBACK");
+    } finally {
+      locker.close();
+    }
+    expect((await fast.request(`/v1/responses/${created.id}`, { method: "DELETE" })).status).toBe(200);
   });
 });
