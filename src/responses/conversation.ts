@@ -81,9 +81,9 @@ export function loadChain(
 ): StoredResponse[] {
   const running = options.runningStatus?.(id);
   if (running !== undefined) throw previousResponseUnfinished(id, running);
-  const chain = readChain(store, id);
+  const chain = readingChainOf(id, () => store.chain(id));
   if (chain === undefined || chain.length === 0) {
-    const missing = firstMissingLink(store, id);
+    const missing = readingChainOf(id, () => firstMissingLink(store, id));
     throw missing === undefined || missing === id
       ? previousResponseNotFound(id)
       : previousResponseAncestorNotFound(id, missing);
@@ -95,13 +95,13 @@ export function loadChain(
 }
 
 /**
- * store.chain(id), with a stored response of the chain that cannot be read reported as a 500 naming
- * `previous_response_id`, the unreadable response's id and the store file. (A cycle or a chain over the
- * depth limit is already the store's 400 naming `previous_response_id`.)
+ * Reads (part of) the chain ending at `id`, reporting a stored response of it that cannot be read as a
+ * 500 naming `previous_response_id`, the unreadable response's id and the store file. (A cycle or a chain
+ * over the depth limit is already the store's 400 naming `previous_response_id`.)
  */
-function readChain(store: ResponseStore, id: string): StoredResponse[] | undefined {
+function readingChainOf<Result>(id: string, read: () => Result): Result {
   try {
-    return store.chain(id);
+    return read();
   } catch (error) {
     if (!(error instanceof UnreadableResponseError)) throw error;
     throw new ApiError({
