@@ -141,8 +141,8 @@ export interface StoredResponseFields {
 export function readStoredResponse(fields: StoredResponseFields, inputItems: StoredItem[]): StoredResponse {
   const { id, createdAt, previousResponseId, model, status } = fields;
   if (typeof id !== "string") throw new Error(`its id is ${typeof id}, not text`);
-  if (typeof createdAt !== "number" || !Number.isInteger(createdAt)) {
-    throw new Error(`created_at is ${JSON.stringify(createdAt)}, not a whole number of seconds`);
+  if (typeof createdAt !== "number" || !Number.isFinite(createdAt)) {
+    throw new Error(`created_at is ${JSON.stringify(createdAt)}, not a number of seconds`);
   }
   if (previousResponseId !== null && typeof previousResponseId !== "string") {
     throw new Error(`previous_response_id is ${typeof previousResponseId}, not text or null`);

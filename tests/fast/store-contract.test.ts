@@ -919,7 +919,7 @@ describe("SqliteResponseStore failures name the file", () => {
       for (const [id, problem] of [
         ["resp_corrupt", /response_json is not valid JSON/],
         ["resp_not_object", /response_json is JSON but not an object/],
-        ["resp_wrong_field", /created_at is "yesterday", not a whole number of seconds/],
+        ["resp_wrong_field", /created_at is "yesterday", not a number of seconds/],
       ] as const) {
         const warning = warnings.find((line) => line.includes(`'${id}'`));
         expect(warning).toContain(`Response store ${file}: stored response '${id}' cannot be read`);
