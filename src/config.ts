@@ -50,6 +50,11 @@ export const configSchema = z
       .default(20 * 1024 * 1024),
     storeMaxAgeSeconds: z.number().positive().optional(),
     storeMaxCount: z.number().int().positive().optional(),
+    /**
+     * Cap on the response store's database size in bytes (SQLite `max_page_count`; the WAL beside it is
+     * not counted). Beyond it a response cannot be stored and fails visibly, as on a full disk.
+     */
+    storeMaxBytes: z.number().int().positive().optional(),
   })
   // An unknown key (a typo, or a flag name such as `ttl` instead of `ttlSeconds`) is an error, not ignored.
   .strict();

@@ -22,6 +22,7 @@ interface ServeFlags {
   bodyLimit?: string;
   storeMaxAge?: string;
   storeMaxCount?: string;
+  storeMaxBytes?: string;
 }
 
 const number = (value: string | undefined): number | undefined =>
@@ -49,6 +50,7 @@ export function flagsToConfig(flags: ServeFlags): ConfigInput {
     ["bodyLimitBytes", number(flags.bodyLimit)],
     ["storeMaxAgeSeconds", number(flags.storeMaxAge)],
     ["storeMaxCount", number(flags.storeMaxCount)],
+    ["storeMaxBytes", number(flags.storeMaxBytes)],
   ];
   return Object.fromEntries(entries.filter(([, value]) => value !== undefined)) as ConfigInput;
 }
@@ -85,6 +87,10 @@ export function registerServeCommand(program: Command): void {
     .option("--body-limit <bytes>", "largest request body accepted (default 20971520)")
     .option("--store-max-age <seconds>", "delete stored responses older than this")
     .option("--store-max-count <n>", "keep at most this many stored responses")
+    .option(
+      "--store-max-bytes <bytes>",
+      "cap on the response store's size; beyond it responses fail as unstored (as on a full disk)",
+    )
     .action(async (flags: ServeFlags) => {
       const config = resolveConfig(flagsToConfig(flags));
       // Imported here so the other commands (and --help / --version) do not load node-llama-cpp.

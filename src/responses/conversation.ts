@@ -5,7 +5,7 @@
  * An `item_reference` names an item of the chain, of this input, or of any other stored response.
  */
 import type { ConversationItem } from "../engine/types.js";
-import { MAX_CHAIN_DEPTH } from "../store/store-rules.js";
+import { MAX_CHAIN_DEPTH, UnreadableResponseError } from "../store/store-rules.js";
 import type { ResponseStore, StoredResponse } from "../store/types.js";
 import { ApiError } from "../shared/errors.js";
 import { toConversationItems, toWireInputItems } from "./convert-input.js";
@@ -83,9 +83,9 @@ export function loadChain(
 ): StoredResponse[] {
   const running = options.runningStatus?.(id);
   if (running !== undefined) throw previousResponseUnfinished(id, running);
-  const chain = store.chain(id);
+  const chain = readingChainOf(id, () => store.chain(id));
   if (chain === undefined || chain.length === 0) {
-    const missing = firstMissingLink(store, id);
+    const missing = readingChainOf(id, () => firstMissingLink(store, id));
     throw missing === undefined || missing === id
       ? previousResponseNotFound(id)
       : previousResponseAncestorNotFound(id, missing);
@@ -94,6 +94,25 @@ export function loadChain(
   const status = (newest?.response as Partial<ResponseObject> | undefined)?.status;
   if (status === "queued" || status === "in_progress") throw previousResponseUnfinished(id, status);
   return chain;
+}
+
+/**
+ * Reads (part of) the chain ending at `id`, reporting a stored response of it that cannot be read as a
+ * 500 naming `previous_response_id`, the unreadable response's id and the store file. (A cycle or a chain
+ * over the depth limit is already the store's 400 naming `previous_response_id`.)
+ */
+function readingChainOf<Result>(id: string, read: () => Result): Result {
+  try {
+    return read();
+  } catch (error) {
+    if (!(error instanceof UnreadableResponseError)) throw error;
+    throw new ApiError({
+      status: 500,
+      message: `Previous response '${id}' cannot be continued: ${error.message}`,
+      param: "previous_response_id",
+      code: "server_error",
+    });
+  }
 }
 
 /** Every item of the chain in conversation order: per response, its input items then its output. */

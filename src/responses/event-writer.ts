@@ -186,6 +186,27 @@ export class ResponseEventWriter {
     return this.#flush();
   }
 
+  /**
+   * The run finished, but its final object could not be stored: replaces the terminal event just
+   * returned (which must not be delivered) by `response.failed` with the same sequence_number, so the
+   * stream never announces a response that a later GET or previous_response_id would not find. Items
+   * keep the status they closed with; usage is kept.
+   */
+  failInsteadOf(terminal: ResponseStreamEvent, error: ResponseError): ResponseStreamEvent[] {
+    if (!this.finished || terminal.sequence_number !== this.#sequenceNumber - 1) {
+      throw new Error(
+        `failInsteadOf: event ${terminal.sequence_number} is not the terminal event just returned.`,
+      );
+    }
+    this.#sequenceNumber = terminal.sequence_number;
+    this.#response.status = "failed";
+    this.#response.error = error;
+    this.#response.completed_at = null;
+    this.#response.incomplete_details = null;
+    this.#emitLifecycle(terminalEventType("failed"));
+    return this.#flush();
+  }
+
   /** Ends a response whose generation stopped without a finish part (its consumer went away). */
   cancel(): ResponseStreamEvent[] {
     this.#assertRunning();

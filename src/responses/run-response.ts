@@ -12,6 +12,14 @@
  * A signal aborted with a ShutdownError (graceful shutdown) is no cancel: the run ends `failed` with code
  * `server_error` ("lmhost is shutting down"). A background run the engine refuses up front with a 429 (queue full) waits and
  * retries while it stays `queued`.
+ *
+ * A response that cannot be stored fails visibly (the store is full, its disk failed): when any write of
+ * its record fails — the `in_progress` snapshot at `response.created`, a background lifecycle snapshot or
+ * the final object — the run stops generating and ends with `response.failed` (`server_error`, "The
+ * response could not be stored: …" naming the store file) instead of its usual terminal event, nothing
+ * more of it is stored, and the record stored earlier is deleted (if even that fails it stays
+ * `in_progress` until the next start marks it failed). A non-streaming request then answers 500. Pruning
+ * after a stored final object is not part of the response: its failure is only logged.
  */
 import { setTimeout as delay } from "node:timers/promises";
 import type { Engine } from "../engine/types.js";
@@ -68,6 +76,19 @@ export interface ResponseRun {
 interface RunState {
   /** Set by ResponseRun.discard(): nothing more is stored. */
   discarded: boolean;
+  /** Set when a write of the record failed: the run ends failed with this error, nothing more is stored. */
+  storeFailure?: ResponseError;
+}
+
+/** Thrown inside a run when a non-final snapshot could not be stored: the run ends failed with `failure`. */
+class ResponseNotStoredError extends Error {
+  readonly failure: ResponseError;
+
+  constructor(failure: ResponseError) {
+    super(failure.message);
+    this.name = "ResponseNotStoredError";
+    this.failure = failure;
+  }
 }
 
 type PartIterator = AsyncIterator<ResponsePart, unknown, undefined>;
@@ -215,7 +236,18 @@ async function* runEvents(
       const created = event.type === "response.created";
       const terminal = isTerminalEvent(event);
       if (isLifecycleEvent(event) && (terminal || created || persistEvery)) {
-        persistResponse(dependencies, prepared, state, event.response, logger);
+        const stored = persistResponse(dependencies, prepared, state, event.response, logger);
+        if (!stored && state.storeFailure !== undefined) {
+          if (!terminal) {
+            yield event;
+            throw new ResponseNotStoredError(state.storeFailure);
+          }
+          // A failed run stays failed (its own error says why); any other ending becomes a failure.
+          if (event.type !== "response.failed") {
+            yield* writer.failInsteadOf(event, state.storeFailure);
+            return;
+          }
+        }
         finalStored ||= terminal;
       }
       yield event;
@@ -245,6 +277,10 @@ async function* runEvents(
     if (!writer.finished) throw new Error("The engine ended its part stream without a finish part.");
   } catch (error) {
     if (writer.finished) throw error;
+    if (error instanceof ResponseNotStoredError) {
+      yield* deliver(writer.fail(error.failure));
+      return;
+    }
     if (signal.aborted) {
       // An engine that throws on abort instead of finishing with "cancelled" still ends as cancelled
       // (or, at shutdown, as failed).
@@ -315,11 +351,15 @@ async function startWhenQueueHasRoom(
 }
 
 /**
- * Stores a snapshot (unless store: false or discarded); after a final one, applies the retention limits.
- * Pruning ranks by created_at (request start), so it is told to keep the response just stored: a long
- * generation that started before many newer ones finished must still be there when its terminal event
- * says it is stored. It also keeps what runs not stored yet chain from (`protectedIds`). The store itself
- * never prunes unfinished (queued / in_progress) responses nor what a remaining response chains from.
+ * Stores a snapshot (unless store: false, discarded, or an earlier write of this run failed); after a
+ * final one, applies the retention limits. Pruning ranks by created_at (request start), so it is told to
+ * keep the response just stored: a long generation that started before many newer ones finished must
+ * still be there when its terminal event says it is stored. It also keeps what runs not stored yet chain
+ * from (`protectedIds`). The store itself never prunes unfinished (queued / in_progress) responses nor what
+ * a remaining response chains from.
+ *
+ * Returns false when this write failed: `state.storeFailure` then says why (naming the store file), and
+ * the record an earlier write left is deleted, so no record of the response stays `in_progress`.
  */
 function persistResponse(
   dependencies: RunDependencies,
@@ -327,8 +367,8 @@ function persistResponse(
   state: RunState,
   response: ResponseObject,
   logger: Logger,
-): void {
-  if (!prepared.request.store || state.discarded) return;
+): boolean {
+  if (!prepared.request.store || state.discarded || state.storeFailure !== undefined) return true;
   try {
     dependencies.store.put({
       id: response.id,
@@ -339,26 +379,40 @@ function persistResponse(
       response,
       inputItems: prepared.inputItems,
     });
-    const retention = dependencies.retention;
-    const final = response.status !== "queued" && response.status !== "in_progress";
-    if (
-      final &&
-      retention !== undefined &&
-      (retention.maxAgeSeconds !== undefined || retention.maxCount !== undefined)
-    ) {
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    state.storeFailure = { code: "server_error", message: `The response could not be stored: ${reason}` };
+    logger.error(
+      `Response ${response.id} fails: its ${response.status} record could not be stored: ${reason}`,
+    );
+    forgetUnstored(dependencies.store, response.id, logger);
+    return false;
+  }
+  const retention = dependencies.retention;
+  const final = response.status !== "queued" && response.status !== "in_progress";
+  if (
+    final &&
+    retention !== undefined &&
+    (retention.maxAgeSeconds !== undefined || retention.maxCount !== undefined)
+  ) {
+    try {
       const keepIds = [response.id, ...(dependencies.protectedIds?.() ?? [])];
       dependencies.store.prune(retention, { keepIds });
+    } catch (error) {
+      // The response is stored, so it stands; only the retention limits were not applied this time.
+      logger.error(`Pruning after storing response ${response.id} failed: ${(error as Error).message}`);
     }
+  }
+  return true;
+}
+
+/** Deletes what earlier writes stored of a response whose later write failed (it has failed). */
+function forgetUnstored(store: ResponseStore, id: string, logger: Logger): void {
+  try {
+    store.delete(id);
   } catch (error) {
-    // The stream still ends properly. A final object that could not be stored must not leave the
-    // in_progress record behind: remove it, so a later GET or chain to this id answers 404.
-    logger.error(`Storing response ${response.id} failed: ${(error as Error).message}`);
-    if (response.status !== "queued" && response.status !== "in_progress") {
-      try {
-        dependencies.store.delete(response.id);
-      } catch {
-        // The store is unusable; the next start marks the unfinished record failed.
-      }
-    }
+    logger.error(
+      `Response ${id} could not be deleted after its write failed; its record may stay in_progress until the next start marks it failed: ${(error as Error).message}`,
+    );
   }
 }

@@ -42,10 +42,21 @@ export async function startServer(
   const shutdown = new AbortController();
   // Every request in flight links its own signal to this one with a listener (shared/abort-signals.ts).
   setMaxListeners(0, shutdown.signal);
-  const store = SqliteResponseStore.open(path.join(config.dataDir, "responses.sqlite"));
-  // No run of an earlier process can finish what it left queued or in_progress: say so, once.
-  const unfinished = store.failUnfinished(RESTARTED_ERROR);
-  if (unfinished > 0) logger.info(`marked ${unfinished} unfinished response(s) of an earlier run as failed`);
+  // Every store error names the file (a file that is not SQLite, a full disk, an unreadable row).
+  const store = SqliteResponseStore.open(path.join(config.dataDir, "responses.sqlite"), {
+    ...(config.storeMaxBytes === undefined ? {} : { maxBytes: config.storeMaxBytes }),
+    warn: (message) => logger.warn(message),
+  });
+  try {
+    // No run of an earlier process can finish what it left queued or in_progress: say so, once. A row
+    // that cannot be read is skipped with a warning; a store that cannot be written stops the start.
+    const unfinished = store.failUnfinished(RESTARTED_ERROR);
+    if (unfinished > 0)
+      logger.info(`marked ${unfinished} unfinished response(s) of an earlier run as failed`);
+  } catch (error) {
+    store.close();
+    throw error;
+  }
   const catalog = new ModelCatalog({
     modelsDir: modelsDirOf(config),
     files: config.models,

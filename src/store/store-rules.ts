@@ -1,10 +1,11 @@
 /**
  * Rules both response stores share, so the SQLite store and its in-memory twin behave identically:
- * argument checks for paging and pruning, the pruning rounds, the chain depth guard, page assembly and
- * which output items `findItem` can find.
+ * argument checks for paging and pruning, the pruning rounds, the chain depth guard, page assembly,
+ * which output items `findItem` can find, the errors a store throws (`StoreError`, naming where the
+ * store lives) and the checks a stored row must pass to be read (`readStoredResponse`, `readStoredItem`).
  */
 import { ApiError } from "../shared/errors.js";
-import type { ItemPage, PruneLimits, PruneOptions, StoredItem } from "./types.js";
+import type { ItemPage, PruneLimits, PruneOptions, StoredItem, StoredResponse } from "./types.js";
 
 /**
  * The longest previous_response_id chain a store will walk: far more turns than any local context window
@@ -75,10 +76,104 @@ export function pruneInRounds(limits: PruneLimits, options: PruneOptions, rounds
   return deleted;
 }
 
-export function chainTooDeepError(id: string): Error {
-  return new Error(
-    `Response chain ending at '${id}' is longer than ${MAX_CHAIN_DEPTH} links or contains a cycle.`,
+/**
+ * A chain that cannot be walked: longer than MAX_CHAIN_DEPTH or a cycle (which the API cannot create, but
+ * a replaced or hand-edited record can). A 400 naming `previous_response_id`, never a 500 or a loop.
+ */
+export function chainTooDeepError(id: string): ApiError {
+  return ApiError.invalid(
+    `Previous response '${id}' cannot be continued: its previous_response_id chain is longer than ${MAX_CHAIN_DEPTH} links or contains a cycle.`,
+    "previous_response_id",
+    "previous_response_chain_invalid",
   );
+}
+
+/**
+ * A store operation that failed: the store could not be opened, read or written (a full disk, a file
+ * that is not a database, a corrupt row). Its message names where the store lives (the SQLite file) and
+ * what was being done; it renders as a 500 in OpenAI's shape.
+ */
+export class StoreError extends ApiError {
+  /** Where the store lives: the SQLite file's path, or "(in memory)". */
+  readonly location: string;
+  override readonly cause: unknown;
+
+  constructor(location: string, message: string, cause?: unknown) {
+    super({ status: 500, message: `Response store ${location}: ${message}`, code: "server_error" });
+    this.name = "StoreError";
+    this.location = location;
+    this.cause = cause;
+  }
+}
+
+/**
+ * A stored response that cannot be read back (its JSON does not parse, or a field has the wrong type).
+ * Reads that need it fail with this 500 naming the store and the response id; start-up skips it with a
+ * warning; deleting and pruning it work as for any response.
+ */
+export class UnreadableResponseError extends StoreError {
+  readonly responseId: string;
+
+  constructor(location: string, responseId: string, problem: string) {
+    super(
+      location,
+      `stored response '${responseId}' cannot be read: ${problem}. Delete it (DELETE /v1/responses/${responseId}) or repair the row.`,
+    );
+    this.name = "UnreadableResponseError";
+    this.responseId = responseId;
+  }
+}
+
+/** What `readStoredResponse` checks: a stored row's fields as they come out of the database. */
+export interface StoredResponseFields {
+  id: unknown;
+  createdAt: unknown;
+  previousResponseId: unknown;
+  model: unknown;
+  status: unknown;
+  responseJson: unknown;
+}
+
+/**
+ * Parses and checks a stored response row (its input items come separately); throws a plain Error saying
+ * what is wrong, which the store turns into an UnreadableResponseError naming itself and the id.
+ */
+export function readStoredResponse(fields: StoredResponseFields, inputItems: StoredItem[]): StoredResponse {
+  const { id, createdAt, previousResponseId, model, status } = fields;
+  if (typeof id !== "string") throw new Error(`its id is ${typeof id}, not text`);
+  if (typeof createdAt !== "number" || !Number.isFinite(createdAt)) {
+    throw new Error(`created_at is ${JSON.stringify(createdAt)}, not a number of seconds`);
+  }
+  if (previousResponseId !== null && typeof previousResponseId !== "string") {
+    throw new Error(`previous_response_id is ${typeof previousResponseId}, not text or null`);
+  }
+  if (typeof model !== "string") throw new Error(`model is ${typeof model}, not text`);
+  if (typeof status !== "string") throw new Error(`status is ${typeof status}, not text`);
+  const response = parseJsonObject(fields.responseJson, "response_json");
+  return { id, createdAt, previousResponseId, model, status, response, inputItems };
+}
+
+/** Parses and checks one stored item (an object with a text `id` and `type`); `what` names it in errors. */
+export function readStoredItem(itemJson: unknown, what: string): StoredItem {
+  const item = parseJsonObject(itemJson, what);
+  if (typeof item.id !== "string" || typeof item.type !== "string") {
+    throw new Error(`${what} has no text 'id' and 'type'`);
+  }
+  return item as StoredItem;
+}
+
+function parseJsonObject(json: unknown, what: string): Record<string, unknown> {
+  if (typeof json !== "string") throw new Error(`${what} is ${typeof json}, not JSON text`);
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch (error) {
+    throw new Error(`${what} is not valid JSON (${(error as Error).message})`, { cause: error });
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new Error(`${what} is JSON but not an object`);
+  }
+  return value as Record<string, unknown>;
 }
 
 /** Builds a page from up to `limit + 1` items already in the requested order (the extra one means more). */

@@ -3,13 +3,23 @@
  * file), plus SQLite-only checks: restarts, schema versions, the chain query's plan and its speed in a
  * large store.
  */
-import { mkdtempSync, openSync, readSync, rmSync, writeSync, closeSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+  closeSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ApiError } from "../../src/shared/errors.js";
 import {
+  MAX_CHAIN_DEPTH,
   MemoryResponseStore,
   SqliteResponseStore,
   latestSchemaVersion,
@@ -18,6 +28,7 @@ import {
   type StoredResponse,
 } from "../../src/store/index.js";
 import { migrations } from "../../src/store/sqlite/migrations.js";
+import { StoreError, UnreadableResponseError } from "../../src/store/store-rules.js";
 
 function message(id: string, text = `text of ${id}`): StoredItem {
   return { id, type: "message", role: "user", content: [{ type: "input_text", text }] };
@@ -338,10 +349,21 @@ describe.each(factories)("ResponseStore contract: $name", (factory) => {
       expect(store.chain(ids[9]!)).toBeUndefined();
     });
 
-    it("fails loudly on a cycle instead of looping", () => {
+    it("refuses a cycle with a 400 naming previous_response_id instead of looping", () => {
       store.put(response("resp_a", { previousResponseId: "resp_b" }));
       store.put(response("resp_b", { previousResponseId: "resp_a" }));
-      expect(() => store.chain("resp_a")).toThrow(/cycle/);
+      const error = catchError(() => store.chain("resp_a"));
+      expect(error).toBeInstanceOf(ApiError);
+      expect(error).toMatchObject({ status: 400, param: "previous_response_id" });
+      expect((error as Error).message).toMatch(/resp_a.*cycle/);
+    });
+
+    it(`reads a chain of exactly ${MAX_CHAIN_DEPTH} links and refuses one more with the same 400`, () => {
+      const ids = putChain(store, MAX_CHAIN_DEPTH + 1, "deep");
+      expect(store.chain(ids[MAX_CHAIN_DEPTH - 1]!)).toHaveLength(MAX_CHAIN_DEPTH);
+      const error = catchError(() => store.chain(ids[MAX_CHAIN_DEPTH]!));
+      expect(error).toMatchObject({ status: 400, param: "previous_response_id" });
+      expect((error as Error).message).toContain(`longer than ${MAX_CHAIN_DEPTH} links`);
     });
   });
 
@@ -758,6 +780,159 @@ describe("SqliteResponseStore", () => {
           `chain of depth 100: ${averageMilliseconds.toFixed(2)} ms on average over ${runs} runs`,
       );
       expect(averageMilliseconds).toBeLessThan(1_000); // A generous bound; the figure above is the point.
+    } finally {
+      store.close();
+    }
+  });
+});
+
+describe("SqliteResponseStore failures name the file", () => {
+  let directory: string;
+  let file: string;
+
+  beforeEach(() => {
+    directory = temporaryDirectory();
+    file = path.join(directory, "responses.sqlite");
+  });
+
+  afterEach(() => {
+    rmSync(directory, { recursive: true, force: true });
+  });
+
+  function sql(statement: string, ...parameters: unknown[]): void {
+    const database = new Database(file);
+    try {
+      database.prepare(statement).run(...parameters);
+    } finally {
+      database.close();
+    }
+  }
+
+  it("refuses a file that is not an SQLite database, naming it and saying what to do", () => {
+    writeFileSync(file, "these are notes, not a database\n".repeat(40));
+    const error = catchError(() => SqliteResponseStore.open(file));
+    expect(error).toBeInstanceOf(StoreError);
+    expect((error as Error).message).toContain(`Response store ${file}:`);
+    expect((error as Error).message).toMatch(/file is not a database \(SQLITE_NOTADB\)/);
+    expect((error as Error).message).toMatch(/move it away/);
+  });
+
+  it("names the file when it cannot be opened (a directory in its place)", () => {
+    mkdirSync(file);
+    const error = catchError(() => SqliteResponseStore.open(file));
+    expect(error).toBeInstanceOf(StoreError);
+    expect((error as Error).message).toContain(`Response store ${file}: opening`);
+  });
+
+  it("a full store (maxBytes) refuses a put with SQLITE_FULL naming the file; what was stored stays readable", () => {
+    const store = SqliteResponseStore.open(file, { maxBytes: 64 * 1024 });
+    try {
+      store.put(response("resp_kept", { status: "in_progress" }));
+      let error: unknown;
+      for (let index = 0; error === undefined && index < 1_000; index++) {
+        error = catchError(() => {
+          store.put(
+            response(`resp_fill_${index}`, { inputItems: [message(`item_${index}`, "x".repeat(2_000))] }),
+          );
+          throw new Error("stored");
+        });
+        if ((error as Error).message === "stored") error = undefined;
+      }
+      expect(error).toBeInstanceOf(StoreError);
+      expect(error).toMatchObject({ status: 500, location: file });
+      expect((error as Error).message).toMatch(
+        new RegExp(
+          `^Response store ${file}: storing response 'resp_fill_\\d+' failed: database or disk is full \\(SQLITE_FULL\\)`,
+        ),
+      );
+      // Replacing the in_progress record by a bigger final one fails too, leaving the earlier one intact.
+      const final = response("resp_kept", { inputItems: [message("item_kept", "y".repeat(20_000))] });
+      expect(catchError(() => store.put(final))).toBeInstanceOf(StoreError);
+      expect(store.get("resp_kept")?.status).toBe("in_progress");
+      expect(store.delete("resp_kept")).toBe(true);
+    } finally {
+      store.close();
+    }
+    expect(() => SqliteResponseStore.open(file, { maxBytes: 0 })).toThrow(RangeError);
+  });
+
+  it("reads of an unreadable row fail naming the file and the id; delete and prune still work", () => {
+    const store = SqliteResponseStore.open(file);
+    try {
+      putChain(store, 3, "chain");
+      store.put(response("resp_bad_item", { inputItems: [message("item_good"), message("item_bad")] }));
+      store.put(response("resp_no_id_item"));
+      sql("UPDATE responses SET response_json = 'not json' WHERE id = 'chain_1'");
+      sql("UPDATE input_items SET item_json = '{\"id\": ' WHERE item_id = 'item_bad'");
+      sql("UPDATE input_items SET item_json = '{\"text\": \"no id\"}' WHERE response_id = 'resp_no_id_item'");
+
+      const reads: [string, () => unknown, RegExp][] = [
+        ["chain_1", () => store.get("chain_1"), /response_json is not valid JSON/],
+        ["chain_1", () => store.chain("chain_2"), /response_json is not valid JSON/],
+        ["chain_1", () => store.findItem("msg_chain_1"), /response_json is not valid JSON/],
+        ["resp_bad_item", () => store.get("resp_bad_item"), /input item 1 is not valid JSON/],
+        [
+          "resp_bad_item",
+          () => store.listInputItems("resp_bad_item", { limit: 20, order: "asc" }),
+          /input item 1 is not valid JSON/,
+        ],
+        ["resp_bad_item", () => store.findItem("item_bad"), /input item 1 is not valid JSON/],
+        ["resp_no_id_item", () => store.get("resp_no_id_item"), /input item 0 has no text 'id' and 'type'/],
+      ];
+      for (const [id, read, problem] of reads) {
+        const error = catchError(read);
+        expect(error).toBeInstanceOf(UnreadableResponseError);
+        expect(error).toMatchObject({ status: 500, responseId: id, location: file });
+        expect((error as Error).message).toContain(
+          `Response store ${file}: stored response '${id}' cannot be read`,
+        );
+        expect((error as Error).message).toMatch(problem);
+      }
+      // Readable neighbours are unaffected.
+      expect(store.get("chain_0")?.id).toBe("chain_0");
+      expect(store.findItem("item_good")).toStrictEqual(message("item_good"));
+      expect(store.delete("chain_1")).toBe(true);
+      expect(store.prune({ maxCount: 0 })).toBe(4); // Pruning reads no JSON: the unreadable rows go too.
+    } finally {
+      store.close();
+    }
+  });
+
+  it("failUnfinished skips unreadable unfinished rows with a warning naming the file and the id", () => {
+    const setup = SqliteResponseStore.open(file);
+    setup.put(response("resp_good", { status: "in_progress" }));
+    setup.put(response("resp_corrupt", { status: "in_progress" }));
+    setup.put(response("resp_not_object", { status: "queued" }));
+    setup.put(response("resp_wrong_field", { status: "in_progress" }));
+    setup.close();
+    sql(
+      'UPDATE responses SET response_json = \'{"id": "resp_corrupt", "output": [\' WHERE id = \'resp_corrupt\'',
+    );
+    sql("UPDATE responses SET response_json = '[1, 2]' WHERE id = 'resp_not_object'");
+    sql("UPDATE responses SET created_at = 'yesterday' WHERE id = 'resp_wrong_field'");
+
+    const warnings: string[] = [];
+    const store = SqliteResponseStore.open(file, { warn: (warning) => warnings.push(warning) });
+    try {
+      expect(store.failUnfinished({ code: "server_error", message: "restarted" })).toBe(4);
+      expect(warnings).toHaveLength(3);
+      for (const [id, problem] of [
+        ["resp_corrupt", /response_json is not valid JSON/],
+        ["resp_not_object", /response_json is JSON but not an object/],
+        ["resp_wrong_field", /created_at is "yesterday", not a number of seconds/],
+      ] as const) {
+        const warning = warnings.find((line) => line.includes(`'${id}'`));
+        expect(warning).toContain(`Response store ${file}: stored response '${id}' cannot be read`);
+        expect(warning).toMatch(problem);
+      }
+      expect(store.get("resp_good")?.response).toMatchObject({
+        status: "failed",
+        error: { message: "restarted" },
+      });
+      // Marked failed in its status column: not swept again, prunable, and still named when read.
+      expect(store.failUnfinished({ code: "server_error", message: "restarted" })).toBe(0);
+      expect(catchError(() => store.get("resp_corrupt"))).toBeInstanceOf(UnreadableResponseError);
+      expect(store.prune({ maxCount: 0 })).toBe(4);
     } finally {
       store.close();
     }

@@ -11,8 +11,9 @@ import { ModelManager } from "../../src/models/manager.js";
 import type { ModelEntry } from "../../src/models/types.js";
 import { createApp } from "../../src/server/app.js";
 import type { App, AppConfig } from "../../src/server/deps.js";
-import { createLogger, silentLogger } from "../../src/shared/logger.js";
+import { createLogger, silentLogger, type Logger } from "../../src/shared/logger.js";
 import { MemoryResponseStore } from "../../src/store/memory/memory-store.js";
+import type { ResponseStore } from "../../src/store/types.js";
 
 export const TEST_MODEL = "lmhost-test/scripted";
 export const BASE_URL = "http://lmhost.test";
@@ -35,12 +36,16 @@ export interface FastAppOptions {
   keepAliveSeconds?: number;
   maxWaitingBackground?: number;
   streamStartAfterMilliseconds?: number;
+  /** The response store (default: a new MemoryResponseStore), e.g. a SqliteResponseStore on a temp file. */
+  store?: ResponseStore;
+  /** The app's logger (default: silent, or debug on stderr with LMHOST_TEST_LOG=1). */
+  logger?: Logger;
 }
 
 export interface FastApp {
   app: App;
   engine: ScriptedEngine;
-  store: MemoryResponseStore;
+  store: ResponseStore;
   models: ModelManager<object>;
   /** Every EngineRequest the engine received, in order (for prompt assertions). */
   engineRequests: EngineRequest[];
@@ -73,13 +78,13 @@ export function createFastApp(options: FastAppOptions = {}): FastApp {
     engineRequests.push(structuredClone(request));
     return generate(request, signal);
   };
-  const store = new MemoryResponseStore();
+  const store = options.store ?? new MemoryResponseStore();
   const app = createApp({
     engine,
     models,
     store,
     config: { cors: false, bodyLimitBytes: 1024 * 1024, ...options.config },
-    logger: process.env.LMHOST_TEST_LOG ? createLogger("debug") : silentLogger,
+    logger: options.logger ?? (process.env.LMHOST_TEST_LOG ? createLogger("debug") : silentLogger),
     ...(options.shutdownSignal === undefined ? {} : { shutdownSignal: options.shutdownSignal }),
     ...(options.keepAliveSeconds === undefined ? {} : { keepAliveSeconds: options.keepAliveSeconds }),
     ...(options.maxWaitingBackground === undefined

@@ -15,6 +15,7 @@ import {
 } from "../types.js";
 import {
   MAX_CHAIN_DEPTH,
+  StoreError,
   assertValidPageLimit,
   chainTooDeepError,
   failedResponse,
@@ -147,6 +148,6 @@ export class MemoryResponseStore implements ResponseStore {
   }
 
   #assertOpen(): void {
-    if (this.#closed) throw new Error("The response store is closed.");
+    if (this.#closed) throw new StoreError("(in memory)", "the store is closed.");
   }
 }

@@ -23,7 +23,41 @@ export const MAX_TEXT_CHARACTERS = 10_485_760;
 export const MAX_IDENTIFIER_CHARACTERS = 1_024;
 const longText = z.string().max(MAX_TEXT_CHARACTERS);
 const identifier = z.string().min(1).max(MAX_IDENTIFIER_CHARACTERS);
-const jsonObject = z.record(z.string(), z.unknown());
+/**
+ * A JSON object whose values each match `value`, keeping every key the client sent. zod's `z.record`
+ * silently skips a `__proto__` key (it builds its output by assignment, where that name is the prototype
+ * setter), so `"metadata": {"__proto__": "x"}` would vanish; here each key is defined as an own data
+ * property, so `__proto__` is validated, stored and returned like any other key.
+ */
+function ownKeysRecord<Value extends z.ZodType>(value: Value) {
+  return z.unknown().transform((input, context) => {
+    const output: Record<string, z.output<Value>> = {};
+    if (input === null || typeof input !== "object" || Array.isArray(input)) {
+      context.addIssue({ code: "invalid_type", expected: "record", input });
+      return z.NEVER;
+    }
+    for (const [key, entry] of Object.entries(input)) {
+      const result = value.safeParse(entry, { reportInput: true });
+      if (!result.success) {
+        for (const issue of result.error.issues) {
+          context.addIssue({
+            ...issue,
+            path: [key, ...issue.path],
+          } as unknown as z.core.$ZodSuperRefineIssue);
+        }
+        continue;
+      }
+      Object.defineProperty(output, key, {
+        value: result.data,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    }
+    return output;
+  });
+}
+const jsonObject = ownKeysRecord(z.unknown());
 const itemStatus = z.enum(["in_progress", "completed", "incomplete"]);
 
 const MULTIMODAL_PART_TYPES = ["input_image", "input_file", "input_audio", "input_video"] as const;
@@ -241,7 +275,7 @@ const mcpTool = z.looseObject({
   server_url: z.string().max(8_192).nullish(),
   connector_id: z.string().nullish(),
   server_description: longText.nullish(),
-  headers: z.record(z.string(), z.string().max(65_536)).nullish(),
+  headers: ownKeysRecord(z.string().max(65_536)).nullish(),
   authorization: z.string().max(65_536).nullish(),
   allowed_tools: z.union([toolNames, mcpToolFilter]).nullish(),
   require_approval: z
@@ -322,7 +356,7 @@ const reasoning = z.object({
 });
 
 export const METADATA_LIMITS = { pairs: 16, keyLength: 64, valueLength: 512 } as const;
-const metadata = z.record(z.string(), z.string()).superRefine((pairs, context) => {
+const metadata = ownKeysRecord(z.string()).superRefine((pairs, context) => {
   const keys = Object.keys(pairs);
   if (keys.length > METADATA_LIMITS.pairs) {
     context.addIssue({

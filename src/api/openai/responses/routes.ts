@@ -84,6 +84,14 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
     protectedIds: () => live.chainedFrom(),
     logger,
   };
+  /**
+   * A finished background run that has no stored record — its record could not be stored, so it failed
+   * — still answers (failed) while this process holds it, rather than a 404.
+   */
+  const failedHere = (id: string) => {
+    const snapshot = live.snapshot(id);
+    return snapshot?.status === "failed" ? snapshot : undefined;
+  };
   /** A chain to a response still running here is refused as unfinished (its final object is not stored yet). */
   const runningStatus = (id: string) => (live.isRunning(id) ? live.snapshot(id)?.status : undefined);
   const sse = (context: Context, events: AsyncIterable<ResponseStreamEvent>) =>
@@ -150,7 +158,8 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
       }
       return sse(context, live.replay(id, startingAfter));
     }
-    const response = (live.isRunning(id) ? live.snapshot(id) : undefined) ?? deps.store.get(id)?.response;
+    const response =
+      (live.isRunning(id) ? live.snapshot(id) : undefined) ?? deps.store.get(id)?.response ?? failedHere(id);
     if (response === undefined) throw responseNotFound(id);
     return context.json(response);
   });
