@@ -66,7 +66,7 @@ const badCases: BadCase[] = [
   },
   {
     name: "an item type lmhost does not run",
-    body: { ...ok, input: [{ type: "mcp_call", id: "m" }] },
+    body: { ...ok, input: [{ type: "computer_call", id: "m" }] },
     status: 400,
     param: "input[0].type",
   },
@@ -401,7 +401,7 @@ describe("POST /v1/responses bad input", () => {
         `"tools": [{"type": "namespace", "name": "n", "tools": [{"type": "function", "name": "f", "parameters": ${deep}}]}]`,
     ],
     ["tools[0]", (deep: string) => `"tools": [{"type": "web_search", "filters": ${deep}}]`],
-    ["tools[0]", (deep: string) => `"tools": [{"type": "mcp", "server_label": "s", "headers": ${deep}}]`],
+    ["tools[0]", (deep: string) => `"tools": [{"type": "mcp", "server_label": "s", "x": ${deep}}]`],
     [
       "tool_choice",
       (deep: string) =>

@@ -235,7 +235,9 @@ describe("ResponseEventWriter", () => {
       expect(events.map((event) => event.sequence_number)).toEqual(events.map((_, index) => index));
       const final = writer.snapshot();
       expect(final.status).toBe(scenario.status);
-      expect(final.output.map((item) => ("status" in item ? item.status : undefined))).toEqual(scenario.itemStatuses);
+      expect(final.output.map((item) => ("status" in item ? item.status : undefined))).toEqual(
+        scenario.itemStatuses,
+      );
       expect(writer.finished).toBe(true);
       // The SDK's accumulator agrees with the writer on every index and id.
       const accumulated = accumulate(events);

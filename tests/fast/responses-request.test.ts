@@ -8,12 +8,16 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { createResponseSchema, inputTokensSchema } from "../../src/api/openai/responses/request-schema.js";
-import { toResponseRequest } from "../../src/api/openai/responses/to-response-request.js";
+import {
+  toResponseRequest,
+  type ToResponseRequestOptions,
+} from "../../src/api/openai/responses/to-response-request.js";
 import { parseRequestBody } from "../../src/api/openai/responses/validation-errors.js";
 import { specDir } from "../helpers/paths.js";
 
-const translate = (body: Record<string, unknown>) =>
-  toResponseRequest(parseRequestBody(createResponseSchema, { model: "m", input: "hi", ...body }));
+const translate = (body: Record<string, unknown>, options: ToResponseRequestOptions = {}) =>
+  toResponseRequest(parseRequestBody(createResponseSchema, { model: "m", input: "hi", ...body }), options);
+const remoteMcp: ToResponseRequestOptions = { mcp: { allowRemote: true, localServers: new Set() } };
 
 type Schema = { $ref?: string; allOf?: Schema[]; properties?: Record<string, unknown> };
 function specProperties(schemas: Record<string, Schema>, name: string): string[] {
@@ -172,28 +176,37 @@ describe("toResponseRequest", () => {
   });
 
   it("sends function tools and namespace functions to the engine and echoes every tool", () => {
-    const request = translate({
-      tools: [
-        {
-          type: "function",
-          name: "get_weather",
-          parameters: { type: "object", properties: { city: { type: "string" } } },
-          strict: true,
-        },
-        {
-          type: "namespace",
-          name: "agents",
-          description: "Sub-agents",
-          tools: [
-            { type: "function", name: "spawn", description: "Spawn one" },
-            { type: "custom", name: "free" },
-          ],
-        },
-        { type: "web_search", external_web_access: false },
-        { type: "custom", name: "apply_patch" },
-        { type: "mcp", server_label: "docs", server_url: "https://example.com/mcp" },
-      ],
-    });
+    const request = translate(
+      {
+        tools: [
+          {
+            type: "function",
+            name: "get_weather",
+            parameters: { type: "object", properties: { city: { type: "string" } } },
+            strict: true,
+          },
+          {
+            type: "namespace",
+            name: "agents",
+            description: "Sub-agents",
+            tools: [
+              { type: "function", name: "spawn", description: "Spawn one" },
+              { type: "custom", name: "free" },
+            ],
+          },
+          { type: "web_search", external_web_access: false },
+          { type: "custom", name: "apply_patch" },
+          {
+            type: "mcp",
+            server_label: "docs",
+            server_url: "https://example.com/mcp",
+            headers: { "X-Key": "secret-header" },
+            authorization: "secret-token",
+          },
+        ],
+      },
+      remoteMcp,
+    );
     expect(request.generation.tools).toEqual([
       {
         name: "get_weather",
@@ -215,6 +228,21 @@ describe("toResponseRequest", () => {
       strict: true,
     });
     expect(request.echo.tools[2]).toEqual({ type: "web_search", external_web_access: false });
+    // MCP credentials reach the server only: never echoed (so never stored).
+    expect(request.echo.tools[4]).toEqual({
+      type: "mcp",
+      server_label: "docs",
+      server_url: "https://example.com/mcp",
+    });
+    expect(request.mcpServers).toEqual([
+      {
+        param: "tools[4]",
+        serverLabel: "docs",
+        serverUrl: "https://example.com/mcp",
+        headers: { "X-Key": "secret-header", Authorization: "Bearer secret-token" },
+        requireApproval: { default: "always", always: [], never: [] },
+      },
+    ]);
   });
 
   it("maps tool_choice", () => {

@@ -237,6 +237,7 @@ function convertTools(tools: readonly ParsedTool[], policy: McpPolicy | undefine
         converted.echo.push(tool as JsonObject);
         break;
       case "mcp": {
+        assertNotTooDeep(tool, param, "tool");
         const server = toMcpServer(tool, param, policy);
         if (converted.mcpServers.some((other) => other.serverLabel === server.serverLabel))
           throw ApiError.invalid(
