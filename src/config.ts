@@ -43,7 +43,10 @@ export const configSchema = z
     /** Required as `Authorization: Bearer <key>` or `x-api-key: <key>`; never empty (resolveConfig names the source). */
     apiKey: z
       .string()
-      .refine((key) => key.trim() !== "", "the API key is empty")
+      .refine(
+        (key) => key.trim() !== "",
+        "the API key is empty; give a key, or leave it out to run without auth",
+      )
       .optional(),
     /**
      * Browser origins allowed to call lmhost (CORS): a list (or comma-separated string) of
