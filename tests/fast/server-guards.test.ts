@@ -14,7 +14,12 @@ type ErrorBody = { error: { message: string; type: string; param: string | null;
 const responseBody = JSON.stringify({ model: TEST_MODEL, input: "hello" });
 
 /** A raw POST to the app (no helper defaults), so each header is exactly what the test gives. */
-function rawPost(fast: FastApp, path: string, body: string | Uint8Array, headers: Record<string, string> = {}) {
+function rawPost(
+  fast: FastApp,
+  path: string,
+  body: string | Uint8Array,
+  headers: Record<string, string> = {},
+) {
   return Promise.resolve(fast.app.request(`http://localhost${path}`, { method: "POST", body, headers }));
 }
 
