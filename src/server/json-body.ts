@@ -26,11 +26,19 @@ export function exceedsJsonDepth(text: string, limit: number): boolean {
   let depth = 0;
   let inString = false;
   for (let index = 0; index < text.length; index++) {
-    const code = text.charCodeAt(index);
     if (inString) {
-      if (code === 0x5c /* \ */) index++;
-      else if (code === 0x22 /* " */) inString = false;
-    } else if (code === 0x22) {
+      // Jump to the next quote; it ends the string unless an odd number of backslashes escapes it.
+      const quote = text.indexOf('"', index);
+      if (quote === -1) return false;
+      let backslashes = 0;
+      while (quote - backslashes - 1 >= index && text.charCodeAt(quote - backslashes - 1) === 0x5c)
+        backslashes++;
+      if (backslashes % 2 === 0) inString = false;
+      index = quote;
+      continue;
+    }
+    const code = text.charCodeAt(index);
+    if (code === 0x22 /* " */) {
       inString = true;
     } else if (code === 0x5b /* [ */ || code === 0x7b /* { */) {
       if (++depth > limit) return true;
