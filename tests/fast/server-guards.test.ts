@@ -259,9 +259,9 @@ describe("body checks before JSON.parse", () => {
     expect(exceedsJsonDepth('{"a":"\\"[[[[\\\\"}', 1)).toBe(false);
     expect(exceedsJsonDepth('{"a":"\\\\",  "b":[[1]]}', 2)).toBe(true);
     // An escaped backslash before a quote ends the string; an escaped quote does not.
-    expect(exceedsJsonDepth('["\\\\\\\"[[[", [[1]]]', 2)).toBe(true);
+    expect(exceedsJsonDepth(String.raw`["\\\"[[[", [[1]]]`, 2)).toBe(true);
     expect(exceedsJsonDepth('["\\\\\\\\", [[1]]]', 2)).toBe(true);
-    expect(exceedsJsonDepth('["\\\\\\\"[[[", "]]"]', 2)).toBe(false);
+    expect(exceedsJsonDepth(String.raw`["\\\"[[[", "]]"]`, 2)).toBe(false);
     expect(exceedsJsonDepth('["unterminated [[[[', 1)).toBe(false);
     expect(exceedsJsonDepth("[[],[],[[]]]", 3)).toBe(false);
     expect(exceedsJsonDepth("[[],[],[[[]]]]", 3)).toBe(true);
