@@ -1,7 +1,7 @@
 /**
- * `npx lmhost serve` as a supervisor or container runs it: npm exec starts lmhost under `sh -c` and does
- * not pass SIGTERM on, so lmhost must notice that npm is gone and stop by itself (gracefully), instead of
- * running on as an orphan.
+ * `npx lmhost serve` (and `npm start`) as a supervisor or container runs it: npm starts lmhost under
+ * `sh -c` and SIGTERM reaches only npm and the shell, so lmhost must notice that npm is gone and stop by
+ * itself (gracefully), instead of running on as an orphan.
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
@@ -19,28 +19,30 @@ function isAlive(pid: number): boolean {
   }
 }
 
-it(
-  "stops lmhost within a few seconds when `npx lmhost serve` is sent SIGTERM",
+const serveArguments = () => [
+  "--port",
+  "0",
+  "--data-dir",
+  mkdtempSync(path.join(tmpdir(), "lmhost-npx-data-")),
+  "--models-dir",
+  mkdtempSync(path.join(tmpdir(), "lmhost-npx-models-")),
+  "--threads",
+  "1",
+];
+
+it.each([
+  ["npx lmhost serve", "npx", ["lmhost", "serve"]],
+  ["npm start --", "npm", ["start", "--"]],
+])(
+  "stops lmhost within a few seconds when `%s` is sent SIGTERM",
   { timeout: 180_000 },
-  async () => {
-    const npx = path.join(path.dirname(process.execPath), "npx");
+  async (_name, command, commandArguments) => {
     const environment = Object.fromEntries(
       Object.entries(process.env).filter(([name]) => !name.startsWith("LMHOST_") && !name.startsWith("npm_")),
     );
     const child = spawn(
-      npx,
-      [
-        "lmhost",
-        "serve",
-        "--port",
-        "0",
-        "--data-dir",
-        mkdtempSync(path.join(tmpdir(), "lmhost-npx-data-")),
-        "--models-dir",
-        mkdtempSync(path.join(tmpdir(), "lmhost-npx-models-")),
-        "--threads",
-        "1",
-      ],
+      path.join(path.dirname(process.execPath), command),
+      [...commandArguments, ...serveArguments()],
       { cwd: repositoryRoot, env: environment, stdio: ["ignore", "pipe", "pipe"] },
     );
     let output = "";
@@ -52,10 +54,10 @@ it(
     try {
       const started = Date.now();
       while (lmhostPid === undefined) {
-        const match = /listening on (http:\/\/\S+) \(pid (\d+)/.exec(output);
-        if (match?.[2] !== undefined) lmhostPid = Number(match[2]);
+        const match = /listening on http:\/\/\S+ \(pid (\d+)/.exec(output);
+        if (match?.[1] !== undefined) lmhostPid = Number(match[1]);
         else if (child.exitCode !== null || Date.now() - started > 150_000)
-          throw new Error(`npx lmhost serve did not start:\n${output}`);
+          throw new Error(`${command} did not start lmhost:\n${output}`);
         else await new Promise((resolve) => setTimeout(resolve, 100));
       }
       const url = /listening on (http:\/\/\S+)/.exec(output)?.[1] ?? "";
@@ -70,7 +72,7 @@ it(
       const milliseconds = Date.now() - signalled;
       expect(
         isAlive(lmhostPid),
-        `lmhost (pid ${lmhostPid}) still runs ${milliseconds} ms after npx got SIGTERM`,
+        `lmhost (pid ${lmhostPid}) still runs ${milliseconds} ms after npm got SIGTERM`,
       ).toBe(false);
       expect(milliseconds).toBeLessThan(5000);
       await pipesClosed;
