@@ -1,7 +1,7 @@
 /**
  * `npx lmhost serve` (and `npm start`) as a supervisor or container runs it: npm starts lmhost under
  * `sh -c` and SIGTERM reaches only npm and the shell, so lmhost must notice that npm is gone and stop by
- * itself (gracefully), instead of running on as an orphan.
+ * itself (gracefully), instead of running on as an orphan. Started without npm, it must not.
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
@@ -86,3 +86,38 @@ it.each([
     }
   },
 );
+
+it("leaves a plain `node bin/lmhost.js serve` running when its parent exits (nohup users expect that)", async () => {
+  const environment = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !name.startsWith("LMHOST_") && !name.startsWith("npm_")),
+  );
+  const quoted = [process.execPath, path.join(repositoryRoot, "bin/lmhost.js"), "serve", ...serveArguments()]
+    .map((part) => `'${part}'`)
+    .join(" ");
+  // `; true` keeps the shell as lmhost's parent, as a login shell or a script would be.
+  const shell = spawn("sh", ["-c", `${quoted}; true`], {
+    env: environment,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  shell.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  shell.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  let lmhostPid: number | undefined;
+  try {
+    const started = Date.now();
+    while (lmhostPid === undefined) {
+      const match = /listening on http:\/\/\S+ \(pid (\d+)/.exec(output);
+      if (match?.[1] !== undefined) lmhostPid = Number(match[1]);
+      else if (Date.now() - started > 60_000) throw new Error(`lmhost did not start:\n${output}`);
+      else await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    shell.kill("SIGKILL");
+    // Well past the parent watch's 500 ms interval.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    expect(isAlive(lmhostPid)).toBe(true);
+    expect(output).not.toContain("has exited");
+  } finally {
+    if (shell.exitCode === null) shell.kill("SIGKILL");
+    if (lmhostPid !== undefined && isAlive(lmhostPid)) process.kill(lmhostPid, "SIGKILL");
+  }
+});
