@@ -85,6 +85,7 @@ export const configSchema = z
   .strict();
 
 export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
 export type CorsSetting = Config["cors"];
 export type AllowedHostsSetting = Config["allowedHosts"];
 
@@ -155,7 +156,6 @@ export function allowedHostList(setting: AllowedHostsSetting): string[] {
     return subdomains ? `.${url.hostname}` : url.hostname;
   });
 }
-export type ConfigInput = z.input<typeof configSchema>;
 
 /**
  * The machine's physical cores (the default thread count): distinct (physical id, core id) pairs in

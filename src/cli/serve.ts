@@ -91,7 +91,7 @@ export function registerServeCommand(program: Command): void {
     )
     .option(
       "--cors [origins]",
-      "browser origins allowed to call lmhost, comma-separated (http://localhost:5173,https://app.example; http://localhost:* for any port; '*' for every origin). Default: none",
+      "browser origins allowed to call lmhost, comma-separated (http://localhost:5173,https://app.example; http://localhost:* for any port; '*' or a bare --cors for every origin). Default: none",
     )
     .option(
       "--allowed-hosts <hosts>",
