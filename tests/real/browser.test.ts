@@ -111,10 +111,22 @@ async function modelState(server: SpawnedServer): Promise<string> {
   return status.state;
 }
 
-/** The request log lines (debug level) of one method and path: `POST /v1/responses 403 ...`. */
-function requestStatuses(server: SpawnedServer, method: string, route: string): string[] {
+/**
+ * The statuses in the request log lines (debug level) of one method and path (`POST /v1/responses 403
+ * ...`), once `count` of them have arrived from the child's stderr (or after 5 s, whatever there is).
+ */
+async function requestStatuses(
+  server: SpawnedServer,
+  method: string,
+  route: string,
+  count: number,
+): Promise<string[]> {
   const pattern = new RegExp(`${method} ${route.replaceAll("/", "\\/")} (\\d{3}) `, "g");
-  return [...server.output().matchAll(pattern)].map((match) => match[1] ?? "");
+  const statuses = () => [...server.output().matchAll(pattern)].map((match) => match[1] ?? "");
+  for (let waited = 0; statuses().length < count && waited < 5000; waited += 50) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return statuses();
 }
 
 describe.skipIf(skipped)("a web page in a real browser", () => {
@@ -183,9 +195,9 @@ describe.skipIf(skipped)("a web page in a real browser", () => {
     expect(seen["fetch text/plain /api/v0/unload"]).toBe("failed: TypeError");
     // Server side: nothing ran. The model is still loaded and every attempt was refused with 403.
     expect(await modelState(server)).toBe("loaded");
-    const unloads = requestStatuses(server, "POST", "/api/v0/unload");
-    const responses = requestStatuses(server, "POST", "/v1/responses");
-    const preflights = requestStatuses(server, "OPTIONS", "/v1/responses");
+    const unloads = await requestStatuses(server, "POST", "/api/v0/unload", 3);
+    const responses = await requestStatuses(server, "POST", "/v1/responses", 3);
+    const preflights = await requestStatuses(server, "OPTIONS", "/v1/responses", 1);
     expect(unloads).toEqual(["403", "403", "403"]);
     expect(responses).toEqual(["403", "403", "403"]);
     expect(preflights).toEqual(["403"]);
@@ -231,7 +243,7 @@ describe.skipIf(skipped)("a web page in a real browser", () => {
       plain: 415,
       code: "unsupported_media_type",
     });
-    expect(requestStatuses(server, "OPTIONS", "/v1/responses")).toEqual(["204"]);
+    expect(await requestStatuses(server, "OPTIONS", "/v1/responses", 1)).toEqual(["204"]);
   });
 });
 
