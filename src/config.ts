@@ -40,8 +40,38 @@ export const configSchema = z
     contextLength: z.number().int().positive().optional(),
     ttlSeconds: z.number().positive().default(3600),
     maxLoaded: z.number().int().positive().default(1),
-    apiKey: z.string().optional(),
-    cors: z.boolean().default(false),
+    /** Required as `Authorization: Bearer <key>` or `x-api-key: <key>`; never empty (resolveConfig names the source). */
+    apiKey: z
+      .string()
+      .refine(
+        (key) => key.trim() !== "",
+        "the API key is empty; give a key, or leave it out to run without auth",
+      )
+      .optional(),
+    /**
+     * Browser origins allowed to call lmhost (CORS): a list (or comma-separated string) of
+     * `scheme://host[:port]` origins, `scheme://host:*` for any port, `"*"` (or `true`, the old boolean
+     * form) for every origin; `false` or an empty list (the default) for none.
+     */
+    cors: z
+      .union([z.boolean(), z.string(), z.array(z.string())])
+      .default(false)
+      .superRefine((setting, context) => {
+        const problem = firstProblem(() => corsOriginList(setting));
+        if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
+      }),
+    /**
+     * Host names (besides localhost, loopback addresses and the bound address) that requests may be
+     * addressed to, as a list or comma-separated string; `.example.com` allows its subdomains; `"*"`
+     * turns the Host check off.
+     */
+    allowedHosts: z
+      .union([z.string(), z.array(z.string())])
+      .default([])
+      .superRefine((setting, context) => {
+        const problem = firstProblem(() => allowedHostList(setting));
+        if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
+      }),
     logLevel: z.enum(["silent", "error", "warn", "info", "debug"]).default("info"),
     bodyLimitBytes: z
       .number()
@@ -61,6 +91,76 @@ export const configSchema = z
 
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
+export type CorsSetting = Config["cors"];
+export type AllowedHostsSetting = Config["allowedHosts"];
+
+function firstProblem(check: () => unknown): string | undefined {
+  try {
+    check();
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
+function listOf(setting: string | readonly string[]): string[] {
+  const entries = typeof setting === "string" ? setting.split(",") : setting;
+  return entries.map((entry) => entry.trim()).filter((entry) => entry !== "");
+}
+
+/**
+ * The allowed browser origins of a `cors` setting, normalised (`http://localhost:5173`, or
+ * `http://localhost:*` for any port): `["*"]` for every origin, `[]` for none. Throws naming a bad entry.
+ */
+export function corsOriginList(setting: CorsSetting): string[] {
+  if (setting === true) return ["*"];
+  if (setting === false) return [];
+  const entries = listOf(setting);
+  if (entries.includes("*")) return ["*"];
+  return entries.map(normaliseOrigin);
+}
+
+function normaliseOrigin(entry: string): string {
+  const anyPort = entry.endsWith(":*");
+  const problem = `'${entry}' is not an origin: write scheme://host[:port] (e.g. http://localhost:5173), scheme://host:* for any port, or '*' for every origin`;
+  let url: URL;
+  try {
+    url = new URL(anyPort ? entry.slice(0, -2) : entry);
+  } catch {
+    throw new Error(problem);
+  }
+  const bare = url.pathname === "/" && url.search === "" && url.hash === "" && url.username === "";
+  if (url.origin === "null" || !bare || (anyPort && url.port !== "")) throw new Error(problem);
+  return anyPort ? `${url.protocol}//${url.hostname}:*` : url.origin;
+}
+
+/**
+ * The extra host names of an `allowedHosts` setting, lower-case (IPv6 addresses in brackets, a leading
+ * dot kept for "this domain and its subdomains"): `["*"]` when the check is off. Throws naming a bad entry.
+ */
+export function allowedHostList(setting: AllowedHostsSetting): string[] {
+  const entries = listOf(setting);
+  if (entries.includes("*")) return ["*"];
+  return entries.map((entry) => {
+    const subdomains = entry.startsWith(".");
+    const problem = `'${entry}' is not a host name: write a name or address without scheme or port (every port is allowed), '.example.com' for a domain and its subdomains, or '*' to turn the Host check off`;
+    let url: URL;
+    try {
+      url = new URL(`http://${subdomains ? entry.slice(1) : entry}`);
+    } catch {
+      throw new Error(problem);
+    }
+    if (
+      url.port !== "" ||
+      url.pathname !== "/" ||
+      url.search !== "" ||
+      url.username !== "" ||
+      entry.includes("/")
+    )
+      throw new Error(problem);
+    return subdomains ? `.${url.hostname}` : url.hostname;
+  });
+}
 
 /**
  * The machine's physical cores (the default thread count): distinct (physical id, core id) pairs in
@@ -85,7 +185,8 @@ export function physicalCores(): number {
 function fromEnvironment(environment: NodeJS.ProcessEnv): ConfigInput {
   const result: Record<string, unknown> = {};
   if (environment.LMHOST_MODELS_DIR) result.modelsDir = environment.LMHOST_MODELS_DIR;
-  if (environment.LMHOST_API_KEY) result.apiKey = environment.LMHOST_API_KEY;
+  // Set but empty is kept, so resolveConfig refuses it instead of silently running without auth.
+  if (environment.LMHOST_API_KEY !== undefined) result.apiKey = environment.LMHOST_API_KEY;
   if (environment.LMHOST_DATA_DIR) result.dataDir = environment.LMHOST_DATA_DIR;
   if (environment.LMHOST_HOST) result.host = environment.LMHOST_HOST;
   if (environment.LMHOST_PORT) result.port = Number(environment.LMHOST_PORT);
@@ -110,10 +211,28 @@ function fromFile(dataDir: string): ConfigInput {
 export function resolveConfig(flags: ConfigInput, environment: NodeJS.ProcessEnv = process.env): Config {
   const environmentValues = fromEnvironment(environment);
   const dataDir = flags.dataDir ?? environmentValues.dataDir ?? DEFAULT_DATA_DIR;
-  const merged = { ...fromFile(dataDir), ...environmentValues, ...flags, dataDir };
+  const fileValues = fromFile(dataDir);
+  // Each source is checked on its own, so an empty `--api-key "$KEY"` neither turns auth off nor
+  // overrides a good LMHOST_API_KEY: it is an error naming where it came from.
+  checkApiKey(fileValues.apiKey, `${path.join(dataDir, "config.json")} (apiKey)`);
+  checkApiKey(environmentValues.apiKey, "LMHOST_API_KEY");
+  checkApiKey(flags.apiKey, "--api-key");
+  const merged = { ...fileValues, ...environmentValues, ...flags, dataDir };
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) throw new Error(`Invalid configuration: ${describeIssue(parsed.error.issues[0])}`);
   return parsed.data;
+}
+
+function checkApiKey(key: string | undefined, source: string): void {
+  if (key === undefined) return;
+  if (key.trim() === "")
+    throw new Error(
+      `Invalid configuration: the API key from ${source} is empty (an unset variable?); give a key, or leave it out to run without auth`,
+    );
+  if (key !== key.trim())
+    throw new Error(
+      `Invalid configuration: the API key from ${source} starts or ends with whitespace, which no client can send in a header`,
+    );
 }
 
 function describeIssue(issue: z.core.$ZodIssue | undefined): string {

@@ -1,6 +1,10 @@
-/** `lmhost serve`: starts the server on the configured models; SIGINT/SIGTERM stop it gracefully. */
+/**
+ * `lmhost serve`: starts the server on the configured models; SIGINT/SIGTERM stop it gracefully, and so
+ * does the exit of the npm process that started it (parent-watch.ts).
+ */
 import type { Command } from "commander";
 import { resolveConfig, type ConfigInput } from "../config.js";
+import { startedByNpm, watchParent } from "./parent-watch.js";
 
 interface ServeFlags {
   host?: string;
@@ -16,7 +20,9 @@ interface ServeFlags {
   ttl?: string;
   maxLoaded?: string;
   apiKey?: string;
-  cors?: boolean;
+  /** `--cors` alone (the old boolean form, every origin) or a comma list of origins. */
+  cors?: boolean | string;
+  allowedHosts?: string;
   pinCpu?: boolean;
   logLevel?: string;
   bodyLimit?: string;
@@ -45,6 +51,7 @@ export function flagsToConfig(flags: ServeFlags): ConfigInput {
     ["maxLoaded", number(flags.maxLoaded)],
     ["apiKey", flags.apiKey],
     ["cors", flags.cors],
+    ["allowedHosts", flags.allowedHosts],
     ["pinCpu", flags.pinCpu],
     ["logLevel", flags.logLevel],
     ["bodyLimitBytes", number(flags.bodyLimit)],
@@ -80,8 +87,18 @@ export function registerServeCommand(program: Command): void {
     .option("--context-length <n>", "cap on the context length per sequence (default: the model's)")
     .option("--ttl <seconds>", "unload a model after this many idle seconds (default 3600)")
     .option("--max-loaded <n>", "models kept loaded at once, least recently used evicted (default 1)")
-    .option("--api-key <key>", "require `Authorization: Bearer <key>` (env LMHOST_API_KEY)")
-    .option("--cors", "allow cross-origin browser requests")
+    .option(
+      "--api-key <key>",
+      "require `Authorization: Bearer <key>` or `x-api-key: <key>` on /v1 and /api; never empty (env LMHOST_API_KEY)",
+    )
+    .option(
+      "--cors [origins]",
+      "browser origins allowed to call lmhost, comma-separated (http://localhost:5173,https://app.example; http://localhost:* for any port; '*' or a bare --cors for every origin). Default: none",
+    )
+    .option(
+      "--allowed-hosts <hosts>",
+      "host names requests may be addressed to besides localhost, loopback and the bound address, comma-separated ('.example.com' for subdomains; '*' turns the check off)",
+    )
     .option("--pin-cpu", "with --threads 1, pin the process to one CPU (can be faster on a quiet machine)")
     .option("--log-level <level>", "silent | error | warn | info | debug (default info)")
     .option("--body-limit <bytes>", "largest request body accepted (default 20971520)")
@@ -92,12 +109,16 @@ export function registerServeCommand(program: Command): void {
       "cap on the response store's size; beyond it responses fail as unstored (as on a full disk)",
     )
     .action(async (flags: ServeFlags) => {
+      const parentAtStart = process.ppid;
       const config = resolveConfig(flagsToConfig(flags));
       // Imported here so the other commands (and --help / --version) do not load node-llama-cpp.
       const { startServer } = await import("../server/start.js");
       const server = await startServer(config);
-      const stop = (signal: string) => {
-        process.stderr.write(`received ${signal}\n`);
+      let stopping = false;
+      const stop = (reason: string) => {
+        if (stopping) return;
+        stopping = true;
+        process.stderr.write(`${reason}\n`);
         const hardExit = setTimeout(() => process.exit(1), 5000);
         hardExit.unref();
         server.close().then(
@@ -105,7 +126,10 @@ export function registerServeCommand(program: Command): void {
           () => process.exit(1),
         );
       };
-      process.once("SIGINT", () => stop("SIGINT"));
-      process.once("SIGTERM", () => stop("SIGTERM"));
+      process.once("SIGINT", () => stop("received SIGINT"));
+      process.once("SIGTERM", () => stop("received SIGTERM"));
+      if (startedByNpm()) {
+        watchParent(() => stop("the npm process that started lmhost has exited"), { parentAtStart });
+      }
     });
 }

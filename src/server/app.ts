@@ -1,12 +1,10 @@
 /**
- * createApp(deps) builds the whole HTTP application without listening: request ids, auth, CORS, body
- * limits, error rendering and every route family. Only `lmhost serve` binds a port; tests call
+ * createApp(deps) builds the whole HTTP application without listening: request ids, the Host / Origin / API
+ * key guards and CORS (request-guards.ts), body limits, error rendering and every route family. Only `lmhost serve` binds a port; tests call
  * `app.request(...)` with no socket.
  */
-import { timingSafeEqual } from "node:crypto";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import { registerModelRoutes } from "../api/openai/models.js";
 import { registerNativeRoutes } from "../api/native/routes.js";
@@ -15,6 +13,7 @@ import { ApiError, toApiError } from "../shared/errors.js";
 import { newId } from "../shared/ids.js";
 import { silentLogger } from "../shared/logger.js";
 import type { App, AppDeps, AppEnv } from "./deps.js";
+import { apiKeyGuard, hostGuard, originGuards } from "./request-guards.js";
 
 export function createApp(deps: AppDeps): App {
   const logger = deps.logger ?? silentLogger;
@@ -31,37 +30,16 @@ export function createApp(deps: AppDeps): App {
     );
   });
 
-  if (deps.config.cors) {
-    app.use(
-      "*",
-      // No fixed allowHeaders: Hono echoes what the preflight asks for, which the official SDK needs
-      // (its browser build sends X-Stainless-* headers).
-      cors({ origin: "*", exposeHeaders: ["x-request-id", "Retry-After"] }),
-    );
-  }
+  // Guards first (request-guards.ts): a request for another host or from a foreign page is refused before
+  // CORS, auth or the body are looked at.
+  app.use(
+    "*",
+    hostGuard({ boundHost: deps.config.host ?? "127.0.0.1", allowedHosts: deps.config.allowedHosts ?? [] }),
+  );
+  for (const guard of originGuards(deps.config.cors ?? false)) app.use("*", guard);
 
-  const apiKey = deps.config.apiKey;
-  if (apiKey !== undefined && apiKey !== "") {
-    const expected = Buffer.from(apiKey);
-    const requireKey = async (
-      context: Parameters<Parameters<typeof app.use>[1]>[0],
-      next: () => Promise<void>,
-    ) => {
-      if (context.req.method === "OPTIONS") return next();
-      const header = context.req.header("authorization") ?? "";
-      const match = /^Bearer\s+(.+)$/i.exec(header);
-      const given = Buffer.from(match?.[1]?.trim() ?? "");
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-        throw new ApiError({
-          status: 401,
-          message: match
-            ? "Incorrect API key provided."
-            : "Missing API key: send `Authorization: Bearer <key>`.",
-          code: "invalid_api_key",
-        });
-      }
-      return next();
-    };
+  if (deps.config.apiKey !== undefined) {
+    const requireKey = apiKeyGuard(deps.config.apiKey);
     app.use("/v1/*", requireKey);
     app.use("/api/*", requireKey);
   }

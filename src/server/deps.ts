@@ -6,8 +6,12 @@ import type { ModelService } from "../models/types.js";
 import type { ResponseStore } from "../store/types.js";
 import type { Logger } from "../shared/logger.js";
 
-export type AppConfig = Pick<Config, "apiKey" | "cors" | "bodyLimitBytes"> &
-  Partial<Pick<Config, "storeMaxAgeSeconds" | "storeMaxCount">>;
+/**
+ * `host` (the bound address, default 127.0.0.1), `allowedHosts` (default none) and `cors` (default no
+ * origin) feed the request guards; in-process callers may leave them out.
+ */
+export type AppConfig = Pick<Config, "apiKey" | "bodyLimitBytes"> &
+  Partial<Pick<Config, "cors" | "host" | "allowedHosts" | "storeMaxAgeSeconds" | "storeMaxCount">>;
 
 export interface AppDeps {
   engine: Engine;

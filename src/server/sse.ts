@@ -33,7 +33,8 @@ export function streamSse(
 ): Response {
   context.header("Content-Type", "text/event-stream; charset=utf-8");
   context.header("Cache-Control", "no-cache");
-  context.header("Connection", "keep-alive");
+  // No `Connection` header: Node sets it from the request. Setting `keep-alive` here made Node keep the
+  // socket open after the stream even when the client had asked for `Connection: close`.
   context.header("X-Accel-Buffering", "no");
   return stream(context, async (output) => {
     output.onAbort(() => options.onAbort?.());

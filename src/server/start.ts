@@ -19,6 +19,7 @@ import { ShutdownError } from "../shared/errors.js";
 import { createLogger, type Logger } from "../shared/logger.js";
 import { createApp } from "./app.js";
 import type { App, AppDeps } from "./deps.js";
+import { describeGuards } from "./request-guards.js";
 
 export interface RunningServer {
   url: string;
@@ -108,7 +109,10 @@ export async function startServer(
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
   const url = `http://${host}:${port}`;
   const threadNote = config.threads === undefined ? "; models under 32 MiB use 1" : "";
-  logger.info(`lmhost listening on ${url} (threads ${threads}${threadNote}, parallel ${config.parallel})`);
+  logger.info(
+    `lmhost listening on ${url} (pid ${process.pid}, threads ${threads}${threadNote}, parallel ${config.parallel})`,
+  );
+  logger.info(`who may call: ${describeGuards(config)}`);
 
   let closing: Promise<void> | undefined;
   const close = () =>

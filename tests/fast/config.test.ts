@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { flagsToConfig } from "../../src/cli/serve.js";
-import { modelsDirOf, resolveConfig } from "../../src/config.js";
+import { allowedHostList, corsOriginList, modelsDirOf, resolveConfig } from "../../src/config.js";
+import { startedByNpm } from "../../src/cli/parent-watch.js";
 import { expandCpuList } from "../../src/shared/cpu-affinity.js";
 
 function dataDirWith(config: unknown): string {
@@ -69,6 +70,10 @@ describe("resolveConfig", () => {
       cors: true,
     });
     expect(flagsToConfig({ pinCpu: true })).toEqual({ pinCpu: true });
+    expect(flagsToConfig({ cors: "http://localhost:5173", allowedHosts: "lmhost.lan" })).toEqual({
+      cors: "http://localhost:5173",
+      allowedHosts: "lmhost.lan",
+    });
   });
 
   it("names the bad setting", () => {
@@ -82,6 +87,76 @@ describe("resolveConfig", () => {
     const broken = mkdtempSync(path.join(tmpdir(), "lmhost-broken-"));
     writeFileSync(path.join(broken, "config.json"), "{nope");
     expect(() => resolveConfig({ dataDir: broken }, {})).toThrow(/config\.json/);
+  });
+});
+
+describe("API key sources", () => {
+  const emptyDataDir = () => mkdtempSync(path.join(tmpdir(), "lmhost-empty-"));
+
+  it("refuses an empty or blank key from any source, naming it (was: auth silently off)", () => {
+    expect(() => resolveConfig(flagsToConfig({ dataDir: emptyDataDir(), apiKey: "" }), {})).toThrow(
+      /API key from --api-key is empty/,
+    );
+    // The empty flag no longer overrides a good key from the environment either.
+    expect(() =>
+      resolveConfig(flagsToConfig({ dataDir: emptyDataDir(), apiKey: "" }), { LMHOST_API_KEY: "good" }),
+    ).toThrow(/--api-key/);
+    expect(() => resolveConfig({ dataDir: emptyDataDir() }, { LMHOST_API_KEY: "  " })).toThrow(
+      /API key from LMHOST_API_KEY is empty/,
+    );
+    expect(() => resolveConfig({ dataDir: emptyDataDir() }, { LMHOST_API_KEY: "" })).toThrow(
+      /LMHOST_API_KEY/,
+    );
+    expect(() => resolveConfig({ dataDir: dataDirWith({ apiKey: "" }) }, {})).toThrow(
+      /config\.json: apiKey: the API key is empty/,
+    );
+    expect(() => resolveConfig({ dataDir: emptyDataDir(), apiKey: " key" }, {})).toThrow(/whitespace/);
+    expect(resolveConfig({ dataDir: emptyDataDir() }, {}).apiKey).toBeUndefined();
+  });
+});
+
+describe("cors and allowedHosts", () => {
+  it("keeps the old boolean cors as every origin, and normalises lists", () => {
+    expect(corsOriginList(true)).toEqual(["*"]);
+    expect(corsOriginList(false)).toEqual([]);
+    expect(corsOriginList("*")).toEqual(["*"]);
+    expect(corsOriginList("http://LocalHost:5173/, https://app.example:443")).toEqual([
+      "http://localhost:5173",
+      "https://app.example",
+    ]);
+    expect(corsOriginList(["http://localhost:*"])).toEqual(["http://localhost:*"]);
+    const dataDir = dataDirWith({ cors: true });
+    expect(corsOriginList(resolveConfig({ dataDir }, {}).cors)).toEqual(["*"]);
+    const fromFlag = resolveConfig(flagsToConfig({ dataDir, cors: "http://localhost:5173" }), {});
+    expect(corsOriginList(fromFlag.cors)).toEqual(["http://localhost:5173"]);
+  });
+
+  it("names a bad origin or host", () => {
+    for (const bad of ["localhost:5173", "http://localhost:5173/app", "example.com", "http://a:1:*"]) {
+      expect(() => corsOriginList(bad), bad).toThrow(/is not an origin/);
+    }
+    expect(() => resolveConfig({ dataDir: dataDirWith({ cors: "app.example" }) }, {})).toThrow(
+      /config\.json: cors: 'app\.example' is not an origin/,
+    );
+    expect(allowedHostList("LMHost.lan, .Example.com,[::1]")).toEqual([
+      "lmhost.lan",
+      ".example.com",
+      "[::1]",
+    ]);
+    for (const bad of ["http://lmhost.lan", "lmhost.lan:1234", "a/b"]) {
+      expect(() => allowedHostList(bad), bad).toThrow(/is not a host name/);
+    }
+    expect(() => resolveConfig(flagsToConfig({ allowedHosts: "x:1" }), {})).toThrow(/allowedHosts/);
+  });
+});
+
+describe("startedByNpm", () => {
+  it("is true under npx, npm exec and npm start, false for a plain node or global start", () => {
+    expect(
+      startedByNpm({ npm_command: "exec", npm_execpath: "/usr/lib/node_modules/npm/bin/npm-cli.js" }),
+    ).toBe(true);
+    expect(startedByNpm({ npm_command: "start" })).toBe(true);
+    expect(startedByNpm({ PATH: "/usr/bin" })).toBe(false);
   });
 });
 

@@ -407,17 +407,25 @@ describe("POST /v1/responses bad input", () => {
       (deep: string) =>
         `"tools": [{"type": "function", "name": "f"}], "tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "f", "x": ${deep}}]}`,
     ],
-  ])("answers 400 naming %s, not 500, for 20,000 levels of nesting", async (param, field) => {
+  ])("answers 400 naming %s, not 500, for deep nesting", async (param, field) => {
     const big = createFastApp({ config: { bodyLimitBytes: 1024 * 1024 } });
     for (const path of ["/v1/responses", "/v1/responses/input_tokens"]) {
+      // 200 levels pass the body's own depth limit (server/json-body.ts) and are refused by the field.
       const response = await big.request(path, {
         method: "POST",
-        body: `{"model": "${TEST_MODEL}", "input": "hi", ${field(deepJson(20_000))}}`,
+        body: `{"model": "${TEST_MODEL}", "input": "hi", ${field(deepJson(200))}}`,
       });
       const body = (await response.json()) as { error: { param: string; message: string } };
       expect(response.status, body.error.message).toBe(400);
       expect(body.error.param).toBe(param);
       expect(body.error.message).toMatch(/nested more than \d+ levels deep/);
+      // 20,000 levels are refused before JSON.parse, for the body as a whole.
+      const deeper = await big.request(path, {
+        method: "POST",
+        body: `{"model": "${TEST_MODEL}", "input": "hi", ${field(deepJson(20_000))}}`,
+      });
+      expect(deeper.status).toBe(400);
+      expect(await deeper.json()).toMatchObject({ error: { param: null, code: "json_too_deep" } });
     }
     expect((await big.post("/v1/responses", ok)).status).toBe(200);
   });

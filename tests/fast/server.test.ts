@@ -1,7 +1,8 @@
 /**
  * The HTTP shell of createApp: auth, request ids, CORS, body limit, error shapes, unknown routes,
  * /health, /v1/models and the native /api/v0 endpoints — in-process, with the scripted engine, the
- * in-memory store and a ModelManager over a fake loader.
+ * in-memory store and a ModelManager over a fake loader. The Host / Origin / Content-Type guards and the
+ * body checks are in server-guards.test.ts.
  */
 import { describe, expect, it } from "vitest";
 import { ScriptedEngine } from "../../src/engine/scripted/scripted-engine.js";
@@ -31,6 +32,8 @@ const entries: ModelEntry[] = [
     error: "not a GGUF file",
   },
 ];
+
+const json = { "content-type": "application/json" };
 
 function build(config: Partial<AppConfig> = {}) {
   const loads: string[] = [];
@@ -111,6 +114,7 @@ describe("HTTP shell", () => {
     expect(before.data.find((model) => model.id === "local/broken")?.error).toBe("not a GGUF file");
     const loaded = await app.request("/api/v0/load", {
       method: "POST",
+      headers: json,
       body: JSON.stringify({ model: "acme/tiny", ttl: 5 }),
     });
     expect(loaded.status).toBe(200);
@@ -124,11 +128,13 @@ describe("HTTP shell", () => {
     expect(after.ttl_expires_at).toBeGreaterThan(Date.now() / 1000);
     const unloaded = await app.request("/api/v0/unload", {
       method: "POST",
+      headers: json,
       body: JSON.stringify({ model: "acme/tiny" }),
     });
     expect(await unloaded.json()).toEqual({ id: "acme/tiny", unloaded: true });
     const badLoad = await app.request("/api/v0/load", {
       method: "POST",
+      headers: json,
       body: JSON.stringify({ model: "local/broken" }),
     });
     expect(badLoad.status).toBe(400);
@@ -137,7 +143,7 @@ describe("HTTP shell", () => {
 
   it("rejects malformed JSON with a 400 and keeps serving", async () => {
     const { app } = build();
-    const response = await app.request("/api/v0/load", { method: "POST", body: "{not json" });
+    const response = await app.request("/api/v0/load", { method: "POST", headers: json, body: "{not json" });
     expect(response.status).toBe(400);
     expect(((await response.json()) as { error: { code: string } }).error.code).toBe("invalid_json");
     expect((await app.request("/health")).status).toBe(200);
@@ -172,30 +178,53 @@ describe("HTTP shell", () => {
     expect((await app.request("/health")).status).toBe(200);
   });
 
-  it("sends CORS headers only when enabled", async () => {
+  it("accepts the API key as x-api-key too, and refuses an empty key instead of turning auth off", async () => {
+    const { app } = build({ apiKey: "sekret" });
+    expect((await app.request("/v1/models", { headers: { "x-api-key": "sekret" } })).status).toBe(200);
+    const wrong = await app.request("/v1/models", { headers: { "x-api-key": "sekre" } });
+    expect(wrong.status).toBe(401);
+    expect(((await wrong.json()) as { error: { message: string } }).error.message).toBe(
+      "Incorrect API key provided.",
+    );
+    const missing = await app.request("/api/v0/models");
+    expect(((await missing.json()) as { error: { message: string } }).error.message).toContain("x-api-key");
+    // Before: an empty key silently served everyone.
+    expect(() => build({ apiKey: "" })).toThrow(/empty/);
+    expect(() => build({ apiKey: "   " })).toThrow(/empty/);
+  });
+
+  it("answers CORS for the listed origins only, and keeps `cors: true` as every origin", async () => {
     const off = build();
-    const withoutCors = await off.app.request("/v1/models", { headers: { origin: "http://example.test" } });
-    expect(withoutCors.headers.get("access-control-allow-origin")).toBeNull();
+    const foreign = await off.app.request("/v1/models", { headers: { origin: "http://example.test" } });
+    expect(foreign.status).toBe(403);
+    expect(foreign.headers.get("access-control-allow-origin")).toBeNull();
     const on = build({ cors: true });
     const preflight = await on.app.request("/v1/responses", {
       method: "OPTIONS",
       headers: { origin: "http://example.test", "access-control-request-method": "POST" },
     });
     expect(preflight.headers.get("access-control-allow-origin")).toBe("*");
+    const listed = build({ cors: "http://localhost:5173,https://app.example" });
     // The official SDK's browser build sends X-Stainless-* headers; the preflight must allow them.
-    const sdkPreflight = await on.app.request("/v1/responses", {
+    const sdkPreflight = await listed.app.request("/v1/responses", {
       method: "OPTIONS",
       headers: {
-        origin: "http://example.test",
+        origin: "http://localhost:5173",
         "access-control-request-method": "POST",
         "access-control-request-headers":
           "authorization,content-type,x-stainless-lang,x-stainless-retry-count",
       },
     });
+    expect(sdkPreflight.status).toBe(204);
+    expect(sdkPreflight.headers.get("access-control-allow-origin")).toBe("http://localhost:5173");
     expect(sdkPreflight.headers.get("access-control-allow-headers")?.toLowerCase()).toContain(
       "x-stainless-retry-count",
     );
-    const actual = await on.app.request("/v1/models", { headers: { origin: "http://example.test" } });
+    const actual = await listed.app.request("/v1/models", { headers: { origin: "https://app.example" } });
+    expect(actual.status).toBe(200);
+    expect(actual.headers.get("access-control-allow-origin")).toBe("https://app.example");
     expect(actual.headers.get("access-control-expose-headers")?.toLowerCase()).toContain("x-request-id");
+    const unlisted = await listed.app.request("/v1/models", { headers: { origin: "http://localhost:5174" } });
+    expect(unlisted.status).toBe(403);
   });
 });

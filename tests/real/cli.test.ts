@@ -1,7 +1,8 @@
 /**
  * The `lmhost` binary as a user runs it: `ls` on a models folder, `serve` on a real model over a real
- * socket, `ps` / `load` / `unload` against it, `--help` / `--version`, the API key, and graceful shutdown
- * on SIGTERM in the middle of a streaming generation.
+ * socket, `ps` / `load` / `unload` against it, `--help` / `--version`, the API key (never empty), the
+ * start-up account of who may call, and graceful shutdown on SIGTERM in the middle of a streaming
+ * generation.
  */
 import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -38,6 +39,16 @@ describe("lmhost CLI", () => {
     ]) {
       expect(help.stdout).toContain(flag);
     }
+  });
+
+  it("refuses to start with an empty API key, naming where it came from (was: auth silently off)", async () => {
+    const emptyFlag = await runCli(["serve", "--port", "0", "--api-key", ""], { LMHOST_API_KEY: "good-key" });
+    expect(emptyFlag.code).toBe(1);
+    expect(emptyFlag.stderr).toContain("the API key from --api-key is empty");
+    const emptyEnvironment = await runCli(["serve", "--port", "0"], { LMHOST_API_KEY: "" });
+    expect(emptyEnvironment.code).toBe(1);
+    expect(emptyEnvironment.stderr).toContain("the API key from LMHOST_API_KEY is empty");
+    expect(emptyEnvironment.stdout).not.toContain("listening on");
   });
 
   it("lists the models on disk with their metadata, and a broken file with its error", async () => {
@@ -82,6 +93,13 @@ describe("lmhost serve on a real model", () => {
     expect(response.status).toBe(200);
     const ids = ((await response.json()) as { data: { id: string }[] }).data.map((model) => model.id);
     expect(ids).toEqual(expect.arrayContaining(["stories260K", "karpathy/stories", "broken"]));
+    expect((await fetch(`${server.url}/v1/models`, { headers: { "x-api-key": apiKey } })).status).toBe(200);
+  });
+
+  it("says at start-up that auth is on and which origins and hosts are allowed", () => {
+    expect(server.output()).toContain(
+      "who may call: auth on (API key required on /v1 and /api); browser origins: none (--cors to allow some); hosts: localhost, loopback addresses, 127.0.0.1",
+    );
   });
 
   it("loads, lists and unloads models through ps / load / unload", async () => {
