@@ -23,7 +23,7 @@ import type {
   Usage,
 } from "../engine/types.js";
 import type { McpCallResult, McpServerRequest, McpToolInfo, McpTools } from "../tools/mcp/types.js";
-import { ApiError } from "../shared/errors.js";
+import { ApiError, assertNever } from "../shared/errors.js";
 import { mcpFunctionName, type ResponseRequest } from "./request-params.js";
 import type {
   ConversationWireItem,
@@ -341,8 +341,13 @@ export async function* generateResponseParts(
         case "finish":
           finish = part;
           break;
-        default:
+        case "prompt-progress":
+        case "reasoning-start":
+        case "reasoning-end":
           yield part;
+          break;
+        default:
+          assertNever(part, "engine part");
       }
     }
     if (finish === undefined) throw new Error("The engine ended its part stream without a finish part.");
