@@ -85,6 +85,22 @@ export const configSchema = z
      * not counted). Beyond it a response cannot be stored and fails visibly, as on a full disk.
      */
     storeMaxBytes: z.number().int().positive().optional(),
+    /** Requests may use remote MCP servers (`{"type": "mcp", "server_url": ...}`); off by default. */
+    allowRemoteMcp: z.boolean().default(false),
+    /**
+     * Hosts whose loopback, private or unique-local addresses remote MCP servers may use (e.g.
+     * `["127.0.0.1", "localhost"]`); link-local and cloud-metadata addresses are refused always.
+     */
+    mcpAllowedHosts: z
+      .union([z.string(), z.array(z.string())])
+      .transform((value) =>
+        (typeof value === "string" ? value.split(",") : value)
+          .map((host) => host.trim())
+          .filter((host) => host !== ""),
+      )
+      .default([]),
+    /** Seconds an MCP call (or tool listing) may take before it fails with an error the model sees. */
+    mcpCallTimeoutSeconds: z.number().positive().default(60),
   })
   // An unknown key (a typo, or a flag name such as `ttl` instead of `ttlSeconds`) is an error, not ignored.
   .strict();

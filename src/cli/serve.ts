@@ -29,6 +29,9 @@ interface ServeFlags {
   storeMaxAge?: string;
   storeMaxCount?: string;
   storeMaxBytes?: string;
+  allowRemoteMcp?: boolean;
+  mcpAllowedHosts?: string;
+  mcpCallTimeout?: string;
 }
 
 const number = (value: string | undefined): number | undefined =>
@@ -58,6 +61,9 @@ export function flagsToConfig(flags: ServeFlags): ConfigInput {
     ["storeMaxAgeSeconds", number(flags.storeMaxAge)],
     ["storeMaxCount", number(flags.storeMaxCount)],
     ["storeMaxBytes", number(flags.storeMaxBytes)],
+    ["allowRemoteMcp", flags.allowRemoteMcp],
+    ["mcpAllowedHosts", flags.mcpAllowedHosts],
+    ["mcpCallTimeoutSeconds", number(flags.mcpCallTimeout)],
   ];
   return Object.fromEntries(entries.filter(([, value]) => value !== undefined)) as ConfigInput;
 }
@@ -108,6 +114,12 @@ export function registerServeCommand(program: Command): void {
       "--store-max-bytes <bytes>",
       "cap on the response store's size; beyond it responses fail as unstored (as on a full disk)",
     )
+    .option("--allow-remote-mcp", "let requests use remote MCP servers (tools of type mcp with a server_url)")
+    .option(
+      "--mcp-allowed-hosts <hosts>",
+      "hosts whose loopback/private addresses remote MCP servers may use, e.g. 127.0.0.1,localhost",
+    )
+    .option("--mcp-call-timeout <seconds>", "how long an MCP call may take (default 60)")
     .action(async (flags: ServeFlags) => {
       const parentAtStart = process.ppid;
       const config = resolveConfig(flagsToConfig(flags));

@@ -41,13 +41,13 @@ export function buildEngineRequest(
   options: ConversationOptions = {},
 ) {
   const conversation = assembleConversation(store, request, options);
+  checkApprovalResponses(conversation.history, conversation.inputItems);
   if (!conversation.items.some((item) => !(item.type === "message" && item.role === "system"))) {
     throw ApiError.invalid(
       "The request has no input: send `input` (a string or a list of items), or continue a conversation with `previous_response_id`.",
       "input",
     );
   }
-  checkApprovalResponses(conversation.history, conversation.inputItems);
   const engineRequest: EngineRequest = {
     model: request.model,
     items: conversation.items,

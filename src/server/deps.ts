@@ -4,6 +4,7 @@ import type { Config } from "../config.js";
 import type { Engine } from "../engine/types.js";
 import type { ModelService } from "../models/types.js";
 import type { ResponseStore } from "../store/types.js";
+import type { McpServerRequest, McpTools } from "../tools/mcp/types.js";
 import type { Logger } from "../shared/logger.js";
 
 /**
@@ -18,6 +19,15 @@ export interface AppDeps {
   models: ModelService;
   store: ResponseStore;
   config: AppConfig;
+  /**
+   * The MCP servers requests may use and the policy `tools` of type mcp are checked against (remote servers
+   * allowed?, the labels of mcp.json). Absent: a request with an MCP tool is a 400.
+   */
+  mcp?: McpTools & {
+    policy: { allowRemote: boolean; localServers: ReadonlySet<string> };
+    /** A 400 naming `tools[i].server_url` when the server's address is refused (address-guard.ts). */
+    checkServer(server: McpServerRequest): Promise<void>;
+  };
   logger?: Logger;
   /** Aborted when the server shuts down: in-flight generations and background responses stop. */
   shutdownSignal?: AbortSignal;

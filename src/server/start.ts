@@ -17,6 +17,7 @@ import { SqliteResponseStore } from "../store/sqlite/sqlite-store.js";
 import { pinToOneCpu } from "../shared/cpu-affinity.js";
 import { ShutdownError } from "../shared/errors.js";
 import { createLogger, type Logger } from "../shared/logger.js";
+import { McpService, readMcpConfig, type LocalMcpServers } from "../tools/mcp/service.js";
 import { createApp } from "./app.js";
 import type { App, AppDeps } from "./deps.js";
 import { describeGuards } from "./request-guards.js";
@@ -68,6 +69,14 @@ export async function startServer(
     if (entry.error !== undefined)
       logger.warn(`model ${entry.id} (${entry.path}) cannot be used: ${entry.error}`);
   }
+  // The operator's MCP servers; a broken mcp.json stops start-up, naming the file.
+  let localServers: LocalMcpServers;
+  try {
+    localServers = readMcpConfig(config.dataDir);
+  } catch (error) {
+    store.close();
+    throw error;
+  }
   const threads = config.threads ?? physicalCores();
   if (threads === 1 && config.pinCpu) {
     const pin = pinToOneCpu();
@@ -89,11 +98,19 @@ export async function startServer(
         logger,
       }),
   });
+  const mcp = new McpService({
+    allowRemote: config.allowRemoteMcp,
+    allowedHosts: config.mcpAllowedHosts,
+    localServers,
+    callTimeoutSeconds: config.mcpCallTimeoutSeconds,
+    logger,
+  });
   const deps: AppDeps = {
     engine: llama.engine,
     models: llama.models,
     store,
     config,
+    mcp,
     logger,
     shutdownSignal: shutdown.signal,
   };
@@ -113,6 +130,9 @@ export async function startServer(
     `lmhost listening on ${url} (pid ${process.pid}, threads ${threads}${threadNote}, parallel ${config.parallel})`,
   );
   logger.info(`who may call: ${describeGuards(config)}`);
+  logger.info(
+    `MCP: remote servers ${config.allowRemoteMcp ? `on${config.mcpAllowedHosts.length > 0 ? ` (private hosts allowed: ${config.mcpAllowedHosts.join(", ")})` : " (public addresses only)"}` : "off (--allow-remote-mcp)"}; mcp.json servers: ${localServers.size > 0 ? [...localServers.keys()].join(", ") : "none"}`,
+  );
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -132,6 +152,7 @@ export async function startServer(
       clearInterval(idleTimer);
       clearTimeout(forceTimer);
       await llama.models.close();
+      await mcp.close();
       store.close();
       logger.info("stopped");
     })());

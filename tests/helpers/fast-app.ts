@@ -10,7 +10,7 @@ import type { EngineRequest } from "../../src/engine/types.js";
 import { ModelManager } from "../../src/models/manager.js";
 import type { ModelEntry } from "../../src/models/types.js";
 import { createApp } from "../../src/server/app.js";
-import type { App, AppConfig } from "../../src/server/deps.js";
+import type { App, AppConfig, AppDeps } from "../../src/server/deps.js";
 import { createLogger, silentLogger, type Logger } from "../../src/shared/logger.js";
 import { MemoryResponseStore } from "../../src/store/memory/memory-store.js";
 import type { ResponseStore } from "../../src/store/types.js";
@@ -40,6 +40,8 @@ export interface FastAppOptions {
   store?: ResponseStore;
   /** The app's logger (default: silent, or debug on stderr with LMHOST_TEST_LOG=1). */
   logger?: Logger;
+  /** The MCP servers requests may use (default: none, so MCP tools are a 400). */
+  mcp?: AppDeps["mcp"];
 }
 
 export interface FastApp {
@@ -86,6 +88,7 @@ export function createFastApp(options: FastAppOptions = {}): FastApp {
     config: { cors: false, bodyLimitBytes: 1024 * 1024, ...options.config },
     logger: options.logger ?? (process.env.LMHOST_TEST_LOG ? createLogger("debug") : silentLogger),
     ...(options.shutdownSignal === undefined ? {} : { shutdownSignal: options.shutdownSignal }),
+    ...(options.mcp === undefined ? {} : { mcp: options.mcp }),
     ...(options.keepAliveSeconds === undefined ? {} : { keepAliveSeconds: options.keepAliveSeconds }),
     ...(options.maxWaitingBackground === undefined
       ? {}

@@ -128,6 +128,22 @@ export function checkUrl(url: URL, allowedHosts: ReadonlySet<string>): void {
   if (isIP(host) !== 0) checkAddress(host, host, allowedHosts);
 }
 
+/**
+ * Checks a URL up front, resolving its host now: a request naming a refused address gets a 400 before
+ * anything runs. (Connections are checked again when they are made: a name may resolve differently then.)
+ */
+export async function checkUrlResolves(url: URL, allowedHosts: ReadonlySet<string>): Promise<void> {
+  checkUrl(url, allowedHosts);
+  const host = normalizeHost(url.hostname);
+  if (isIP(host) !== 0) return;
+  const addresses = await new Promise<LookupAddress[]>((resolve, reject) =>
+    dnsLookup(host, { all: true }, (error, found) => (error ? reject(error) : resolve(found))),
+  ).catch((error: unknown) => {
+    throw new AddressRefusedError(`${host} cannot be resolved: ${(error as Error).message}`);
+  });
+  for (const entry of addresses) checkAddress(host, entry.address, allowedHosts);
+}
+
 /** A DNS lookup that refuses when any address the name resolves to is not allowed for it. */
 function guardedLookup(allowedHosts: ReadonlySet<string>): LookupFunction {
   return (hostname, options, callback) => {

@@ -156,6 +156,11 @@ export class McpClientPool {
     await Promise.allSettled(entries.map(async (entry) => this.#closeEntry(entry)));
   }
 
+  /** The hosts whose private addresses remote servers may use. */
+  get allowedHosts(): ReadonlySet<string> {
+    return this.#allowedHosts;
+  }
+
   /** How many clients are open (for tests and the idle check). */
   get size(): number {
     return this.#clients.size;

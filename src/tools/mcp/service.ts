@@ -8,7 +8,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
+import { ApiError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
+import { AddressRefusedError, checkUrlResolves } from "./address-guard.js";
 import { McpClientPool, type McpServerTarget } from "./client-pool.js";
 import type { McpCallResult, McpServerRequest, McpToolInfo, McpTools } from "./types.js";
 
@@ -107,6 +109,24 @@ export class McpService implements McpTools {
   /** The configured local servers (for `lmhost mcp ls`). */
   get localServers(): ReadonlyMap<string, McpServerTarget> {
     return this.#localServers;
+  }
+
+  /**
+   * A 400 naming `server_url` when a remote server's address is refused (loopback or private without
+   * --mcp-allowed-hosts, link-local or metadata always), checked before the response starts.
+   */
+  async checkServer(server: McpServerRequest): Promise<void> {
+    if (server.serverUrl === undefined) return;
+    try {
+      await checkUrlResolves(new URL(server.serverUrl), this.#pool.allowedHosts);
+    } catch (error) {
+      if (!(error instanceof AddressRefusedError)) throw error;
+      throw ApiError.invalid(
+        `MCP server '${server.serverLabel}': ${error.message}.`,
+        `${server.param}.server_url`,
+        "mcp_server_refused",
+      );
+    }
   }
 
   async listTools(server: McpServerRequest, signal?: AbortSignal): Promise<McpToolInfo[]> {

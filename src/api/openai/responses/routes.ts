@@ -78,6 +78,7 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
   });
   const run: RunDependencies = {
     engine: deps.engine,
+    ...(deps.mcp === undefined ? {} : { mcp: deps.mcp }),
     store: deps.store,
     retention,
     // What running responses chain from stays until they are stored (then their record protects it).
@@ -92,6 +93,7 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
     const snapshot = live.snapshot(id);
     return snapshot?.status === "failed" ? snapshot : undefined;
   };
+  const requestOptions = () => (deps.mcp === undefined ? {} : { mcp: deps.mcp.policy });
   /** A chain to a response still running here is refused as unfinished (its final object is not stored yet). */
   const runningStatus = (id: string) => (live.isRunning(id) ? live.snapshot(id)?.status : undefined);
   const sse = (context: Context, events: AsyncIterable<ResponseStreamEvent>) =>
@@ -103,7 +105,7 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
 
   app.post("/v1/responses/input_tokens", async (context) => {
     const body = parseRequestBody(inputTokensSchema, await readJsonBody(context));
-    const request = toResponseRequest(body);
+    const request = toResponseRequest(body, requestOptions());
     await deps.models.get(request.model);
     const { engineRequest } = buildEngineRequest(deps.store, request, { runningStatus });
     const count = await deps.engine.countTokens(engineRequest);
@@ -111,8 +113,12 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
   });
 
   app.post("/v1/responses", async (context) => {
-    const request = toResponseRequest(parseRequestBody(createResponseSchema, await readJsonBody(context)));
+    const request = toResponseRequest(
+      parseRequestBody(createResponseSchema, await readJsonBody(context)),
+      requestOptions(),
+    );
     await deps.models.get(request.model);
+    for (const server of request.mcpServers) await deps.mcp?.checkServer(server);
     const prepared = prepareResponse(deps.store, request, { runningStatus });
     const id = prepared.initial.id;
 
