@@ -11,7 +11,7 @@ import { createLlamaEngine, type LlamaEngine, type LlamaLoadedModel } from "../.
 import { ModelCatalog } from "../../src/models/catalog.js";
 import { ModelManager } from "../../src/models/manager.js";
 import { createApp } from "../../src/server/app.js";
-import type { App } from "../../src/server/deps.js";
+import type { App, AppDeps } from "../../src/server/deps.js";
 import { silentLogger } from "../../src/shared/logger.js";
 import { SqliteResponseStore } from "../../src/store/sqlite/sqlite-store.js";
 import { storiesChatmlModel, storiesModel } from "./paths.js";
@@ -37,6 +37,8 @@ export async function createRealApp(
     maxLoaded?: number;
     ttlSeconds?: number;
     streamStartAfterMilliseconds?: number;
+    /** The MCP servers requests may use (default none). */
+    mcp?: AppDeps["mcp"];
   } = {},
 ): Promise<RealApp> {
   const databaseFile =
@@ -62,6 +64,7 @@ export async function createRealApp(
     models,
     store,
     config: { cors: false, bodyLimitBytes: 20 * 1024 * 1024 },
+    ...(options.mcp === undefined ? {} : { mcp: options.mcp }),
     ...(options.streamStartAfterMilliseconds === undefined
       ? {}
       : { streamStartAfterMilliseconds: options.streamStartAfterMilliseconds }),

@@ -47,6 +47,16 @@ const SPEC_ERRATA: {
       }
     },
   },
+  ...(["MCPApprovalResponseResource", "MCPApprovalResponse"] as const).map((name) => ({
+    document: "openai" as const,
+    schema: name,
+    why:
+      "`request_id` is required but not defined among the properties; the official openai SDK's " +
+      "McpApprovalResponse (input and stored item) has no such field, only `approval_request_id`.",
+    patch: (schema: JsonObject) => {
+      schema.required = (schema.required as string[]).filter((field) => field !== "request_id");
+    },
+  })),
   {
     document: "openresponses",
     schema: "JsonSchemaResponseFormat",

@@ -16,6 +16,8 @@ import type { ResponseObject, ResponseStreamEvent } from "../../src/responses/wi
 import { SqliteResponseStore } from "../../src/store/sqlite/sqlite-store.js";
 import { McpService, readMcpConfig } from "../../src/tools/mcp/service.js";
 import { createFastApp, TEST_MODEL, type FastApp } from "../helpers/fast-app.js";
+import { createRealApp, type RealApp } from "../helpers/real-app.js";
+import { loadSpecValidator } from "../helpers/spec-validator.js";
 import {
   everythingEntry,
   startEverything,
@@ -146,8 +148,14 @@ describe("MCP tools: the call flow", () => {
       ],
     });
     const events: string[] = [];
-    for await (const event of stream) events.push(event.type);
+    const spec = loadSpecValidator();
+    for await (const event of stream) {
+      events.push(event.type);
+      // OpenAI's spec; Open Responses' contract only knows function tools.
+      spec.assertStreamEvent(event, { openResponses: false });
+    }
     const final = (await stream.finalResponse()) as unknown as ResponseObject;
+    spec.assertResponse(final, { openResponses: false });
     expect(final.status).toBe("completed");
     expect(types(final)).toEqual(["mcp_list_tools", "mcp_call", "message"]);
     const listing = final.output[0];
@@ -188,6 +196,7 @@ describe("MCP tools: the call flow", () => {
     const tools = [{ type: "mcp", server_label: "everything", server_url: streamable.url }];
     const first = await create(fast, { input: "Echo something", tools });
     expect(types(first)).toEqual(["mcp_list_tools", "mcp_approval_request"]);
+    loadSpecValidator().assertResponse(first, { openResponses: false });
     const request = first.output[1]!;
     expect(request).toMatchObject({ type: "mcp_approval_request", name: "echo", server_label: "everything" });
     expect(request.id).toMatch(/^mcpr_/);
@@ -200,6 +209,9 @@ describe("MCP tools: the call flow", () => {
     // The listing of the conversation is reused: no second mcp_list_tools.
     expect(types(second)).toEqual(["mcp_call", "message"]);
     expect(second.output[0]).toMatchObject({ output: "Echo: approve me", approval_request_id: request.id });
+    loadSpecValidator().assertResponse(second, { openResponses: false });
+    const inputItems = await fast.request(`/v1/responses/${second.id}/input_items`);
+    loadSpecValidator().assertItemList(await inputItems.json());
 
     // The same with the history re-sent instead of previous_response_id (a stateless client).
     const stateless = await create(fast, {
@@ -389,5 +401,78 @@ describe("MCP tools: failures and credentials", () => {
       server_url: recording.url,
       require_approval: "never",
     });
+  });
+});
+
+describe("MCP tools on the real engine (stories260K-chatml, forced tool choice)", () => {
+  let real: RealApp;
+
+  beforeAll(async () => {
+    real = await createRealApp({ mcp: service() });
+  });
+
+  afterAll(async () => {
+    await real?.close();
+  });
+
+  const tools = () => [
+    {
+      type: "mcp" as const,
+      server_label: "everything",
+      server_url: streamable.url,
+      allowed_tools: ["get-structured-content"],
+    },
+  ];
+  const forced = { type: "mcp" as const, server_label: "everything", name: "get-structured-content" };
+
+  it("list → approval request → approve → call → message, through previous_response_id", async () => {
+    const first = await real.client.responses.create({
+      model: "stories260K-chatml",
+      input: "What is the weather?",
+      tools: tools(),
+      tool_choice: forced,
+      temperature: 0,
+      max_output_tokens: 64,
+    });
+    expect(first.output.map((item) => item.type)).toEqual(["mcp_list_tools", "mcp_approval_request"]);
+    const request = first.output[1] as { id: string; arguments: string; name: string };
+    expect(request.name).toBe("get-structured-content");
+    // The grammar forced schema-valid arguments: one of the enum's cities.
+    expect(["New York", "Chicago", "Los Angeles"]).toContain(
+      (JSON.parse(request.arguments) as { location: string }).location,
+    );
+
+    const second = await real.client.responses.create({
+      model: "stories260K-chatml",
+      previous_response_id: first.id,
+      input: [{ type: "mcp_approval_response", approval_request_id: request.id, approve: true }],
+      tools: tools(),
+      temperature: 0,
+      max_output_tokens: 16,
+    });
+    const call = second.output[0] as { type: string; output: string | null; approval_request_id: string };
+    expect(call.type).toBe("mcp_call");
+    expect(call.approval_request_id).toBe(request.id);
+    expect(call.output ?? "").toMatch(/temperature|weather|conditions/i);
+    expect(second.output.at(-1)?.type).toBe("message");
+    // The second response re-used the cached prompt of the first.
+    expect(second.usage?.input_tokens_details.cached_tokens).toBeGreaterThan(0);
+  });
+
+  it("require_approval never: the call runs in the same streamed response; the SDK accepts the stream", async () => {
+    const stream = real.client.responses.stream({
+      model: "stories260K-chatml",
+      input: "What is the weather?",
+      tools: tools().map((tool) => ({ ...tool, require_approval: "never" as const })),
+      tool_choice: forced,
+      max_tool_calls: 1,
+      temperature: 0,
+      max_output_tokens: 64,
+    });
+    const spec = loadSpecValidator();
+    for await (const event of stream) spec.assertStreamEvent(event, { openResponses: false });
+    const final = await stream.finalResponse();
+    expect(final.output.map((item) => item.type)).toEqual(["mcp_list_tools", "mcp_call", "message"]);
+    expect(final.output[1]).toMatchObject({ status: "completed", error: null });
   });
 });
