@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { registerLoadCommand, registerUnloadCommand } from "./load.js";
 import { registerLsCommand } from "./ls.js";
+import { registerMcpCommand } from "./mcp.js";
 import { registerPsCommand } from "./ps.js";
 import { registerServeCommand } from "./serve.js";
 
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerPsCommand(program);
   registerLoadCommand(program);
   registerUnloadCommand(program);
+  registerMcpCommand(program);
   return program;
 }
 
