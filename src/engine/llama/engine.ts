@@ -17,8 +17,8 @@ import {
   type LLamaChatGenerateResponseOptions,
   type LlamaContextSequence,
   type LlamaGrammar,
+  LlamaText,
   type ChatModelFunctions,
-  type GbnfJsonSchema,
   type LLamaContextualRepeatPenalty,
 } from "node-llama-cpp";
 import type { ModelAcquirer } from "../../models/types.js";
@@ -36,7 +36,7 @@ import type {
   Usage,
 } from "../types.js";
 import { AsyncQueue } from "./async-queue.js";
-import { convertJsonSchema } from "./json-schema/index.js";
+import { convertJsonSchemaToGbnf } from "./json-schema/index.js";
 import type { LlamaLoadedModel } from "./loader.js";
 import { DocumentedFunctionsChatWrapper } from "./chat-wrapper.js";
 import { preparePrompt, renderContextText, type PreparedPrompt } from "./prompt.js";
@@ -293,14 +293,19 @@ export class LlamaEngine implements Engine {
       case "json_schema": {
         if (responseFormat.type === "json_object")
           return this.cachedGrammar("json_object", () => loaded.llama.getGrammarFor("json"));
-        // strict: a keyword the grammar cannot enforce is a 400 naming it; otherwise it is dropped.
-        const { schema } = convertJsonSchema(responseFormat.schema, "text.format.schema", {
+        // strict: a keyword the grammar cannot enforce is a 400 naming it; otherwise it is dropped. lmhost
+        // builds this grammar itself (bounds, patterns and formats node-llama-cpp's builder cannot express).
+        const { grammar } = convertJsonSchemaToGbnf(responseFormat.schema, "text.format.schema", {
           strict: responseFormat.strict === true,
         });
-        const key = `schema:${JSON.stringify(schema)}`;
-        return this.cachedGrammar(key, async () => {
+        return this.cachedGrammar(`schema:${grammar}`, async () => {
           try {
-            return await loaded.llama.createGrammarForJsonSchema<GbnfJsonSchema>(schema);
+            // As node-llama-cpp's JSON schema grammars: the grammar ends with "\n\n\n\n", which stops it.
+            return await loaded.llama.createGrammar({
+              grammar,
+              stopGenerationTriggers: [LlamaText(["\n".repeat(4)])],
+              trimWhitespaceSuffix: true,
+            });
           } catch (error) {
             throw new ApiError({
               status: 400,

@@ -5,7 +5,7 @@
  * overlap check to `one-of.ts`.
  */
 import type { GbnfJsonSchema } from "node-llama-cpp";
-import { asSchemaObject, readCount, readTypes, SchemaContext } from "./context.js";
+import { asSchemaObject, readCount, readTypes, SchemaContext, type ConversionTarget } from "./context.js";
 import {
   annotationKeywords,
   hasTypeSpecificKeywords,
@@ -42,10 +42,16 @@ export function collectDefinitions(
     if (!isRecord(value)) throw converter.error([...path, keyword], "must be an object of schemas");
     for (const [name, definition] of Object.entries(value)) {
       const definitionPath = [...path, keyword, name];
-      definitions[name] = converter.convert(
-        asSchemaObject(definition, definitionPath, converter),
-        definitionPath,
-      );
+      // While a definition is converted, an allOf inside it that inlines it again never ends (see mergeAllOf).
+      converter.inlining.push(name);
+      try {
+        definitions[name] = converter.convert(
+          asSchemaObject(definition, definitionPath, converter),
+          definitionPath,
+        );
+      } finally {
+        converter.inlining.pop();
+      }
       found = true;
     }
   }
@@ -57,11 +63,13 @@ export class SchemaConverter extends SchemaContext {
     param: string,
     private readonly closedObjects: boolean,
     strict: boolean,
+    target: ConversionTarget = "node-llama-cpp",
   ) {
-    super(param, strict);
+    super(param, strict, target);
   }
 
   convert(schema: JsonObject | true, path: Path): GbnfJsonSchema {
+    this.step(path);
     if (schema === true) return anyJsonSchema;
     const description = descriptionOf(schema);
 
@@ -85,7 +93,18 @@ export class SchemaConverter extends SchemaContext {
     }
     if (schema.$ref !== undefined) throw this.error([...path, "$ref"], "must be a string");
 
-    if (schema.allOf !== undefined) return this.convert(mergeAllOf(schema, path, this), path);
+    if (schema.allOf !== undefined) {
+      // Definitions inlined by the merge stay on `inlining` while the merged schema is converted, so a
+      // definition that inlines itself again (through a property's allOf) is caught instead of looping.
+      const inlined: string[] = [];
+      const merged = mergeAllOf(schema, path, this, inlined);
+      this.inlining.push(...inlined);
+      try {
+        return this.convert(merged, path);
+      } finally {
+        this.inlining.length -= inlined.length;
+      }
+    }
 
     const alternatives = schema.anyOf ?? schema.oneOf;
     if (alternatives !== undefined) {

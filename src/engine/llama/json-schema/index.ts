@@ -38,12 +38,17 @@
  * keyword readers), `keywords.ts` (what each keyword means here), `values.ts` (pure value helpers).
  */
 import type { GbnfJsonSchema } from "node-llama-cpp";
+import { findSchemaCostProblem } from "../../json-schema-limits.js";
+import { ApiError } from "../../../shared/errors.js";
+import { GrammarLimitError, jsonSchemaToGbnf } from "../grammar/json-schema-gbnf.js";
+import { RegexError } from "../grammar/regex.js";
 import { SchemaConverter, collectDefinitions } from "./converter.js";
-import { asSchemaObject } from "./context.js";
+import { asSchemaObject, type ConversionTarget } from "./context.js";
+import { checkReferenceCycles } from "./references.js";
 import { isRecord, type JsonObject } from "./values.js";
 
 export { anyJsonSchema } from "./converter.js";
-export { paramPath, pointer } from "./context.js";
+export { paramPath, pointer, type ConversionTarget } from "./context.js";
 export { literalAlternatives, maxEnumeratedValues } from "./values.js";
 
 export interface ConvertedJsonSchema {
@@ -66,6 +71,8 @@ export interface ConvertJsonSchemaOptions {
    * path (`<param>.properties.n.pattern`). false (default): it is dropped and listed in `ignoredKeywords`.
    */
   strict?: boolean;
+  /** Which grammar builder the output is for (default "node-llama-cpp"; see `ConversionTarget`). */
+  target?: ConversionTarget;
 }
 
 export function convertJsonSchema(
@@ -73,8 +80,17 @@ export function convertJsonSchema(
   param: string,
   options: ConvertJsonSchemaOptions = {},
 ): ConvertedJsonSchema {
-  const converter = new SchemaConverter(param, options.closedObjects ?? false, options.strict ?? false);
+  const converter = new SchemaConverter(
+    param,
+    options.closedObjects ?? false,
+    options.strict ?? false,
+    options.target ?? "node-llama-cpp",
+  );
+  // The API checks this first (json-schema-check.ts); checked again for any other caller. Linear.
+  const cost = findSchemaCostProblem(input);
+  if (cost !== undefined) throw converter.errorAt(cost.path, `crosses a limit: ${cost.message}`);
   const root = asSchemaObject(input, [], converter);
+  checkReferenceCycles(root, converter);
   converter.rawDefinitions = root === true ? {} : rawDefinitions(root);
   const rootDefinitions = collectDefinitions(root, [], converter);
   const schema = converter.convert(root, []);
@@ -85,6 +101,35 @@ export function convertJsonSchema(
     };
   }
   return { schema, ignoredKeywords: converter.ignored };
+}
+
+export interface JsonSchemaGrammar {
+  /** GBNF text (root rule `root`), for `llama.createGrammar({grammar})`. */
+  grammar: string;
+  ignoredKeywords: string[];
+}
+
+/**
+ * The GBNF grammar lmhost itself builds for a `text.format` json_schema: the "gbnf" conversion, then
+ * `jsonSchemaToGbnf`. A grammar past its caps is a 400 on `param`.
+ */
+export function convertJsonSchemaToGbnf(
+  input: unknown,
+  param: string,
+  options: Omit<ConvertJsonSchemaOptions, "target"> = {},
+): JsonSchemaGrammar {
+  const { schema, ignoredKeywords } = convertJsonSchema(input, param, { ...options, target: "gbnf" });
+  try {
+    return { grammar: jsonSchemaToGbnf(schema), ignoredKeywords };
+  } catch (error) {
+    if (!(error instanceof GrammarLimitError) && !(error instanceof RegexError)) throw error;
+    throw new ApiError({
+      status: 400,
+      message: `The JSON schema in ${param} is too large for an output grammar: ${error.message}.`,
+      param,
+      code: "invalid_json_schema",
+    });
+  }
 }
 
 function rawDefinitions(schema: JsonObject): JsonObject {

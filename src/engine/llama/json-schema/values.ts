@@ -5,6 +5,7 @@
  * local `$ref` names, `deepEqual`. No state, no errors.
  */
 import type { GbnfJsonSchema } from "node-llama-cpp";
+import { compileRegex, matchRegex, parseRegex, type CompiledRegex } from "../grammar/regex.js";
 
 /** The most values an integer range or a pattern is expanded into (an enum). */
 export const maxEnumeratedValues = 256;
@@ -91,15 +92,22 @@ export function literalAlternatives(pattern: string): string[] | undefined {
     }
   }
   alternatives.push(current);
-  const regex = tryCompile(pattern);
-  if (regex === undefined) return undefined;
+  let regex: CompiledRegex;
+  try {
+    regex = compileRegex(parseRegex(pattern));
+  } catch {
+    return undefined;
+  }
   const unique = [...new Set(alternatives)];
-  if (unique.length > maxEnumeratedValues || !unique.every((literal) => regex.test(literal)))
+  if (unique.length > maxEnumeratedValues || !unique.every((literal) => matchRegex(regex, literal)))
     return undefined;
   return unique;
 }
 
-/** ECMA-262 regular expression (JSON Schema's dialect): with the `u` flag when it allows, else without. */
+/**
+ * ECMA-262 regular expression (JSON Schema's dialect): with the `u` flag when it allows, else without. Only
+ * to tell whether a client's pattern is valid: a client's pattern is never run with it (backtracking).
+ */
 export function tryCompile(pattern: string): RegExp | undefined {
   for (const flags of ["u", ""]) {
     try {
