@@ -105,6 +105,24 @@ const cases: Case[] = [
     exact: true,
   },
   {
+    name: "integer bounds beyond 16 digits (a subset, linear in the digits)",
+    schema: { type: "integer", minimum: 1e20, maximum: 1e300 },
+    candidates: [1e20, 1.5e20, 1e19, 99999999999999999999, -1e20, 0],
+    exact: false,
+  },
+  {
+    name: "integer between ±1e300",
+    schema: { type: "integer", minimum: -1e300, maximum: 1e300 },
+    candidates: [0, -5, 5, 1e301, -1e301, 0.5],
+    exact: false,
+  },
+  {
+    name: "number with a minimum beyond 16 digits",
+    schema: { type: "number", minimum: 1e20 },
+    candidates: [1e20, 2e20, 1e19, 0, -1e20],
+    exact: false,
+  },
+  {
     name: "number with minimum 0 (no leading minus)",
     schema: { type: "number", minimum: 0 },
     candidates: [0, 0.5, 3, 0.001, -0.5, -1, -3, 12.25],
@@ -231,9 +249,10 @@ describe("text.format grammar (lmhost's GBNF) against ajv", () => {
   it.each(cases)("$name", ({ schema, candidates, exact }) => {
     const grammar = grammarFor(schema);
     const validate = ajv.compile(schema);
-    for (const value of samples(grammar, 40, JSON.stringify(schema).length)) {
-      expect([value, validate(value)]).toEqual([value, true]);
-    }
+    const generated = samples(grammar, 40, JSON.stringify(schema).length);
+    for (const value of generated) expect([value, validate(value)]).toEqual([value, true]);
+    // The grammar is not degenerate: the samples differ.
+    expect(new Set(generated.map((value) => JSON.stringify(value))).size).toBeGreaterThan(1);
     for (const value of candidates) {
       const valid = validate(value);
       const accepted = accepts(grammar, value);
@@ -275,6 +294,13 @@ describe("text.format grammar (lmhost's GBNF) against ajv", () => {
     expect(refused({ type: "integer", minimum: 5, maximum: 4 })?.param).toBe(`${param}.properties.v.maximum`);
     expect(refused({ type: "integer", multipleOf: 3 })?.param).toBe(`${param}.properties.v.multipleOf`);
     expect(refused({ type: "integer", minimum: -1000, maximum: 1000 })).toBeUndefined();
+    // llama.cpp expands a count into as many rules: beyond 10,000 it is not enforced (dropped without strict).
+    expect(refused({ type: "string", maxLength: 100_000 })?.param).toBe(`${param}.properties.v.maxLength`);
+    expect(refused({ type: "array", minItems: 20_000 })?.param).toBe(`${param}.properties.v.minItems`);
+    expect(convertJsonSchemaToGbnf({ type: "string", maxLength: 100_000 }, param).ignoredKeywords).toEqual([
+      "/maxLength",
+    ]);
+    expect(refused({ type: "string", maxLength: 10_000 })).toBeUndefined();
   });
 });
 

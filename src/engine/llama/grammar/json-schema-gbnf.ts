@@ -402,8 +402,32 @@ function toBigInt(value: number | undefined): bigint | undefined {
 
 const unboundedDigits = 16;
 
-/** Non-negative integers with no leading zero, in [low, high] (high undefined: up to 16 digits or low's). */
-function naturalRange(low: bigint, high: bigint | undefined): string[] {
+const largestExact = 10n ** BigInt(unboundedDigits) - 1n;
+
+/** `value` rounded to its two leading digits (up or down), e.g. 123456 → 130000 (up) / 120000 (down). */
+function roundToLeadingDigits(value: bigint, direction: "up" | "down"): bigint {
+  const scale = 10n ** BigInt(Math.max(0, value.toString().length - 2));
+  const rounded = (value / scale) * scale;
+  return direction === "up" && rounded < value ? rounded + scale : rounded;
+}
+
+/**
+ * Non-negative integers with no leading zero, in [low, high] (high undefined: up to 16 digits, or low's
+ * length). Exact for ends of at most 16 digits (±(2^53 − 1) has 16). Beyond, a subset that keeps the
+ * grammar linear in the number of digits: nothing longer than 16 digits unless low is, and then only
+ * numbers between low and high rounded inward to their two leading digits (or low itself).
+ */
+function naturalRange(lowRequested: bigint, highRequested: bigint | undefined): string[] {
+  let low = lowRequested;
+  let high = highRequested;
+  if (low > largestExact) {
+    const roundedLow = roundToLeadingDigits(low, "up");
+    const top = 10n ** BigInt(low.toString().length) - 1n;
+    const roundedHigh = roundToLeadingDigits(high === undefined || high > top ? top : high, "down");
+    if (high !== undefined && roundedLow > high) return [gbnfLiteral(low.toString())];
+    if (roundedLow > roundedHigh) return [gbnfLiteral(roundedLow.toString())];
+    [low, high] = [roundedLow, roundedHigh === roundToLeadingDigits(top, "down") ? top : roundedHigh];
+  } else if (high !== undefined && high > largestExact) high = largestExact;
   const lowText = low.toString();
   const options: string[] = [];
   if (high === undefined) {

@@ -6,6 +6,7 @@
  */
 import { paramPath } from "../../json-schema-limits.js";
 import { ApiError } from "../../../shared/errors.js";
+import { maxRepetitionCount } from "../grammar/json-schema-gbnf.js";
 import { parseRegex, RegexError, type ParsedRegex } from "../grammar/regex.js";
 import { allTypes, annotationKeywords, inferTypes } from "./keywords.js";
 import { isRecord, tryCompile, type JsonObject, type Path } from "./values.js";
@@ -136,11 +137,21 @@ export function readCount(
   keyword: string,
   path: Path,
   context: SchemaContext,
+  /** The count goes into lmhost's grammar: beyond `maxRepetitionCount` it cannot be enforced. */
+  options: { grammar?: boolean } = {},
 ): number | undefined {
   const value = schema[keyword];
   if (value === undefined) return undefined;
   if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
     throw context.error([...path, keyword], "must be a non-negative integer");
+  }
+  if (options.grammar === true && context.target === "gbnf" && value > maxRepetitionCount) {
+    context.unenforceable(
+      path,
+      keyword,
+      `the output grammar supports counts up to ${maxRepetitionCount} (llama.cpp expands a count into as many rules)`,
+    );
+    return undefined;
   }
   return value;
 }

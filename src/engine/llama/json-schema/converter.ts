@@ -209,8 +209,8 @@ export class SchemaConverter extends SchemaContext {
     else if (typeof additional === "boolean") additionalProperties = additional;
     else additionalProperties = additionalSchema ?? anyJsonSchema;
 
-    let minProperties = readCount(schema, "minProperties", path, this);
-    let maxProperties = readCount(schema, "maxProperties", path, this);
+    let minProperties = readCount(schema, "minProperties", path, this, { grammar: true });
+    let maxProperties = readCount(schema, "maxProperties", path, this, { grammar: true });
     if (maxProperties !== undefined && maxProperties < propertyCount) {
       this.unenforceable(
         path,
@@ -278,8 +278,8 @@ export class SchemaConverter extends SchemaContext {
     }
 
     const prefixLength = prefixItems?.length ?? 0;
-    let minItems = readCount(schema, "minItems", path, this);
-    let maxItems = readCount(schema, "maxItems", path, this);
+    let minItems = readCount(schema, "minItems", path, this, { grammar: true });
+    let maxItems = readCount(schema, "maxItems", path, this, { grammar: true });
     if (closed) {
       maxItems = Math.min(maxItems ?? prefixLength, prefixLength);
       if (minItems !== undefined && minItems > prefixLength)

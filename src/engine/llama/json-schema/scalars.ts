@@ -62,8 +62,8 @@ export function convertLiterals(schema: JsonObject, path: Path, context: SchemaC
 
 export function convertString(schema: JsonObject, path: Path, context: SchemaContext): GbnfJsonSchema {
   const description = descriptionOf(schema);
-  const minLength = readCount(schema, "minLength", path, context);
-  let maxLength = readCount(schema, "maxLength", path, context);
+  const minLength = readCount(schema, "minLength", path, context, { grammar: true });
+  let maxLength = readCount(schema, "maxLength", path, context, { grammar: true });
   if (minLength !== undefined && maxLength !== undefined && maxLength < minLength) {
     context.unenforceable(path, "maxLength", "it is less than minLength, so no string satisfies both");
     maxLength = undefined;
