@@ -107,7 +107,7 @@ const cases: Case[] = [
   {
     name: "integer bounds beyond 16 digits (a subset, linear in the digits)",
     schema: { type: "integer", minimum: 1e20, maximum: 1e300 },
-    candidates: [1e20, 1.5e20, 1e19, 99999999999999999999, -1e20, 0],
+    candidates: [1e20, 1.5e20, 1e19, 9e19, -1e20, 0],
     exact: false,
   },
   {
