@@ -129,6 +129,19 @@ for (const [name, schema] of [
   ["enum 100k", enumSchema(100_000)],
   ["integer enum 50k", { type: "integer", enum: Array.from({ length: 50_000 }, (_, index) => index) }],
   ["integer enum 100k", { type: "integer", enum: Array.from({ length: 100_000 }, (_, index) => index) }],
+  ["within limits: enum 1000", enumSchema(1_000)],
+  [
+    "within limits: 5000 integer ranges",
+    {
+      type: "object",
+      properties: Object.fromEntries(
+        Array.from({ length: 5_000 }, (_, index) => [
+          `p${index}`,
+          { type: "integer", minimum: index, maximum: 10 ** 6 + index },
+        ]),
+      ),
+    },
+  ],
 ] as const) {
   if (only !== undefined && !name.includes(only)) continue;
   for (const { label, path: route, body } of bodies(name, schema)) {

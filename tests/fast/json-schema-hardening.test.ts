@@ -61,6 +61,19 @@ describe("a backtracking pattern never runs on the event loop", () => {
     expect(error.param).toBe("tools[0].parameters.properties.s.enum");
   });
 
+  it("checking many long values against a large pattern has a bounded cost: a 400 naming the pattern", () => {
+    const values = Array.from({ length: 8 }, (_, index) => `${"ab".repeat(7_450)}!${index}`);
+    const started = performance.now();
+    const error = apiError(() =>
+      convertJsonSchema({ type: "string", pattern: "^(.*a.{20}){1,30}$", enum: values }, param, {
+        strict: true,
+      }),
+    );
+    expect(performance.now() - started).toBeLessThan(1_500);
+    expect(error.param).toBe(`${param}.pattern`);
+    expect(error.message).toMatch(/costs too much to check the listed values/);
+  });
+
   it("under lmhost's own grammar the pattern is enforced, not refused", () => {
     const { grammar } = convertJsonSchemaToGbnf({ type: "string", pattern: "^(a+)+$" }, param, {
       strict: true,

@@ -18,6 +18,7 @@
  * unanchored side is padded with "any characters" (`parseRegex` builds that into the AST it returns, and
  * `matchRegex` / `regexToGbnf` then match the whole string against it).
  */
+import { assertNever } from "../../../shared/errors.js";
 
 /** A set of code points as sorted, disjoint, non-adjacent inclusive ranges. */
 export type CodePointSet = readonly (readonly [number, number])[];
@@ -174,12 +175,8 @@ function countStates(node: RegexNode): number {
       return Math.min(Number.MAX_SAFE_INTEGER, (countStates(node.item) + 1) * Math.max(copies, 1));
     }
     default:
-      return assertNever(node);
+      return assertNever(node, "regex node");
   }
-}
-
-function assertNever(value: never): never {
-  throw new Error(`Unexpected regex node ${JSON.stringify(value)}`);
 }
 
 interface TopLevelAlternative {
@@ -501,6 +498,11 @@ type State =
 export interface CompiledRegex {
   readonly states: readonly State[];
   readonly start: number;
+  /** The lazy DFA: sets of states met so far, by their sorted indexes. */
+  readonly stateSets: Map<string, DfaState>;
+  /** Scratch space of the closure walk: the generation that last visited each state. */
+  readonly marks: Uint32Array;
+  generation: number;
 }
 
 export function compileRegex(regex: ParsedRegex): CompiledRegex {
@@ -543,43 +545,95 @@ export function compileRegex(regex: ParsedRegex): CompiledRegex {
         return entry;
       }
       default:
-        return assertNever(node);
+        return assertNever(node, "regex node");
     }
   };
   const start = build(regex.node, match);
-  return { states, start };
+  return { states, start, stateSets: new Map(), marks: new Uint32Array(states.length), generation: 0 };
 }
 
-/** Whether `text` matches (JSON Schema semantics: see parseRegex). Linear in the text's length. */
-export function matchRegex(regex: ParsedRegex | CompiledRegex, text: string): boolean {
+/** A shared allowance of NFA steps (states visited); matching throws a "too-large" RegexError past it. */
+export interface MatchBudget {
+  steps: number;
+}
+
+/** A set of NFA states met while matching, with the transitions out of it found so far (a lazy DFA). */
+interface DfaState {
+  states: number[];
+  accepting: boolean;
+  /** Code point → the next set (null: no match possible); only for sets kept in the cache. */
+  next: Map<number, DfaState | null> | undefined;
+}
+
+/** The most state sets a compiled regex remembers; beyond, sets are computed again on every character. */
+const maxCachedStateSets = 4_096;
+
+/**
+ * Whether `text` matches (JSON Schema semantics: see parseRegex). Never exponential: each character costs
+ * at most one pass over the NFA's states (O(text × states)), and a set of states seen before with the
+ * same character costs one map lookup. With a `budget`, at most that many state visits in total (shared
+ * across calls).
+ */
+export function matchRegex(regex: ParsedRegex | CompiledRegex, text: string, budget?: MatchBudget): boolean {
   const compiled = "states" in regex ? regex : compileRegex(regex);
-  const { states } = compiled;
-  let current = closure(states, [compiled.start]);
+  let current: DfaState | null = stateSet(compiled, closure(compiled, [compiled.start]));
   for (const character of text) {
+    if (current === null) return false;
     const codePoint = character.codePointAt(0) ?? 0;
+    const known: DfaState | null | undefined = current.next?.get(codePoint);
+    if (known !== undefined) {
+      current = known;
+      continue;
+    }
     const following: number[] = [];
-    for (const index of current) {
-      const state = states[index];
+    for (const index of current.states) {
+      const state = compiled.states[index];
       if (state?.type === "characters" && setHas(state.set, codePoint)) following.push(state.next);
     }
-    if (following.length === 0) return false;
-    current = closure(states, following);
+    const next = following.length === 0 ? null : stateSet(compiled, closure(compiled, following, budget));
+    current.next?.set(codePoint, next);
+    current = next;
   }
-  return current.some((index) => states[index]?.type === "match");
+  return current?.accepting === true;
 }
 
-/** The states reachable from `from` without reading a character (iterative). */
-function closure(states: readonly State[], from: readonly number[]): number[] {
-  const seen = new Set<number>();
+/** Sets larger than this are not cached (their key would cost as much as computing them again). */
+const maxCachedSetSize = 256;
+
+function stateSet(compiled: CompiledRegex, states: number[]): DfaState {
+  const accepting = states.some((index) => compiled.states[index]?.type === "match");
+  if (states.length > maxCachedSetSize) return { states, accepting, next: undefined };
+  states.sort((left, right) => left - right);
+  const key = states.join(",");
+  const known = compiled.stateSets.get(key);
+  if (known !== undefined) return known;
+  const cached = compiled.stateSets.size < maxCachedStateSets;
+  const created: DfaState = { states, accepting, next: cached ? new Map() : undefined };
+  if (cached) compiled.stateSets.set(key, created);
+  return created;
+}
+
+/** The states reachable from `from` without reading a character (iterative; marks by generation). */
+function closure(compiled: CompiledRegex, from: readonly number[], budget?: MatchBudget): number[] {
+  const { states, marks } = compiled;
+  compiled.generation += 1;
+  const generation = compiled.generation;
   const result: number[] = [];
   const pending = [...from];
+  let visited = 0;
   for (let index = pending.pop(); index !== undefined; index = pending.pop()) {
-    if (seen.has(index)) continue;
-    seen.add(index);
+    if (marks[index] === generation) continue;
+    marks[index] = generation;
+    visited += 1;
     const state = states[index];
     if (state === undefined) continue;
-    if (state.type === "split") pending.push(...state.next);
+    if (state.type === "split") for (const next of state.next) pending.push(next);
     else result.push(index);
+  }
+  if (budget !== undefined) {
+    budget.steps -= visited + from.length;
+    if (budget.steps < 0)
+      throw new RegexError("too-large", "checking these strings against the pattern takes too many steps");
   }
   return result;
 }
@@ -636,7 +690,7 @@ export function regexToGbnf(regex: ParsedRegex, options: RegexToGbnfOptions): st
         return `${item}{${node.min},${node.max}}`;
       }
       default:
-        return assertNever(node);
+        return assertNever(node, "regex node");
     }
   };
   return emit(regex.node);

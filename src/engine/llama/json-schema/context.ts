@@ -7,7 +7,7 @@
 import { paramPath } from "../../json-schema-limits.js";
 import { ApiError } from "../../../shared/errors.js";
 import { maxRepetitionCount } from "../grammar/json-schema-gbnf.js";
-import { parseRegex, RegexError, type ParsedRegex } from "../grammar/regex.js";
+import { parseRegex, RegexError, type MatchBudget, type ParsedRegex } from "../grammar/regex.js";
 import { allTypes, annotationKeywords, inferTypes } from "./keywords.js";
 import { isRecord, tryCompile, type JsonObject, type Path } from "./values.js";
 
@@ -19,6 +19,9 @@ export { paramPath };
  * enforces (`grammar/json-schema-gbnf.ts`): integer and number bounds, `pattern`, more string formats.
  */
 export type ConversionTarget = "node-llama-cpp" | "gbnf";
+
+/** NFA state visits one conversion may spend checking enum / const values against patterns (~0.1 s worst). */
+export const maxPatternMatchSteps = 500_000;
 
 /** How many subschemas one conversion may convert (allOf merging and $ref inlining included). */
 export const maxConversionSteps = 50_000;
@@ -35,6 +38,8 @@ export class SchemaContext {
   rawDefinitions: JsonObject = {};
   /** Definitions being merged into the schema being converted (an allOf member that is a `$ref`). */
   readonly inlining: string[] = [];
+  /** NFA steps left for checking listed values against patterns (linear, but states × characters). */
+  readonly matchBudget: MatchBudget = { steps: maxPatternMatchSteps };
   private steps = 0;
 
   constructor(

@@ -3,7 +3,7 @@
  * and `multipleOf`, enforced as an enum of integers), and `const` / `enum` filtered by the other keywords.
  */
 import type { GbnfJsonSchema } from "node-llama-cpp";
-import { compileRegex, matchRegex, type CompiledRegex } from "../grammar/regex.js";
+import { compileRegex, matchRegex, RegexError, type CompiledRegex } from "../grammar/regex.js";
 import { readCount, readPattern, readTypes, type SchemaContext } from "./context.js";
 import { grammarStringFormats, supportedStringFormats } from "./keywords.js";
 import {
@@ -341,6 +341,18 @@ function readNumberBounds(
   return { lower, upper, multipleOf };
 }
 
+function matchesWithin(regex: CompiledRegex, value: string, path: Path, context: SchemaContext): boolean {
+  try {
+    return matchRegex(regex, value, context.matchBudget);
+  } catch (error) {
+    if (!(error instanceof RegexError)) throw error;
+    throw context.errorAt(
+      [...path, "pattern"],
+      `costs too much to check the listed values against (a pattern of many states and long strings); simplify the pattern or shorten the values`,
+    );
+  }
+}
+
 /**
  * A predicate for listed values (enum / const / pattern literals): type, string and number keywords.
  * Keywords for objects and arrays hold vacuously for primitives.
@@ -373,7 +385,7 @@ function valueCheck(schema: JsonObject, path: Path, context: SchemaContext): (va
       const length = [...value].length;
       if (minLength !== undefined && length < minLength) return false;
       if (maxLength !== undefined && length > maxLength) return false;
-      if (regex !== undefined && !matchRegex(regex, value)) return false;
+      if (regex !== undefined && !matchesWithin(regex, value, path, context)) return false;
       if (format !== undefined && !format(value)) return false;
     }
     if (typeof value === "number") {

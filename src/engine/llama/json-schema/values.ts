@@ -128,8 +128,20 @@ function isDate(value: string): boolean {
   const [year, month, day] = [Number(match[1]), Number(match[2]), Number(match[3])];
   return month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth(year, month);
 }
+/** uuid and email as ajv-formats defines them, run by the linear matcher (listed values are the client's). */
+const uuidMatcher = compileRegex(
+  parseRegex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"),
+);
+const emailMatcher = compileRegex(
+  parseRegex(
+    "^[a-zA-Z0-9!#$%&'*+/=?^_`{|}~-]+(?:\\.[a-zA-Z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?\\.)+[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?$",
+  ),
+);
+
 /** Checks for listed values (enum / const) with a format. */
 export const formatCheckers = new Map<string, (value: string) => boolean>([
+  ["uuid", (value) => matchRegex(uuidMatcher, value)],
+  ["email", (value) => matchRegex(emailMatcher, value)],
   ["date", isDate],
   ["time", (value) => timeRegex.test(value)],
   [
