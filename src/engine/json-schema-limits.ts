@@ -7,7 +7,9 @@
  * - at most 1,000 `enum` values across the schema; a string `enum` with more than 250 values may total at
  *   most 15,000 characters;
  * - property names + definition names + `enum` and `const` strings total at most 120,000 characters;
- * - (lmhost) at most 20,000 subschemas, and `pattern`s of at most 1,000 characters.
+ * - (lmhost) at most 20,000 subschemas, at most 1,000 alternatives in one `anyOf` / `oneOf` (llama.cpp
+ *   follows every alternative at every token), at most 5,000 `required` names in one object, and
+ *   `pattern`s of at most 1,000 characters.
  *
  * The walk is iterative and linear in the schema's size; it follows only the keywords that hold schemas,
  * so values under `default` or `examples` are not counted. Pure: no node-llama-cpp, no errors thrown.
@@ -24,6 +26,7 @@ export interface SchemaLimits {
   maxLargeEnumCharacters: number;
   maxStringCharacters: number;
   maxSubschemas: number;
+  maxAlternatives: number;
   maxPatternLength: number;
 }
 
@@ -34,6 +37,7 @@ export const defaultSchemaLimits: SchemaLimits = {
   maxLargeEnumCharacters: 15_000,
   maxStringCharacters: 120_000,
   maxSubschemas: 20_000,
+  maxAlternatives: 1_000,
   maxPatternLength: 1_000,
 };
 
@@ -116,6 +120,11 @@ export function findSchemaCostProblem(
     for (const keyword of schemaListKeywords) {
       const list = node[keyword];
       if (!Array.isArray(list)) continue;
+      if ((keyword === "anyOf" || keyword === "oneOf") && list.length > limits.maxAlternatives)
+        return {
+          path: [...path, keyword],
+          message: `'${keyword}' lists more than ${limits.maxAlternatives} alternatives`,
+        };
       list.forEach((child: unknown, index) =>
         pending.push({ schema: child, path: [...path, keyword, index] }),
       );
@@ -154,6 +163,16 @@ export function findSchemaCostProblem(
           message: `a string enum with more than ${limits.largeEnumValues} values may total at most ${limits.maxLargeEnumCharacters} characters (this one has ${enumCharacters})`,
         };
       if (characters > limits.maxStringCharacters) return tooManyCharacters([...path, "enum"]);
+    }
+    // Required names missing from `properties` become generated properties too.
+    if (Array.isArray(node.required)) {
+      if (node.required.length > limits.maxProperties)
+        return {
+          path: [...path, "required"],
+          message: `'required' lists more than ${limits.maxProperties} names`,
+        };
+      for (const name of node.required) if (typeof name === "string") characters += name.length;
+      if (characters > limits.maxStringCharacters) return tooManyCharacters([...path, "required"]);
     }
     if (typeof node.const === "string") {
       characters += node.const.length;

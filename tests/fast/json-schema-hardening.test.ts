@@ -122,6 +122,18 @@ describe("schema size limits (OpenAI's published structured-output limits)", () 
       message: /more than 120000 characters/,
     },
     {
+      name: "an anyOf of 1,001 alternatives",
+      schema: objectWith({ s: { anyOf: enumOf(1_001).map((value) => ({ const: value })) } }),
+      path: ".properties.s.anyOf",
+      message: /more than 1000 alternatives/,
+    },
+    {
+      name: "5,001 required names",
+      schema: { type: "object", required: enumOf(5_001) },
+      path: ".required",
+      message: /more than 5000 names/,
+    },
+    {
       name: "a pattern longer than 1,000 characters",
       schema: objectWith({ s: { type: "string", pattern: `^${"(a|b)".repeat(300)}$` } }),
       path: ".properties.s.pattern",

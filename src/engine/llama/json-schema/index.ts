@@ -42,7 +42,8 @@
  * - `pattern` that is an anchored list of literals (`^(red|green)$`, `^abc$`) → an `enum`;
  * - `enum` / `const` with other keywords (`type`, `pattern`, `minLength`, `minimum`, ...) → only the listed
  *   values that satisfy them; patterns are checked by the regex module's linear matcher, never by a
- *   backtracking engine (a client's `^(a+)+$` froze the server);
+ *   backtracking engine (a client's `^(a+)+$` froze the server), so a pattern outside its subset
+ *   (lookarounds, backreferences) cannot be checked and is unenforceable;
  * - `allOf` → one schema: properties united (a property in two members gets both schemas), `required`
  *   united, the tighter of two bounds, `type` and `enum` intersected.
  *
