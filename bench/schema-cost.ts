@@ -68,6 +68,12 @@ const enumSchema = (count: number) => ({
   additionalProperties: false,
 });
 
+/** Values of about 4 characters, as in the report (a 100k-value enum in a ~700 KB body). */
+const shortEnumSchema = (count: number) => ({
+  type: "string",
+  enum: Array.from({ length: count }, (_, index) => index.toString(36)),
+});
+
 function bodies(name: string, schema: object): { label: string; path: string; body: object }[] {
   const format = { format: { type: "json_schema", name: "out", schema, strict: true } };
   const tools = [{ type: "function", name: "f", parameters: schema, strict: true }];
@@ -127,6 +133,8 @@ for (const [name, schema] of [
   ["regex (a+)+ 31 chars", regexSchema],
   ["enum 50k", enumSchema(50_000)],
   ["enum 100k", enumSchema(100_000)],
+  ["short enum 50k (~350 KB)", shortEnumSchema(50_000)],
+  ["short enum 100k (~700 KB)", shortEnumSchema(100_000)],
   ["integer enum 50k", { type: "integer", enum: Array.from({ length: 50_000 }, (_, index) => index) }],
   ["integer enum 100k", { type: "integer", enum: Array.from({ length: 100_000 }, (_, index) => index) }],
   ["within limits: enum 1000", enumSchema(1_000)],

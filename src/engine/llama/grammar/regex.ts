@@ -171,7 +171,8 @@ function countStates(node: RegexNode): number {
     case "alternation":
       return node.alternatives.reduce((total, item) => total + countStates(item), node.alternatives.length);
     case "repeat": {
-      const copies = node.max ?? Math.max(node.min, 1);
+      // x{n,m}: m copies; x{n,}: n copies and the loop's.
+      const copies = node.max ?? node.min + 1;
       return Math.min(Number.MAX_SAFE_INTEGER, (countStates(node.item) + 1) * Math.max(copies, 1));
     }
     default:
