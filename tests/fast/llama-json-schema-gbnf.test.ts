@@ -264,6 +264,39 @@ describe("text.format grammar (lmhost's GBNF) against ajv", () => {
     expect(candidates.some((value) => !validate(value))).toBe(true);
   });
 
+  it("random integer and number ranges: the grammar accepts exactly what ajv accepts around every bound", () => {
+    const random = seededRandom(2024);
+    const pick = (): number => {
+      const digits = 1 + Math.floor(random() * 12);
+      return Math.round((random() * 2 - 1) * 10 ** digits);
+    };
+    for (let round = 0; round < 60; round++) {
+      const [low, high] = [pick(), pick()].sort((left, right) => left - right) as [number, number];
+      const type = round % 2 === 0 ? "integer" : "number";
+      const schema: Record<string, unknown> = { type };
+      const sides = round % 3; // 0: both, 1: lower only, 2: upper only
+      if (sides !== 2) schema[random() < 0.5 ? "minimum" : "exclusiveMinimum"] = low;
+      if (sides !== 1) schema[random() < 0.5 ? "maximum" : "exclusiveMaximum"] = high;
+      if (sides === 0 && low === high) continue;
+      const grammar = grammarFor(schema);
+      const validate = ajv.compile(schema);
+      const candidates = [low, high, 0].flatMap((value) => [
+        value - 1,
+        value,
+        value + 1,
+        value - 0.5,
+        value + 0.25,
+      ]);
+      candidates.push(Math.round((low + high) / 2), low * 10, high * 10);
+      for (const value of candidates) {
+        if (!Number.isSafeInteger(Math.trunc(value))) continue;
+        expect([schema, value, accepts(grammar, value)]).toEqual([schema, value, validate(value)]);
+      }
+      for (const value of samples(grammar, 5, round))
+        expect([schema, value, validate(value)]).toEqual([schema, value, true]);
+    }
+  });
+
   it("ajv-invalid strings are rejected by lmhost's regex matcher (the pattern check of enum / const values)", () => {
     for (const { schema, candidates } of cases.filter((entry) => typeof entry.schema.pattern === "string")) {
       const matcher = compileRegex(parseRegex(schema.pattern as string));
