@@ -272,6 +272,19 @@ describe("$ref cycles", () => {
       { $defs: { node }, $ref: "#/$defs/node" },
       { $defs: { node }, allOf: [{ $ref: "#/$defs/node" }] },
       { $defs: { node: { anyOf: [node, { type: "null" }] } }, $ref: "#/$defs/node" },
+      // allOf: [{$ref}] is the reference itself (was inlined into itself: a stack overflow).
+      {
+        $defs: {
+          node: {
+            ...node,
+            properties: {
+              ...node.properties,
+              children: { type: "array", items: { allOf: [{ $ref: "#/$defs/node" }] } },
+            },
+          },
+        },
+        $ref: "#/$defs/node",
+      },
     ]) {
       for (const target of targets) {
         const { schema: converted } = convertJsonSchema(schema, param, { strict: true, target });

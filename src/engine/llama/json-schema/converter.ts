@@ -58,6 +58,16 @@ export function collectDefinitions(
   return found ? definitions : undefined;
 }
 
+/** The `$ref` of `allOf: [{$ref}]` when nothing else restricts the schema; otherwise undefined. */
+function singleReference(schema: JsonObject): string | undefined {
+  const [member, ...others] = Array.isArray(schema.allOf) ? (schema.allOf as unknown[]) : [];
+  if (others.length > 0 || !isRecord(member) || typeof member.$ref !== "string") return undefined;
+  const companions = (object: JsonObject) =>
+    Object.keys(object).every((keyword) => referenceCompanions.has(keyword));
+  const { allOf: _allOf, ...rest } = schema;
+  return companions(member) && companions(rest) && rest.$ref === undefined ? member.$ref : undefined;
+}
+
 export class SchemaConverter extends SchemaContext {
   constructor(
     param: string,
@@ -93,6 +103,13 @@ export class SchemaConverter extends SchemaContext {
     }
     if (schema.$ref !== undefined) throw this.error([...path, "$ref"], "must be a string");
 
+    const onlyReference = singleReference(schema);
+    if (onlyReference !== undefined) {
+      // `allOf: [{$ref}]` (as some generators write a described reference) is the reference itself, so
+      // a recursive definition referred to that way stays a rule instead of being inlined into itself.
+      const { allOf: _allOf, ...rest } = schema;
+      return this.convert({ ...rest, $ref: onlyReference }, path);
+    }
     if (schema.allOf !== undefined) {
       // Definitions inlined by the merge stay on `inlining` while the merged schema is converted, so a
       // definition that inlines itself again (through a property's allOf) is caught instead of looping.
