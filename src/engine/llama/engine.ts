@@ -8,6 +8,7 @@
  * does; a consumer that stops reading aborts the task. Aborting the request's signal stops at the next token
  * and finishes with reason "cancelled".
  */
+import { createHash } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import {
   LlamaChat,
@@ -298,7 +299,9 @@ export class LlamaEngine implements Engine {
         const { grammar } = convertJsonSchemaToGbnf(responseFormat.schema, "text.format.schema", {
           strict: responseFormat.strict === true,
         });
-        return this.cachedGrammar(`schema:${grammar}`, async () => {
+        // Keyed by a digest: grammars can be large (up to maxGrammarCharacters), the cache holds 32.
+        const key = `schema:${createHash("sha256").update(grammar).digest("base64")}`;
+        return this.cachedGrammar(key, async () => {
           try {
             // As node-llama-cpp's JSON schema grammars: the grammar ends with "\n\n\n\n", which stops it.
             return await loaded.llama.createGrammar({
