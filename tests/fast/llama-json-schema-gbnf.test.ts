@@ -398,6 +398,8 @@ describe("the JSON shape is node-llama-cpp's", () => {
         maxProperties: 3,
       },
     },
+    { name: "an object with any keys (any JSON values, nested)", schema: { type: "object" } },
+    { name: "any JSON value", schema: {} },
     {
       name: "prefix items",
       schema: { type: "array", prefixItems: [{ const: "a" }, { type: "boolean" }], items: { type: "null" } },
@@ -416,6 +418,9 @@ describe("the JSON shape is node-llama-cpp's", () => {
       expect([fromOurs, matchesGbnf(theirs, fromOurs)]).toEqual([fromOurs, true]);
       expect(validate(JSON.parse(fromOurs))).toBe(true);
       const fromTheirs = sampleGbnf(theirs, random);
+      // The one intended difference: lmhost's number exponents have at most two digits (node-llama-cpp
+      // allows 16, which overflows to Infinity).
+      if (/[eE][-+]?\d{3,}/.test(fromTheirs)) continue;
       expect([fromTheirs, matchesGbnf(ours, fromTheirs)]).toEqual([fromTheirs, true]);
     }
   });

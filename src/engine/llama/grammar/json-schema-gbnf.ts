@@ -529,7 +529,7 @@ function numberRule(schema: GrammarSchema): string {
   const lowerValue = schema.exclusiveMinimum ?? schema.minimum;
   const upperValue = schema.exclusiveMaximum ?? schema.maximum;
   if (lowerValue === undefined && upperValue === undefined)
-    return `"-"? ("0" | [1-9] [0-9]{0,15}) (${fractionDigits})? ([eE] [-+]? [0-9]{1,2})?`;
+    return `"-"? ("0" | [1-9] [0-9]{0,15}) (${fractionDigits})? ([eE] [-+]? ("0" | [1-9] [0-9]?))?`;
   const lower =
     lowerValue === undefined
       ? undefined
