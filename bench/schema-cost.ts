@@ -4,9 +4,10 @@
  * as tool parameters, and `POST /v1/responses/input_tokens`, while `GET /health` is requested every 5 ms.
  * Prints the time to the answer and the slowest /health answer during it.
  *
- *   npx tsx bench/schema-cost.ts [source root, default: this checkout]
+ *   [ONLY=<part of a case name>] npx tsx bench/schema-cost.ts [source root, default: this checkout]
  *
- * The source root lets the same script time another checkout (e.g. an export of main) for a before/after.
+ * The source root lets the same script time another checkout (e.g. an export of main) for a before/after;
+ * ONLY runs the cases whose name contains it (before this work, the regex cases took minutes).
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
