@@ -117,6 +117,33 @@ describe("strict json_schema under lmhost's grammar on the real model", () => {
     await engine.close();
   });
 
+  it("a backtracking pattern beside an enum is a quick 400 on text.format, tool parameters and token counting", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const hostile = { type: "string", enum: [`${"a".repeat(30)}!`], pattern: "^(a+)+$" };
+    const items: EngineRequest["items"] = [{ type: "message", role: "user", text: "x" }];
+    const tools = [{ name: "f", parameters: { type: "object", properties: { s: hostile } }, strict: true }];
+    const started = performance.now();
+    const refusals = await Promise.allSettled([
+      generate(engine, {
+        model: modelId,
+        items,
+        responseFormat: { type: "json_schema", name: "hostile", schema: hostile, strict: true },
+      }),
+      generate(engine, { model: modelId, items, tools }),
+      engine.countTokens({ model: modelId, items, tools }),
+    ]);
+    // A backtracking engine took 10-120 s here (each extra "a" doubles it).
+    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(
+      refusals.map((refusal) => (refusal.status === "rejected" ? (refusal.reason as ApiError).param : "ok")),
+    ).toEqual([
+      "text.format.schema.enum",
+      "tools[0].parameters.properties.s.enum",
+      "tools[0].parameters.properties.s.enum",
+    ]);
+    await engine.close();
+  });
+
   it("a self-referencing allOf is a 400 naming the $ref (was a 500: maximum call stack size exceeded)", async () => {
     const engine = new LlamaEngine({ models: acquirer });
     let caught: unknown;
