@@ -8,7 +8,7 @@
  * does; a consumer that stops reading aborts the task. Aborting the request's signal stops at the next token
  * and finishes with reason "cancelled".
  */
-import { randomInt } from "node:crypto";
+import { createHash, randomInt } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import {
   LlamaChat,
@@ -18,8 +18,8 @@ import {
   type LLamaChatGenerateResponseOptions,
   type LlamaContextSequence,
   type LlamaGrammar,
+  LlamaText,
   type ChatModelFunctions,
-  type GbnfJsonSchema,
   type LLamaContextualRepeatPenalty,
 } from "node-llama-cpp";
 import type { ModelAcquirer } from "../../models/types.js";
@@ -37,7 +37,7 @@ import type {
   Usage,
 } from "../types.js";
 import { AsyncQueue } from "./async-queue.js";
-import { convertJsonSchema } from "./json-schema/index.js";
+import { convertJsonSchemaToGbnf } from "./json-schema/index.js";
 import type { LlamaLoadedModel } from "./loader.js";
 import { DocumentedFunctionsChatWrapper } from "./chat-wrapper.js";
 import { preparePrompt, renderContextText, type PreparedPrompt } from "./prompt.js";
@@ -309,14 +309,21 @@ export class LlamaEngine implements Engine {
       case "json_schema": {
         if (responseFormat.type === "json_object")
           return this.cachedGrammar("json_object", () => loaded.llama.getGrammarFor("json"));
-        // strict: a keyword the grammar cannot enforce is a 400 naming it; otherwise it is dropped.
-        const { schema } = convertJsonSchema(responseFormat.schema, "text.format.schema", {
+        // strict: a keyword the grammar cannot enforce is a 400 naming it; otherwise it is dropped. lmhost
+        // builds this grammar itself (bounds, patterns and formats node-llama-cpp's builder cannot express).
+        const { grammar } = convertJsonSchemaToGbnf(responseFormat.schema, "text.format.schema", {
           strict: responseFormat.strict === true,
         });
-        const key = `schema:${JSON.stringify(schema)}`;
+        // Keyed by a digest: grammars can be large (up to maxGrammarCharacters), the cache holds 32.
+        const key = `schema:${createHash("sha256").update(grammar).digest("base64")}`;
         return this.cachedGrammar(key, async () => {
           try {
-            return await loaded.llama.createGrammarForJsonSchema<GbnfJsonSchema>(schema);
+            // As node-llama-cpp's JSON schema grammars: the grammar ends with "\n\n\n\n", which stops it.
+            return await loaded.llama.createGrammar({
+              grammar,
+              stopGenerationTriggers: [LlamaText(["\n".repeat(4)])],
+              trimWhitespaceSuffix: true,
+            });
           } catch (error) {
             throw new ApiError({
               status: 400,

@@ -5,7 +5,10 @@
  * patterns); it is not a full meta-schema validation. A schema nested deeper than MAX_SCHEMA_DEPTH is
  * refused before anything walks it recursively (this check, structuredClone, JSON.stringify and the
  * engine's grammar all recurse, and a deep enough schema overflows the stack: a 500 instead of a 400).
+ * Then what the schema may cost (`findSchemaCostProblem`: properties, enum values, string lengths, pattern
+ * lengths) is checked, iteratively and in linear time, before anything expensive runs.
  */
+import { findSchemaCostProblem, paramPath } from "../../../engine/json-schema-limits.js";
 
 const JSON_TYPES = new Set(["string", "number", "integer", "boolean", "object", "array", "null"]);
 const SCHEMA_MAP_KEYWORDS = ["properties", "patternProperties", "$defs", "definitions"] as const;
@@ -55,6 +58,8 @@ export function findSchemaProblem(schema: unknown, path: string): SchemaProblem 
   if (nestsDeeperThan(schema, MAX_SCHEMA_DEPTH)) {
     return { path, message: `the schema is nested more than ${MAX_SCHEMA_DEPTH} levels deep` };
   }
+  const cost = findSchemaCostProblem(schema);
+  if (cost !== undefined) return { path: paramPath(path, cost.path), message: cost.message };
   return findProblem(schema, path);
 }
 

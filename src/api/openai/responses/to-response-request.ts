@@ -183,7 +183,11 @@ function toDefinition(
   if (tool.parameters !== undefined && tool.parameters !== null) {
     const problem = findSchemaProblem(tool.parameters, `${param}.parameters`);
     if (problem !== undefined) {
-      throw ApiError.invalid(`Invalid '${problem.path}': ${problem.message}.`, problem.path);
+      throw ApiError.invalid(
+        `Invalid '${problem.path}': ${problem.message}.`,
+        problem.path,
+        "invalid_json_schema",
+      );
     }
     definition.parameters = tool.parameters;
   }

@@ -5,7 +5,7 @@
  * overlap check to `one-of.ts`.
  */
 import type { GbnfJsonSchema } from "node-llama-cpp";
-import { asSchemaObject, readCount, readTypes, SchemaContext } from "./context.js";
+import { asSchemaObject, readCount, readTypes, SchemaContext, type ConversionTarget } from "./context.js";
 import {
   annotationKeywords,
   hasTypeSpecificKeywords,
@@ -42,14 +42,30 @@ export function collectDefinitions(
     if (!isRecord(value)) throw converter.error([...path, keyword], "must be an object of schemas");
     for (const [name, definition] of Object.entries(value)) {
       const definitionPath = [...path, keyword, name];
-      definitions[name] = converter.convert(
-        asSchemaObject(definition, definitionPath, converter),
-        definitionPath,
-      );
+      // While a definition is converted, an allOf inside it that inlines it again never ends (see mergeAllOf).
+      converter.inlining.push(name);
+      try {
+        definitions[name] = converter.convert(
+          asSchemaObject(definition, definitionPath, converter),
+          definitionPath,
+        );
+      } finally {
+        converter.inlining.pop();
+      }
       found = true;
     }
   }
   return found ? definitions : undefined;
+}
+
+/** The `$ref` of `allOf: [{$ref}]` when nothing else restricts the schema; otherwise undefined. */
+function singleReference(schema: JsonObject): string | undefined {
+  const [member, ...others] = Array.isArray(schema.allOf) ? (schema.allOf as unknown[]) : [];
+  if (others.length > 0 || !isRecord(member) || typeof member.$ref !== "string") return undefined;
+  const companions = (object: JsonObject) =>
+    Object.keys(object).every((keyword) => referenceCompanions.has(keyword));
+  const { allOf: _allOf, ...rest } = schema;
+  return companions(member) && companions(rest) && rest.$ref === undefined ? member.$ref : undefined;
 }
 
 export class SchemaConverter extends SchemaContext {
@@ -57,11 +73,13 @@ export class SchemaConverter extends SchemaContext {
     param: string,
     private readonly closedObjects: boolean,
     strict: boolean,
+    target: ConversionTarget = "node-llama-cpp",
   ) {
-    super(param, strict);
+    super(param, strict, target);
   }
 
   convert(schema: JsonObject | true, path: Path): GbnfJsonSchema {
+    this.step(path);
     if (schema === true) return anyJsonSchema;
     const description = descriptionOf(schema);
 
@@ -85,7 +103,25 @@ export class SchemaConverter extends SchemaContext {
     }
     if (schema.$ref !== undefined) throw this.error([...path, "$ref"], "must be a string");
 
-    if (schema.allOf !== undefined) return this.convert(mergeAllOf(schema, path, this), path);
+    const onlyReference = singleReference(schema);
+    if (onlyReference !== undefined) {
+      // `allOf: [{$ref}]` (as some generators write a described reference) is the reference itself, so
+      // a recursive definition referred to that way stays a rule instead of being inlined into itself.
+      const { allOf: _allOf, ...rest } = schema;
+      return this.convert({ ...rest, $ref: onlyReference }, path);
+    }
+    if (schema.allOf !== undefined) {
+      // Definitions inlined by the merge stay on `inlining` while the merged schema is converted, so a
+      // definition that inlines itself again (through a property's allOf) is caught instead of looping.
+      const inlined: string[] = [];
+      const merged = mergeAllOf(schema, path, this, inlined);
+      this.inlining.push(...inlined);
+      try {
+        return this.convert(merged, path);
+      } finally {
+        this.inlining.length -= inlined.length;
+      }
+    }
 
     const alternatives = schema.anyOf ?? schema.oneOf;
     if (alternatives !== undefined) {
@@ -190,8 +226,8 @@ export class SchemaConverter extends SchemaContext {
     else if (typeof additional === "boolean") additionalProperties = additional;
     else additionalProperties = additionalSchema ?? anyJsonSchema;
 
-    let minProperties = readCount(schema, "minProperties", path, this);
-    let maxProperties = readCount(schema, "maxProperties", path, this);
+    let minProperties = readCount(schema, "minProperties", path, this, { grammar: true });
+    let maxProperties = readCount(schema, "maxProperties", path, this, { grammar: true });
     if (maxProperties !== undefined && maxProperties < propertyCount) {
       this.unenforceable(
         path,
@@ -259,8 +295,8 @@ export class SchemaConverter extends SchemaContext {
     }
 
     const prefixLength = prefixItems?.length ?? 0;
-    let minItems = readCount(schema, "minItems", path, this);
-    let maxItems = readCount(schema, "maxItems", path, this);
+    let minItems = readCount(schema, "minItems", path, this, { grammar: true });
+    let maxItems = readCount(schema, "maxItems", path, this, { grammar: true });
     if (closed) {
       maxItems = Math.min(maxItems ?? prefixLength, prefixLength);
       if (minItems !== undefined && minItems > prefixLength)

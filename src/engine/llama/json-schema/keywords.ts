@@ -61,6 +61,13 @@ export const supportedStringFormats = new Map<string, { shortest: number; longes
   ["time", { shortest: 9, longest: 18 }],
   ["date-time", { shortest: 20, longest: 29 }],
 ]);
+/** Formats lmhost's own grammar (the "gbnf" target) generates: the native ones plus uuid and email. */
+export const grammarStringFormats = new Map<string, { shortest: number; longest: number }>([
+  ...supportedStringFormats,
+  ["uuid", { shortest: 36, longest: 36 }],
+  // An email-like subset: dot-separated atoms, @, two to four dot-separated labels (see json-schema-gbnf.ts).
+  ["email", { shortest: 5, longest: 263 }],
+]);
 export const primitiveTypes = new Set(["string", "number", "integer", "boolean", "null"]);
 export const allTypes = new Set([...primitiveTypes, "object", "array"]);
 const numberKeywords = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"];

@@ -13,7 +13,15 @@ import { deepEqual, isRecord, localReferenceName, type JsonObject, type Path } f
  * `type` / `enum`, `uniqueItems`, `items`. Other keywords on which members disagree, and
  * `additionalProperties` that would reject another member's properties, cannot be enforced.
  */
-export function mergeAllOf(schema: JsonObject, path: Path, context: SchemaContext): JsonObject {
+export function mergeAllOf(
+  schema: JsonObject,
+  path: Path,
+  context: SchemaContext,
+  /** Out: the definitions this merge inlined (the caller holds them in `context.inlining` while it converts). */
+  inlined: string[] = [],
+  chain: readonly string[] = context.inlining,
+): JsonObject {
+  context.step(path);
   const { allOf, ...parent } = schema;
   if (!Array.isArray(allOf) || allOf.length === 0)
     throw context.error([...path, "allOf"], "must be a non-empty array");
@@ -22,8 +30,11 @@ export function mergeAllOf(schema: JsonObject, path: Path, context: SchemaContex
     const memberPath = [...path, "allOf", index];
     let memberSchema = asSchemaObject(member, memberPath, context);
     if (memberSchema === true) return;
-    memberSchema = resolveForMerge(memberSchema, memberPath, context);
-    if (memberSchema.allOf !== undefined) memberSchema = mergeAllOf(memberSchema, memberPath, context);
+    const followed: string[] = [];
+    memberSchema = resolveForMerge(memberSchema, memberPath, context, [...chain], followed);
+    inlined.push(...followed);
+    if (memberSchema.allOf !== undefined)
+      memberSchema = mergeAllOf(memberSchema, memberPath, context, inlined, [...chain, ...followed]);
     if (
       memberSchema.$ref !== undefined ||
       memberSchema.anyOf !== undefined ||
@@ -54,14 +65,32 @@ export function mergeAllOf(schema: JsonObject, path: Path, context: SchemaContex
   return merged;
 }
 
-/** An allOf member that is only a local `$ref` is merged as the definition it names. */
-function resolveForMerge(member: JsonObject, path: Path, context: SchemaContext, depth = 0): JsonObject {
-  if (typeof member.$ref !== "string" || depth > 8) return member;
-  if (Object.keys(member).some((keyword) => !referenceCompanions.has(keyword))) return member;
-  const name = localReferenceName(member.$ref);
-  const target = name === undefined ? undefined : context.rawDefinitions[name];
-  if (!isRecord(target)) return member;
-  return resolveForMerge(target, path, context, depth + 1);
+/**
+ * An allOf member that is only a local `$ref` is merged as the definition it names (followed through
+ * `$ref` chains). A definition already being inlined (`chain`) would be inlined forever: a 400 naming it.
+ */
+function resolveForMerge(
+  member: JsonObject,
+  path: Path,
+  context: SchemaContext,
+  chain: string[],
+  followed: string[],
+): JsonObject {
+  let current = member;
+  for (;;) {
+    if (typeof current.$ref !== "string") return current;
+    if (Object.keys(current).some((keyword) => !referenceCompanions.has(keyword))) return current;
+    const name = localReferenceName(current.$ref);
+    const target = name === undefined ? undefined : context.rawDefinitions[name];
+    if (name === undefined || !isRecord(target)) return current;
+    if (chain.includes(name) || followed.includes(name))
+      throw context.errorAt(
+        [...path, "$ref"],
+        `merges '${current.$ref}' into itself through allOf, which never ends; a recursive schema must recurse through properties or items, outside allOf`,
+      );
+    followed.push(name);
+    current = target;
+  }
 }
 
 function mergeTwo(into: JsonObject, from: JsonObject, fromPath: Path, context: SchemaContext): JsonObject {
@@ -147,7 +176,9 @@ function mergeTwo(into: JsonObject, from: JsonObject, fromPath: Path, context: S
           disagree();
           break;
         }
-        const both = existing.filter((entry) => value.some((other) => deepEqual(entry, other)));
+        // Linear: listed values are primitives, so their JSON text identifies them.
+        const other = new Set(value.map((entry) => JSON.stringify(entry)));
+        const both = existing.filter((entry) => other.has(JSON.stringify(entry)));
         if (both.length === 0) {
           context.unenforceable(fromPath, key, "no value is listed by every allOf member");
           result[key] = value;

@@ -32,7 +32,16 @@ export function checkExclusive(
   context: SchemaContext,
 ): void {
   if (!context.strict) return;
-  const shapes = alternatives.map((alternative) => shapeOf(alternative, 0, context));
+  if (alternatives.length > maxCheckedAlternatives) {
+    context.unenforceable(
+      path,
+      "oneOf",
+      `lmhost checks at most ${maxCheckedAlternatives} oneOf alternatives for overlap; use anyOf`,
+    );
+    return;
+  }
+  const budget = { left: maxShapeSteps };
+  const shapes = alternatives.map((alternative) => shapeOf(alternative, 0, context, budget));
   for (let first = 0; first < shapes.length; first++) {
     for (let second = first + 1; second < shapes.length; second++) {
       const [left, right] = [shapes[first], shapes[second]];
@@ -48,13 +57,24 @@ export function checkExclusive(
   }
 }
 
-function shapeOf(schema: JsonObject | true, depth: number, context: SchemaContext): Shape {
+/** Pairs of alternatives are compared, so their number is bounded (quadratic work otherwise). */
+const maxCheckedAlternatives = 256;
+/** Shapes looked at through `$ref` and nested alternatives per check ("any" beyond: never disjoint). */
+const maxShapeSteps = 10_000;
+
+function shapeOf(
+  schema: JsonObject | true,
+  depth: number,
+  context: SchemaContext,
+  budget: { left: number },
+): Shape {
   const any: Shape = { types: undefined, literals: undefined, propertyLiterals: new Map() };
-  if (schema === true || depth > 8) return any;
+  budget.left -= 1;
+  if (schema === true || depth > 8 || budget.left < 0) return any;
   if (typeof schema.$ref === "string") {
     const name = localReferenceName(schema.$ref);
     const target = name === undefined ? undefined : context.rawDefinitions[name];
-    return isRecord(target) ? shapeOf(target, depth + 1, context) : any;
+    return isRecord(target) ? shapeOf(target, depth + 1, context, budget) : any;
   }
   const literals = literalsOf(schema);
   let types: Set<string> | undefined;
@@ -68,7 +88,7 @@ function shapeOf(schema: JsonObject | true, depth: number, context: SchemaContex
   const alternatives = schema.anyOf ?? schema.oneOf;
   if (Array.isArray(alternatives) && schema.type === undefined) {
     const inner = alternatives.map((alternative: unknown) =>
-      shapeOf(isRecord(alternative) ? alternative : true, depth + 1, context),
+      shapeOf(isRecord(alternative) ? alternative : true, depth + 1, context, budget),
     );
     types = inner.some((shape) => shape.types === undefined)
       ? undefined

@@ -3,8 +3,9 @@
  * and `multipleOf`, enforced as an enum of integers), and `const` / `enum` filtered by the other keywords.
  */
 import type { GbnfJsonSchema } from "node-llama-cpp";
-import { compilePattern, readCount, readTypes, type SchemaContext } from "./context.js";
-import { supportedStringFormats } from "./keywords.js";
+import { compileRegex, matchRegex, RegexError, type CompiledRegex } from "../grammar/regex.js";
+import { readCount, readPattern, readTypes, type SchemaContext } from "./context.js";
+import { grammarStringFormats, supportedStringFormats } from "./keywords.js";
 import {
   descriptionOf,
   enumerateIntegers,
@@ -14,6 +15,7 @@ import {
   literalAlternatives,
   literalSchema,
   maxEnumeratedValues,
+  tryCompile,
   type JsonObject,
   type Path,
   type Primitive,
@@ -60,47 +62,61 @@ export function convertLiterals(schema: JsonObject, path: Path, context: SchemaC
 
 export function convertString(schema: JsonObject, path: Path, context: SchemaContext): GbnfJsonSchema {
   const description = descriptionOf(schema);
-  const minLength = readCount(schema, "minLength", path, context);
-  let maxLength = readCount(schema, "maxLength", path, context);
+  const minLength = readCount(schema, "minLength", path, context, { grammar: true });
+  let maxLength = readCount(schema, "maxLength", path, context, { grammar: true });
   if (minLength !== undefined && maxLength !== undefined && maxLength < minLength) {
     context.unenforceable(path, "maxLength", "it is less than minLength, so no string satisfies both");
     maxLength = undefined;
   }
 
-  const pattern = schema.pattern;
-  if (pattern !== undefined) {
-    if (typeof pattern !== "string") throw context.error([...path, "pattern"], "must be a string");
-    compilePattern(pattern, [...path, "pattern"], context);
-    const literals = literalAlternatives(pattern);
+  let pattern: string | undefined;
+  if (schema.pattern !== undefined) {
+    if (typeof schema.pattern !== "string") throw context.error([...path, "pattern"], "must be a string");
+    const literals = literalAlternatives(schema.pattern);
     if (literals !== undefined) {
       const accepts = valueCheck({ ...schema, type: "string" }, path, context);
       const kept = literals.filter(accepts);
       if (kept.length > 0) return literalSchema(description, kept);
       context.unenforceable(path, "pattern", "none of the strings it allows satisfies the other keywords");
-    } else if (pattern !== "") {
-      context.unenforceable(
-        path,
-        "pattern",
-        "the output grammar cannot express regular expressions; only an anchored list of literal strings such as ^(red|green)$ is enforced (as an enum)",
-      );
+    } else if (context.target === "gbnf") {
+      // lmhost's own grammar enforces the pattern (regexToGbnf), but not together with lengths.
+      const parsed = readPattern(schema.pattern, path, context);
+      if (parsed !== undefined && schema.pattern !== "") pattern = schema.pattern;
+    } else {
+      if (tryCompile(schema.pattern) === undefined)
+        throw context.error([...path, "pattern"], "is not a valid regular expression");
+      if (schema.pattern !== "")
+        context.unenforceable(
+          path,
+          "pattern",
+          "function-calling grammars (node-llama-cpp) cannot express regular expressions; only an anchored list of literal strings such as ^(red|green)$ is enforced (as an enum)",
+        );
     }
+  }
+  if (pattern !== undefined) {
+    for (const keyword of ["minLength", "maxLength", "format"] as const) {
+      if (schema[keyword] !== undefined)
+        context.unenforceable(path, keyword, "the output grammar cannot combine it with a pattern");
+    }
+    return { ...description, type: "string", pattern } as GbnfJsonSchema;
   }
 
   const format = schema.format;
   if (format !== undefined) {
     if (typeof format !== "string") throw context.error([...path, "format"], "must be a string");
-    const lengths = supportedStringFormats.get(format);
+    const formats = context.target === "gbnf" ? grammarStringFormats : supportedStringFormats;
+    const lengths = formats.get(format);
     if (lengths !== undefined) {
       if (minLength !== undefined && minLength > lengths.shortest)
         context.unenforceable(path, "minLength", `'${format}' strings can be ${lengths.shortest} characters`);
       if (maxLength !== undefined && maxLength < lengths.longest)
         context.unenforceable(path, "maxLength", `'${format}' strings can be ${lengths.longest} characters`);
-      return { ...description, type: "string", format: format as "date" | "time" | "date-time" };
+      return { ...description, type: "string", format } as GbnfJsonSchema;
     }
     context.unenforceable(
       path,
       "format",
-      `the output grammar supports only the formats date, time and date-time, not '${format}'`,
+      `the output grammar supports only the formats ${[...formats.keys()].join(", ")}, not '${format}'`,
     );
   }
   return {
@@ -127,6 +143,7 @@ export function convertNumber(
     type = "integer";
     multipleOf = undefined;
   }
+  if (context.target === "gbnf") return convertNumberForGrammar(schema, type, multipleOf, path, context);
   const plain: GbnfJsonSchema = { ...description, type };
   if (lower === undefined && upper === undefined && multipleOf === undefined) return plain;
 
@@ -170,6 +187,95 @@ export function convertNumber(
   return unenforced(
     `integer bounds are enforced by listing the allowed integers, which needs both a lower and an upper bound (at most ${maxEnumeratedValues} values)`,
   );
+}
+
+/**
+ * Numbers for lmhost's own grammar: any integer range (one- or two-sided, exclusive, negative) is kept as
+ * inclusive integer `minimum` / `maximum` and emitted as digit-range rules; number bounds at integer
+ * values are kept (`minimum` / `exclusiveMinimum` / `maximum` / `exclusiveMaximum`) and emitted exactly;
+ * `multipleOf` is enforced as an enum where both bounds allow at most {@link maxEnumeratedValues} values.
+ */
+function convertNumberForGrammar(
+  schema: JsonObject,
+  type: "number" | "integer",
+  multipleOf: number | undefined,
+  path: Path,
+  context: SchemaContext,
+): GbnfJsonSchema {
+  const description = descriptionOf(schema);
+  const { lower, upper } = readNumberBounds(schema, path, { dropUnrestrictive: false }, context);
+  const integral = type === "integer" || (multipleOf !== undefined && Number.isInteger(multipleOf));
+  if (multipleOf !== undefined) {
+    if (integral && lower !== undefined && upper !== undefined) {
+      const low = lower.exclusive ? Math.floor(lower.value) + 1 : Math.ceil(lower.value);
+      const high = upper.exclusive ? Math.ceil(upper.value) - 1 : Math.floor(upper.value);
+      const values = enumerateIntegers(low, high, multipleOf);
+      if (values !== undefined && values.length > 0) return literalSchema(description, values);
+      if (values !== undefined) {
+        context.unenforceable(path, "multipleOf", "no integer within the bounds is a multiple of it");
+        return { ...description, type };
+      }
+    }
+    context.unenforceable(
+      path,
+      "multipleOf",
+      `the output grammar enforces multipleOf only by listing the values, which needs integer values with both bounds (at most ${maxEnumeratedValues})`,
+    );
+  }
+  if (type === "integer") {
+    const low =
+      lower === undefined
+        ? undefined
+        : lower.exclusive
+          ? Math.floor(lower.value) + 1
+          : Math.ceil(lower.value);
+    const high =
+      upper === undefined
+        ? undefined
+        : upper.exclusive
+          ? Math.ceil(upper.value) - 1
+          : Math.floor(upper.value);
+    if (low !== undefined && high !== undefined && low > high) {
+      context.unenforceable(path, upper?.keyword ?? "maximum", "no integer satisfies these bounds");
+      return { ...description, type };
+    }
+    if (low !== undefined && low === high) return { ...description, const: low };
+    return {
+      ...description,
+      type,
+      ...(low !== undefined ? { minimum: low } : {}),
+      ...(high !== undefined ? { maximum: high } : {}),
+    } as GbnfJsonSchema;
+  }
+  const kept: Record<string, number> = {};
+  for (const [bound, inclusiveKeyword, exclusiveKeyword] of [
+    [lower, "minimum", "exclusiveMinimum"],
+    [upper, "maximum", "exclusiveMaximum"],
+  ] as const) {
+    if (bound === undefined) continue;
+    if (!Number.isInteger(bound.value)) {
+      context.unenforceable(
+        path,
+        bound.keyword,
+        "the output grammar bounds numbers exactly only at integer values (use an integer bound, or type integer)",
+      );
+      continue;
+    }
+    kept[bound.exclusive ? exclusiveKeyword : inclusiveKeyword] = bound.value;
+  }
+  if (
+    lower !== undefined &&
+    upper !== undefined &&
+    Number.isInteger(lower.value) &&
+    Number.isInteger(upper.value)
+  ) {
+    if (lower.value > upper.value || (lower.value === upper.value && (lower.exclusive || upper.exclusive))) {
+      context.unenforceable(path, upper.keyword, "no number satisfies these bounds");
+      return { ...description, type };
+    }
+    if (lower.value === upper.value) return { ...description, const: lower.value };
+  }
+  return { ...description, type, ...kept } as GbnfJsonSchema;
 }
 
 /**
@@ -235,6 +341,18 @@ function readNumberBounds(
   return { lower, upper, multipleOf };
 }
 
+function matchesWithin(regex: CompiledRegex, value: string, path: Path, context: SchemaContext): boolean {
+  try {
+    return matchRegex(regex, value, context.matchBudget);
+  } catch (error) {
+    if (!(error instanceof RegexError)) throw error;
+    throw context.errorAt(
+      [...path, "pattern"],
+      `costs too much to check the listed values against (a pattern of many states and long strings); simplify the pattern or shorten the values`,
+    );
+  }
+}
+
 /**
  * A predicate for listed values (enum / const / pattern literals): type, string and number keywords.
  * Keywords for objects and arrays hold vacuously for primitives.
@@ -243,10 +361,11 @@ function valueCheck(schema: JsonObject, path: Path, context: SchemaContext): (va
   const types = schema.type === undefined ? undefined : readTypes({ type: schema.type }, path, context);
   const minLength = readCount(schema, "minLength", path, context);
   const maxLength = readCount(schema, "maxLength", path, context);
-  let regex: RegExp | undefined;
+  let regex: CompiledRegex | undefined;
   if (schema.pattern !== undefined) {
-    if (typeof schema.pattern !== "string") throw context.error([...path, "pattern"], "must be a string");
-    regex = compilePattern(schema.pattern, [...path, "pattern"], context);
+    const parsed = readPattern(schema.pattern, path, context);
+    // Linear time whatever the pattern (a backtracking engine froze the server on ^(a+)+$).
+    if (parsed !== undefined) regex = compileRegex(parsed);
   }
   let format: ((value: string) => boolean) | undefined;
   if (schema.format !== undefined) {
@@ -266,7 +385,7 @@ function valueCheck(schema: JsonObject, path: Path, context: SchemaContext): (va
       const length = [...value].length;
       if (minLength !== undefined && length < minLength) return false;
       if (maxLength !== undefined && length > maxLength) return false;
-      if (regex !== undefined && !regex.test(value)) return false;
+      if (regex !== undefined && !matchesWithin(regex, value, path, context)) return false;
       if (format !== undefined && !format(value)) return false;
     }
     if (typeof value === "number") {

@@ -5,6 +5,7 @@
  * local `$ref` names, `deepEqual`. No state, no errors.
  */
 import type { GbnfJsonSchema } from "node-llama-cpp";
+import { compileRegex, matchRegex, parseRegex, type CompiledRegex } from "../grammar/regex.js";
 
 /** The most values an integer range or a pattern is expanded into (an enum). */
 export const maxEnumeratedValues = 256;
@@ -91,15 +92,22 @@ export function literalAlternatives(pattern: string): string[] | undefined {
     }
   }
   alternatives.push(current);
-  const regex = tryCompile(pattern);
-  if (regex === undefined) return undefined;
+  let regex: CompiledRegex;
+  try {
+    regex = compileRegex(parseRegex(pattern));
+  } catch {
+    return undefined;
+  }
   const unique = [...new Set(alternatives)];
-  if (unique.length > maxEnumeratedValues || !unique.every((literal) => regex.test(literal)))
+  if (unique.length > maxEnumeratedValues || !unique.every((literal) => matchRegex(regex, literal)))
     return undefined;
   return unique;
 }
 
-/** ECMA-262 regular expression (JSON Schema's dialect): with the `u` flag when it allows, else without. */
+/**
+ * ECMA-262 regular expression (JSON Schema's dialect): with the `u` flag when it allows, else without. Only
+ * to tell whether a client's pattern is valid: a client's pattern is never run with it (backtracking).
+ */
 export function tryCompile(pattern: string): RegExp | undefined {
   for (const flags of ["u", ""]) {
     try {
@@ -120,8 +128,20 @@ function isDate(value: string): boolean {
   const [year, month, day] = [Number(match[1]), Number(match[2]), Number(match[3])];
   return month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth(year, month);
 }
+/** uuid and email as ajv-formats defines them, run by the linear matcher (listed values are the client's). */
+const uuidMatcher = compileRegex(
+  parseRegex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"),
+);
+const emailMatcher = compileRegex(
+  parseRegex(
+    "^[a-zA-Z0-9!#$%&'*+/=?^_`{|}~-]+(?:\\.[a-zA-Z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?\\.)+[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?$",
+  ),
+);
+
 /** Checks for listed values (enum / const) with a format. */
 export const formatCheckers = new Map<string, (value: string) => boolean>([
+  ["uuid", (value) => matchRegex(uuidMatcher, value)],
+  ["email", (value) => matchRegex(emailMatcher, value)],
   ["date", isDate],
   ["time", (value) => timeRegex.test(value)],
   [
