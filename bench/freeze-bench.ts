@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const model = path.resolve(root, "../shared/models/stories260K-chatml.gguf");
@@ -82,25 +83,38 @@ async function startServer(): Promise<{ url: string; stop: () => Promise<void> }
   };
 }
 
+/**
+ * Polls GET /health every 5 ms until told to stop, then posts the slowest answer in milliseconds, counted
+ * from when the poll was due (a frozen server delays the answer; a late timer would count too).
+ */
+const POLLER = `
+const { parentPort, workerData } = require("node:worker_threads");
+let polling = true;
+let slowest = 0;
+parentPort.on("message", () => { polling = false; });
+(async () => {
+  parentPort.postMessage("ready");
+  while (polling) {
+    const due = performance.now();
+    await fetch(workerData.url + "/health", { headers: { connection: "close" } })
+      .then((response) => response.arrayBuffer())
+      .catch((error) => console.log("  /health failed: " + error));
+    slowest = Math.max(slowest, performance.now() - due);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  parentPort.postMessage(slowest);
+})();
+`;
+
 async function measure(
   url: string,
   name: string,
   body: string,
   endpoint = "/v1/responses",
 ): Promise<CaseResult> {
-  let polling = true;
-  let healthMax = 0;
-  const poller = (async () => {
-    while (polling) {
-      const started = performance.now();
-      // A fresh connection each time: a pooled keep-alive socket may be reset under a frozen server.
-      await fetch(`${url}/health`, { headers: { connection: "close" } })
-        .then((response) => response.arrayBuffer())
-        .catch((error: unknown) => console.log(`  /health failed: ${String(error)}`));
-      healthMax = Math.max(healthMax, performance.now() - started);
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-  })();
+  // The poller runs on its own thread, so this process sending a 20 MB body never shows as a freeze.
+  const poller = new Worker(POLLER, { eval: true, workerData: { url } });
+  await new Promise((resolve) => poller.once("message", resolve));
   const started = performance.now();
   const response = await fetch(`${url}${endpoint}`, {
     method: "POST",
@@ -109,8 +123,11 @@ async function measure(
   });
   const text = await response.text();
   const requestMilliseconds = performance.now() - started;
-  polling = false;
-  await poller;
+  const healthMax = await new Promise<number>((resolve) => {
+    poller.once("message", (value: number) => resolve(value));
+    poller.postMessage("stop");
+  });
+  await poller.terminate();
   const message = summarize(text);
   return {
     name,

@@ -19,37 +19,100 @@ export function isJsonContentType(contentType: string | undefined): boolean {
 }
 
 /**
- * Whether JSON text nests arrays and objects more than `limit` levels deep. One pass, no recursion, brackets
- * inside strings ignored; stops at the first level past the limit. Malformed text is left to JSON.parse.
+ * Follows the nesting of JSON text fed a piece at a time (a body as it arrives): one pass, no recursion,
+ * brackets inside strings ignored, escapes and strings may span pieces. Malformed text is left to
+ * JSON.parse; only the depth is judged.
  */
-export function exceedsJsonDepth(text: string, limit: number): boolean {
-  let depth = 0;
-  let inString = false;
-  for (let index = 0; index < text.length; index++) {
-    if (inString) {
-      // Jump to the next quote; it ends the string unless an odd number of backslashes escapes it.
-      const quote = text.indexOf('"', index);
-      if (quote === -1) return false;
-      let backslashes = 0;
-      while (quote - backslashes - 1 >= index && text.charCodeAt(quote - backslashes - 1) === 0x5c)
-        backslashes++;
-      if (backslashes % 2 === 0) inString = false;
-      index = quote;
-      continue;
+export class JsonDepthScanner {
+  #depth = 0;
+  #inString = false;
+  #escaped = false;
+
+  constructor(private readonly limit: number) {}
+
+  /** Feeds the next piece; true once the text has nested deeper than the limit. */
+  feed(text: string): boolean {
+    let index = 0;
+    // Where the next quote / backslash is, found once and reused until passed (no quadratic rescans).
+    let nextQuote = -2;
+    let nextBackslash = -2;
+    while (index < text.length) {
+      if (this.#inString) {
+        if (this.#escaped) {
+          this.#escaped = false;
+          index++;
+          continue;
+        }
+        if (nextQuote !== -1 && nextQuote < index) nextQuote = text.indexOf('"', index);
+        if (nextBackslash !== -1 && nextBackslash < index) nextBackslash = text.indexOf("\\", index);
+        if (nextQuote === -1 && nextBackslash === -1) return false; // the string goes on in the next piece
+        if (nextBackslash !== -1 && (nextQuote === -1 || nextBackslash < nextQuote)) {
+          this.#escaped = true;
+          index = nextBackslash + 1;
+        } else {
+          this.#inString = false;
+          index = nextQuote + 1;
+        }
+        continue;
+      }
+      const code = text.charCodeAt(index);
+      if (code === 0x22 /* " */) {
+        this.#inString = true;
+      } else if (code === 0x5b /* [ */ || code === 0x7b /* { */) {
+        if (++this.#depth > this.limit) return true;
+      } else if (code === 0x5d /* ] */ || code === 0x7d /* } */) {
+        this.#depth--;
+      }
+      index++;
     }
-    const code = text.charCodeAt(index);
-    if (code === 0x22 /* " */) {
-      inString = true;
-    } else if (code === 0x5b /* [ */ || code === 0x7b /* { */) {
-      if (++depth > limit) return true;
-    } else if (code === 0x5d /* ] */ || code === 0x7d /* } */) {
-      depth--;
-    }
+    return false;
   }
-  return false;
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+/** Whether JSON text nests arrays and objects more than `limit` levels deep (see JsonDepthScanner). */
+export function exceedsJsonDepth(text: string, limit: number): boolean {
+  return new JsonDepthScanner(limit).feed(text);
+}
+
+/**
+ * The body as text, decoded and depth-checked piece by piece as it arrives, so neither a 20 MB body's
+ * UTF-8 check nor a deeply nested one holds the event loop (a nested body is refused at its first piece,
+ * without reading the rest).
+ */
+async function readBodyText(context: Context): Promise<string> {
+  const body = context.req.raw.body;
+  if (body === null) return "";
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  const scanner = new JsonDepthScanner(MAX_JSON_DEPTH);
+  const pieces: string[] = [];
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      const piece = done ? decoder.decode() : decoder.decode(value, { stream: true });
+      if (scanner.feed(piece)) {
+        throw ApiError.invalid(
+          `The request body nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep, which lmhost refuses.`,
+          null,
+          "json_too_deep",
+        );
+      }
+      pieces.push(piece);
+      if (done) return pieces.join("");
+    }
+  } catch (error) {
+    if (!(error instanceof TypeError) || error instanceof ApiError) throw error;
+    // TextDecoder's fatal mode throws a TypeError for bytes that are not UTF-8.
+    if (!/decode|encoded|utf-?8/i.test(error.message)) throw error;
+    throw ApiError.invalid(
+      "The request body is not valid UTF-8; JSON must be sent as UTF-8.",
+      null,
+      "invalid_json",
+    );
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+}
 
 export async function readJsonBody(context: Context): Promise<unknown> {
   const contentType = context.req.header("content-type");
@@ -60,26 +123,9 @@ export async function readJsonBody(context: Context): Promise<unknown> {
       code: "unsupported_media_type",
     });
   }
-  let text: string;
-  try {
-    text = utf8.decode(await context.req.arrayBuffer());
-  } catch (error) {
-    if (!(error instanceof TypeError)) throw error;
-    throw ApiError.invalid(
-      "The request body is not valid UTF-8; JSON must be sent as UTF-8.",
-      null,
-      "invalid_json",
-    );
-  }
+  const text = await readBodyText(context);
   if (text.trim() === "") {
     throw ApiError.invalid("The request body is empty; send a JSON object.", null, "invalid_json");
-  }
-  if (exceedsJsonDepth(text, MAX_JSON_DEPTH)) {
-    throw ApiError.invalid(
-      `The request body nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep, which lmhost refuses.`,
-      null,
-      "json_too_deep",
-    );
   }
   try {
     return JSON.parse(text) as unknown;
