@@ -134,6 +134,7 @@ export async function* generateResponseParts(
     yield* engine.generate(input.engineRequest, signal);
     return;
   }
+  const tools: McpTools = mcp;
 
   // 1. The tools of each server: from an earlier listing of the conversation, or listed now.
   const offered = new Map<string, OfferedTool>();
@@ -142,19 +143,19 @@ export async function* generateResponseParts(
       (item): item is McpListToolsItem =>
         item.type === "mcp_list_tools" && item.server_label === server.serverLabel && item.error === null,
     );
-    let tools: McpToolInfo[] = [];
+    let listed: McpToolInfo[] = [];
     if (earlier !== undefined) {
-      tools = earlier.tools.map(fromListedTool);
+      listed = earlier.tools.map(fromListedTool);
     } else {
       yield { type: "mcp-list-tools-start", serverLabel: server.serverLabel };
       try {
-        tools = await mcp.listTools(server, signal);
-        yield { type: "mcp-list-tools-end", tools: tools.map(toListedTool), error: undefined };
+        listed = await tools.listTools(server, signal);
+        yield { type: "mcp-list-tools-end", tools: listed.map(toListedTool), error: undefined };
       } catch (error) {
         yield { type: "mcp-list-tools-end", tools: [], error: (error as Error).message };
       }
     }
-    for (const tool of tools) {
+    for (const tool of listed) {
       if (!isToolAllowed(server, tool)) continue;
       offered.set(mcpFunctionName(server.serverLabel, tool.name), {
         server,
@@ -189,7 +190,7 @@ export async function* generateResponseParts(
       const parsed = callArguments.trim() === "" ? {} : (JSON.parse(callArguments) as unknown);
       if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
         throw new Error("the arguments are not a JSON object");
-      result = await mcp!.callTool(entry.server, entry.tool.name, parsed as Record<string, unknown>, signal);
+      result = await tools.callTool(entry.server, entry.tool.name, parsed as Record<string, unknown>, signal);
     } catch (error) {
       result = { error: `MCP server '${entry.server.serverLabel}': ${(error as Error).message}` };
     }
@@ -265,7 +266,8 @@ export async function* generateResponseParts(
           : { name: mcpFunctionName(toolChoice.serverLabel, toolChoice.name) };
     const request: EngineRequest = {
       ...input.engineRequest,
-      items,
+      // A copy: this loop appends to `items` after the generation, never under the engine's feet.
+      items: [...items],
       tools: forced === undefined ? [...clientTools, ...mcpDefinitions] : mcpDefinitions,
     };
     if (forced !== undefined) request.toolChoice = forced;
