@@ -7,12 +7,10 @@
  * Usage: `npm run bench:freeze [-- --regex-length 30 --enum-values 50000 --cases regex,enum,fields,nesting,seed]`. Prints one line per case and a
  * JSON summary. Figures here are wall-clock on a shared machine: compare runs made side by side.
  */
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import { spawnServer } from "../tests/helpers/spawn-server.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const model = path.resolve(root, "../shared/models/stories260K-chatml.gguf");
@@ -31,56 +29,6 @@ interface CaseResult {
   /** The slowest /health answer while the request ran (the freeze others see). */
   healthMaxMilliseconds: number;
   message: string;
-}
-
-async function startServer(): Promise<{ url: string; stop: () => Promise<void> }> {
-  const dataDir = mkdtempSync(path.join(tmpdir(), "lmhost-freeze-"));
-  const environment = Object.fromEntries(
-    Object.entries(process.env).filter(([name]) => !name.startsWith("LMHOST_")),
-  );
-  const child = spawn(
-    process.execPath,
-    [
-      path.join(root, "bin/lmhost.js"),
-      "serve",
-      "--port",
-      "0",
-      "--data-dir",
-      dataDir,
-      "--threads",
-      "1",
-      "--model",
-      model,
-      "--log-level",
-      "info",
-    ],
-    { env: { ...environment, UV_THREADPOOL_SIZE: "1" }, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let output = "";
-  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setInterval(() => {
-      const match = /listening on (http:\/\/\S+?)[\s(]/.exec(output);
-      if (match?.[1] !== undefined) {
-        clearInterval(timer);
-        resolve(match[1]);
-      }
-    }, 20);
-    child.once("exit", () => {
-      clearInterval(timer);
-      reject(new Error(`server exited:\n${output}`));
-    });
-  });
-  return {
-    url,
-    stop: async () => {
-      const exited = new Promise((resolve) => child.once("exit", resolve));
-      child.kill("SIGTERM");
-      await exited;
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
 }
 
 /**
@@ -158,7 +106,8 @@ const cases = new Set(
 );
 const regexLength = argument("regex-length", 26);
 const enumValues = argument("enum-values", 50_000);
-const server = await startServer();
+// The real binary, one thread, a fresh data dir (the test suite's own helper).
+const server = await spawnServer(["--model", model]);
 const results: CaseResult[] = [];
 const report = (result: CaseResult) => {
   results.push(result);
