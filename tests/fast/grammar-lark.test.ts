@@ -8,7 +8,11 @@
 import { describe, expect, it } from "vitest";
 import { customToolGrammarToGbnf, LarkError, larkToGbnf } from "../../src/engine/llama/grammar/lark.js";
 import { RegexError } from "../../src/engine/llama/grammar/regex.js";
-import { codexApplyPatchGrammar, isApplyPatchSentence } from "../helpers/apply-patch-grammar.js";
+import {
+  codexApplyPatchGrammar,
+  isApplyPatchPrefix,
+  isApplyPatchSentence,
+} from "../helpers/apply-patch-grammar.js";
 import { matchesGbnf, parseGbnf, sampleGbnf, seededRandom } from "../helpers/gbnf.js";
 
 interface Case {
@@ -130,7 +134,12 @@ describe("Lark → GBNF", () => {
     for (let sample = 0; sample < 40; sample++) {
       const text = sampleGbnf(grammar, random);
       expect(isApplyPatchSentence(text), JSON.stringify(text)).toBe(true);
+      // The test helper the real-model test uses for cut generations: every prefix of a sentence is viable.
+      for (let length = 0; length <= text.length; length += 7)
+        expect(isApplyPatchPrefix(text.slice(0, length)), JSON.stringify(text.slice(0, length))).toBe(true);
     }
+    expect(isApplyPatchPrefix("*** Begin Patch\nhello")).toBe(false);
+    expect(isApplyPatchPrefix("*** Begin Patch\n*** Add File: a\n*** End")).toBe(false);
   });
 
   const refused: { lark: string; kind: LarkError["kind"]; message: RegExp }[] = [

@@ -91,3 +91,38 @@ export function isApplyPatchSentence(text: string): boolean {
   }
   return hunks > 0;
 }
+
+const markers = [
+  "*** Begin Patch",
+  "*** Add File: ",
+  "*** Delete File: ",
+  "*** Update File: ",
+  "*** Move to: ",
+  "*** End of File",
+  "*** End Patch",
+  "@@",
+  "+",
+];
+
+/**
+ * Whether `text` can be continued into a sentence of Codex's grammar (a generation cut at the token cap
+ * that followed the grammar so far): some short completion of its last line, plus the end of the patch,
+ * makes a sentence.
+ */
+export function isApplyPatchPrefix(text: string): boolean {
+  const lastNewline = text.lastIndexOf("\n");
+  const body = text.slice(0, lastNewline + 1);
+  const last = text.slice(lastNewline + 1);
+  const heads = [last];
+  for (const marker of markers) {
+    if (marker.startsWith(last)) heads.push(marker + (marker.endsWith(": ") ? "x" : ""));
+  }
+  for (const head of heads) {
+    for (const tail of ["", "\n", "\n+\n", "\n@@\n"]) {
+      for (const end of ["", "*** End Patch\n", "*** Add File: x\n+\n*** End Patch\n"]) {
+        if (isApplyPatchSentence(body + head + tail + end)) return true;
+      }
+    }
+  }
+  return false;
+}
