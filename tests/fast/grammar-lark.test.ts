@@ -164,6 +164,13 @@ describe("Lark → GBNF", () => {
     { lark: 'start: ("a"', kind: "invalid", message: /expected '\)'/ },
     { lark: 'start: "ab".."z"', kind: "invalid", message: /one character on each side/ },
     { lark: 'start: "a" ~ 5000', kind: "too-large", message: /above 1000/ },
+    { lark: 'start: ("a" ~ 1000) ~ 1000', kind: "too-large", message: /expands to about 1000000 elements/ },
+    { lark: "start: /[a-z]{0,9000}/ /[a-z]{0,9000}/ /[a-z]{0,9000}/", kind: "too-large", message: /expands/ },
+    {
+      lark: `start: ${"(".repeat(100)}"a"${")".repeat(100)}`,
+      kind: "too-large",
+      message: /nest more than 64/,
+    },
   ];
   for (const { lark, kind, message } of refused) {
     it(`refuses ${JSON.stringify(lark)}`, () => {
@@ -178,6 +185,17 @@ describe("Lark → GBNF", () => {
       expect((caught as LarkError).message).toMatch(message);
     });
   }
+});
+
+describe("hostile Lark grammars are quick", () => {
+  it("100,000 characters of blank lines, and a chain of 5,000 rules, convert or fail in well under a second", () => {
+    const started = performance.now();
+    expect(() => larkToGbnf(`start: "a"${"\n".repeat(99_000)}`)).not.toThrow();
+    const chain = Array.from({ length: 5_000 }, (_, index) => `r${index}: r${index + 1} "x"`).join("\n");
+    const gbnf = larkToGbnf(`start: r0\n${chain}\nr5000: "end"`);
+    expect(gbnf).toContain('l-r4999 ::= l-r5000 "x"');
+    expect(performance.now() - started).toBeLessThan(1_000);
+  });
 });
 
 describe("custom tools' regex grammars", () => {

@@ -29,7 +29,15 @@
  * affected.
  */
 import { assertNever } from "../../../shared/errors.js";
-import { characterSetToGbnf, gbnfLiteral, parseRegex, RegexError, regexToGbnf } from "./regex.js";
+import {
+  characterSetToGbnf,
+  gbnfLiteral,
+  maxRegexStates,
+  parseRegex,
+  RegexError,
+  regexStates,
+  regexToGbnf,
+} from "./regex.js";
 
 export class LarkError extends Error {
   constructor(
@@ -45,11 +53,18 @@ export class LarkError extends Error {
 export const maxLarkDefinitionCharacters = 100_000;
 /** The largest GBNF a grammar may convert to (characters). */
 export const maxLarkGbnfCharacters = 2_000_000;
+/**
+ * The most grammar elements a grammar may expand to once counted repetition (`~ n..m`, regex `{n,m}`)
+ * is unrolled, as llama.cpp's grammar engine does: twice what one regex may expand to.
+ */
+export const maxLarkExpandedSize = 2 * maxRegexStates;
+/** The deepest nesting of groups a definition may have. */
+export const maxLarkNesting = 64;
 
 type Expression =
   | { kind: "literal"; text: string; caseInsensitive: boolean }
   | { kind: "range"; from: number; to: number }
-  | { kind: "regex"; source: string; gbnf: string }
+  | { kind: "regex"; source: string; gbnf: string; states: number }
   | { kind: "name"; name: string; line: number }
   | { kind: "sequence"; items: Expression[] }
   | { kind: "alternatives"; options: Expression[] }
@@ -205,6 +220,7 @@ function decodeString(raw: string, line: number): string {
 /** Parses the statements of a grammar into definitions and imports. */
 class StatementParser {
   private position = 0;
+  private depth = 0;
   constructor(
     private readonly tokens: Token[],
     private readonly line: number,
@@ -356,7 +372,7 @@ class StatementParser {
             "unsupported",
             `regular expression flags ('/${token.source}/${token.flags}') are not supported (line ${token.line})`,
           );
-        return { kind: "regex", source: token.source, gbnf: regexTerminal(token.source, token.line) };
+        return { kind: "regex", source: token.source, ...regexTerminal(token.source, token.line) };
       }
       case "name":
         if (this.isSymbol("{"))
@@ -367,8 +383,15 @@ class StatementParser {
         return { kind: "name", name: token.text, line: token.line };
       case "symbol":
         if (token.text === "(" || token.text === "[") {
+          this.depth += 1;
+          if (this.depth > maxLarkNesting)
+            throw new LarkError(
+              "too-large",
+              `groups nest more than ${maxLarkNesting} levels deep (line ${token.line})`,
+            );
           const expression = this.parseExpansions();
           this.expectSymbol(token.text === "(" ? ")" : "]");
+          this.depth -= 1;
           return token.text === "(" ? expression : { kind: "repeat", item: expression, min: 0, max: 1 };
         }
         throw new LarkError("invalid", `unexpected '${token.text}' (line ${token.line})`);
@@ -382,10 +405,11 @@ class StatementParser {
   }
 }
 
-/** A `/regex/` terminal as a GBNF expression matching whole tokens. */
-function regexTerminal(source: string, line: number): string {
+/** A `/regex/` terminal as a GBNF expression matching whole tokens, and its size once expanded. */
+function regexTerminal(source: string, line: number): { gbnf: string; states: number } {
   try {
-    return regexToGbnf(parseRegex(source, { match: "whole" }), { target: "text" });
+    const parsed = parseRegex(source, { match: "whole" });
+    return { gbnf: regexToGbnf(parsed, { target: "text" }), states: regexStates(parsed) };
   } catch (error) {
     if (error instanceof RegexError) {
       throw new LarkError(
@@ -470,6 +494,12 @@ interface ParsedGrammar {
 /** Splits the grammar into statements (a line continues when the next one starts with `|`). */
 function parseStatements(text: string): ParsedGrammar {
   const tokens = tokenize(text);
+  // For each position, the next token that is not a newline (one pass from the end: linear).
+  const nextContent: (Token | undefined)[] = new Array<Token | undefined>(tokens.length + 1);
+  for (let index = tokens.length - 1; index >= 0; index--) {
+    const token = tokens[index];
+    nextContent[index] = token?.kind === "newline" ? nextContent[index + 1] : token;
+  }
   const statements: Token[][] = [];
   let current: Token[] = [];
   tokens.forEach((token, index) => {
@@ -477,7 +507,7 @@ function parseStatements(text: string): ParsedGrammar {
       current.push(token);
       return;
     }
-    const next = tokens.slice(index + 1).find((candidate) => candidate.kind !== "newline");
+    const next = nextContent[index + 1];
     if (next?.kind === "symbol" && next.text === "|") return;
     if (current.length > 0) statements.push(current);
     current = [];
@@ -597,6 +627,19 @@ export function larkToGbnf(definition: string): string {
     }
   }
   assertNoLeftRecursion(rules, reachable);
+  const size = reachable.reduce((total, name) => {
+    const entry = rules.get(name);
+    return Math.min(
+      Number.MAX_SAFE_INTEGER,
+      total + (entry === undefined ? 0 : expandedSize(entry.expression)),
+    );
+  }, 0);
+  if (size > maxLarkExpandedSize) {
+    throw new LarkError(
+      "too-large",
+      `the grammar expands to about ${size} elements once counted repetition is unrolled; at most ${maxLarkExpandedSize} are supported`,
+    );
+  }
 
   const lines = ["root ::= " + gbnfName("start")];
   for (const name of reachable) {
@@ -628,6 +671,27 @@ export function customToolGrammarToGbnf(syntax: "lark" | "regex", definition: st
 function gbnfName(name: string): string {
   // GBNF names are [a-zA-Z0-9-]; Lark names never contain '-', so the mapping is one to one.
   return `l-${name.replace(/_/g, "-")}`;
+}
+
+/** Grammar elements an expression expands to with counted repetition unrolled (references count 1). */
+function expandedSize(expression: Expression): number {
+  switch (expression.kind) {
+    case "literal":
+      return Math.max(1, expression.text.length);
+    case "range":
+    case "name":
+      return 1;
+    case "regex":
+      return expression.states;
+    case "sequence":
+      return expression.items.reduce((total, item) => total + expandedSize(item), 0);
+    case "alternatives":
+      return expression.options.reduce((total, option) => total + expandedSize(option), 0);
+    case "repeat":
+      return expandedSize(expression.item) * Math.max(1, expression.max ?? expression.min);
+    default:
+      return assertNever(expression, "Lark expression");
+  }
 }
 
 function references(expression: Expression): { name: string; line: number }[] {
@@ -749,22 +813,34 @@ function assertNoLeftRecursion(rules: Map<string, Definition>, names: readonly s
     }
   };
   const edges = new Map(names.map((name) => [name, leftmost(rules.get(name)?.expression ?? emptySequence)]));
+  // Depth-first with an explicit stack (no recursion: a long chain of rules cannot overflow the stack).
   const state = new Map<string, "visiting" | "done">();
-  const visit = (name: string, path: string[]): void => {
-    const current = state.get(name);
-    if (current === "done") return;
-    if (current === "visiting") {
-      const cycle = [...path.slice(path.indexOf(name)), name].map(displayName);
-      throw new LarkError(
-        "unsupported",
-        `left recursion (${cycle.join(" → ")}) is not supported: write the repetition with '*' or '+' instead`,
-      );
+  for (const root of names) {
+    if (state.has(root)) continue;
+    const path: string[] = [root];
+    const pending: string[][] = [[...(edges.get(root) ?? [])]];
+    state.set(root, "visiting");
+    while (path.length > 0) {
+      const next = pending.at(-1)?.pop();
+      if (next === undefined) {
+        state.set(path.pop() ?? "", "done");
+        pending.pop();
+        continue;
+      }
+      const current = state.get(next);
+      if (current === "done") continue;
+      if (current === "visiting") {
+        const cycle = [...path.slice(path.indexOf(next)), next].map(displayName);
+        throw new LarkError(
+          "unsupported",
+          `left recursion (${cycle.join(" → ")}) is not supported: write the repetition with '*' or '+' instead`,
+        );
+      }
+      state.set(next, "visiting");
+      path.push(next);
+      pending.push([...(edges.get(next) ?? [])]);
     }
-    state.set(name, "visiting");
-    for (const next of edges.get(name) ?? []) visit(next, [...path, name]);
-    state.set(name, "done");
-  };
-  for (const name of names) visit(name, []);
+  }
 }
 
 const emptySequence: Expression = { kind: "sequence", items: [] };

@@ -168,6 +168,11 @@ function alternation(alternatives: RegexNode[]): RegexNode {
 }
 
 /** The NFA states `node` expands to (saturating: stops counting far beyond the limit). */
+/** How many NFA states a parsed pattern expands to (counted repetition expanded). */
+export function regexStates(regex: ParsedRegex): number {
+  return countStates(regex.node);
+}
+
 function countStates(node: RegexNode): number {
   switch (node.type) {
     case "empty":
