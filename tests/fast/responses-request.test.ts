@@ -337,7 +337,7 @@ describe("toResponseRequest", () => {
     expect(error.message).toMatch(message);
   });
 
-  it("tool_choice custom must name a custom tool, function a function", () => {
+  it("tool_choice custom must name a custom tool, function a function; allowed_tools may list custom tools", () => {
     const tools = [
       { type: "function", name: "f" },
       { type: "custom", name: "c" },
@@ -353,6 +353,18 @@ describe("toResponseRequest", () => {
       status: 400,
       param: "tool_choice.name",
     });
+    const allowed = translate({
+      tools,
+      tool_choice: { type: "allowed_tools", mode: "required", tools: [{ type: "custom", name: "c" }] },
+    });
+    expect(allowed.generation.toolChoice).toBe("required");
+    expect(allowed.generation.tools).toEqual([{ name: "c", freeform: {} }]);
+    expect(
+      translateError({
+        tools,
+        tool_choice: { type: "allowed_tools", mode: "auto", tools: [{ type: "function", name: "c" }] },
+      }),
+    ).toMatchObject({ status: 400, param: "tool_choice.tools[0]" });
   });
 
   it("maps tool_choice", () => {
