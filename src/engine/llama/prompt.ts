@@ -1,7 +1,7 @@
 /**
  * Builds the exact prompt a request will evaluate on a loaded model: the chat history, the functions the
- * model may call (and whether a call is forced, or a freeform tool's input is to be generated), the chat wrapper, and the prompt tokens rendered the same
- * way LlamaChat renders them. Checks that the prompt fits the context, dropping the oldest non-system turns
+ * model may call (and whether a call is forced, or a freeform tool's input is to be generated), the chat
+ * wrapper, and the prompt tokens rendered the same way LlamaChat renders them. Checks that the prompt fits the context, dropping the oldest non-system turns
  * before the protected tail (at least the current turn) when `truncation` is "auto".
  */
 import {
@@ -140,19 +140,26 @@ export function selectFunctions(
       };
     case "required":
       if (!hasTools) throw ApiError.invalid("tool_choice 'required' needs at least one tool.", "tool_choice");
-      {
-        const only = definitions.length === 1 && definitions[0] !== undefined ? definitions[0] : undefined;
-        const freeform = only === undefined ? undefined : forcedFreeform(only);
-        return {
-          functions: all,
-          forced: true,
-          maxParallelFunctionCalls: freeform === undefined ? oneCall : 1,
-          ...(freeform === undefined ? {} : { forcedFreeform: freeform }),
-        };
-      }
+      return requiredSelection(definitions, all, oneCall);
     default:
       return assertNever(choice, "tool choice");
   }
+}
+
+/** `required`: a call of any tool; a single freeform tool is forced as such (its input under its grammar). */
+function requiredSelection(
+  definitions: readonly FunctionToolDefinition[],
+  functions: ChatModelFunctions,
+  oneCall: number | undefined,
+): FunctionSelection {
+  const only = definitions.length === 1 ? definitions[0] : undefined;
+  const freeform = only === undefined ? undefined : forcedFreeform(only);
+  return {
+    functions,
+    forced: true,
+    maxParallelFunctionCalls: freeform === undefined ? oneCall : 1,
+    ...(freeform === undefined ? {} : { forcedFreeform: freeform }),
+  };
 }
 
 /**
