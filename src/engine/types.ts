@@ -23,6 +23,14 @@ export interface FunctionToolDefinition {
    * Keywords the engine can convert (a small integer range → enum, ...) are enforced either way.
    */
   strict?: boolean;
+  /**
+   * A freeform tool (the Responses API's `custom` tools): the model writes its input as plain text, and a
+   * call's `arguments` (in `function-call` items and the tool-call parts) are that raw text, not JSON;
+   * `parameters` and `strict` do not apply. `grammar`: the input must be a sentence of this grammar (a Lark
+   * grammar or a regular expression matching the whole input); engines enforce it where they can (the
+   * llama engine: when the call is forced, see src/engine/llama/README.md).
+   */
+  freeform?: { grammar?: { syntax: "lark" | "regex"; definition: string } };
 }
 
 export type ToolChoice = "auto" | "none" | "required" | { name: string };
@@ -108,6 +116,7 @@ export type EnginePart =
   | { type: "reasoning-start" }
   | { type: "reasoning-delta"; text: string }
   | { type: "reasoning-end" }
+  /** A call of a tool (for a freeform tool, `arguments` are its raw input text). */
   | { type: "tool-call-start"; callId: string; name: string }
   | { type: "tool-call-delta"; callId: string; argumentsDelta: string }
   | { type: "tool-call-end"; callId: string; name: string; arguments: string }

@@ -6,7 +6,8 @@
  * `output_item.added` gets its `output_item.done` and every stream ends with a lifecycle event.
  *
  * Item kinds: assistant message (one `output_text` part), reasoning (one `reasoning_text` part),
- * function_call, and the MCP items the tool loop (tool-loop.ts) reports: mcp_list_tools, mcp_call (open
+ * function_call, custom_tool_call (a call of a custom tool, from the same engine parts as a function call:
+ * the request's function names say which tools are custom), and the MCP items the tool loop (tool-loop.ts) reports: mcp_list_tools, mcp_call (open
  * while the server runs it) and mcp_approval_request.
  */
 import type { FinishReason, Usage } from "../engine/types.js";
@@ -16,6 +17,7 @@ import type { FunctionName } from "./request-params.js";
 import type { ResponsePart } from "./tool-loop.js";
 import { toResponseUsage, unixSeconds } from "./response-object.js";
 import type {
+  CustomToolCallItem,
   FunctionCallItem,
   ItemStatus,
   McpApprovalRequestItem,
@@ -38,6 +40,7 @@ type OpenItem =
   | { kind: "message"; outputIndex: number; item: MessageItem; part: OutputTextPart }
   | { kind: "reasoning"; outputIndex: number; item: ReasoningItem; part: ReasoningTextPart }
   | { kind: "function_call"; outputIndex: number; item: FunctionCallItem; argumentsDone: boolean }
+  | { kind: "custom_tool_call"; outputIndex: number; item: CustomToolCallItem; inputDone: boolean }
   | { kind: "mcp_list_tools"; outputIndex: number; item: McpListToolsItem }
   | { kind: "mcp_call"; outputIndex: number; item: McpCallItem; argumentsDone: boolean };
 
@@ -296,6 +299,20 @@ export class ResponseEventWriter {
   #openFunctionCall(callId: string, engineName: string): void {
     this.#closeOpenItem("completed");
     const wireName = this.#functionNames.get(engineName) ?? { name: engineName };
+    if (wireName.custom === true) {
+      const custom: CustomToolCallItem = {
+        id: newId("ctc"),
+        type: "custom_tool_call",
+        status: "in_progress",
+        call_id: callId,
+        name: wireName.name,
+        ...(wireName.namespace === undefined ? {} : { namespace: wireName.namespace }),
+        input: "",
+      };
+      const outputIndex = this.#addItem(custom);
+      this.#open = { kind: "custom_tool_call", outputIndex, item: custom, inputDone: false };
+      return;
+    }
     const item: FunctionCallItem = {
       id: newId("fc"),
       type: "function_call",
@@ -311,6 +328,17 @@ export class ResponseEventWriter {
 
   #appendArguments(callId: string, delta: string): void {
     const open = this.#open;
+    if (open?.kind === "custom_tool_call" && open.item.call_id === callId) {
+      if (delta === "") return;
+      open.item.input += delta;
+      this.#emit({
+        type: "response.custom_tool_call_input.delta",
+        item_id: open.item.id,
+        output_index: open.outputIndex,
+        delta,
+      });
+      return;
+    }
     if (open?.kind !== "function_call" || open.item.call_id !== callId) {
       throw new Error(`Engine sent arguments for tool call '${callId}', which is not the open item.`);
     }
@@ -325,13 +353,31 @@ export class ResponseEventWriter {
   }
 
   #endFunctionCall(callId: string, engineName: string, callArguments: string): void {
-    if (this.#open?.kind !== "function_call" || this.#open.item.call_id !== callId)
+    const current = this.#open;
+    if (
+      (current?.kind !== "function_call" && current?.kind !== "custom_tool_call") ||
+      current.item.call_id !== callId
+    )
       this.#openFunctionCall(callId, engineName);
     const open = this.#open;
-    if (open?.kind !== "function_call") return;
-    open.item.arguments = callArguments;
-    this.#emitArgumentsDone(open);
+    if (open?.kind === "custom_tool_call") {
+      open.item.input = callArguments;
+      this.#emitInputDone(open);
+    } else if (open?.kind === "function_call") {
+      open.item.arguments = callArguments;
+      this.#emitArgumentsDone(open);
+    } else return;
     this.#closeOpenItem("completed");
+  }
+
+  #emitInputDone(open: Extract<OpenItem, { kind: "custom_tool_call" }>): void {
+    open.inputDone = true;
+    this.#emit({
+      type: "response.custom_tool_call_input.done",
+      item_id: open.item.id,
+      output_index: open.outputIndex,
+      input: open.item.input,
+    });
   }
 
   #emitArgumentsDone(open: Extract<OpenItem, { kind: "function_call" }>): void {
@@ -473,6 +519,9 @@ export class ResponseEventWriter {
         break;
       case "function_call":
         if (!open.argumentsDone) this.#emitArgumentsDone(open);
+        break;
+      case "custom_tool_call":
+        if (!open.inputDone) this.#emitInputDone(open);
         break;
       case "mcp_list_tools":
         break;

@@ -7,10 +7,14 @@ import type { EngineRequest } from "../engine/types.js";
 import type { McpServerRequest } from "../tools/mcp/types.js";
 import type { InputItem, ResponseEcho } from "./wire-types.js";
 
-/** The wire name of a function the model may call, and the namespace tool it came from (if any). */
+/**
+ * The wire name of a function the model may call, and the namespace tool it came from (if any). `custom`:
+ * a custom (freeform) tool, whose calls are `custom_tool_call` items with the raw input.
+ */
 export interface FunctionName {
   name: string;
   namespace?: string;
+  custom?: boolean;
 }
 
 /**

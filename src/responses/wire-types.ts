@@ -202,7 +202,13 @@ export type ConversationWireItem =
  * mcp_call, mcp_approval_request) here; the event writer then fails to compile until it handles them.
  */
 export type OutputItem =
-  MessageItem | ReasoningItem | FunctionCallItem | McpListToolsItem | McpCallItem | McpApprovalRequestItem;
+  | MessageItem
+  | ReasoningItem
+  | FunctionCallItem
+  | CustomToolCallItem
+  | McpListToolsItem
+  | McpCallItem
+  | McpApprovalRequestItem;
 
 // ---- The Response object ---------------------------------------------------------------------------
 
@@ -346,6 +352,8 @@ type EventBody =
       item_id: string;
       output_index: number;
     }
+  | { type: "response.custom_tool_call_input.delta"; item_id: string; output_index: number; delta: string }
+  | { type: "response.custom_tool_call_input.done"; item_id: string; output_index: number; input: string }
   | { type: "response.mcp_call_arguments.delta"; item_id: string; output_index: number; delta: string }
   | { type: "response.mcp_call_arguments.done"; item_id: string; output_index: number; arguments: string };
 

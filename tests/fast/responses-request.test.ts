@@ -13,10 +13,21 @@ import {
   type ToResponseRequestOptions,
 } from "../../src/api/openai/responses/to-response-request.js";
 import { parseRequestBody } from "../../src/api/openai/responses/validation-errors.js";
+import { ApiError } from "../../src/shared/errors.js";
 import { specDir } from "../helpers/paths.js";
 
 const translate = (body: Record<string, unknown>, options: ToResponseRequestOptions = {}) =>
   toResponseRequest(parseRequestBody(createResponseSchema, { model: "m", input: "hi", ...body }), options);
+/** The ApiError a body is refused with (fails the test when it is accepted). */
+function translateError(body: Record<string, unknown>): ApiError {
+  try {
+    translate(body);
+  } catch (error) {
+    if (error instanceof ApiError) return error;
+    throw error;
+  }
+  throw new Error(`Expected ${JSON.stringify(body)} to be refused.`);
+}
 const remoteMcp: ToResponseRequestOptions = { mcp: { allowRemote: true, localServers: new Set() } };
 
 type Schema = { $ref?: string; allOf?: Schema[]; properties?: Record<string, unknown> };
@@ -175,7 +186,7 @@ describe("toResponseRequest", () => {
     expect(translate(body).generation.sampling).toEqual(sampling);
   });
 
-  it("sends function tools and namespace functions to the engine and echoes every tool", () => {
+  it("sends function and custom tools (also inside namespaces) to the engine and echoes every tool", () => {
     const request = translate(
       {
         tools: [
@@ -214,10 +225,14 @@ describe("toResponseRequest", () => {
         strict: true,
       },
       { name: "agents.spawn", description: "Spawn one" },
+      { name: "agents.free", freeform: {} },
+      { name: "apply_patch", freeform: {} },
     ]);
     expect([...request.functionNames]).toEqual([
       ["get_weather", { name: "get_weather" }],
       ["agents.spawn", { name: "spawn", namespace: "agents" }],
+      ["agents.free", { name: "free", namespace: "agents", custom: true }],
+      ["apply_patch", { name: "apply_patch", custom: true }],
     ]);
     expect(request.echo.tools).toHaveLength(5);
     expect(request.echo.tools[0]).toEqual({
@@ -243,6 +258,113 @@ describe("toResponseRequest", () => {
         requireApproval: { default: "always", always: [], never: [] },
       },
     ]);
+  });
+
+  it("sends a custom tool's grammar format to the engine and forces it with tool_choice custom", () => {
+    const request = translate({
+      tools: [
+        { type: "function", name: "digits_as_json" },
+        {
+          type: "custom",
+          name: "apply_patch",
+          description: "Patch files",
+          format: { type: "grammar", syntax: "lark", definition: 'start: "*** Begin Patch"' },
+        },
+        {
+          type: "custom",
+          name: "digits",
+          format: { type: "grammar", syntax: "regex", definition: "[0-9]+" },
+        },
+        { type: "custom", name: "note", format: { type: "text" } },
+      ],
+      tool_choice: { type: "custom", name: "digits" },
+    });
+    expect(request.generation.tools?.slice(1)).toEqual([
+      {
+        name: "apply_patch",
+        description: "Patch files",
+        freeform: { grammar: { syntax: "lark", definition: 'start: "*** Begin Patch"' } },
+      },
+      { name: "digits", freeform: { grammar: { syntax: "regex", definition: "[0-9]+" } } },
+      { name: "note", freeform: {} },
+    ]);
+    expect(request.generation.toolChoice).toEqual({ name: "digits" });
+  });
+
+  it.each([
+    [
+      {
+        type: "custom",
+        name: "x",
+        format: { type: "grammar", syntax: "lark", definition: 'start: "a"\n%ignore " "' },
+      },
+      "tools[0].format.definition",
+      /%ignore is not supported/,
+    ],
+    [
+      {
+        type: "custom",
+        name: "x",
+        format: { type: "grammar", syntax: "lark", definition: 'start: e\ne: e "+" | "1"' },
+      },
+      "tools[0].format.definition",
+      /left recursion \(e → e\)/,
+    ],
+    [
+      { type: "custom", name: "x", format: { type: "grammar", syntax: "regex", definition: "a(?=b)" } },
+      "tools[0].format.definition",
+      /regular expression cannot be used: .*lookahead/,
+    ],
+    [
+      {
+        type: "namespace",
+        name: "ns",
+        description: "",
+        tools: [
+          {
+            type: "custom",
+            name: "x",
+            format: { type: "grammar", syntax: "lark", definition: "start: nope" },
+          },
+        ],
+      },
+      "tools[0].tools[0].format.definition",
+      /'nope' is used but never defined/,
+    ],
+  ])("refuses a grammar that cannot be converted, naming the field: %j", (tool, param, message) => {
+    const error = translateError({ tools: [tool] });
+    expect(error).toMatchObject({ status: 400, param });
+    expect(error.message).toMatch(message);
+  });
+
+  it("tool_choice custom must name a custom tool, function a function; allowed_tools may list custom tools", () => {
+    const tools = [
+      { type: "function", name: "f" },
+      { type: "custom", name: "c" },
+    ];
+    expect(translate({ tools, tool_choice: { type: "custom", name: "c" } }).generation.toolChoice).toEqual({
+      name: "c",
+    });
+    expect(translateError({ tools, tool_choice: { type: "custom", name: "f" } })).toMatchObject({
+      status: 400,
+      param: "tool_choice.name",
+    });
+    expect(translateError({ tools, tool_choice: { type: "function", name: "c" } })).toMatchObject({
+      status: 400,
+      param: "tool_choice.name",
+    });
+    const allowed = translate({
+      tools,
+      tool_choice: { type: "allowed_tools", mode: "required", tools: [{ type: "custom", name: "c" }] },
+    });
+    expect(allowed.generation.toolChoice).toBe("required");
+    expect(allowed.generation.tools).toEqual([{ name: "c", freeform: {} }]);
+    expect(
+      translateError({
+        tools,
+        tool_choice: { type: "allowed_tools", mode: "auto", tools: [{ type: "function", name: "c" }] },
+      }),
+    ).toMatchObject({ status: 400, param: "tool_choice.tools[0]" });
   });
 
   it("maps tool_choice", () => {

@@ -7,6 +7,10 @@
  * owns the lease and the sequence and releases both when node-llama-cpp has returned, whatever the consumer
  * does; a consumer that stops reading aborts the task. Aborting the request's signal stops at the next token
  * and finishes with reason "cancelled".
+ *
+ * Freeform (custom) tools: a forced call of one is generated as the model's text answer under the tool's
+ * grammar (Lark or regex, converted to GBNF) and streamed as that call's input; unforced, they are offered
+ * through function calling with one string parameter `input`, unwrapped into the raw input when called.
  */
 import { createHash, randomInt } from "node:crypto";
 import { setMaxListeners } from "node:events";
@@ -175,7 +179,11 @@ export class LlamaEngine implements Engine {
           stableTruncation: this.stableTruncation,
         });
         inputTokens = prompt.tokens.length;
-        const grammar = await this.grammarFor(loaded, request.responseFormat);
+        // A forced freeform call is this turn's output: its grammar, not the text format's, applies.
+        const grammar =
+          prompt.forcedFreeform !== undefined
+            ? await this.freeformGrammar(loaded, prompt.forcedFreeform.gbnf)
+            : await this.grammarFor(loaded, request.responseFormat);
         const sequenceLease = await loaded.pool.acquire(prompt.tokens, { signal, maxQueue: this.maxQueue });
         try {
           await this.generateOnSequence(loaded, request, prompt, grammar, sequenceLease, signal, queue);
@@ -211,7 +219,11 @@ export class LlamaEngine implements Engine {
     const cachedInputTokens = Math.max(0, Math.min(sequenceLease.commonPrefixLength, inputTokens - 1));
     queue.push({ type: "prompt-progress", evaluatedTokens: cachedInputTokens, totalTokens: inputTokens });
 
-    const parts = new PartEmitter(queue);
+    const freeformNames = new Set(
+      (request.tools ?? []).flatMap((tool) => (tool.freeform === undefined ? [] : [tool.name])),
+    );
+    const parts = new PartEmitter(queue, freeformNames);
+    if (prompt.forcedFreeform !== undefined) parts.answerAsToolInput(prompt.forcedFreeform.name);
     const meterBefore = sequence.tokenMeter.getState();
     const chat = new LlamaChat({
       contextSequence: sequence,
@@ -278,6 +290,12 @@ export class LlamaEngine implements Engine {
         if (index >= parts.completedCalls) parts.onFunctionCall(call.functionName, call.params);
       });
       reason = signal.aborted ? "cancelled" : finishReasonFor(response.metadata.stopReason);
+      if (prompt.forcedFreeform !== undefined && reason === "stop") {
+        // The answer was the input of the forced freeform call. One cut short (max tokens, cancelled)
+        // stays open: the finish closes it as incomplete.
+        parts.endToolInput();
+        reason = "tool-calls";
+      }
     } catch (error) {
       if (!signal.aborted) throw error;
       parts.closeReasoning();
@@ -337,6 +355,26 @@ export class LlamaEngine implements Engine {
       default:
         return assertNever(responseFormat, "response format");
     }
+  }
+
+  /** The grammar a forced freeform call's input is generated under (undefined: free text). */
+  private async freeformGrammar(
+    loaded: LlamaLoadedModel,
+    gbnf: string | undefined,
+  ): Promise<LlamaGrammar | undefined> {
+    if (gbnf === undefined) return undefined;
+    const key = `freeform:${createHash("sha256").update(gbnf).digest("base64")}`;
+    return this.cachedGrammar(key, async () => {
+      try {
+        return await loaded.llama.createGrammar({ grammar: gbnf });
+      } catch (error) {
+        throw new ApiError({
+          status: 400,
+          message: `The custom tool's grammar cannot be used: ${error instanceof Error ? error.message : String(error)}`,
+          param: "tools",
+        });
+      }
+    });
   }
 
   private async cachedGrammar(key: string, create: () => Promise<LlamaGrammar>): Promise<LlamaGrammar> {
@@ -448,19 +486,56 @@ interface CallState {
   pendingWhitespace: string;
 }
 
-/** Turns node-llama-cpp's callbacks into EngineParts: text, reasoning segments and streamed function calls. */
+/**
+ * Turns node-llama-cpp's callbacks into EngineParts: text, reasoning segments and streamed function calls.
+ * Calls of freeform tools (`freeformNames`) made through function calling carry `{input}`: their raw input
+ * is sent once the call is complete. `answerAsToolInput` makes the answer's text the input of a call.
+ */
 export class PartEmitter {
   reasoningTokens = 0;
   completedCalls = 0;
   private reasoningOpen = false;
   private readonly calls = new Map<number, CallState>();
+  /** The forced freeform call the answer's text is the input of. */
+  private toolInput: { name: string; callId: string | undefined; input: string } | undefined;
 
-  constructor(private readonly queue: AsyncQueue<EnginePart>) {}
+  constructor(
+    private readonly queue: AsyncQueue<EnginePart>,
+    private readonly freeformNames: ReadonlySet<string> = new Set(),
+  ) {}
+
+  /** From now on, the answer's text is streamed as the input of a call of the freeform tool `name`. */
+  answerAsToolInput(name: string): void {
+    this.toolInput = { name, callId: undefined, input: "" };
+  }
+
+  /** The forced freeform call's input is complete (an empty input still makes a call). */
+  endToolInput(): void {
+    const call = this.toolInput;
+    if (call === undefined) return;
+    const callId = this.startToolInput(call);
+    this.queue.push({ type: "tool-call-end", callId, name: call.name, arguments: call.input });
+    this.toolInput = undefined;
+  }
+
+  private startToolInput(call: NonNullable<PartEmitter["toolInput"]>): string {
+    if (call.callId !== undefined) return call.callId;
+    this.closeReasoning();
+    call.callId = newId("call");
+    this.queue.push({ type: "tool-call-start", callId: call.callId, name: call.name });
+    return call.callId;
+  }
 
   onResponseChunk(chunk: LlamaChatResponseChunk): void {
     if (chunk.type === undefined) {
       this.closeReasoning();
-      if (chunk.text !== "") this.queue.push({ type: "text-delta", text: chunk.text });
+      if (chunk.text === "") return;
+      const call = this.toolInput;
+      if (call !== undefined) {
+        const callId = this.startToolInput(call);
+        call.input += chunk.text;
+        this.queue.push({ type: "tool-call-delta", callId, argumentsDelta: chunk.text });
+      } else this.queue.push({ type: "text-delta", text: chunk.text });
       return;
     }
     switch (chunk.segmentType) {
@@ -486,6 +561,8 @@ export class PartEmitter {
 
   onFunctionCallParamsChunk(chunk: LlamaChatResponseFunctionCallParamsChunk): void {
     const state = this.startCall(chunk.callIndex, chunk.functionName);
+    // A freeform tool's `{"input": ...}` is unwrapped when the call is complete.
+    if (this.freeformNames.has(chunk.functionName)) return;
     const text = state.pendingWhitespace + chunk.paramsChunk;
     const trailing = /\s*$/.exec(text)?.[0] ?? "";
     const ready = text.slice(0, text.length - trailing.length);
@@ -501,7 +578,11 @@ export class PartEmitter {
     const index = this.completedCalls;
     this.completedCalls += 1;
     const state = this.startCall(index, functionName);
-    if (state.arguments === "") {
+    if (this.freeformNames.has(functionName)) {
+      state.arguments = freeformInput(params);
+      if (state.arguments !== "")
+        this.queue.push({ type: "tool-call-delta", callId: state.callId, argumentsDelta: state.arguments });
+    } else if (state.arguments === "") {
       // No parameters were streamed (a function without parameters, or a placeholder value).
       const serialized = params === undefined || params === "" ? "{}" : JSON.stringify(params);
       state.arguments = serialized;
@@ -588,3 +669,11 @@ async function callOrAnswerInFormat(
 }
 
 function noop(): void {}
+
+/** The raw input of a freeform tool called through function calling (`{"input": "..."}`). */
+export function freeformInput(params: unknown): string {
+  if (typeof params === "string") return params;
+  if (typeof params === "object" && params !== null && "input" in params && typeof params.input === "string")
+    return params.input;
+  return params === undefined ? "" : JSON.stringify(params);
+}

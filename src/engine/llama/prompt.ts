@@ -1,7 +1,7 @@
 /**
  * Builds the exact prompt a request will evaluate on a loaded model: the chat history, the functions the
- * model may call (and whether a call is forced), the chat wrapper, and the prompt tokens rendered the same
- * way LlamaChat renders them. Checks that the prompt fits the context, dropping the oldest non-system turns
+ * model may call (and whether a call is forced, or a freeform tool's input is to be generated), the chat
+ * wrapper, and the prompt tokens rendered the same way LlamaChat renders them. Checks that the prompt fits the context, dropping the oldest non-system turns
  * before the protected tail (at least the current turn) when `truncation` is "auto".
  */
 import {
@@ -18,7 +18,12 @@ import {
 import type { EngineRequest, FunctionToolDefinition, ToolChoice } from "../types.js";
 import { ApiError, assertNever } from "../../shared/errors.js";
 import { protectedTailStart } from "../truncation.js";
-import { ForcedFunctionCallChatWrapper, newTurnSeparator } from "./chat-wrapper.js";
+import {
+  DocumentedFunctionsChatWrapper,
+  ForcedFunctionCallChatWrapper,
+  newTurnSeparator,
+} from "./chat-wrapper.js";
+import { customToolGrammarToGbnf } from "./grammar/lark.js";
 import { convertConversationWithSources } from "./convert-conversation.js";
 import { anyJsonSchema, convertJsonSchema } from "./json-schema/index.js";
 import { chatWrapperFor, type LlamaLoadedModel } from "./loader.js";
@@ -32,6 +37,11 @@ export interface PreparedPrompt {
   forcedCall: boolean;
   /** 1 when a call is forced to a single named function or parallel tool calls are off. */
   maxParallelFunctionCalls: number | undefined;
+  /**
+   * A forced call of a freeform tool: the prompt documents the tools (`functions` is then undefined: nothing
+   * is callable) and the model's answer, generated under `gbnf` when the tool has a grammar, is the input.
+   */
+  forcedFreeform: ForcedFreeform | undefined;
   /** The rendered prompt and its tokens. */
   contextText: LlamaText;
   tokens: Token[];
@@ -39,11 +49,38 @@ export interface PreparedPrompt {
   droppedItems: number;
 }
 
+export interface ForcedFreeform {
+  name: string;
+  /** The complete GBNF grammar (root `root`) the input must follow; undefined: free text. */
+  gbnf: string | undefined;
+}
+
 export interface FunctionSelection {
   functions: ChatModelFunctions | undefined;
   forced: boolean;
   /** 1: at most one call (a named function, or `parallelToolCalls: false`); undefined: no limit. */
   maxParallelFunctionCalls: number | undefined;
+  /**
+   * The call is forced to one freeform tool (named, or `required` with a single tool that is freeform):
+   * its input is generated as text, under its grammar. Other freeform tools are offered through function
+   * calling with one string parameter `input`, where the grammar cannot be enforced.
+   */
+  forcedFreeform?: ForcedFreeform;
+}
+
+/** How a freeform tool is offered through JSON function calling: one string parameter `input`. */
+export const freeformFunctionParams: GbnfJsonSchema = {
+  type: "object",
+  properties: { input: { type: "string" } },
+};
+
+function forcedFreeform(tool: FunctionToolDefinition): ForcedFreeform | undefined {
+  if (tool.freeform === undefined) return undefined;
+  const grammar = tool.freeform.grammar;
+  return {
+    name: tool.name,
+    gbnf: grammar === undefined ? undefined : customToolGrammarToGbnf(grammar.syntax, grammar.definition),
+  };
 }
 
 /**
@@ -83,7 +120,14 @@ export function selectFunctions(
         "tool_choice",
       );
     }
-    return { functions: { [choice.name]: selected }, forced: true, maxParallelFunctionCalls: 1 };
+    const tool = definitions.find((definition) => definition.name === choice.name);
+    const freeform = tool === undefined ? undefined : forcedFreeform(tool);
+    return {
+      functions: { [choice.name]: selected },
+      forced: true,
+      maxParallelFunctionCalls: 1,
+      ...(freeform === undefined ? {} : { forcedFreeform: freeform }),
+    };
   }
   switch (choice) {
     case "none":
@@ -96,10 +140,26 @@ export function selectFunctions(
       };
     case "required":
       if (!hasTools) throw ApiError.invalid("tool_choice 'required' needs at least one tool.", "tool_choice");
-      return { functions: all, forced: true, maxParallelFunctionCalls: oneCall };
+      return requiredSelection(definitions, all, oneCall);
     default:
       return assertNever(choice, "tool choice");
   }
+}
+
+/** `required`: a call of any tool; a single freeform tool is forced as such (its input under its grammar). */
+function requiredSelection(
+  definitions: readonly FunctionToolDefinition[],
+  functions: ChatModelFunctions,
+  oneCall: number | undefined,
+): FunctionSelection {
+  const only = definitions.length === 1 ? definitions[0] : undefined;
+  const freeform = only === undefined ? undefined : forcedFreeform(only);
+  return {
+    functions,
+    forced: true,
+    maxParallelFunctionCalls: freeform === undefined ? oneCall : 1,
+    ...(freeform === undefined ? {} : { forcedFreeform: freeform }),
+  };
 }
 
 /**
@@ -109,6 +169,7 @@ export function selectFunctions(
  * cannot enforce is a 400 naming it; without, it is dropped.
  */
 function functionParams(tool: FunctionToolDefinition, index: number): { params?: GbnfJsonSchema } {
+  if (tool.freeform !== undefined) return { params: freeformFunctionParams };
   if (tool.parameters === undefined) return {};
   const { schema } = convertJsonSchema(tool.parameters, `tools[${index}].parameters`, {
     closedObjects: true,
@@ -308,7 +369,14 @@ export function preparePrompt(
 ): PreparedPrompt {
   const selection = selectFunctions(request.tools, request.toolChoice, request.parallelToolCalls);
   const baseWrapper = chatWrapperFor(loaded, request.reasoningEffort);
-  const chatWrapper = selection.forced ? new ForcedFunctionCallChatWrapper(baseWrapper) : baseWrapper;
+  const forcedFreeformCall = selection.forcedFreeform;
+  // A forced freeform call: the tools stay documented, and the answer (the input) is plain text.
+  const chatWrapper =
+    forcedFreeformCall !== undefined && selection.functions !== undefined
+      ? new DocumentedFunctionsChatWrapper(baseWrapper, selection.functions)
+      : selection.forced
+        ? new ForcedFunctionCallChatWrapper(baseWrapper)
+        : baseWrapper;
   const { history, lastSourceIndex } = convertConversationWithSources(request.items, {
     keepReasoning: chatWrapper.settings.segments?.thought !== undefined,
     newTurnSeparator: newTurnSeparator(baseWrapper),
@@ -335,9 +403,10 @@ export function preparePrompt(
   ): PreparedPrompt => ({
     chatWrapper,
     history: chatHistory,
-    functions: selection.functions,
-    forcedCall: selection.forced,
+    functions: forcedFreeformCall === undefined ? selection.functions : undefined,
+    forcedCall: forcedFreeformCall === undefined && selection.forced,
     maxParallelFunctionCalls: selection.maxParallelFunctionCalls,
+    forcedFreeform: forcedFreeformCall,
     contextText: rendered.contextText,
     tokens: rendered.tokens,
     droppedItems,

@@ -256,10 +256,20 @@ const functionTool = z.looseObject({
   parameters: jsonObject.nullish(),
   strict: z.boolean().nullish(),
 });
+/** A custom tool's input format: free text, or text that must be a sentence of a Lark grammar / regex. */
+const customToolFormat = z.discriminatedUnion("type", [
+  z.looseObject({ type: z.literal("text") }),
+  z.looseObject({
+    type: z.literal("grammar"),
+    syntax: z.enum(["lark", "regex"]),
+    definition: z.string(),
+  }),
+]);
 const customTool = z.looseObject({
   type: z.literal("custom"),
   name: toolName,
   description: longText.nullish(),
+  format: customToolFormat.nullish(),
 });
 const namespaceTool = z.looseObject({
   type: z.literal("namespace"),

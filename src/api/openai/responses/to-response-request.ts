@@ -1,6 +1,6 @@
 /**
  * Translates a validated `POST /v1/responses` body into the core's ResponseRequest: engine generation
- * options (sampling, response format, function tools, tool choice, reasoning effort, truncation, ttl)
+ * options (sampling, response format, function and custom tools, tool choice, reasoning effort, truncation, ttl)
  * and the echo every Response object repeats. Fields lmhost cannot honour are refused here with a 400
  * naming the field; nothing is dropped in a way that changes meaning.
  */
@@ -20,6 +20,8 @@ import type {
   ResponseEcho,
   TextFormat,
 } from "../../../responses/wire-types.js";
+import { customToolGrammarToGbnf, LarkError } from "../../../engine/llama/grammar/lark.js";
+import { RegexError } from "../../../engine/llama/grammar/regex.js";
 import { ApiError, assertNever } from "../../../shared/errors.js";
 import { MAX_SCHEMA_DEPTH, findSchemaProblem, nestsDeeperThan } from "./json-schema-check.js";
 import {
@@ -196,7 +198,46 @@ function toDefinition(
   return definition;
 }
 
-/** Function tools (and the functions inside namespace tools) go to the engine; all tools are echoed. */
+type ParsedCustomTool = Extract<ParsedTool, { type: "custom" }>;
+
+/**
+ * A custom (freeform) tool → an engine definition. A grammar format is converted once here (the pure
+ * converter, no model) so a definition that cannot be converted is a 400 naming
+ * `tools[i].format.definition` and the construct, before any work.
+ */
+function toCustomDefinition(
+  tool: ParsedCustomTool,
+  param: string,
+  namespace?: string,
+): FunctionToolDefinition {
+  const definition: FunctionToolDefinition = {
+    name: qualifiedFunctionName(tool.name, namespace),
+    freeform: {},
+  };
+  if (tool.description !== undefined && tool.description !== null) definition.description = tool.description;
+  const format = tool.format ?? undefined;
+  if (format?.type === "grammar") {
+    try {
+      customToolGrammarToGbnf(format.syntax, format.definition);
+    } catch (error) {
+      if (error instanceof LarkError || error instanceof RegexError) {
+        const what = format.syntax === "lark" ? "Lark grammar" : "regular expression";
+        throw ApiError.invalid(
+          `Invalid '${param}.format.definition': the ${what} cannot be used: ${error.message}.`,
+          `${param}.format.definition`,
+        );
+      }
+      throw error;
+    }
+    definition.freeform = { grammar: { syntax: format.syntax, definition: format.definition } };
+  }
+  return definition;
+}
+
+/**
+ * Function and custom tools (also inside namespace tools) go to the engine; all tools are echoed. Custom
+ * tools' calls come back as `custom_tool_call` items (FunctionName.custom).
+ */
 function convertTools(tools: readonly ParsedTool[], policy: McpPolicy | undefined): ConvertedTools {
   const converted: ConvertedTools = { definitions: [], functionNames: new Map(), mcpServers: [], echo: [] };
   const add = (definition: FunctionToolDefinition, wireName: FunctionName, param: string) => {
@@ -232,12 +273,18 @@ function convertTools(tools: readonly ParsedTool[], policy: McpPolicy | undefine
               { name: inner.name, namespace: tool.name },
               `${innerParam}.name`,
             );
+          } else {
+            add(
+              toCustomDefinition(inner, innerParam, tool.name),
+              { name: inner.name, namespace: tool.name, custom: true },
+              `${innerParam}.name`,
+            );
           }
         });
         converted.echo.push(tool as JsonObject);
         break;
       case "custom":
-        // Executed by the tool loop of a later issue; until then the model does not see them.
+        add(toCustomDefinition(tool, param), { name: tool.name, custom: true }, `${param}.name`);
         converted.echo.push(tool as JsonObject);
         break;
       case "mcp": {
@@ -283,9 +330,11 @@ interface ConvertedToolChoice {
   definitions: FunctionToolDefinition[];
 }
 
-function findFunction(tools: ConvertedTools, name: string): string | undefined {
-  if (tools.functionNames.has(name)) return name;
-  const matches = [...tools.functionNames].filter(([, wireName]) => wireName.name === name);
+/** The engine name of the function (or, with `custom`, the custom tool) a tool choice names. */
+function findFunction(tools: ConvertedTools, name: string, custom = false): string | undefined {
+  const ofKind = [...tools.functionNames].filter(([, wireName]) => (wireName.custom === true) === custom);
+  if (ofKind.some(([engineName]) => engineName === name)) return name;
+  const matches = ofKind.filter(([, wireName]) => wireName.name === name);
   return matches.length === 1 ? matches[0]?.[0] : undefined;
 }
 
@@ -295,7 +344,7 @@ function convertToolChoice(
 ): ConvertedToolChoice {
   const requireFunctions = (param: string) => {
     if (tools.definitions.length === 0) {
-      throw ApiError.invalid("tool_choice requires at least one function tool in `tools`.", param);
+      throw ApiError.invalid("tool_choice requires at least one function or custom tool in `tools`.", param);
     }
   };
   if (choice === undefined || choice === null || choice === "auto") return { definitions: tools.definitions };
@@ -326,12 +375,12 @@ function convertToolChoice(
       const allowed = new Set<string>();
       choice.tools.forEach((entry, index) => {
         const name =
-          entry.type === "function" && typeof entry.name === "string"
-            ? findFunction(tools, entry.name)
+          (entry.type === "function" || entry.type === "custom") && typeof entry.name === "string"
+            ? findFunction(tools, entry.name, entry.type === "custom")
             : undefined;
         if (name === undefined) {
           throw ApiError.invalid(
-            'allowed_tools may only list function tools from `tools` ({type: "function", name}).',
+            'allowed_tools may only list function and custom tools from `tools` ({type: "function" | "custom", name}).',
             `tool_choice.tools[${index}]`,
           );
         }
@@ -354,11 +403,16 @@ function convertToolChoice(
         mcpToolChoice: { serverLabel: choice.server_label, ...(name === undefined ? {} : { name }) },
       };
     }
-    case "custom":
-      throw unsupported(
-        "tool_choice.type",
-        `Forcing a '${choice.type}' tool is not supported yet: lmhost does not execute ${choice.type} tools.`,
-      );
+    case "custom": {
+      const name = findFunction(tools, choice.name, true);
+      if (name === undefined) {
+        throw ApiError.invalid(
+          `tool_choice names '${choice.name}', which is not a custom tool in tools.`,
+          "tool_choice.name",
+        );
+      }
+      return { toolChoice: { name }, definitions: tools.definitions };
+    }
     default:
       return assertNever(choice, "tool choice");
   }

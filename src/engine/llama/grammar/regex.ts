@@ -118,10 +118,21 @@ export function setHas(set: CodePointSet, codePoint: number): boolean {
 
 const syntaxCharacters = "^$\\.*+?()[]{}|/";
 
+export interface ParseRegexOptions {
+  /**
+   * "search" (default, JSON Schema `pattern`): the pattern matches anywhere in the string. "whole" (Lark
+   * terminals, custom tools' regex grammars): it must match the whole string, as if anchored at both ends.
+   */
+  match?: "search" | "whole";
+}
+
 /** Parses `source` (see the module header for the subset). Throws RegexError. */
-export function parseRegex(source: string): ParsedRegex {
+export function parseRegex(source: string, options: ParseRegexOptions = {}): ParsedRegex {
   const parser = new Parser(source);
-  const alternatives = parser.parseTopLevel();
+  const whole = options.match === "whole";
+  const alternatives = parser
+    .parseTopLevel()
+    .map((alternative) => (whole ? { ...alternative, anchoredStart: true, anchoredEnd: true } : alternative));
   const padded = alternatives.map(({ node, anchoredStart, anchoredEnd }) => {
     const any: RegexNode = {
       type: "repeat",
@@ -157,6 +168,11 @@ function alternation(alternatives: RegexNode[]): RegexNode {
 }
 
 /** The NFA states `node` expands to (saturating: stops counting far beyond the limit). */
+/** How many NFA states a parsed pattern expands to (counted repetition expanded). */
+export function regexStates(regex: ParsedRegex): number {
+  return countStates(regex.node);
+}
+
 function countStates(node: RegexNode): number {
   switch (node.type) {
     case "empty":
