@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { storiesChatmlModel, storiesModel } from "../helpers/paths.js";
+import { everythingEntry } from "../helpers/mcp-servers.js";
 import { runCli, spawnServer, type SpawnedServer } from "../helpers/spawn-server.js";
 
 function modelsFolder(): string {
@@ -237,3 +238,31 @@ async function stopsGracefully(server: Awaited<ReturnType<typeof spawnServer>>):
   expect(text).toMatch(/event: response\.(failed|incomplete|completed)/);
   expect(server.output()).toContain("stopped");
 }
+
+describe("lmhost mcp ls", () => {
+  it("lists the servers of mcp.json with their tools, and a server that fails with its error", async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), "lmhost-mcp-ls-"));
+    writeFileSync(
+      path.join(dataDir, "mcp.json"),
+      JSON.stringify({
+        mcpServers: {
+          everything: { command: process.execPath, args: [everythingEntry, "stdio"] },
+          gone: { url: "http://127.0.0.1:9/mcp" },
+        },
+      }),
+    );
+    const table = await runCli(["mcp", "ls", "--data-dir", dataDir]);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/everything\s+stdio: .*echo.*get-sum/);
+    expect(table.stdout).toMatch(/gone\s+url: http:\/\/127\.0\.0\.1:9\/mcp\s+error: MCP server 'gone'/);
+    const json = await runCli(["mcp", "ls", "--data-dir", dataDir, "--json"]);
+    const rows = JSON.parse(json.stdout) as { label: string; tools: string[]; error?: string }[];
+    expect(rows.find((row) => row.label === "everything")?.tools).toContain("echo");
+    expect(rows.find((row) => row.label === "gone")?.error).toBeDefined();
+
+    writeFileSync(path.join(dataDir, "mcp.json"), '{"mcpServers": {"bad": {"args": []}}}');
+    const broken = await runCli(["mcp", "ls", "--data-dir", dataDir]);
+    expect(broken.code).toBe(1);
+    expect(broken.stderr).toContain(path.join(dataDir, "mcp.json"));
+  });
+});

@@ -226,11 +226,13 @@ export class McpClientPool {
       requestInit: { headers: target.headers },
       ...(guard !== undefined ? { fetch: guard.fetch } : {}),
     };
+    const streamable = new Client(CLIENT_INFO);
     try {
-      const client = new Client(CLIENT_INFO);
-      await client.connect(new StreamableHTTPClientTransport(url, options) as Transport);
-      return client;
+      await streamable.connect(new StreamableHTTPClientTransport(url, options) as Transport);
+      return streamable;
     } catch (streamableError) {
+      // A failed client still holds its transport (and an SSE one would keep reconnecting): close it.
+      await streamable.close().catch(() => undefined);
       if (streamableError instanceof AddressRefusedError || hasCause(streamableError, AddressRefusedError))
         throw streamableError;
       // An older server: the HTTP+SSE transport (GET opens the event stream, POSTs go to its endpoint).
@@ -257,6 +259,7 @@ export class McpClientPool {
         );
         return client;
       } catch (sseError) {
+        await client.close().catch(() => undefined);
         throw new McpServerError(`${describe(streamableError)}; over SSE: ${describe(sseError)}`, {
           cause: sseError,
         });
