@@ -23,16 +23,19 @@ import { SqliteResponseStore } from "../src/store/sqlite/sqlite-store.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const MODEL_FILE = path.resolve(here, "../../shared/models/stories260K-chatml.gguf");
-const MODEL = "stories260K-chatml";
+export const MODEL = "stories260K-chatml";
 const TURNS = 10;
 const REPETITIONS = 5;
 
-interface Harness {
+export interface Harness {
   app: App;
   close(): Promise<void>;
 }
 
-async function harness(llama: Llama, options: { stableTruncation?: boolean } = {}): Promise<Harness> {
+export async function harness(
+  llama: Llama,
+  options: { stableTruncation?: boolean; parallel?: number } = {},
+): Promise<Harness> {
   const store = SqliteResponseStore.open(
     path.join(mkdtempSync(path.join(tmpdir(), "lmhost-bench-")), "r.sqlite"),
   );
@@ -40,8 +43,8 @@ async function harness(llama: Llama, options: { stableTruncation?: boolean } = {
   const { engine, models } = await createLlamaEngine({
     llama,
     threads: 1,
-    parallel: 1,
-    ...options,
+    parallel: options.parallel ?? 1,
+    ...(options.stableTruncation === undefined ? {} : { stableTruncation: options.stableTruncation }),
     createModels: (loader) =>
       new ModelManager({ source: catalog, loader, ttlSeconds: 600, maxLoaded: 1, logger: silentLogger }),
   });

@@ -4,9 +4,11 @@
  * matters), never against a stored number.
  */
 import { runEngineBench } from "./engine-bench.js";
+import { runLoadBench } from "./load-bench.js";
 import { runResponsesBench, runTruncationBench } from "./responses-bench.js";
 
 const engine = await runEngineBench();
 const responses = await runResponsesBench();
 const truncation = await runTruncationBench();
-console.log("\nJSON:", JSON.stringify({ engine, responses, truncation }));
+const load = await runLoadBench();
+console.log("\nJSON:", JSON.stringify({ engine, responses, truncation, load }));
