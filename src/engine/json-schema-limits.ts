@@ -91,10 +91,38 @@ export function findSchemaCostProblem(
     path,
     message: `property names, definition names, enum and const strings total more than ${limits.maxStringCharacters} characters`,
   });
-  const pending: { schema: unknown; path: SchemaPath }[] = [{ schema, path: [] }];
+  // Each entry keeps its parent and its own step, not a copy of its path: a path is built only for an
+  // error, so a long list deep in a schema costs one small object per element.
+  interface Pending {
+    schema: unknown;
+    parent: Pending | undefined;
+    steps: readonly (string | number)[];
+  }
+  const pathOf = (entry: Pending | undefined): SchemaPath => {
+    const reversed: (string | number)[] = [];
+    for (let current = entry; current !== undefined; current = current.parent)
+      reversed.push(...[...current.steps].reverse());
+    return reversed.reverse();
+  };
+  const pending: Pending[] = [{ schema, parent: undefined, steps: [] }];
+  let queued = 1;
+  /** Queues a child; every element of a list or map counts, objects or not, so no list is too long to refuse. */
+  const push = (
+    child: unknown,
+    parent: Pending,
+    ...steps: (string | number)[]
+  ): SchemaCostProblem | undefined => {
+    queued += 1;
+    if (queued > limits.maxSubschemas)
+      return { path: pathOf(parent), message: `the schema has more than ${limits.maxSubschemas} subschemas` };
+    if (isRecord(child) || Array.isArray(child)) pending.push({ schema: child, parent, steps });
+    return undefined;
+  };
   for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
-    const { schema: node, path } = next;
+    const entry = next;
+    const node = entry.schema;
     if (!isRecord(node)) continue;
+    const path = pathOf(entry);
     subschemas += 1;
     if (subschemas > limits.maxSubschemas)
       return { path, message: `the schema has more than ${limits.maxSubschemas} subschemas` };
@@ -115,7 +143,10 @@ export function findSchemaCostProblem(
         for (const name of names) characters += name.length;
         if (characters > limits.maxStringCharacters) return tooManyCharacters([...path, keyword]);
       }
-      for (const name of names) pending.push({ schema: map[name], path: [...path, keyword, name] });
+      for (const name of names) {
+        const problem = push(map[name], entry, keyword, name);
+        if (problem !== undefined) return problem;
+      }
     }
     for (const keyword of schemaListKeywords) {
       const list = node[keyword];
@@ -125,17 +156,22 @@ export function findSchemaCostProblem(
           path: [...path, keyword],
           message: `'${keyword}' lists more than ${limits.maxAlternatives} alternatives`,
         };
-      list.forEach((child: unknown, index) =>
-        pending.push({ schema: child, path: [...path, keyword, index] }),
-      );
+      for (const [index, child] of list.entries()) {
+        const problem = push(child, entry, keyword, index);
+        if (problem !== undefined) return problem;
+      }
     }
     for (const keyword of [...singleSchemaKeywords, "items"]) {
       const child = node[keyword];
       if (Array.isArray(child) && keyword === "items") {
-        child.forEach((item: unknown, index) =>
-          pending.push({ schema: item, path: [...path, keyword, index] }),
-        );
-      } else if (isRecord(child)) pending.push({ schema: child, path: [...path, keyword] });
+        for (const [index, item] of child.entries()) {
+          const problem = push(item, entry, keyword, index);
+          if (problem !== undefined) return problem;
+        }
+      } else if (isRecord(child)) {
+        const problem = push(child, entry, keyword);
+        if (problem !== undefined) return problem;
+      }
     }
 
     const listed = node.enum;
