@@ -202,11 +202,23 @@ interface TopLevelAlternative {
   anchoredEnd: boolean;
 }
 
+/** Groups may nest this deep (the parser recurses per group; real patterns stay far below). */
+export const maxRegexGroupDepth = 64;
+/** The longest regex parsed at all (json_schema patterns are capped lower by the schema limits). */
+export const maxRegexCharacters = 100_000;
+
 class Parser {
   private position = 0;
+  private groupDepth = 0;
   private readonly characters: string[];
 
   constructor(readonly source: string) {
+    if (source.length > maxRegexCharacters) {
+      throw new RegexError(
+        "too-large",
+        `the regular expression has ${source.length} characters; at most ${maxRegexCharacters} are supported`,
+      );
+    }
     this.characters = [...source];
   }
 
@@ -353,7 +365,11 @@ class Parser {
       else if (kind === "<") throw this.unsupported("the named group '(?<name>'");
       else throw this.unsupported(`the group modifier '(?${kind ?? ""}'`);
     }
+    this.groupDepth += 1;
+    if (this.groupDepth > maxRegexGroupDepth)
+      throw new RegexError("too-large", `groups nest more than ${maxRegexGroupDepth} levels deep`);
     const inner = this.parseAlternation();
+    this.groupDepth -= 1;
     if (this.peek() !== ")") throw this.invalid("unterminated group");
     this.position += 1;
     return inner;
