@@ -102,7 +102,12 @@ function generateParts(
   return generateResponseParts(
     dependencies.engine,
     dependencies.mcp,
-    { request: prepared.request, engineRequest: prepared.engineRequest, history: prepared.history },
+    {
+      request: prepared.request,
+      engineRequest: prepared.engineRequest,
+      history: prepared.history,
+      inputItems: prepared.inputItems,
+    },
     signal,
   )[Symbol.asyncIterator]();
 }

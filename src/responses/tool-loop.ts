@@ -54,6 +54,8 @@ export interface ToolLoopInput {
   engineRequest: EngineRequest;
   /** The conversation as wire items (the chain, then this request's input). */
   history: readonly ConversationWireItem[];
+  /** This request's own input items: only their approval responses are acted on (earlier turns' ran then). */
+  inputItems: readonly ConversationWireItem[];
 }
 
 interface OfferedTool {
@@ -169,6 +171,23 @@ export async function* generateResponseParts(
   let callsMade = 0;
   const maxCalls = input.request.maxToolCalls ?? Number.POSITIVE_INFINITY;
 
+  const limitReached = (): McpCallResult => ({
+    error: `Not run: this response reached max_tool_calls (${maxCalls}).`,
+  });
+
+  /** Calls the tool; a failure (bad arguments, a server error) is an error result, never a throw. */
+  async function callOnce(entry: OfferedTool, callArguments: string): Promise<McpCallResult> {
+    callsMade += 1;
+    try {
+      const parsed = callArguments.trim() === "" ? {} : (JSON.parse(callArguments) as unknown);
+      if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
+        throw new Error("the arguments are not a JSON object");
+      return await tools.callTool(entry.server, entry.tool.name, parsed as Record<string, unknown>, signal);
+    } catch (error) {
+      return { error: `MCP server '${entry.server.serverLabel}': ${(error as Error).message}` };
+    }
+  }
+
   /** Runs one MCP call as an mcp_call item and adds it with its result to the conversation. */
   async function* runCall(
     entry: OfferedTool,
@@ -185,16 +204,7 @@ export async function* generateResponseParts(
       };
     }
     yield { type: "mcp-call-arguments", arguments: callArguments };
-    let result: McpCallResult;
-    try {
-      const parsed = callArguments.trim() === "" ? {} : (JSON.parse(callArguments) as unknown);
-      if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
-        throw new Error("the arguments are not a JSON object");
-      result = await tools.callTool(entry.server, entry.tool.name, parsed as Record<string, unknown>, signal);
-    } catch (error) {
-      result = { error: `MCP server '${entry.server.serverLabel}': ${(error as Error).message}` };
-    }
-    callsMade += 1;
+    const result = callsMade >= maxCalls ? limitReached() : await callOnce(entry, callArguments);
     yield { type: "mcp-call-end", result };
     const name = mcpFunctionName(entry.server.serverLabel, entry.tool.name);
     const callId = `mcp_call_${items.length}`;
@@ -207,7 +217,7 @@ export async function* generateResponseParts(
     });
   }
 
-  // 2. Calls the client answered: approved ones run now, denied ones are told to the model.
+  // 2. Calls the client answered in this request: approved ones run now, denied ones are told to the model.
   const requests = new Map<string, McpApprovalRequestItem>();
   const answered = new Set<string>();
   for (const item of input.history) {
@@ -215,7 +225,7 @@ export async function* generateResponseParts(
     if (item.type === "mcp_call" && item.approval_request_id !== null) answered.add(item.approval_request_id);
   }
   let ranApproved = false;
-  for (const item of input.history) {
+  for (const item of input.inputItems) {
     if (item.type !== "mcp_approval_response" || answered.has(item.approval_request_id)) continue;
     answered.add(item.approval_request_id);
     const request = requests.get(item.approval_request_id);

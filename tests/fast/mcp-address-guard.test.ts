@@ -89,6 +89,10 @@ describe("guardedFetch on loopback", () => {
         response.writeHead(302, { location: "http://169.254.169.254/latest/meta-data" }).end();
       } else if (request.url === "/redirect-localhost") {
         response.writeHead(307, { location: `http://localhost:${port}/ok` }).end();
+      } else if (request.url === "/redirect-to-headers") {
+        response.writeHead(307, { location: `http://localhost:${port}/headers` }).end();
+      } else if (request.url === "/headers") {
+        response.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(request.headers));
       } else {
         response.writeHead(200, { "content-type": "text/plain" }).end("ok");
       }
@@ -116,6 +120,22 @@ describe("guardedFetch on loopback", () => {
     await expect(guard.fetch(`http://127.0.0.1:${port}/redirect-metadata`)).rejects.toThrow(/cloud-metadata/);
     // 127.0.0.1 is allowed, localhost is not: the redirect to localhost is refused.
     await expect(guard.fetch(`http://127.0.0.1:${port}/redirect-localhost`)).rejects.toThrow(/localhost/);
+    await guard.close();
+  });
+
+  it("never carries credentials to another origin, and leaves redirects to a caller that handles them", async () => {
+    const guard = guardedFetch(new Set(["127.0.0.1", "localhost"]));
+    // 127.0.0.1 → localhost is another origin: the Authorization header stays behind.
+    const redirected = await guard.fetch(`http://127.0.0.1:${port}/redirect-to-headers`, {
+      method: "POST",
+      headers: { authorization: "Bearer secret", "x-extra": "secret" },
+    });
+    const seen = (await redirected.json()) as Record<string, string>;
+    expect(seen.authorization).toBeUndefined();
+    expect(seen["x-extra"]).toBeUndefined();
+    // The MCP SDK asks for redirect: "manual" to apply its own same-origin rule: it gets the 307.
+    const manual = await guard.fetch(`http://127.0.0.1:${port}/redirect-localhost`, { redirect: "manual" });
+    expect(manual.status).toBe(307);
     await guard.close();
   });
 });

@@ -242,6 +242,48 @@ describe("MCP tools: the call flow", () => {
     expect(JSON.stringify(denied.output)).toContain("denied this call: not now");
   });
 
+  it("a denial is acted on in its own turn only, not again in later turns", async () => {
+    const fast = app({ call: { name: "everything.echo", arguments: { message: "deny me" } } });
+    const tools = [{ type: "mcp", server_label: "everything", server_url: streamable.url }];
+    const first = await create(fast, { input: "Echo something", tools });
+    const denied = await create(fast, {
+      previous_response_id: first.id,
+      input: [{ type: "mcp_approval_response", approval_request_id: first.output[1]!.id, approve: false }],
+      tools,
+    });
+    await create(fast, { previous_response_id: denied.id, input: "hello", tools });
+    const last = fast.engineRequests.at(-1)!;
+    // The denial was told to the model in turn 2 (its answer quotes it); turn 3 does not add it again.
+    expect(last.items.filter((item) => item.type === "function-result")).toEqual([]);
+    expect(last.items.at(-1)).toMatchObject({ type: "message", role: "user", text: "hello" });
+  });
+
+  it("max_tool_calls counts every call: a second call in the same generation does not run", async () => {
+    const twice = (request: EngineRequest): ScriptedTurn => {
+      const last = request.items.at(-1);
+      if (last?.type === "function-result") return { text: "done" };
+      const call = (callId: string, message: string) => ({
+        callId,
+        name: "everything.echo",
+        arguments: JSON.stringify({ message }),
+      });
+      return { toolCalls: [call("c1", "one"), call("c2", "two")] };
+    };
+    const fast = createFastApp({ respond: twice, mcp: service() });
+    const response = await create(fast, {
+      input: "hi",
+      max_tool_calls: 1,
+      tools: [
+        { type: "mcp", server_label: "everything", server_url: streamable.url, require_approval: "never" },
+      ],
+    });
+    const calls = response.output.filter((item) => item.type === "mcp_call");
+    expect(calls).toHaveLength(2);
+    expect(calls[0]).toMatchObject({ output: "Echo: one", error: null });
+    expect(calls[1]).toMatchObject({ output: null, status: "failed" });
+    expect((calls[1] as { error: string }).error).toContain("max_tool_calls (1)");
+  });
+
   it("an approval response for an unknown request is a 400 naming it", async () => {
     const fast = app({});
     const response = await fast.post("/v1/responses", {

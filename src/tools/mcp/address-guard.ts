@@ -199,9 +199,19 @@ export function guardedFetch(allowedHosts: ReadonlySet<string>): GuardedFetch {
       }
       const location = response.headers.get("location");
       if (response.status < 300 || response.status >= 400 || location === null) return response;
+      // The caller handles redirects itself (the MCP SDK does, to refuse other origins): hand it the 3xx.
+      if (init.redirect === "manual" || init.redirect === "error") return response;
       if (hop >= MAX_REDIRECTS) throw new AddressRefusedError(`more than ${MAX_REDIRECTS} redirects`);
       await response.body?.cancel();
-      url = new URL(location, url);
+      const next = new URL(location, url);
+      if (url.protocol === "https:" && next.protocol === "http:")
+        throw new AddressRefusedError(`a redirect from https to http (${next.origin}) is refused`);
+      if (next.origin !== url.origin) {
+        // Credentials were meant for the first server: never carry them to another origin.
+        const { headers: _headers, ...rest } = requestInit;
+        requestInit = rest;
+      }
+      url = next;
       // 303 (and 301/302 after a POST, as browsers do) continue as a GET without a body.
       if (
         response.status === 303 ||

@@ -11,6 +11,7 @@
  */
 import { createHash } from "node:crypto";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
@@ -60,9 +61,23 @@ interface PooledClient {
   guard: GuardedFetch | undefined;
   idleTimer: NodeJS.Timeout | undefined;
   users: number;
+  /** Out of the pool after a broken connection; closed once its last user is done. */
+  broken: boolean;
+}
+
+/**
+ * Whether an error means the session itself is unusable (so the pool drops it), rather than one call
+ * failing: a protocol error, a timeout or a cancelled call leaves the session good for the others.
+ */
+function breaksSession(error: unknown, signal: AbortSignal | undefined): boolean {
+  if (signal?.aborted === true) return false;
+  if (error instanceof McpError) return error.code === ErrorCode.ConnectionClosed;
+  return true;
 }
 
 const CLIENT_INFO = { name: "lmhost", version: "0.1.0" };
+/** Pages of tools/list read at most (a server that keeps sending cursors cannot hold a response). */
+const MAX_TOOL_PAGES = 100;
 
 /** A key for the pool: the server and a digest of its credentials (so no secret sits in a map key). */
 function poolKey(target: McpServerTarget): string {
@@ -103,28 +118,35 @@ export class McpClientPool {
 
   /** The server's tools (tools/list, every page). Throws McpServerError naming the label. */
   async listTools(target: McpServerTarget, signal?: AbortSignal): Promise<McpToolInfo[]> {
-    return this.#use(target, "list tools", async (client) => {
-      const tools: McpToolInfo[] = [];
-      let cursor: string | undefined;
-      do {
-        const page = await client.listTools(cursor === undefined ? {} : { cursor }, {
-          timeout: this.#timeout,
-          ...(signal !== undefined ? { signal } : {}),
-        });
-        for (const tool of page.tools) {
-          tools.push({
-            name: tool.name,
-            ...(tool.description !== undefined ? { description: tool.description } : {}),
-            inputSchema: tool.inputSchema as Record<string, unknown>,
-            ...(tool.annotations !== undefined
-              ? { annotations: tool.annotations as Record<string, unknown> }
-              : {}),
+    return this.#use(
+      target,
+      "list tools",
+      async (client) => {
+        const tools: McpToolInfo[] = [];
+        let cursor: string | undefined;
+        let pages = 0;
+        do {
+          const page = await client.listTools(cursor === undefined ? {} : { cursor }, {
+            timeout: this.#timeout,
+            ...(signal !== undefined ? { signal } : {}),
           });
-        }
-        cursor = page.nextCursor;
-      } while (cursor !== undefined && tools.length < 10_000);
-      return tools;
-    });
+          for (const tool of page.tools) {
+            tools.push({
+              name: tool.name,
+              ...(tool.description !== undefined ? { description: tool.description } : {}),
+              inputSchema: tool.inputSchema as Record<string, unknown>,
+              ...(tool.annotations !== undefined
+                ? { annotations: tool.annotations as Record<string, unknown> }
+                : {}),
+            });
+          }
+          cursor = page.nextCursor;
+          pages += 1;
+        } while (cursor !== undefined && tools.length < 10_000 && pages < MAX_TOOL_PAGES);
+        return tools;
+      },
+      signal,
+    );
   }
 
   /** Calls a tool; a failure of the call or of the server is an `error` result, never a throw. */
@@ -135,14 +157,19 @@ export class McpClientPool {
     signal?: AbortSignal,
   ): Promise<McpCallResult> {
     try {
-      return await this.#use(target, `call ${name}`, async (client) => {
-        const result = await client.callTool({ name, arguments: args }, undefined, {
-          timeout: this.#timeout,
-          ...(signal !== undefined ? { signal } : {}),
-        });
-        const text = resultText(result.content ?? result.toolResult);
-        return result.isError === true ? { error: text || `tool ${name} failed` } : { output: text };
-      });
+      return await this.#use(
+        target,
+        `call ${name}`,
+        async (client) => {
+          const result = await client.callTool({ name, arguments: args }, undefined, {
+            timeout: this.#timeout,
+            ...(signal !== undefined ? { signal } : {}),
+          });
+          const text = resultText(result.content ?? result.toolResult);
+          return result.isError === true ? { error: text || `tool ${name} failed` } : { output: text };
+        },
+        signal,
+      );
     } catch (error) {
       return { error: (error as Error).message };
     }
@@ -170,6 +197,7 @@ export class McpClientPool {
     target: McpServerTarget,
     what: string,
     use: (client: Client) => Promise<Result>,
+    signal?: AbortSignal,
   ): Promise<Result> {
     if (this.#closed) throw new McpServerError(`MCP server '${target.label}': lmhost is shutting down`);
     const key = poolKey(target);
@@ -177,25 +205,46 @@ export class McpClientPool {
     if (entry === undefined) {
       const guard =
         target.kind === "remote" && !target.trusted ? guardedFetch(this.#allowedHosts) : undefined;
-      entry = { connected: this.#connect(target, guard), guard, idleTimer: undefined, users: 0 };
+      entry = {
+        connected: this.#connect(target, guard),
+        guard,
+        idleTimer: undefined,
+        users: 0,
+        broken: false,
+      };
       this.#clients.set(key, entry);
     }
     const current = entry;
     current.users += 1;
     if (current.idleTimer !== undefined) clearTimeout(current.idleTimer);
+    let client: Client;
     try {
-      const client = await current.connected;
+      client = await current.connected;
+    } catch (error) {
+      // A failed connection is not kept: the next request connects again.
+      current.broken = true;
+      if (this.#clients.get(key) === current) this.#clients.delete(key);
+      current.users -= 1;
+      if (current.users === 0) void this.#closeEntry(current);
+      throw new McpServerError(`MCP server '${target.label}' failed to ${what}: ${describe(error)}`, {
+        cause: error,
+      });
+    }
+    try {
       return await use(client);
     } catch (error) {
-      // A failed connection or a broken session is not kept: the next request connects again.
-      if (this.#clients.get(key) === current) this.#clients.delete(key);
-      void this.#closeEntry(current);
+      // A broken session leaves the pool (closed when its other calls are done); a failed call does not.
+      if (breaksSession(error, signal)) {
+        current.broken = true;
+        if (this.#clients.get(key) === current) this.#clients.delete(key);
+      }
       throw new McpServerError(`MCP server '${target.label}' failed to ${what}: ${describe(error)}`, {
         cause: error,
       });
     } finally {
       current.users -= 1;
-      if (current.users === 0 && this.#clients.get(key) === current) {
+      if (current.users === 0 && current.broken) void this.#closeEntry(current);
+      else if (current.users === 0 && this.#clients.get(key) === current) {
         current.idleTimer = setTimeout(() => {
           if (this.#clients.get(key) === current && current.users === 0) {
             this.#clients.delete(key);
@@ -247,11 +296,12 @@ export class McpClientPool {
             ...(guard !== undefined
               ? {
                   eventSourceInit: {
-                    fetch: async (input, init) =>
-                      guard.fetch(String(input), {
-                        ...init,
-                        headers: { ...(init?.headers as Record<string, string>), ...target.headers },
-                      }),
+                    fetch: async (input, init) => {
+                      // The SDK's own headers (Accept, protocol version) may come as a Headers object.
+                      const headers = new Headers(init?.headers);
+                      for (const [name, value] of Object.entries(target.headers)) headers.set(name, value);
+                      return guard.fetch(String(input), { ...init, headers });
+                    },
                   },
                 }
               : {}),
