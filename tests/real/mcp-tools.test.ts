@@ -137,6 +137,28 @@ describe("MCP tools: opt-in and the address guard", () => {
   });
 });
 
+describe("MCP tools: credentials are checked without being shown", () => {
+  it("a bad header value or a URL with a password is a 400 that does not quote the secret", async () => {
+    const fast = app({});
+    const cases: [Record<string, unknown>, string][] = [
+      [{ headers: { "X-Key": "SECRET-a\nInjected: 1" } }, "tools[0].headers.X-Key"],
+      [{ authorization: "SECRET-b\u0000" }, "tools[0].authorization"],
+      [{ server_url: "http://user:SECRET-c@127.0.0.1:9/mcp" }, "tools[0].server_url"],
+    ];
+    for (const [fields, param] of cases) {
+      const response = await fast.post("/v1/responses", {
+        model: TEST_MODEL,
+        input: "hi",
+        tools: [{ type: "mcp", server_label: "s", server_url: streamable.url, ...fields }],
+      });
+      expect(response.status).toBe(400);
+      const text = await response.text();
+      expect(text).not.toContain("SECRET");
+      expect((JSON.parse(text) as { error: { param: string } }).error.param).toBe(param);
+    }
+  });
+});
+
 describe("MCP tools: the call flow", () => {
   it("require_approval never: list → call → answer in one response, streamed and accepted by the SDK", async () => {
     const fast = app({ call: { name: "everything.echo", arguments: { message: "hello mcp" } } });

@@ -133,10 +133,30 @@ function toMcpServer(tool: ParsedMcpTool, param: string, policy: McpPolicy | und
     }
     if (parsed.protocol !== "http:" && parsed.protocol !== "https:")
       throw ApiError.invalid("server_url must be an http or https URL.", `${param}.server_url`);
+    // The URL is echoed and stored: credentials belong in `authorization` or `headers`, which are not.
+    if (parsed.username !== "" || parsed.password !== "")
+      throw ApiError.invalid(
+        "server_url may not carry a user name or password; send credentials as authorization or headers.",
+        `${param}.server_url`,
+      );
   }
   const headers: Record<string, string> = { ...(tool.headers ?? {}) };
   if (tool.authorization !== undefined && tool.authorization !== null)
     headers.Authorization = `Bearer ${tool.authorization}`;
+  // A bad header would fail later with an error that quotes its value (a secret): refuse it here, unquoted.
+  for (const [name, value] of Object.entries(headers)) {
+    const field =
+      name === "Authorization" && tool.authorization != null
+        ? `${param}.authorization`
+        : `${param}.headers.${name}`;
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name))
+      throw ApiError.invalid(`'${field}' is not a valid HTTP header name.`, field);
+    if (/[\r\n\0]/.test(value) || /[^\t\x20-\x7e\x80-\xff]/.test(value))
+      throw ApiError.invalid(
+        `The value of '${field}' is not a valid HTTP header value (it is not shown here).`,
+        field,
+      );
+  }
   const allowed = tool.allowed_tools ?? undefined;
   const allowedTools =
     allowed === undefined
