@@ -64,6 +64,7 @@ export async function startServer(
     files: config.models,
     ...(config.chatTemplate === undefined ? {} : { chatTemplate: config.chatTemplate }),
     overrides: config.modelOverrides,
+    ...(config.reasoningBudgets === undefined ? {} : { reasoningBudgets: config.reasoningBudgets }),
   });
   for (const entry of await catalog.list()) {
     if (entry.error !== undefined)

@@ -413,8 +413,9 @@ describe("toResponseRequest", () => {
     ["none", "none"],
     ["minimal", "minimal"],
     ["medium", "medium"],
-    ["xhigh", "high"],
-    ["max", "high"],
+    ["high", "high"],
+    ["xhigh", "xhigh"],
+    ["max", "xhigh"],
   ] as const)("maps reasoning effort %s to the engine's %s", (effort, engineEffort) => {
     const request = translate({ reasoning: { effort, summary: "detailed" } });
     expect(request.generation.reasoningEffort).toBe(engineEffort);

@@ -40,6 +40,7 @@ import type {
   TokenCount,
   Usage,
 } from "../types.js";
+import { thoughtTokenBudget } from "../reasoning-budgets.js";
 import { AsyncQueue } from "./async-queue.js";
 import { convertJsonSchemaToGbnf } from "./json-schema/index.js";
 import type { LlamaLoadedModel } from "./loader.js";
@@ -235,13 +236,17 @@ export class LlamaEngine implements Engine {
     try {
       const contextRoom = loaded.contextLength - inputTokens - 1;
       const sampling = request.sampling ?? {};
+      // The effort's thought budget: when spent, node-llama-cpp closes the thought the way the wrapper
+      // closes it and the answer begins. No effort: no budget (the model thinks as long as it likes).
+      const thoughtTokens = thoughtTokenBudget(request.reasoningEffort, loaded.entry.reasoningBudgets);
+      const budget = { thoughtTokens };
       const withFunctions = async (
         runSignal: AbortSignal,
         onResponseChunk: (chunk: LlamaChatResponseChunk) => void,
         onCallStart: () => void = noop,
       ) =>
         chat.generateResponse(prompt.history, {
-          ...generationOptions(sampling, contextRoom, runSignal, onResponseChunk),
+          ...generationOptions(sampling, contextRoom, runSignal, onResponseChunk, budget),
           ...(prompt.functions !== undefined ? { functions: prompt.functions } : {}),
           documentFunctionParams: true,
           ...(prompt.maxParallelFunctionCalls !== undefined
@@ -259,7 +264,13 @@ export class LlamaEngine implements Engine {
         });
       const withGrammar = async (onChat: LlamaChat = chat) =>
         onChat.generateResponse(prompt.history, {
-          ...generationOptions(sampling, contextRoom, signal, (chunk) => parts.onResponseChunk(chunk)),
+          ...generationOptions(
+            sampling,
+            contextRoom,
+            signal,
+            (chunk) => parts.onResponseChunk(chunk),
+            budget,
+          ),
           ...(grammar !== undefined ? { grammar } : {}),
         });
 
@@ -309,7 +320,8 @@ export class LlamaEngine implements Engine {
       inputTokens,
       cachedInputTokens,
       outputTokens: meter.usedOutputTokens,
-      reasoningTokens: parts.reasoningTokens,
+      // Part of the output, never more (a thought token re-read when the budget closes the thought).
+      reasoningTokens: Math.min(parts.reasoningTokens, meter.usedOutputTokens),
     };
     queue.push({ type: "finish", reason, usage });
   }
@@ -436,12 +448,16 @@ type CommonGenerationOptions = Omit<
   | "onFunctionCallParamsChunk"
 >;
 
-/** Sampling → LlamaChat options. Unset values keep node-llama-cpp's defaults, except that no repeat penalty is applied unless asked for. */
+/**
+ * Sampling → LlamaChat options. Unset values keep node-llama-cpp's defaults, except that no repeat penalty is
+ * applied unless asked for. `budget.thoughtTokens` caps the thought (undefined: no cap).
+ */
 export function generationOptions(
   sampling: SamplingOptions,
   contextRoom: number,
   signal: AbortSignal,
   onResponseChunk: (chunk: LlamaChatResponseChunk) => void,
+  budget: { thoughtTokens?: number | undefined } = {},
 ): CommonGenerationOptions {
   const maxTokens = Math.max(1, Math.min(sampling.maxTokens ?? Number.POSITIVE_INFINITY, contextRoom));
   const penaltyRequested =
@@ -470,6 +486,7 @@ export function generationOptions(
     // would sample identical text. A random seed per generation unless the client chose one.
     seed: sampling.seed ?? randomSeed(),
     ...(stop.length > 0 ? { customStopTriggers: stop } : {}),
+    ...(budget.thoughtTokens !== undefined ? { budgets: { thoughtTokens: budget.thoughtTokens } } : {}),
   };
 }
 

@@ -470,10 +470,11 @@ function toEngineEffort(effort: Effort): NonNullable<ResponseRequest["generation
     case "low":
     case "medium":
     case "high":
-      return effort;
     case "xhigh":
+      return effort;
     case "max":
-      return "high";
+      // The largest effort: like xhigh, an unlimited thought budget by default.
+      return "xhigh";
     default:
       return assertNever(effort, "reasoning effort");
   }
