@@ -29,6 +29,11 @@ const modelOverrideSchema = z
     chatTemplate: z.string().optional(),
     contextLength: z.number().int().positive().optional(),
     reasoningBudgets: reasoningBudgetsSchema.optional(),
+    /**
+     * Reasoning summaries (`reasoning.summary`): "reasoning" (default) fills them with the reasoning text
+     * itself (lmhost runs no summariser model); "none" leaves them empty.
+     */
+    reasoningSummary: z.enum(["reasoning", "none"]).default("reasoning"),
   })
   .strict();
 
@@ -44,6 +49,11 @@ export const configSchema = z
     chatTemplate: z.string().optional(),
     modelOverrides: z.record(z.string(), modelOverrideSchema).default({}),
     reasoningBudgets: reasoningBudgetsSchema.optional(),
+    /**
+     * Reasoning summaries (`reasoning.summary`): "reasoning" (default) fills them with the reasoning text
+     * itself (lmhost runs no summariser model); "none" leaves them empty.
+     */
+    reasoningSummary: z.enum(["reasoning", "none"]).default("reasoning"),
     threads: z.number().int().positive().optional(),
     /**
      * With one thread, pin the server process to one CPU. Off by default: on the shared 2-vCPU machines
