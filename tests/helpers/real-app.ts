@@ -9,7 +9,7 @@ import path from "node:path";
 import OpenAI from "openai";
 import type { ReasoningBudgets } from "../../src/engine/reasoning-budgets.js";
 import { createLlamaEngine, type LlamaEngine, type LlamaLoadedModel } from "../../src/engine/llama/index.js";
-import { ModelCatalog } from "../../src/models/catalog.js";
+import { ModelCatalog, type ModelOverride } from "../../src/models/catalog.js";
 import { ModelManager } from "../../src/models/manager.js";
 import { createApp } from "../../src/server/app.js";
 import type { App, AppDeps } from "../../src/server/deps.js";
@@ -40,8 +40,8 @@ export async function createRealApp(
     streamStartAfterMilliseconds?: number;
     /** The MCP servers requests may use (default none). */
     mcp?: AppDeps["mcp"];
-    /** Chat template for both models (a wrapper name or a Jinja template), as `--chat-template` sets it. */
-    chatTemplate?: string;
+    /** Per-model settings by id, as config.json `modelOverrides` sets them (e.g. a chat template). */
+    modelOverrides?: Record<string, ModelOverride>;
     /** Server-wide thought-token budgets per effort, as config.json `reasoningBudgets` sets them. */
     reasoningBudgets?: ReasoningBudgets;
   } = {},
@@ -51,7 +51,7 @@ export async function createRealApp(
   const store = SqliteResponseStore.open(databaseFile);
   const catalog = new ModelCatalog({
     files: [storiesModel, storiesChatmlModel],
-    ...(options.chatTemplate === undefined ? {} : { chatTemplate: options.chatTemplate }),
+    ...(options.modelOverrides === undefined ? {} : { overrides: options.modelOverrides }),
     ...(options.reasoningBudgets === undefined ? {} : { reasoningBudgets: options.reasoningBudgets }),
   });
   const { engine, models } = await createLlamaEngine({

@@ -38,7 +38,11 @@ let real: RealApp;
 let spec: SpecValidator;
 
 beforeAll(async () => {
-  real = await createRealApp({ chatTemplate: template, reasoningBudgets: { low: 8, high: 32 } });
+  // Only the ChatML model thinks; stories260K keeps its own (Llama 2) template, which has no thought.
+  real = await createRealApp({
+    modelOverrides: { [CHATML]: { chatTemplate: template } },
+    reasoningBudgets: { low: 8, high: 32 },
+  });
   spec = loadSpecValidator();
 }, 60_000);
 
@@ -85,6 +89,17 @@ describe("reasoning effort on the fixture thinking template", () => {
     },
     60_000,
   );
+
+  it("a model that cannot think: the request succeeds, reasoning is echoed, no reasoning item", async () => {
+    const response = await create({
+      model: "stories260K",
+      reasoning: { effort: "high", summary: "auto" },
+      max_output_tokens: 16,
+    });
+    expect(response.output.map((item) => item.type)).toEqual(["message"]);
+    expect(response.usage.output_tokens_details.reasoning_tokens).toBe(0);
+    expect(response.reasoning).toEqual({ effort: "high", summary: "auto" });
+  }, 60_000);
 
   it.each([1, 2, 3])(
     "max_output_tokens spent inside the thought: incomplete, with the reasoning item only (run %i)",

@@ -320,8 +320,7 @@ export class LlamaEngine implements Engine {
       inputTokens,
       cachedInputTokens,
       outputTokens: meter.usedOutputTokens,
-      // Part of the output, never more (a thought token re-read when the budget closes the thought).
-      reasoningTokens: Math.min(parts.reasoningTokens, meter.usedOutputTokens),
+      reasoningTokens: reasoningTokensOf(parts, meter.usedOutputTokens),
     };
     queue.push({ type: "finish", reason, usage });
   }
@@ -449,6 +448,16 @@ type CommonGenerationOptions = Omit<
 >;
 
 /**
+ * Reasoning tokens of a generation: the thought tokens streamed, never more than the output. A generation
+ * that ended inside its thought (max tokens, cancelled) spent every output token not streamed as answer on
+ * thinking, the ones node-llama-cpp held back (a possible start of the closing tag) included.
+ */
+function reasoningTokensOf(parts: PartEmitter, outputTokens: number): number {
+  const streamed = Math.min(parts.reasoningTokens, outputTokens);
+  return parts.endedInThought ? Math.max(streamed, outputTokens - parts.answerTokens) : streamed;
+}
+
+/**
  * Sampling → LlamaChat options. Unset values keep node-llama-cpp's defaults, except that no repeat penalty is
  * applied unless asked for. `budget.thoughtTokens` caps the thought (undefined: no cap).
  */
@@ -510,6 +519,10 @@ interface CallState {
  */
 export class PartEmitter {
   reasoningTokens = 0;
+  /** Output tokens streamed outside thoughts (answer text, comments). */
+  answerTokens = 0;
+  /** True while the last output seen was inside a thought (kept after closeReasoning; see reasoningTokensOf). */
+  endedInThought = false;
   completedCalls = 0;
   private reasoningOpen = false;
   private readonly calls = new Map<number, CallState>();
@@ -544,6 +557,10 @@ export class PartEmitter {
   }
 
   onResponseChunk(chunk: LlamaChatResponseChunk): void {
+    if (chunk.type !== "segment" || chunk.segmentType !== "thought") {
+      this.endedInThought = false;
+      this.answerTokens += chunk.tokens.length;
+    }
     if (chunk.type === undefined) {
       this.closeReasoning();
       if (chunk.text === "") return;
@@ -563,6 +580,7 @@ export class PartEmitter {
           this.queue.push({ type: "reasoning-start" });
         }
         this.reasoningTokens += chunk.tokens.length;
+        this.endedInThought = chunk.segmentEndTime === undefined;
         if (chunk.text !== "") this.queue.push({ type: "reasoning-delta", text: chunk.text });
         if (chunk.segmentEndTime !== undefined) this.closeReasoning();
         return;
@@ -577,6 +595,7 @@ export class PartEmitter {
   }
 
   onFunctionCallParamsChunk(chunk: LlamaChatResponseFunctionCallParamsChunk): void {
+    this.endedInThought = false;
     const state = this.startCall(chunk.callIndex, chunk.functionName);
     // A freeform tool's `{"input": ...}` is unwrapped when the call is complete.
     if (this.freeformNames.has(chunk.functionName)) return;
@@ -592,6 +611,7 @@ export class PartEmitter {
 
   /** A call is complete (node-llama-cpp reports calls in order). */
   onFunctionCall(functionName: string, params: unknown): void {
+    this.endedInThought = false;
     const index = this.completedCalls;
     this.completedCalls += 1;
     const state = this.startCall(index, functionName);
