@@ -108,6 +108,8 @@ describe("reasoning effort on the fixture thinking template", () => {
       expect(response.status).toBe("incomplete");
       expect(response.incomplete_details).toEqual({ reason: "max_output_tokens" });
       expect(response.output.map((item) => item.type)).toEqual(["reasoning"]);
+      // The thought was cut short: its item is incomplete too.
+      expect((response.output[0] as { status?: string }).status).toBe("incomplete");
       expect(response.usage.output_tokens).toBe(16);
       expect(response.usage.output_tokens_details.reasoning_tokens, JSON.stringify(response)).toBe(16);
     },

@@ -296,7 +296,10 @@ export class LlamaEngine implements Engine {
           }
         });
       }
-      parts.closeReasoning();
+      // A thought cut short (max tokens, cancelled) stays open: the finish closes it as incomplete.
+      const cutInThought =
+        parts.endedInThought && (signal.aborted || response.metadata.stopReason === "maxTokens");
+      if (!cutInThought) parts.closeReasoning();
       (response.functionCalls ?? []).forEach((call, index) => {
         if (index >= parts.completedCalls) parts.onFunctionCall(call.functionName, call.params);
       });
@@ -309,7 +312,7 @@ export class LlamaEngine implements Engine {
       }
     } catch (error) {
       if (!signal.aborted) throw error;
-      parts.closeReasoning();
+      if (!parts.endedInThought) parts.closeReasoning();
       reason = "cancelled";
     } finally {
       chat.dispose({ disposeSequence: false });
