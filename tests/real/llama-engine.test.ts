@@ -76,6 +76,8 @@ beforeAll(async () => {
     entry("stories-override", storiesModel, "chatml"),
     entry("stories-jinja", storiesModel, chatmlJinja),
     entry("stories-thinking", storiesChatmlModel, thinkingTemplate),
+    entry("stories-harmony", storiesModel, "harmony"),
+    entry("stories-qwen", storiesModel, "qwen"),
   ];
   for (const modelEntry of entries) loaded.set(modelEntry.id, await loader.load(modelEntry));
   acquirer = new TestAcquirer(loaded);
@@ -216,6 +218,26 @@ describe("LlamaEngine on real models", () => {
       expect(await engine.renderPrompt(request("stories-jinja"))).toBe(
         await engine.renderPrompt({ model: "stories-jinja", items }),
       );
+    },
+  );
+
+  it.each([
+    ["none", "low", true],
+    ["minimal", "low", true],
+    ["low", "low", false],
+    ["medium", "medium", false],
+    ["high", "high", false],
+    ["xhigh", "high", false],
+  ] as const)(
+    "renders effort %s as Harmony's Reasoning: %s line and Qwen's thinking off: %s",
+    async (reasoningEffort, harmonyLevel, qwenThinkingOff) => {
+      const engine = new LlamaEngine({ models: acquirer });
+      const items = user("Hi");
+      const harmony = await engine.renderPrompt({ model: "stories-harmony", items, reasoningEffort });
+      expect(harmony).toContain(`Reasoning: ${harmonyLevel}\n`);
+      const qwen = await engine.renderPrompt({ model: "stories-qwen", items, reasoningEffort });
+      const turn = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+      expect(qwen.endsWith(qwenThinkingOff ? `${turn}<think>\n\n</think>\n\n` : turn)).toBe(true);
     },
   );
 
