@@ -9,11 +9,31 @@ import { z } from "zod";
 
 export const DEFAULT_DATA_DIR = path.join(homedir(), ".lmhost");
 
+/**
+ * Thought-token budgets per reasoning effort (`{"low": 256, "xhigh": null}`; null = unlimited); efforts left
+ * out keep the server's or the default budget (engine/reasoning-budgets.ts).
+ */
+const reasoningBudgetsSchema = z
+  .object({
+    minimal: z.number().int().min(0).nullable().optional(),
+    low: z.number().int().min(0).nullable().optional(),
+    medium: z.number().int().min(0).nullable().optional(),
+    high: z.number().int().min(0).nullable().optional(),
+    xhigh: z.number().int().min(0).nullable().optional(),
+  })
+  .strict();
+
 /** Per-model overrides in config.json: `{"models": {"publisher/model": {"chatTemplate": "chatml"}}}`. */
 const modelOverrideSchema = z
   .object({
     chatTemplate: z.string().optional(),
     contextLength: z.number().int().positive().optional(),
+    reasoningBudgets: reasoningBudgetsSchema.optional(),
+    /**
+     * Reasoning summaries (`reasoning.summary`): "reasoning" (default) fills them with the reasoning text
+     * itself (lmhost runs no summariser model); "none" leaves them empty.
+     */
+    reasoningSummary: z.enum(["reasoning", "none"]).default("reasoning"),
   })
   .strict();
 
@@ -28,6 +48,12 @@ export const configSchema = z
     /** Chat template override for the `--model` files (a wrapper name like "chatml" or a Jinja template). */
     chatTemplate: z.string().optional(),
     modelOverrides: z.record(z.string(), modelOverrideSchema).default({}),
+    reasoningBudgets: reasoningBudgetsSchema.optional(),
+    /**
+     * Reasoning summaries (`reasoning.summary`): "reasoning" (default) fills them with the reasoning text
+     * itself (lmhost runs no summariser model); "none" leaves them empty.
+     */
+    reasoningSummary: z.enum(["reasoning", "none"]).default("reasoning"),
     threads: z.number().int().positive().optional(),
     /**
      * With one thread, pin the server process to one CPU. Off by default: on the shared 2-vCPU machines

@@ -32,6 +32,7 @@ interface ServeFlags {
   allowRemoteMcp?: boolean;
   mcpAllowedHosts?: string;
   mcpCallTimeout?: string;
+  reasoningSummary?: string;
 }
 
 const number = (value: string | undefined): number | undefined =>
@@ -64,6 +65,7 @@ export function flagsToConfig(flags: ServeFlags): ConfigInput {
     ["allowRemoteMcp", flags.allowRemoteMcp],
     ["mcpAllowedHosts", flags.mcpAllowedHosts],
     ["mcpCallTimeoutSeconds", number(flags.mcpCallTimeout)],
+    ["reasoningSummary", flags.reasoningSummary],
   ];
   return Object.fromEntries(entries.filter(([, value]) => value !== undefined)) as ConfigInput;
 }
@@ -120,6 +122,10 @@ export function registerServeCommand(program: Command): void {
       "hosts whose loopback/private addresses remote MCP servers may use, e.g. 127.0.0.1,localhost",
     )
     .option("--mcp-call-timeout <seconds>", "how long an MCP call may take (default 60)")
+    .option(
+      "--reasoning-summary <mode>",
+      'reasoning summaries: "reasoning" (default; the reasoning text itself) or "none"',
+    )
     .action(async (flags: ServeFlags) => {
       const parentAtStart = process.ppid;
       const config = resolveConfig(flagsToConfig(flags));

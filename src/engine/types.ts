@@ -3,6 +3,7 @@
  * (Responses, later Chat Completions and Anthropic Messages) translate their requests into an
  * EngineRequest and translate the EnginePart stream back into their own events.
  */
+import type { ReasoningEffortLevel } from "./reasoning-budgets.js";
 
 /** A neutral conversation: what the model sees, in order. */
 export type ConversationItem =
@@ -78,8 +79,11 @@ export interface EngineRequest {
    * true / absent: as many as the model's chat template supports.
    */
   parallelToolCalls?: boolean;
-  /** Reasoning effort; engines map it per model family, or ignore it for models that do not think. */
-  reasoningEffort?: "none" | "minimal" | "low" | "medium" | "high";
+  /**
+   * Reasoning effort; engines map it per model family (a thinking switch where the family has one) and onto a
+   * thought-token budget (reasoning-budgets.ts), or ignore it for models that do not think.
+   */
+  reasoningEffort?: ReasoningEffortLevel;
   /**
    * "auto": drop the oldest non-system items before the protected tail (see `protectedTailItems`) until the
    * prompt fits, and a 400 `context_length_exceeded` (param "input") when it still does not; "disabled"

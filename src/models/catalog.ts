@@ -22,6 +22,7 @@ import type { Dirent, Stats } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { quantizationFromFileName, readGgufMetadata, type GgufMetadataResult } from "./gguf-metadata.js";
+import type { ReasoningBudgets } from "../engine/reasoning-budgets.js";
 import type { ModelEntry, ModelSource } from "./types.js";
 
 /** Per-model settings from config.json (`modelOverrides`), keyed by model id. */
@@ -30,6 +31,8 @@ export interface ModelOverride {
   chatTemplate?: string | undefined;
   /** Replaces the trained context length in the entry, so the engine loads the model with it. */
   contextLength?: number | undefined;
+  /** Thought-token budgets per reasoning effort for this model (over the server's). */
+  reasoningBudgets?: ReasoningBudgets | undefined;
 }
 
 export interface ModelCatalogOptions {
@@ -40,6 +43,8 @@ export interface ModelCatalogOptions {
   /** Chat template override for the `--model` files. */
   chatTemplate?: string | undefined;
   overrides?: Record<string, ModelOverride> | undefined;
+  /** Server-wide thought-token budgets per reasoning effort (config.json `reasoningBudgets`). */
+  reasoningBudgets?: ReasoningBudgets | undefined;
 }
 
 /** A model file found on disk, before its metadata is read. */
@@ -93,6 +98,11 @@ export class ModelCatalog implements ModelSource {
     }
     const contextLength = this.options.overrides?.[file.id]?.contextLength;
     if (contextLength !== undefined) entry.contextLength = contextLength;
+    const reasoningBudgets = {
+      ...this.options.reasoningBudgets,
+      ...this.options.overrides?.[file.id]?.reasoningBudgets,
+    };
+    if (Object.keys(reasoningBudgets).length > 0) entry.reasoningBudgets = reasoningBudgets;
     return entry;
   }
 

@@ -2,6 +2,7 @@
  * What the rest of lmhost knows about models: entries found on disk (with GGUF metadata read without
  * loading weights) and the service that JIT-loads, TTL-unloads and LRU-evicts them.
  */
+import type { ReasoningBudgets } from "../engine/reasoning-budgets.js";
 
 export interface ModelEntry {
   /** `publisher/model`, with a `@<quant>` or file-stem suffix where a folder holds several files. */
@@ -17,6 +18,8 @@ export interface ModelEntry {
   hasChatTemplate?: boolean;
   /** Chat template override for this model (a node-llama-cpp wrapper name such as "chatml", or a Jinja template). */
   chatTemplate?: string;
+  /** Thought-token budgets per reasoning effort from config.json (server-wide merged with this model's). */
+  reasoningBudgets?: ReasoningBudgets;
   /** Set when the file is not valid GGUF or failed to load; the model is listed but cannot be used. */
   error?: string;
 }

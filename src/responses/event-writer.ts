@@ -15,6 +15,7 @@ import { assertNever } from "../shared/errors.js";
 import { newId } from "../shared/ids.js";
 import type { FunctionName } from "./request-params.js";
 import type { ResponsePart } from "./tool-loop.js";
+import { reasoningSummaryText, type ReasoningSummaryMode } from "./reasoning-output.js";
 import { toResponseUsage, unixSeconds } from "./response-object.js";
 import type {
   CustomToolCallItem,
@@ -33,6 +34,7 @@ import type {
   ResponseObject,
   ResponseStatus,
   ResponseStreamEvent,
+  SummaryTextPart,
   UnnumberedStreamEvent,
 } from "./wire-types.js";
 
@@ -87,6 +89,13 @@ const finalStatuses: ReadonlySet<ResponseStatus> = new Set([
   "cancelled",
 ]);
 
+/** What a reasoning item gets when it closes: a summary, and the sealed text (`encrypted_content`). */
+export interface ReasoningItemOptions {
+  summary?: ReasoningSummaryMode | undefined;
+  /** Seals the reasoning text of the item with this id; set when the request includes encrypted content. */
+  seal?: ((itemId: string, text: string) => string) | undefined;
+}
+
 export class ResponseEventWriter {
   readonly #response: ResponseObject;
   readonly #functionNames: ReadonlyMap<string, FunctionName>;
@@ -94,9 +103,16 @@ export class ResponseEventWriter {
   #open: OpenItem | undefined;
   #pending: ResponseStreamEvent[] = [];
 
-  constructor(initial: ResponseObject, functionNames: ReadonlyMap<string, FunctionName> = new Map()) {
+  readonly #reasoning: ReasoningItemOptions;
+
+  constructor(
+    initial: ResponseObject,
+    functionNames: ReadonlyMap<string, FunctionName> = new Map(),
+    reasoning: ReasoningItemOptions = {},
+  ) {
     this.#response = structuredClone(initial);
     this.#functionNames = functionNames;
+    this.#reasoning = reasoning;
   }
 
   get finished(): boolean {
@@ -516,6 +532,9 @@ export class ResponseEventWriter {
       case "reasoning":
         this.#emit({ type: "response.reasoning_text.done", ...location, text: open.part.text });
         this.#emit({ type: "response.content_part.done", ...location, part: open.part });
+        this.#summarizeReasoning(open.item, open.outputIndex, open.part.text);
+        if (this.#reasoning.seal !== undefined)
+          open.item.encrypted_content = this.#reasoning.seal(open.item.id, open.part.text);
         break;
       case "function_call":
         if (!open.argumentsDone) this.#emitArgumentsDone(open);
@@ -534,6 +553,28 @@ export class ResponseEventWriter {
     if (open.kind === "mcp_call") open.item.status = status;
     else if (open.kind !== "mcp_list_tools") open.item.status = status === "failed" ? "incomplete" : status;
     this.#emit({ type: "response.output_item.done", output_index: open.outputIndex, item: open.item });
+  }
+
+  /**
+   * The summary of a closing reasoning item (when asked for): one `summary_text` part holding the reasoning
+   * text itself (see reasoning-output.ts), streamed as part added → text delta → text done → part done.
+   */
+  #summarizeReasoning(item: ReasoningItem, outputIndex: number, reasoningText: string): void {
+    const mode = this.#reasoning.summary;
+    if (mode === undefined) return;
+    const text = reasoningSummaryText(reasoningText, mode);
+    if (text === "") return;
+    const location = { item_id: item.id, output_index: outputIndex, summary_index: 0 };
+    this.#emit({
+      type: "response.reasoning_summary_part.added",
+      ...location,
+      part: { type: "summary_text", text: "" },
+    });
+    this.#emit({ type: "response.reasoning_summary_text.delta", ...location, delta: text });
+    this.#emit({ type: "response.reasoning_summary_text.done", ...location, text });
+    const part: SummaryTextPart = { type: "summary_text", text };
+    item.summary.push(part);
+    this.#emit({ type: "response.reasoning_summary_part.done", ...location, part });
   }
 
   /** Appends an item to `output` (its position is its output_index) and announces it. */

@@ -6,6 +6,7 @@
 import type { EngineRequest } from "../engine/types.js";
 import type { McpServerRequest } from "../tools/mcp/types.js";
 import type { InputItem, ResponseEcho } from "./wire-types.js";
+import type { ReasoningOutput } from "./reasoning-output.js";
 
 /**
  * The wire name of a function the model may call, and the namespace tool it came from (if any). `custom`:
@@ -52,4 +53,6 @@ export interface ResponseRequest {
   /** `max_tool_calls`: MCP calls one response may run. */
   maxToolCalls?: number;
   echo: ResponseEcho;
+  /** Summary and encrypted content of reasoning items (absent: neither). */
+  reasoningOutput?: ReasoningOutput;
 }

@@ -28,6 +28,7 @@ import { ApiError, ShutdownError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import { silentLogger } from "../shared/logger.js";
 import { ResponseEventWriter } from "./event-writer.js";
+import { sealReasoning } from "./reasoning-seal.js";
 import type { PreparedResponse } from "./prepare-response.js";
 import { toResponseError } from "./response-object.js";
 import { generateResponseParts, type McpTools, type ResponsePart } from "./tool-loop.js";
@@ -41,6 +42,8 @@ import {
 
 export interface RunDependencies {
   engine: Engine;
+  /** Seals reasoning into `encrypted_content` when a request includes it (reasoning-seal.ts). */
+  reasoningKey?: Buffer;
   /** The MCP servers requests may use (absent: MCP tools are refused before a run starts). */
   mcp?: McpTools;
   store: ResponseStore;
@@ -158,7 +161,7 @@ export async function startResponseRun(
     // `parts` goes along so a consumer that stops before the first part still stops the generation.
     started = { parts, start: async () => ({ parts, first: await firstPart }) };
   }
-  const writer = new ResponseEventWriter(prepared.initial, prepared.request.functionNames);
+  const writer = newWriter(dependencies, prepared);
   const state: RunState = { discarded: false };
   return {
     events: runEvents(dependencies, prepared, writer, signal, state, started),
@@ -167,6 +170,19 @@ export async function startResponseRun(
       state.discarded = true;
     },
   };
+}
+
+/** The event writer of a run, with the reasoning summary and sealing the request asks for. */
+function newWriter(dependencies: RunDependencies, prepared: PreparedResponse): ResponseEventWriter {
+  const output = prepared.request.reasoningOutput ?? {};
+  const key = dependencies.reasoningKey;
+  return new ResponseEventWriter(prepared.initial, prepared.request.functionNames, {
+    summary: output.summary,
+    seal:
+      output.encryptedContent === true && key !== undefined
+        ? (itemId, text) => sealReasoning(key, itemId, text)
+        : undefined,
+  });
 }
 
 /** The first part, or undefined when `milliseconds` pass first (never, when undefined); rejects as it does. */
@@ -199,7 +215,7 @@ export function startBackgroundRun(
   signal: AbortSignal,
   options: BackgroundRunOptions = {},
 ): ResponseRun {
-  const writer = new ResponseEventWriter(prepared.initial, prepared.request.functionNames);
+  const writer = newWriter(dependencies, prepared);
   const state: RunState = { discarded: false };
   const start = () => startWhenQueueHasRoom(dependencies, prepared, signal, options);
   return {

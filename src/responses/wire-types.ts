@@ -333,6 +333,27 @@ type EventBody =
       content_index: number;
       text: string;
     }
+  | {
+      type: "response.reasoning_summary_part.added" | "response.reasoning_summary_part.done";
+      item_id: string;
+      output_index: number;
+      summary_index: number;
+      part: SummaryTextPart;
+    }
+  | {
+      type: "response.reasoning_summary_text.delta";
+      item_id: string;
+      output_index: number;
+      summary_index: number;
+      delta: string;
+    }
+  | {
+      type: "response.reasoning_summary_text.done";
+      item_id: string;
+      output_index: number;
+      summary_index: number;
+      text: string;
+    }
   | { type: "response.function_call_arguments.delta"; item_id: string; output_index: number; delta: string }
   | {
       type: "response.function_call_arguments.done";

@@ -44,6 +44,13 @@ export interface AppDeps {
    * `response.failed` event instead of an HTTP error (default 1,000).
    */
   streamStartAfterMilliseconds?: number;
+  /** "none": no reasoning summaries even when asked for (default "reasoning": the reasoning text itself). */
+  reasoningSummary?: Config["reasoningSummary"];
+  /**
+   * AES-256 key sealing reasoning into `encrypted_content` (start.ts: `<data-dir>/reasoning.key`);
+   * absent: a random key for this app's lifetime.
+   */
+  reasoningKey?: Buffer;
 }
 
 export interface AppVariables {

@@ -18,6 +18,7 @@ import { pinToOneCpu } from "../shared/cpu-affinity.js";
 import { ShutdownError } from "../shared/errors.js";
 import { createLogger, type Logger } from "../shared/logger.js";
 import { McpService, readMcpConfig, type LocalMcpServers } from "../tools/mcp/service.js";
+import { loadOrCreateReasoningKey } from "../responses/reasoning-seal.js";
 import { createApp } from "./app.js";
 import type { App, AppDeps } from "./deps.js";
 import { describeGuards } from "./request-guards.js";
@@ -64,6 +65,7 @@ export async function startServer(
     files: config.models,
     ...(config.chatTemplate === undefined ? {} : { chatTemplate: config.chatTemplate }),
     overrides: config.modelOverrides,
+    ...(config.reasoningBudgets === undefined ? {} : { reasoningBudgets: config.reasoningBudgets }),
   });
   for (const entry of await catalog.list()) {
     if (entry.error !== undefined)
@@ -113,6 +115,9 @@ export async function startServer(
     mcp,
     logger,
     shutdownSignal: shutdown.signal,
+    reasoningSummary: config.reasoningSummary,
+    // Created on first start (mode 0600): encrypted_content a client holds opens again after a restart.
+    reasoningKey: loadOrCreateReasoningKey(config.dataDir),
   };
   const app = createApp(deps);
 

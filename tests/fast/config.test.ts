@@ -76,6 +76,21 @@ describe("resolveConfig", () => {
     });
   });
 
+  it("reads reasoning budgets (server-wide and per model) and the reasoning summary option", () => {
+    const dataDir = dataDirWith({
+      reasoningBudgets: { low: 8, xhigh: null },
+      modelOverrides: { a: { reasoningBudgets: { high: 32 } } },
+    });
+    const config = resolveConfig({ dataDir }, {});
+    expect(config.reasoningBudgets).toEqual({ low: 8, xhigh: null });
+    expect(config.modelOverrides["a"]?.reasoningBudgets).toEqual({ high: 32 });
+    expect(config.reasoningSummary).toBe("reasoning");
+    expect(flagsToConfig({ reasoningSummary: "none" })).toEqual({ reasoningSummary: "none" });
+    expect(
+      resolveConfig({ dataDir, ...flagsToConfig({ reasoningSummary: "none" }) }, {}).reasoningSummary,
+    ).toBe("none");
+  });
+
   it("names the bad setting", () => {
     expect(() => resolveConfig({ dataDir: dataDirWith({}), port: 70000 }, {})).toThrow(/port/);
     expect(() => resolveConfig(flagsToConfig({ parallel: "zero" }), {})).toThrow(/parallel/);
@@ -84,6 +99,16 @@ describe("resolveConfig", () => {
     expect(() =>
       resolveConfig({ dataDir: dataDirWith({ modelOverrides: { a: { template: "x" } } }) }, {}),
     ).toThrow(/modelOverrides\.a/);
+    expect(() => resolveConfig({ dataDir: dataDirWith({ reasoningBudgets: { low: -1 } }) }, {})).toThrow(
+      /reasoningBudgets\.low/,
+    );
+    expect(() =>
+      resolveConfig(
+        { dataDir: dataDirWith({ modelOverrides: { a: { reasoningBudgets: { huge: 1 } } } }) },
+        {},
+      ),
+    ).toThrow(/modelOverrides\.a\.reasoningBudgets/);
+    expect(() => resolveConfig(flagsToConfig({ reasoningSummary: "short" }), {})).toThrow(/reasoningSummary/);
     const broken = mkdtempSync(path.join(tmpdir(), "lmhost-broken-"));
     writeFileSync(path.join(broken, "config.json"), "{nope");
     expect(() => resolveConfig({ dataDir: broken }, {})).toThrow(/config\.json/);

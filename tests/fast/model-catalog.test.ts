@@ -197,6 +197,18 @@ describe("ModelCatalog --model files and overrides", () => {
     });
     expect(byId(entries, "stories260K")).toMatchObject({ chatTemplate: "general", contextLength: 2048 });
   });
+
+  it("merges a model's reasoning budgets over the server's (config.json reasoningBudgets)", async () => {
+    const catalog = new ModelCatalog({
+      files: [storiesModel],
+      reasoningBudgets: { low: 8, high: 32 },
+      overrides: { stories260K: { reasoningBudgets: { high: null, medium: 16 } } },
+    });
+    const [stories] = await catalog.list();
+    expect(stories?.reasoningBudgets).toEqual({ low: 8, high: null, medium: 16 });
+    const plain = await new ModelCatalog({ files: [storiesModel] }).list();
+    expect(plain[0]?.reasoningBudgets).toBeUndefined();
+  });
 });
 
 describe("GGUF metadata helpers", () => {

@@ -246,6 +246,54 @@ describe("ResponseEventWriter", () => {
     });
   }
 
+  it("adds a summary (the reasoning text) and encrypted_content when asked, events the SDK accumulates", () => {
+    const initial = newResponseObject({
+      id: "resp_test",
+      createdAt: 1_700_000_000,
+      echo,
+      status: "in_progress",
+    });
+    const sealed: string[] = [];
+    const writer = new ResponseEventWriter(initial, new Map(), {
+      summary: "concise",
+      seal: (itemId, reasoningText) => {
+        sealed.push(`${itemId}:${reasoningText}`);
+        return "sealed-blob";
+      },
+    });
+    const { events } = play(
+      [
+        { type: "reasoning-start" },
+        { type: "reasoning-delta", text: "First idea.\n\n" },
+        { type: "reasoning-delta", text: "Second idea." },
+        { type: "reasoning-end" },
+        text("answer"),
+        finish("stop"),
+      ],
+      writer,
+    );
+    expect(types(events).slice(6, 13)).toEqual([
+      "response.reasoning_text.done",
+      "response.content_part.done",
+      "response.reasoning_summary_part.added",
+      "response.reasoning_summary_text.delta",
+      "response.reasoning_summary_text.done",
+      "response.reasoning_summary_part.done",
+      "response.output_item.done",
+    ]);
+    const final = writer.snapshot();
+    const reasoning = final.output[0];
+    expect(reasoning).toMatchObject({
+      type: "reasoning",
+      summary: [{ type: "summary_text", text: "First idea." }],
+      encrypted_content: "sealed-blob",
+    });
+    expect(sealed).toEqual([`${reasoning?.id}:First idea.\n\nSecond idea.`]);
+    const accumulated = accumulate(events);
+    expect(JSON.parse(JSON.stringify({ ...accumulated, output_text: undefined }))).toEqual(final);
+    for (const event of events) spec.assertStreamEvent(event);
+  });
+
   it("keeps item ids stable and output_index equal to the position in output", () => {
     const { events, writer } = play(scenarios[2]?.parts ?? []);
     const final = writer.snapshot();

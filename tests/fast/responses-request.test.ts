@@ -413,12 +413,29 @@ describe("toResponseRequest", () => {
     ["none", "none"],
     ["minimal", "minimal"],
     ["medium", "medium"],
-    ["xhigh", "high"],
-    ["max", "high"],
+    ["high", "high"],
+    ["xhigh", "xhigh"],
+    ["max", "xhigh"],
   ] as const)("maps reasoning effort %s to the engine's %s", (effort, engineEffort) => {
     const request = translate({ reasoning: { effort, summary: "detailed" } });
     expect(request.generation.reasoningEffort).toBe(engineEffort);
     expect(request.echo.reasoning).toEqual({ effort, summary: "detailed" });
+  });
+
+  it("asks reasoning items for a summary and encrypted_content as the request says, unless summaries are off", () => {
+    const request = translate({
+      reasoning: { effort: "low", summary: "concise" },
+      include: ["reasoning.encrypted_content"],
+    });
+    expect(request.reasoningOutput).toEqual({ summary: "concise", encryptedContent: true });
+    expect(translate({ reasoning: { generate_summary: "auto" } }).reasoningOutput).toEqual({
+      summary: "auto",
+      encryptedContent: false,
+    });
+    expect(translate({}).reasoningOutput).toEqual({ encryptedContent: false });
+    const off = translate({ reasoning: { summary: "auto" } }, { reasoningSummaries: false });
+    expect(off.reasoningOutput).toEqual({ encryptedContent: false });
+    expect(off.echo.reasoning).toEqual({ effort: null, summary: "auto" });
   });
 
   it("passes parallel_tool_calls: false to the engine (true and absent are the engine's default)", () => {

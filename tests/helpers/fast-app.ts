@@ -29,6 +29,9 @@ const testModels: ModelEntry[] = [
 ];
 
 export interface FastAppOptions {
+  /** `reasoningSummary` and `reasoningKey` as createApp takes them. */
+  reasoningSummary?: AppDeps["reasoningSummary"];
+  reasoningKey?: Buffer;
   respond?: ScriptedEngineOptions["respond"];
   contextLength?: number;
   config?: Partial<AppConfig>;
@@ -89,6 +92,8 @@ export function createFastApp(options: FastAppOptions = {}): FastApp {
     logger: options.logger ?? (process.env.LMHOST_TEST_LOG ? createLogger("debug") : silentLogger),
     ...(options.shutdownSignal === undefined ? {} : { shutdownSignal: options.shutdownSignal }),
     ...(options.mcp === undefined ? {} : { mcp: options.mcp }),
+    ...(options.reasoningSummary === undefined ? {} : { reasoningSummary: options.reasoningSummary }),
+    ...(options.reasoningKey === undefined ? {} : { reasoningKey: options.reasoningKey }),
     ...(options.keepAliveSeconds === undefined ? {} : { keepAliveSeconds: options.keepAliveSeconds }),
     ...(options.maxWaitingBackground === undefined
       ? {}

@@ -7,8 +7,9 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import OpenAI from "openai";
+import type { ReasoningBudgets } from "../../src/engine/reasoning-budgets.js";
 import { createLlamaEngine, type LlamaEngine, type LlamaLoadedModel } from "../../src/engine/llama/index.js";
-import { ModelCatalog } from "../../src/models/catalog.js";
+import { ModelCatalog, type ModelOverride } from "../../src/models/catalog.js";
 import { ModelManager } from "../../src/models/manager.js";
 import { createApp } from "../../src/server/app.js";
 import type { App, AppDeps } from "../../src/server/deps.js";
@@ -39,12 +40,20 @@ export async function createRealApp(
     streamStartAfterMilliseconds?: number;
     /** The MCP servers requests may use (default none). */
     mcp?: AppDeps["mcp"];
+    /** Per-model settings by id, as config.json `modelOverrides` sets them (e.g. a chat template). */
+    modelOverrides?: Record<string, ModelOverride>;
+    /** Server-wide thought-token budgets per effort, as config.json `reasoningBudgets` sets them. */
+    reasoningBudgets?: ReasoningBudgets;
   } = {},
 ): Promise<RealApp> {
   const databaseFile =
     options.databaseFile ?? path.join(mkdtempSync(path.join(tmpdir(), "lmhost-real-")), "responses.sqlite");
   const store = SqliteResponseStore.open(databaseFile);
-  const catalog = new ModelCatalog({ files: [storiesModel, storiesChatmlModel] });
+  const catalog = new ModelCatalog({
+    files: [storiesModel, storiesChatmlModel],
+    ...(options.modelOverrides === undefined ? {} : { overrides: options.modelOverrides }),
+    ...(options.reasoningBudgets === undefined ? {} : { reasoningBudgets: options.reasoningBudgets }),
+  });
   const { engine, models } = await createLlamaEngine({
     threads: 1,
     logLevel: "error",

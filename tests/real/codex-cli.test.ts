@@ -3,7 +3,8 @@
  * `codex exec` sends its full agent request (its instructions, a dozen tools incl. a `namespace` and
  * `web_search`, `store: false`, `include: ["reasoning.encrypted_content"]`), parses lmhost's stream,
  * runs the function call lmhost returns (`exec_command`), sends the result back with the whole history, and
- * prints the final answer. The model is the scripted engine: Codex's prompt (~10k tokens of instructions
+ * prints the final answer. The first turn's reasoning goes out sealed and comes back with Codex's
+ * history (`encrypted_content` round trip). The model is the scripted engine: Codex's prompt (~10k tokens of instructions
  * and tool definitions) does not fit the tiny real models' 2,048-token context, and what is under test
  * here is the wire protocol with the real client.
  */
@@ -26,6 +27,7 @@ function respond(request: EngineRequest) {
   const result = request.items.findLast((item) => item.type === "function-result");
   if (result === undefined) {
     return {
+      reasoning: "I will echo the marker.",
       toolCalls: [
         { callId: "call_echo", name: "exec_command", arguments: JSON.stringify({ cmd: `echo ${marker}` }) },
       ],
@@ -174,6 +176,17 @@ describe("the real Codex CLI against lmhost", () => {
     expect(offered).toContain("exec_command");
     const result = fast.engineRequests[1]?.items.find((item) => item.type === "function-result");
     expect(result).toMatchObject({ callId: "call_echo", output: expect.stringContaining(marker) as unknown });
+    // The reasoning went out sealed (encrypted_content) and Codex sent it back: lmhost restored its text.
+    const sentBack = (responseCalls[1]?.body?.["input"] as Record<string, unknown>[] | undefined)?.find(
+      (item) => item["type"] === "reasoning",
+    );
+    expect(typeof sentBack?.["encrypted_content"], JSON.stringify(responseCalls[1]?.body)).toBe("string");
+    expect(fast.engineRequests[1]?.items).toContainEqual(
+      expect.objectContaining({
+        type: "reasoning",
+        text: expect.stringContaining("I will echo the marker.") as unknown,
+      }),
+    );
     // store: false is honoured: nothing was kept.
     expect(stored).toEqual([]);
     expect(requests.every((request) => request.status < 500)).toBe(true);

@@ -3,26 +3,31 @@
  * concurrency bounded by the sequence pool, queue overflow, KV prefix reuse, cancellation, max tokens,
  * structured output (strict schemas refused or always valid), forced tool calls, parallel_tool_calls false,
  * determinism with a seed, context overflow and truncation that never drops the current input, a new
- * assistant turn after a trailing assistant message, and close().
+ * assistant turn after a trailing assistant message, the prompt per reasoning effort, and close().
  */
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
 import { ChatMLChatWrapper, getLlama, LlamaChat, LlamaLogLevel, LlamaText, type Llama } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { LlamaEngine } from "../../src/engine/llama/engine.js";
-import { LlamaModelLoader, type LlamaLoadedModel } from "../../src/engine/llama/loader.js";
+import { chatWrapperFor, LlamaModelLoader, type LlamaLoadedModel } from "../../src/engine/llama/loader.js";
 import { TruncationStarts } from "../../src/engine/truncation.js";
 import type { EnginePart, EngineRequest } from "../../src/engine/types.js";
 import type { ModelAcquirer, ModelEntry } from "../../src/models/types.js";
 import { ApiError } from "../../src/shared/errors.js";
-import { randomLlamaModel, storiesChatmlModel, storiesModel } from "../helpers/paths.js";
+import { randomLlamaModel, sharedDir, storiesChatmlModel, storiesModel } from "../helpers/paths.js";
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
 
 const chatmlJinja =
   "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}" +
   "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+/** The fixture thinking template: its generation prompt opens `<think>`; it reads `enable_thinking`. */
+const thinkingTemplate = readFileSync(path.join(sharedDir, "templates", "thinking-chatml.jinja"), "utf8");
 
 function entry(id: string, path: string, chatTemplate?: string): ModelEntry {
   return {
@@ -70,6 +75,9 @@ beforeAll(async () => {
     entry("stories-chatml", storiesChatmlModel),
     entry("stories-override", storiesModel, "chatml"),
     entry("stories-jinja", storiesModel, chatmlJinja),
+    entry("stories-thinking", storiesChatmlModel, thinkingTemplate),
+    entry("stories-harmony", storiesModel, "harmony"),
+    entry("stories-qwen", storiesModel, "qwen"),
   ];
   for (const modelEntry of entries) loaded.set(modelEntry.id, await loader.load(modelEntry));
   acquirer = new TestAcquirer(loaded);
@@ -180,6 +188,58 @@ describe("LlamaEngine on real models", () => {
     );
     expect(await engine.renderPrompt({ model: "stories", items })).toContain("[INST]");
   });
+
+  it.each(["none", "minimal", "low", "medium", "high", "xhigh", undefined] as const)(
+    "renders effort %s on the fixture thinking template and on a template without a switch",
+    async (reasoningEffort) => {
+      const engine = new LlamaEngine({ models: acquirer });
+      const items = user("Hi");
+      const request = (model: string): EngineRequest => ({
+        model,
+        items,
+        ...(reasoningEffort === undefined ? {} : { reasoningEffort }),
+      });
+      const turn = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+      const thinkingOff = reasoningEffort === "none" || reasoningEffort === "minimal";
+      // Off: the template's own enable_thinking=false prompt (an empty, closed thought). On: the thought is
+      // opened on the response's start (node-llama-cpp writes `<think>\n`), so the output parses as reasoning
+      // from its first token.
+      const thinking = loaded.get("stories-thinking")!;
+      expect(await engine.renderPrompt(request("stories-thinking"))).toBe(
+        thinkingOff ? `${turn}<think>\n\n</think>\n\n` : turn,
+      );
+      expect(chatWrapperFor(thinking, reasoningEffort).settings.segments?.thought?.openOnResponseStart).toBe(
+        !thinkingOff,
+      );
+      // No switch in the template: every effort renders the same prompt with the base wrapper.
+      const plain = loaded.get("stories-jinja")!;
+      expect(chatWrapperFor(plain, reasoningEffort)).toBe(plain.chatWrapper);
+      expect(await engine.renderPrompt(request("stories-jinja"))).toContain(turn);
+      expect(await engine.renderPrompt(request("stories-jinja"))).toBe(
+        await engine.renderPrompt({ model: "stories-jinja", items }),
+      );
+    },
+  );
+
+  it.each([
+    ["none", "low", true],
+    ["minimal", "low", true],
+    ["low", "low", false],
+    ["medium", "medium", false],
+    ["high", "high", false],
+    ["xhigh", "high", false],
+  ] as const)(
+    "renders effort %s as Harmony's Reasoning: %s line and Qwen's thinking off: %s",
+    async (reasoningEffort, harmonyLevel, qwenThinkingOff) => {
+      const engine = new LlamaEngine({ models: acquirer });
+      const items = user("Hi");
+      const harmony = await engine.renderPrompt({ model: "stories-harmony", items, reasoningEffort });
+      expect(harmony).toContain(`Reasoning: ${harmonyLevel}\n`);
+      const qwen = await engine.renderPrompt({ model: "stories-qwen", items, reasoningEffort });
+      const turn = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+      expect(qwen.endsWith(qwenThinkingOff ? `${turn}<think>\n\n</think>\n\n` : turn)).toBe(true);
+    },
+  );
 
   it("runs 8 concurrent generations with never more than 4 at once", async () => {
     const engine = new LlamaEngine({ models: acquirer });

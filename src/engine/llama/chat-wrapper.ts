@@ -87,9 +87,28 @@ export function resolveModelChatWrapper(model: LlamaModel, chatTemplate: string 
   return resolveChatWrapper(model, { type: typeName, warningLogs: false });
 }
 
+/** Jinja variants rendered with thinking off: their new turn starts with an empty, closed thought. */
+const thinkingOffWrappers = new WeakSet<ChatWrapper>();
+
+/**
+ * True for a wrapper whose new model turn must start with an empty, closed thought: a Jinja template rendered
+ * with `enable_thinking` false writes `<think></think>` in its generation prompt, which node-llama-cpp only
+ * renders when the last model response holds that empty thought (see preparePrompt).
+ */
+export function prefillsEmptyThought(wrapper: ChatWrapper): boolean {
+  return thinkingOffWrappers.has(wrapper);
+}
+
+/** True when a Jinja template has a thinking switch: it reads `enable_thinking` (Qwen3-style templates). */
+export function jinjaTemplateHasThinkingSwitch(template: string): boolean {
+  return /\benable_thinking\b/.test(template);
+}
+
 /**
  * The wrapper variant for a reasoning effort, or undefined when the model family has no such switch (the base
- * wrapper is then used). Qwen: "none"/"minimal" turn thinking off. Harmony (gpt-oss): low/medium/high.
+ * wrapper is then used; the thought-token budget alone bounds the thought). Qwen: "none"/"minimal" turn
+ * thinking off. Jinja templates that read `enable_thinking`: "none"/"minimal" render them with it false.
+ * Harmony (gpt-oss): its `Reasoning: low|medium|high` line ("none"/"minimal" → low, "xhigh" → high).
  */
 export function reasoningChatWrapper(
   model: LlamaModel,
@@ -97,10 +116,20 @@ export function reasoningChatWrapper(
   chatTemplate: string | undefined,
   effort: ReasoningEffort,
 ): ChatWrapper | undefined {
+  const thinkingOff = effort === "none" || effort === "minimal";
   let customWrapperSettings: ResolveChatWrapperWithModelOptions["customWrapperSettings"];
   let type: SpecializedChatWrapperTypeName;
-  if (base instanceof QwenChatWrapper) {
-    if (effort !== "none" && effort !== "minimal") return undefined;
+  if (base instanceof JinjaTemplateChatWrapper) {
+    if (!thinkingOff || !jinjaTemplateHasThinkingSwitch(base.template)) return undefined;
+    const thinkingOffWrapper = new JinjaTemplateChatWrapper({
+      template: base.template,
+      tokenizer: model.tokenizer,
+      reasoning: false,
+    });
+    thinkingOffWrappers.add(thinkingOffWrapper);
+    return thinkingOffWrapper;
+  } else if (base instanceof QwenChatWrapper) {
+    if (!thinkingOff) return undefined;
     type = "qwen";
     customWrapperSettings = {
       qwen: {
@@ -110,7 +139,7 @@ export function reasoningChatWrapper(
       },
     };
   } else if (base instanceof HarmonyChatWrapper) {
-    const reasoningEffort = effort === "none" || effort === "minimal" ? "low" : effort;
+    const reasoningEffort = thinkingOff ? "low" : effort === "xhigh" ? "high" : effort;
     if (reasoningEffort === base.reasoningEffort) return undefined;
     type = "harmony";
     customWrapperSettings = { harmony: { reasoningEffort } };

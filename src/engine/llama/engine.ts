@@ -40,6 +40,7 @@ import type {
   TokenCount,
   Usage,
 } from "../types.js";
+import { thoughtTokenBudget } from "../reasoning-budgets.js";
 import { AsyncQueue } from "./async-queue.js";
 import { convertJsonSchemaToGbnf } from "./json-schema/index.js";
 import type { LlamaLoadedModel } from "./loader.js";
@@ -235,13 +236,17 @@ export class LlamaEngine implements Engine {
     try {
       const contextRoom = loaded.contextLength - inputTokens - 1;
       const sampling = request.sampling ?? {};
+      // The effort's thought budget: when spent, node-llama-cpp closes the thought the way the wrapper
+      // closes it and the answer begins. No effort: no budget (the model thinks as long as it likes).
+      const thoughtTokens = thoughtTokenBudget(request.reasoningEffort, loaded.entry.reasoningBudgets);
+      const budget = { thoughtTokens };
       const withFunctions = async (
         runSignal: AbortSignal,
         onResponseChunk: (chunk: LlamaChatResponseChunk) => void,
         onCallStart: () => void = noop,
       ) =>
         chat.generateResponse(prompt.history, {
-          ...generationOptions(sampling, contextRoom, runSignal, onResponseChunk),
+          ...generationOptions(sampling, contextRoom, runSignal, onResponseChunk, budget),
           ...(prompt.functions !== undefined ? { functions: prompt.functions } : {}),
           documentFunctionParams: true,
           ...(prompt.maxParallelFunctionCalls !== undefined
@@ -259,7 +264,13 @@ export class LlamaEngine implements Engine {
         });
       const withGrammar = async (onChat: LlamaChat = chat) =>
         onChat.generateResponse(prompt.history, {
-          ...generationOptions(sampling, contextRoom, signal, (chunk) => parts.onResponseChunk(chunk)),
+          ...generationOptions(
+            sampling,
+            contextRoom,
+            signal,
+            (chunk) => parts.onResponseChunk(chunk),
+            budget,
+          ),
           ...(grammar !== undefined ? { grammar } : {}),
         });
 
@@ -285,7 +296,10 @@ export class LlamaEngine implements Engine {
           }
         });
       }
-      parts.closeReasoning();
+      // A thought cut short (max tokens, cancelled) stays open: the finish closes it as incomplete.
+      const cutInThought =
+        parts.endedInThought && (signal.aborted || response.metadata.stopReason === "maxTokens");
+      if (!cutInThought) parts.closeReasoning();
       (response.functionCalls ?? []).forEach((call, index) => {
         if (index >= parts.completedCalls) parts.onFunctionCall(call.functionName, call.params);
       });
@@ -298,7 +312,7 @@ export class LlamaEngine implements Engine {
       }
     } catch (error) {
       if (!signal.aborted) throw error;
-      parts.closeReasoning();
+      if (!parts.endedInThought) parts.closeReasoning();
       reason = "cancelled";
     } finally {
       chat.dispose({ disposeSequence: false });
@@ -309,7 +323,7 @@ export class LlamaEngine implements Engine {
       inputTokens,
       cachedInputTokens,
       outputTokens: meter.usedOutputTokens,
-      reasoningTokens: parts.reasoningTokens,
+      reasoningTokens: reasoningTokensOf(parts, meter.usedOutputTokens),
     };
     queue.push({ type: "finish", reason, usage });
   }
@@ -436,12 +450,26 @@ type CommonGenerationOptions = Omit<
   | "onFunctionCallParamsChunk"
 >;
 
-/** Sampling → LlamaChat options. Unset values keep node-llama-cpp's defaults, except that no repeat penalty is applied unless asked for. */
+/**
+ * Reasoning tokens of a generation: the thought tokens streamed, never more than the output. A generation
+ * that ended inside its thought (max tokens, cancelled) spent every output token not streamed as answer on
+ * thinking, the ones node-llama-cpp held back (a possible start of the closing tag) included.
+ */
+function reasoningTokensOf(parts: PartEmitter, outputTokens: number): number {
+  const streamed = Math.min(parts.reasoningTokens, outputTokens);
+  return parts.endedInThought ? Math.max(streamed, outputTokens - parts.answerTokens) : streamed;
+}
+
+/**
+ * Sampling → LlamaChat options. Unset values keep node-llama-cpp's defaults, except that no repeat penalty is
+ * applied unless asked for. `budget.thoughtTokens` caps the thought (undefined: no cap).
+ */
 export function generationOptions(
   sampling: SamplingOptions,
   contextRoom: number,
   signal: AbortSignal,
   onResponseChunk: (chunk: LlamaChatResponseChunk) => void,
+  budget: { thoughtTokens?: number | undefined } = {},
 ): CommonGenerationOptions {
   const maxTokens = Math.max(1, Math.min(sampling.maxTokens ?? Number.POSITIVE_INFINITY, contextRoom));
   const penaltyRequested =
@@ -470,6 +498,7 @@ export function generationOptions(
     // would sample identical text. A random seed per generation unless the client chose one.
     seed: sampling.seed ?? randomSeed(),
     ...(stop.length > 0 ? { customStopTriggers: stop } : {}),
+    ...(budget.thoughtTokens !== undefined ? { budgets: { thoughtTokens: budget.thoughtTokens } } : {}),
   };
 }
 
@@ -493,6 +522,10 @@ interface CallState {
  */
 export class PartEmitter {
   reasoningTokens = 0;
+  /** Output tokens streamed outside thoughts (answer text, comments). */
+  answerTokens = 0;
+  /** True while the last output seen was inside a thought (kept after closeReasoning; see reasoningTokensOf). */
+  endedInThought = false;
   completedCalls = 0;
   private reasoningOpen = false;
   private readonly calls = new Map<number, CallState>();
@@ -527,6 +560,10 @@ export class PartEmitter {
   }
 
   onResponseChunk(chunk: LlamaChatResponseChunk): void {
+    if (chunk.type !== "segment" || chunk.segmentType !== "thought") {
+      this.endedInThought = false;
+      this.answerTokens += chunk.tokens.length;
+    }
     if (chunk.type === undefined) {
       this.closeReasoning();
       if (chunk.text === "") return;
@@ -546,6 +583,7 @@ export class PartEmitter {
           this.queue.push({ type: "reasoning-start" });
         }
         this.reasoningTokens += chunk.tokens.length;
+        this.endedInThought = chunk.segmentEndTime === undefined;
         if (chunk.text !== "") this.queue.push({ type: "reasoning-delta", text: chunk.text });
         if (chunk.segmentEndTime !== undefined) this.closeReasoning();
         return;
@@ -560,6 +598,7 @@ export class PartEmitter {
   }
 
   onFunctionCallParamsChunk(chunk: LlamaChatResponseFunctionCallParamsChunk): void {
+    this.endedInThought = false;
     const state = this.startCall(chunk.callIndex, chunk.functionName);
     // A freeform tool's `{"input": ...}` is unwrapped when the call is complete.
     if (this.freeformNames.has(chunk.functionName)) return;
@@ -575,6 +614,7 @@ export class PartEmitter {
 
   /** A call is complete (node-llama-cpp reports calls in order). */
   onFunctionCall(functionName: string, params: unknown): void {
+    this.endedInThought = false;
     const index = this.completedCalls;
     this.completedCalls += 1;
     const state = this.startCall(index, functionName);

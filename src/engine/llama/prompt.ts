@@ -22,6 +22,7 @@ import {
   DocumentedFunctionsChatWrapper,
   ForcedFunctionCallChatWrapper,
   newTurnSeparator,
+  prefillsEmptyThought,
 } from "./chat-wrapper.js";
 import { customToolGrammarToGbnf } from "./grammar/lark.js";
 import { convertConversationWithSources } from "./convert-conversation.js";
@@ -381,6 +382,11 @@ export function preparePrompt(
     keepReasoning: chatWrapper.settings.segments?.thought !== undefined,
     newTurnSeparator: newTurnSeparator(baseWrapper),
   });
+  // Thinking off on a template with a switch: the new turn opens with the template's empty, closed thought.
+  const newTurn = history.at(-1);
+  if (prefillsEmptyThought(baseWrapper) && newTurn?.type === "model" && newTurn.response.length === 0) {
+    newTurn.response.push({ type: "segment", segmentType: "thought", text: "", ended: true });
+  }
 
   interface Rendered {
     contextText: LlamaText;

@@ -13,6 +13,8 @@
 import type { Context } from "hono";
 import { LiveResponses } from "../../../responses/live-responses.js";
 import { buildEngineRequest, prepareResponse } from "../../../responses/prepare-response.js";
+import { newReasoningKey, restoreSealedReasoning } from "../../../responses/reasoning-seal.js";
+import type { ResponseRequest } from "../../../responses/request-params.js";
 import {
   finalResponse,
   startBackgroundRun,
@@ -76,6 +78,13 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
     ...(deps.maxWaitingBackground === undefined ? {} : { maxWaitingBackground: deps.maxWaitingBackground }),
     onError: (message) => logger.error(message),
   });
+  // Seals reasoning for `encrypted_content`; a process-lifetime key when the caller gives none.
+  const reasoningKey = deps.reasoningKey ?? newReasoningKey();
+  /** Sealed reasoning items sent back by a stateless client get their text again (400 when one does not open). */
+  const withRestoredReasoning = (request: ResponseRequest): ResponseRequest => ({
+    ...request,
+    input: restoreSealedReasoning(request.input, reasoningKey),
+  });
   const run: RunDependencies = {
     engine: deps.engine,
     ...(deps.mcp === undefined ? {} : { mcp: deps.mcp }),
@@ -84,6 +93,7 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
     // What running responses chain from stays until they are stored (then their record protects it).
     protectedIds: () => live.chainedFrom(),
     logger,
+    reasoningKey,
   };
   /**
    * A finished background run that has no stored record — its record could not be stored, so it failed
@@ -93,7 +103,10 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
     const snapshot = live.snapshot(id);
     return snapshot?.status === "failed" ? snapshot : undefined;
   };
-  const requestOptions = () => (deps.mcp === undefined ? {} : { mcp: deps.mcp.policy });
+  const requestOptions = () => ({
+    ...(deps.mcp === undefined ? {} : { mcp: deps.mcp.policy }),
+    reasoningSummaries: deps.reasoningSummary !== "none",
+  });
   /** A chain to a response still running here is refused as unfinished (its final object is not stored yet). */
   const runningStatus = (id: string) => (live.isRunning(id) ? live.snapshot(id)?.status : undefined);
   const sse = (context: Context, events: AsyncIterable<ResponseStreamEvent>) =>
@@ -105,7 +118,7 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
 
   app.post("/v1/responses/input_tokens", async (context) => {
     const body = parseRequestBody(inputTokensSchema, await readJsonBody(context));
-    const request = toResponseRequest(body, requestOptions());
+    const request = withRestoredReasoning(toResponseRequest(body, requestOptions()));
     await deps.models.get(request.model);
     const { engineRequest } = buildEngineRequest(deps.store, request, { runningStatus });
     const count = await deps.engine.countTokens(engineRequest);
@@ -113,9 +126,11 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
   });
 
   app.post("/v1/responses", async (context) => {
-    const request = toResponseRequest(
-      parseRequestBody(createResponseSchema, await readJsonBody(context)),
-      requestOptions(),
+    const request = withRestoredReasoning(
+      toResponseRequest(
+        parseRequestBody(createResponseSchema, await readJsonBody(context)),
+        requestOptions(),
+      ),
     );
     await deps.models.get(request.model);
     for (const server of request.mcpServers) await deps.mcp?.checkServer(server);

@@ -13,6 +13,7 @@ import type {
 import type { FunctionName, ResponseRequest } from "../../../responses/request-params.js";
 import type { McpServerRequest } from "../../../tools/mcp/types.js";
 import { qualifiedFunctionName } from "../../../responses/request-params.js";
+import type { ReasoningOutput } from "../../../responses/reasoning-output.js";
 import type {
   InputItem,
   JsonObject,
@@ -96,6 +97,8 @@ export interface McpPolicy {
 export interface ToResponseRequestOptions {
   /** Absent: MCP tools are not available on this server (a 400 naming the tool). */
   mcp?: McpPolicy;
+  /** false: the server makes no reasoning summaries (`reasoningSummary: "none"`); default true. */
+  reasoningSummaries?: boolean;
 }
 
 type ParsedMcpTool = Extract<ParsedTool, { type: "mcp" }>;
@@ -490,10 +493,11 @@ function toEngineEffort(effort: Effort): NonNullable<ResponseRequest["generation
     case "low":
     case "medium":
     case "high":
-      return effort;
     case "xhigh":
+      return effort;
     case "max":
-      return "high";
+      // The largest effort: like xhigh, an unlimited thought budget by default.
+      return "xhigh";
     default:
       return assertNever(effort, "reasoning effort");
   }
@@ -587,5 +591,15 @@ export function toResponseRequest(
       ? {}
       : { maxToolCalls: body.max_tool_calls }),
     echo,
+    reasoningOutput: reasoningOutputOf(body, options),
+  };
+}
+
+/** Summary and encrypted content the request asks of reasoning items. */
+function reasoningOutputOf(body: CreateResponseBody, options: ToResponseRequestOptions): ReasoningOutput {
+  const summary = body.reasoning?.summary ?? body.reasoning?.generate_summary ?? undefined;
+  return {
+    ...(summary === undefined || options.reasoningSummaries === false ? {} : { summary }),
+    encryptedContent: (body.include ?? []).includes("reasoning.encrypted_content"),
   };
 }
