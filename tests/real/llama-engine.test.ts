@@ -78,6 +78,7 @@ beforeAll(async () => {
     entry("stories-thinking", storiesChatmlModel, thinkingTemplate),
     entry("stories-harmony", storiesModel, "harmony"),
     entry("stories-qwen", storiesModel, "qwen"),
+    entry("stories-deepseek", storiesModel, "deepSeek"),
   ];
   for (const modelEntry of entries) loaded.set(modelEntry.id, await loader.load(modelEntry));
   acquirer = new TestAcquirer(loaded);
@@ -240,6 +241,38 @@ describe("LlamaEngine on real models", () => {
       expect(qwen.endsWith(qwenThinkingOff ? `${turn}<think>\n\n</think>\n\n` : turn)).toBe(true);
     },
   );
+
+  it.each(["none", "minimal", "low", "medium", "high", "xhigh"] as const)(
+    "renders effort %s on DeepSeek-R1's template (always thinks: effort is only a budget) exactly as without one",
+    async (reasoningEffort) => {
+      const engine = new LlamaEngine({ models: acquirer });
+      const items = user("Hi");
+      const withEffort = await engine.renderPrompt({ model: "stories-deepseek", items, reasoningEffort });
+      expect(withEffort).toBe(await engine.renderPrompt({ model: "stories-deepseek", items }));
+      expect(withEffort).toContain("Hi");
+      const deepSeek = loaded.get("stories-deepseek")!;
+      expect(chatWrapperFor(deepSeek, reasoningEffort).settings.segments?.thought).toBeDefined();
+    },
+  );
+
+  it("keeps Harmony's analysis between the tool calls of the current turn in the prompt", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const items: EngineRequest["items"] = [
+      { type: "message", role: "user", text: "What is the weather?" },
+      { type: "reasoning", text: "I should call the weather tool first." },
+      { type: "function-call", callId: "c1", name: "weather", arguments: '{"city":"Paris"}' },
+      { type: "function-result", callId: "c1", name: "weather", output: "sunny" },
+    ];
+    const prompt = await engine.renderPrompt({
+      model: "stories-harmony",
+      items,
+      tools: [{ name: "weather", parameters: { type: "object", properties: { city: { type: "string" } } } }],
+      reasoningEffort: "low",
+    });
+    const analysis = prompt.indexOf("I should call the weather tool first.");
+    expect(analysis).toBeGreaterThan(prompt.indexOf("What is the weather?"));
+    expect(analysis).toBeLessThan(prompt.indexOf("sunny"));
+  });
 
   it("runs 8 concurrent generations with never more than 4 at once", async () => {
     const engine = new LlamaEngine({ models: acquirer });
