@@ -9,7 +9,7 @@
  * is checked against Codex's grammar (the one Codex sent, through lmhost's converter) and the files on disk
  * are checked after the run.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -21,9 +21,7 @@ import type { EngineRequest } from "../../src/engine/types.js";
 import { codexApplyPatchGrammar, isApplyPatchSentence } from "../helpers/apply-patch-grammar.js";
 import { createFastApp, TEST_MODEL, type FastApp } from "../helpers/fast-app.js";
 import { matchesGbnf, parseGbnf } from "../helpers/gbnf.js";
-import { repositoryRoot } from "../helpers/paths.js";
-
-const codexBin = path.join(repositoryRoot, "node_modules/@openai/codex/bin/codex.js");
+import { runCodexExec, type CodexRun } from "../helpers/codex.js";
 
 const patch = [
   "*** Begin Patch",
@@ -85,77 +83,39 @@ function modelCatalog(): string {
   });
 }
 
-interface CodexRun {
-  code: number | null;
-  events: Record<string, unknown>[];
-  stderr: string;
-  files: Record<string, string>;
-}
-
-function runCodex(baseUrl: string, prompt: string): Promise<CodexRun> {
-  const home = mkdtempSync(path.join(tmpdir(), "lmhost-codex-home-"));
+/** Codex in a temporary git repository holding a committed notes.txt; the files as Codex left them. */
+async function runCodex(
+  baseUrl: string,
+  prompt: string,
+): Promise<CodexRun & { files: Record<string, string> }> {
   const work = mkdtempSync(path.join(tmpdir(), "lmhost-codex-patch-"));
-  const git = (...args: string[]) => execFileSync("git", args, { cwd: work, stdio: "ignore" });
-  git("init", "-q");
-  writeFileSync(path.join(work, "notes.txt"), "line one\nline two\n");
-  git("add", "notes.txt");
-  git("-c", "user.name=lmhost", "-c", "user.email=lmhost@example.invalid", "commit", "-q", "-m", "notes");
-  const catalog = path.join(home, "model-catalog.json");
-  writeFileSync(catalog, modelCatalog());
-  writeFileSync(
-    path.join(home, "config.toml"),
-    [
-      `model = "${TEST_MODEL}"`,
-      `model_provider = "lmhost"`,
-      `model_catalog_json = ${JSON.stringify(catalog)}`,
-      `[model_providers.lmhost]`,
-      `name = "lmhost"`,
-      `base_url = "${baseUrl}/v1"`,
-      `wire_api = "responses"`,
-      `env_key = "LMHOST_CODEX_TEST_KEY"`,
-      "",
-    ].join("\n"),
-  );
-  const child = spawn(
-    process.execPath,
-    [codexBin, "exec", "--json", "--dangerously-bypass-approvals-and-sandbox", "-C", work, prompt],
-    {
-      env: {
-        ...process.env,
-        CODEX_HOME: home,
-        LMHOST_CODEX_TEST_KEY: "local",
-        NO_COLOR: "1",
-        NO_PROXY: "127.0.0.1,localhost",
-        no_proxy: "127.0.0.1,localhost",
+  try {
+    const git = (...args: string[]) => execFileSync("git", args, { cwd: work, stdio: "ignore" });
+    git("init", "-q");
+    writeFileSync(path.join(work, "notes.txt"), "line one\nline two\n");
+    git("add", "notes.txt");
+    git("-c", "user.name=lmhost", "-c", "user.email=lmhost@example.invalid", "commit", "-q", "-m", "notes");
+    const run = await runCodexExec({
+      baseUrl,
+      prompt,
+      work,
+      configLines: (home) => {
+        const catalog = path.join(home, "model-catalog.json");
+        writeFileSync(catalog, modelCatalog());
+        return [`model_catalog_json = ${JSON.stringify(catalog)}`];
       },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const timer = setTimeout(() => child.kill("SIGKILL"), 90_000);
-  return new Promise((resolve) => {
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      const read = (name: string) => {
-        try {
-          return readFileSync(path.join(work, name), "utf8");
-        } catch {
-          return "<missing>";
-        }
-      };
-      const files = { "hello.txt": read("hello.txt"), "notes.txt": read("notes.txt") };
-      rmSync(home, { recursive: true, force: true });
-      rmSync(work, { recursive: true, force: true });
-      const events = stdout
-        .split("\n")
-        .filter((line) => line.startsWith("{"))
-        .map((line) => JSON.parse(line) as Record<string, unknown>);
-      resolve({ code, events, stderr, files });
     });
-  });
+    const read = (name: string) => {
+      try {
+        return readFileSync(path.join(work, name), "utf8");
+      } catch {
+        return "<missing>";
+      }
+    };
+    return { ...run, files: { "hello.txt": read("hello.txt"), "notes.txt": read("notes.txt") } };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 }
 
 describe("the real Codex CLI applies lmhost's apply_patch call", () => {

@@ -8,8 +8,7 @@
  * and tool definitions) does not fit the tiny real models' 2,048-token context, and what is under test
  * here is the wire protocol with the real client.
  */
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -17,9 +16,8 @@ import { serve } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineRequest } from "../../src/engine/types.js";
 import { createFastApp, TEST_MODEL, type FastApp } from "../helpers/fast-app.js";
-import { repositoryRoot } from "../helpers/paths.js";
+import { runCodexExec, type CodexRun } from "../helpers/codex.js";
 
-const codexBin = path.join(repositoryRoot, "node_modules/@openai/codex/bin/codex.js");
 const marker = `lmhost-codex-${process.pid}`;
 
 /** First turn: call exec_command to echo the marker; after its result: answer with what the command printed. */
@@ -38,70 +36,13 @@ function respond(request: EngineRequest) {
   return { text: `The command printed ${printed}.` };
 }
 
-interface CodexRun {
-  code: number | null;
-  events: Record<string, unknown>[];
-  stderr: string;
-}
-
-function runCodex(baseUrl: string, prompt: string): Promise<CodexRun> {
-  const home = mkdtempSync(path.join(tmpdir(), "lmhost-codex-home-"));
+async function runCodex(baseUrl: string, prompt: string): Promise<CodexRun> {
   const work = mkdtempSync(path.join(tmpdir(), "lmhost-codex-work-"));
-  writeFileSync(
-    path.join(home, "config.toml"),
-    [
-      `model = "${TEST_MODEL}"`,
-      `model_provider = "lmhost"`,
-      `[model_providers.lmhost]`,
-      `name = "lmhost"`,
-      `base_url = "${baseUrl}/v1"`,
-      `wire_api = "responses"`,
-      `env_key = "LMHOST_CODEX_TEST_KEY"`,
-      "",
-    ].join("\n"),
-  );
-  const child = spawn(
-    process.execPath,
-    [
-      codexBin,
-      "exec",
-      "--json",
-      "--skip-git-repo-check",
-      "--dangerously-bypass-approvals-and-sandbox",
-      "-C",
-      work,
-      prompt,
-    ],
-    {
-      env: {
-        ...process.env,
-        CODEX_HOME: home,
-        LMHOST_CODEX_TEST_KEY: "local",
-        NO_COLOR: "1",
-        // Loopback only, whatever proxy the machine configures.
-        NO_PROXY: "127.0.0.1,localhost",
-        no_proxy: "127.0.0.1,localhost",
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const timer = setTimeout(() => child.kill("SIGKILL"), 90_000);
-  return new Promise((resolve) => {
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      rmSync(home, { recursive: true, force: true });
-      rmSync(work, { recursive: true, force: true });
-      const events = stdout
-        .split("\n")
-        .filter((line) => line.startsWith("{"))
-        .map((line) => JSON.parse(line) as Record<string, unknown>);
-      resolve({ code, events, stderr });
-    });
-  });
+  try {
+    return await runCodexExec({ baseUrl, prompt, work, flags: ["--skip-git-repo-check"] });
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 }
 
 describe("the real Codex CLI against lmhost", () => {
