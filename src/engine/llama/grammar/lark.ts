@@ -32,6 +32,7 @@ import { assertNever } from "../../../shared/errors.js";
 import {
   characterSetToGbnf,
   gbnfLiteral,
+  GrammarError,
   maxRegexStates,
   parseRegex,
   RegexError,
@@ -39,15 +40,7 @@ import {
   regexToGbnf,
 } from "./regex.js";
 
-export class LarkError extends Error {
-  constructor(
-    readonly kind: "invalid" | "unsupported" | "too-large",
-    message: string,
-  ) {
-    super(message);
-    this.name = "LarkError";
-  }
-}
+export class LarkError extends GrammarError {}
 
 /** The longest grammar definition accepted (characters). */
 export const maxLarkDefinitionCharacters = 100_000;

@@ -36,15 +36,18 @@ export interface ParsedRegex {
   node: RegexNode;
 }
 
-export class RegexError extends Error {
+/** Why a client's grammar (a regex, a Lark grammar) cannot be used: malformed, unsupported, or too large. */
+export class GrammarError extends Error {
   constructor(
     readonly kind: "invalid" | "unsupported" | "too-large",
     message: string,
   ) {
     super(message);
-    this.name = "RegexError";
+    this.name = new.target.name;
   }
 }
+
+export class RegexError extends GrammarError {}
 
 /** The most NFA states a pattern may expand to (counted repetition is expanded). */
 export const maxRegexStates = 10_000;
