@@ -1,7 +1,7 @@
 import { defineConfig } from "vitest/config";
 
 // Two tiers in one run: tests/fast (scripted engine, in-memory twins, no sockets where avoidable) and
-// tests/real (node-llama-cpp on ../shared/models, SQLite files, the openai SDK over loopback).
+// tests/real (node-llama-cpp on assets/models, SQLite files, the openai SDK over loopback).
 export default defineConfig({
   test: {
     include: ["tests/**/*.test.ts"],

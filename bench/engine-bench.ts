@@ -29,7 +29,7 @@ import { pinToOneCpu } from "../src/shared/cpu-affinity.js";
 
 const benchFile = fileURLToPath(import.meta.url);
 const repositoryRoot = path.resolve(path.dirname(benchFile), "..");
-const modelPath = path.resolve(repositoryRoot, "../shared/models/stories260K.gguf");
+const modelPath = path.resolve(repositoryRoot, "assets/models/stories260K.gguf");
 const prompt = "Once upon a time";
 const maxTokens = 256;
 const defaultRunBudgetMs = 10_000;

@@ -13,7 +13,7 @@ import { Worker } from "node:worker_threads";
 import { spawnServer } from "../tests/helpers/spawn-server.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const model = path.resolve(root, "../shared/models/stories260K-chatml.gguf");
+const model = path.resolve(root, "assets/models/stories260K-chatml.gguf");
 const modelId = "stories260K-chatml";
 
 function argument(name: string, fallback: number): number {

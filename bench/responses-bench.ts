@@ -22,7 +22,7 @@ import { silentLogger } from "../src/shared/logger.js";
 import { SqliteResponseStore } from "../src/store/sqlite/sqlite-store.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const MODEL_FILE = path.resolve(here, "../../shared/models/stories260K-chatml.gguf");
+const MODEL_FILE = path.resolve(here, "../assets/models/stories260K-chatml.gguf");
 export const MODEL = "stories260K-chatml";
 const TURNS = 10;
 const REPETITIONS = 5;

@@ -16,7 +16,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 
 const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const root = path.resolve(process.argv[2] ?? here);
-const modelFile = path.resolve(here, "../shared/models/stories260K-chatml.gguf");
+const modelFile = path.resolve(here, "assets/models/stories260K-chatml.gguf");
 const load = async <Module>(relative: string): Promise<Module> =>
   (await import(pathToFileURL(path.join(root, relative)).href)) as Module;
 

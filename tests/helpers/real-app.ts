@@ -1,5 +1,5 @@
 /**
- * The whole app in-process on the REAL path: node-llama-cpp on ../shared/models, a SQLite file for
+ * The whole app in-process on the REAL path: node-llama-cpp on assets/models, a SQLite file for
  * stored responses, the model catalog and manager — wired exactly as `lmhost serve` wires them, minus
  * the socket. The official `openai` SDK talks to it through a custom fetch routed into `app.request`.
  */

@@ -1,5 +1,5 @@
 /**
- * Validates what the server emits against the published wire contracts in ../shared/spec: OpenAI's
+ * Validates what the server emits against the published wire contracts in tests/fixtures/spec: OpenAI's
  * OpenAPI 3.1 document (`Response`, `ResponseStreamEvent`, `ResponseItemList`) and the Open Responses
  * document (`ResponseResource` and its streaming events). Both are compiled once per test process with
  * Ajv's 2020-12 dialect, with every `$ref` resolved inside its own document.

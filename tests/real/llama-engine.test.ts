@@ -1,5 +1,5 @@
 /**
- * The llama engine on real models (../shared/models), one thread: text from each chat template path,
+ * The llama engine on real models (assets/models), one thread: text from each chat template path,
  * concurrency bounded by the sequence pool, queue overflow, KV prefix reuse, cancellation, max tokens,
  * structured output (strict schemas refused or always valid), forced tool calls, parallel_tool_calls false,
  * determinism with a seed, context overflow and truncation that never drops the current input, a new
@@ -18,7 +18,7 @@ import { TruncationStarts } from "../../src/engine/truncation.js";
 import type { EnginePart, EngineRequest } from "../../src/engine/types.js";
 import type { ModelAcquirer, ModelEntry } from "../../src/models/types.js";
 import { ApiError } from "../../src/shared/errors.js";
-import { randomLlamaModel, sharedDir, storiesChatmlModel, storiesModel } from "../helpers/paths.js";
+import { randomLlamaModel, storiesChatmlModel, storiesModel, templatesDir } from "../helpers/paths.js";
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
 
@@ -27,7 +27,7 @@ const chatmlJinja =
   "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 /** The fixture thinking template: its generation prompt opens `<think>`; it reads `enable_thinking`. */
-const thinkingTemplate = readFileSync(path.join(sharedDir, "templates", "thinking-chatml.jinja"), "utf8");
+const thinkingTemplate = readFileSync(path.join(templatesDir, "thinking-chatml.jinja"), "utf8");
 
 function entry(id: string, path: string, chatTemplate?: string): ModelEntry {
   return {

@@ -1,6 +1,6 @@
 /**
  * Reasoning on the REAL engine: stories260K-chatml served under the fixture thinking template
- * (../shared/templates/thinking-chatml.jinja, whose generation prompt opens `<think>` and which reads
+ * (tests/fixtures/templates/thinking-chatml.jinja, whose generation prompt opens `<think>` and which reads
  * `enable_thinking`). Small budgets from config (low 8, high 32) keep it fast: low thinks fewer tokens than
  * high, none has no reasoning item, max_output_tokens spent inside the thought ends `incomplete` with the
  * reasoning item only, the stream orders reasoning deltas before text, and usage counts them. Summaries
@@ -12,12 +12,12 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readResponseEvents } from "../helpers/fast-app.js";
-import { sharedDir } from "../helpers/paths.js";
+import { templatesDir } from "../helpers/paths.js";
 import { createRealApp, type RealApp } from "../helpers/real-app.js";
 import { loadSpecValidator, type SpecValidator } from "../helpers/spec-validator.js";
 
 const CHATML = "stories260K-chatml";
-const template = readFileSync(path.join(sharedDir, "templates", "thinking-chatml.jinja"), "utf8");
+const template = readFileSync(path.join(templatesDir, "thinking-chatml.jinja"), "utf8");
 
 interface OutputItem {
   type: string;
