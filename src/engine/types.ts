@@ -130,6 +130,29 @@ export interface TokenCount {
   inputTokens: number;
 }
 
+/**
+ * Inputs to embed with one model (OpenAI's `/v1/embeddings`). Each input is a text or the token ids of one
+ * (ids of the model's own vocabulary). Errors about one input name it as `input[i]` (its index in `inputs`).
+ */
+export interface EmbedRequest {
+  model: string;
+  inputs: (string | number[])[];
+  /**
+   * The vector length the client asked for (OpenAI's `dimensions`). Engines that cannot shorten vectors
+   * refuse any other value than the model's own length with a 400 naming `dimensions`.
+   */
+  dimensions?: number;
+  /** Keep the model loaded this many seconds after this request (LM Studio's per-request `ttl`). */
+  ttlSeconds?: number;
+}
+
+export interface EmbedResult {
+  /** One vector per input, in input order, all of the model's embedding length. */
+  embeddings: number[][];
+  /** Tokens evaluated over all inputs (special tokens the model adds included). */
+  inputTokens: number;
+}
+
 export interface Engine {
   /**
    * Runs one generation. The iterable ends after exactly one `finish` part. Aborting `signal` stops
@@ -142,6 +165,12 @@ export interface Engine {
   countTokens(request: EngineRequest): Promise<TokenCount>;
   /** The exact prompt text the model would see (for tests and debugging). */
   renderPrompt(request: EngineRequest): Promise<string>;
+  /**
+   * Embeds every input with the model's pooling (as its GGUF metadata says). Throws ApiError for problems a
+   * client should see: unknown model 404, an input longer than the embedding context or with a token id
+   * outside the vocabulary 400 naming `input[i]`, a full queue 429. Aborting `signal` stops between inputs.
+   */
+  embed(request: EmbedRequest, signal: AbortSignal): Promise<EmbedResult>;
   /** Stops accepting work, cancels in-flight generations and frees native memory. */
   close(): Promise<void>;
 }

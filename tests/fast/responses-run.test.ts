@@ -327,6 +327,7 @@ describe("runResponse", () => {
       },
       countTokens: async () => ({ inputTokens: 1 }),
       renderPrompt: async () => "",
+      embed: async () => ({ embeddings: [], inputTokens: 0 }),
       close: async () => undefined,
     };
     const prepared = prepareResponse(

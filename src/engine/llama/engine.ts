@@ -31,6 +31,8 @@ import { linkAbortSignals } from "../../shared/abort-signals.js";
 import { ApiError, assertNever } from "../../shared/errors.js";
 import { newId } from "../../shared/ids.js";
 import type {
+  EmbedRequest,
+  EmbedResult,
   Engine,
   EnginePart,
   EngineRequest,
@@ -43,6 +45,7 @@ import type {
 import { thoughtTokenBudget } from "../reasoning-budgets.js";
 import { AsyncQueue } from "./async-queue.js";
 import { convertJsonSchemaToGbnf } from "./json-schema/index.js";
+import { embedInputs, embeddingsOf } from "./embeddings.js";
 import type { LlamaLoadedModel } from "./loader.js";
 import { DocumentedFunctionsChatWrapper } from "./chat-wrapper.js";
 import { preparePrompt, renderContextText, type PreparedPrompt } from "./prompt.js";
@@ -107,6 +110,38 @@ export class LlamaEngine implements Engine {
         loaded.model,
       );
     });
+  }
+
+  /** Embeddings on the leased model's embedding context (embeddings.ts); the same weights as generation. */
+  async embed(request: EmbedRequest, signal: AbortSignal): Promise<EmbedResult> {
+    if (this.closed) throw closedError();
+    const task = this.runEmbed(request, signal);
+    const settled = task.then(noop, noop);
+    this.tasks.add(settled);
+    try {
+      return await task;
+    } finally {
+      this.tasks.delete(settled);
+    }
+  }
+
+  private async runEmbed(request: EmbedRequest, signal: AbortSignal): Promise<EmbedResult> {
+    const link = linkAbortSignals(signal, this.closing.signal);
+    try {
+      const lease = await this.models.acquire(request.model, {
+        ...(request.ttlSeconds !== undefined ? { ttlSeconds: request.ttlSeconds } : {}),
+        signal: link.signal,
+      });
+      try {
+        const loaded = lease.loaded;
+        const embeddings = await embeddingsOf(loaded, { maxQueue: this.maxQueue });
+        return await embedInputs(loaded.model, embeddings, request, loaded.entry.id, link.signal, this.maxQueue);
+      } finally {
+        lease.release();
+      }
+    } finally {
+      link.dispose();
+    }
   }
 
   async close(): Promise<void> {

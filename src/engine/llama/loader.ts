@@ -23,6 +23,7 @@ import {
 import type { ModelEntry, ModelLoader } from "../../models/types.js";
 import { ApiError } from "../../shared/errors.js";
 import { TruncationStarts } from "../truncation.js";
+import { disposeEmbeddings, type ModelEmbeddings } from "./embeddings.js";
 import { SequencePool } from "./sequence-pool.js";
 import { reasoningChatWrapper, resolveModelChatWrapper, type ReasoningEffort } from "./chat-wrapper.js";
 
@@ -73,6 +74,8 @@ export interface LlamaLoadedModel {
   readonly reasoningWrappers: Map<ReasoningEffort, ChatWrapper>;
   /** Where recent `truncation: "auto"` drops started the kept history (see fitHistory). */
   readonly truncationStarts: TruncationStarts<ChatHistoryItem[]>;
+  /** The embedding context on this same model, created by the first embedding request (embeddings.ts). */
+  embeddings?: Promise<ModelEmbeddings> | undefined;
 }
 
 export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
@@ -167,15 +170,15 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
   }
 
   async unload(loaded: LlamaLoadedModel): Promise<void> {
-    loaded.pool.close(
-      new ApiError({
-        status: 503,
-        message: `Model '${loaded.entry.id}' is unloading.`,
-        code: "model_unloading",
-        retryAfter: 1,
-      }),
-    );
+    const unloading = new ApiError({
+      status: 503,
+      message: `Model '${loaded.entry.id}' is unloading.`,
+      code: "model_unloading",
+      retryAfter: 1,
+    });
+    loaded.pool.close(unloading);
     try {
+      await disposeEmbeddings(loaded, unloading);
       await loaded.context.dispose();
     } finally {
       await loaded.model.dispose();

@@ -4,10 +4,19 @@
  * prefix reuse is simulated per model (the cached prefix of the previous prompt), so usage behaves like
  * the real engine's. It consults a ModelService so unknown models fail exactly as they do for real.
  */
+import { createHash } from "node:crypto";
 import type { ModelService } from "../../models/types.js";
 import { ApiError } from "../../shared/errors.js";
 import { isAssistantTurnItem, protectedTailStart } from "../truncation.js";
-import type { ConversationItem, Engine, EnginePart, EngineRequest, TokenCount } from "../types.js";
+import type {
+  ConversationItem,
+  EmbedRequest,
+  EmbedResult,
+  Engine,
+  EnginePart,
+  EngineRequest,
+  TokenCount,
+} from "../types.js";
 
 export interface ScriptedTurn {
   text?: string;
@@ -101,6 +110,18 @@ function defaultReply(request: EngineRequest): ScriptedTurn {
     return { text: JSON.stringify({ said }) };
   }
   return { text: `You said: ${said}` };
+}
+
+/** Length of the scripted engine's embedding vectors. */
+export const scriptedEmbeddingDimensions = 16;
+
+/** The scripted embedding of one input (see ScriptedEngine.embed). */
+export function scriptedEmbedding(input: string | number[]): number[] {
+  const key = typeof input === "string" ? `text:${input}` : `tokens:${input.join(",")}`;
+  const digest = createHash("sha256").update(key).digest();
+  return Array.from({ length: scriptedEmbeddingDimensions }, (_unused, index) =>
+    Math.fround(((digest[index * 2] ?? 0) * 256 + (digest[index * 2 + 1] ?? 0)) / 32768 - 1),
+  );
 }
 
 export class ScriptedEngine implements Engine {
@@ -199,6 +220,43 @@ export class ScriptedEngine implements Engine {
     } finally {
       this.active--;
     }
+  }
+
+  /**
+   * Deterministic embeddings: a text's tokens are its words, a token array's its ids; the vector (length
+   * `scriptedEmbeddingDimensions`, float32 values in [-1, 1)) is derived from a SHA-256 of the input, so
+   * equal inputs give equal vectors. Limits as the llama engine: the context length per input (400
+   * `input[i]`), `dimensions` other than the vector length (400).
+   */
+  async embed(request: EmbedRequest, signal: AbortSignal): Promise<EmbedResult> {
+    if (this.closed) throw new ApiError({ status: 503, message: "The server is shutting down." });
+    const entry = await this.options.models.get(request.model);
+    if (entry.error !== undefined) {
+      throw ApiError.invalid(`Model '${entry.id}' cannot be loaded: ${entry.error}`, "model", "model_load_failed");
+    }
+    if (request.dimensions !== undefined && request.dimensions !== scriptedEmbeddingDimensions) {
+      throw ApiError.invalid(
+        `Model '${entry.id}' returns ${scriptedEmbeddingDimensions}-dimensional embeddings and cannot shorten them.`,
+        "dimensions",
+        "unsupported_parameter",
+      );
+    }
+    const limit = this.options.contextLength ?? 4096;
+    let inputTokens = 0;
+    const embeddings = request.inputs.map((input, index) => {
+      const tokens = typeof input === "string" ? words(input).length : input.length;
+      if (tokens > limit) {
+        throw ApiError.invalid(
+          `input[${index}] is ${tokens} tokens, over the embedding context of ${limit}.`,
+          `input[${index}]`,
+          "context_length_exceeded",
+        );
+      }
+      inputTokens += tokens;
+      return scriptedEmbedding(input);
+    });
+    signal.throwIfAborted();
+    return { embeddings, inputTokens };
   }
 
   private finish(

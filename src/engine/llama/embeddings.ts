@@ -1,0 +1,228 @@
+/**
+ * Embeddings on a loaded model (OpenAI's `/v1/embeddings`), through node-llama-cpp's LlamaEmbeddingContext.
+ *
+ * One set of weights: the embedding context is a second llama.cpp context on the SAME LlamaModel the
+ * generation context runs on, created on the first embedding request, kept while the model stays loaded and
+ * disposed by the loader's unload. It has its own KV cache, so embedding work never touches a generation's
+ * sequence; both run on the model's `threads`.
+ *
+ * What node-llama-cpp does (dist/evaluator/LlamaEmbeddingContext.js, AddonContext.cpp GetEmbedding):
+ * - the context is created with `embeddings: true` and no pooling type, so llama.cpp pools the way the
+ *   model's GGUF metadata says (`<arch>.pooling_type`: mean / cls / last for embedding models; none for
+ *   generative models, whose embedding is then the last token's hidden state);
+ * - a text is tokenized with the model's tokenizer; a token array is taken as given; both get the BOS / EOS
+ *   (SEP) tokens the vocabulary wants if they are missing, so token ids of a text embed exactly like it;
+ * - one input is one evaluation on the context's only sequence (the native getEmbedding reads sequence 0),
+ *   serialized by a lock: several inputs are embedded one after another, never in one batch, and an input
+ *   of `contextSize` tokens or more throws — lmhost checks lengths first and answers 400 naming the input.
+ *
+ * Pooled embeddings (mean, cls) of a non-causal model need the whole input in one micro-batch, so the batch
+ * size of such a context equals its context size; causal models with last-token pooling keep the default
+ * batch (their attention carries across batches). The context is capped at `maxEmbeddingContext` tokens
+ * (OpenAI's own per-input limit), since a batch of the full context costs memory quadratic in its length.
+ *
+ * Embedding requests of one model take turns (one at a time, FIFO, a bounded queue whose overflow is a 429),
+ * reusing the SequencePool's queue with a single slot.
+ */
+import type { LlamaEmbeddingContext, LlamaModel, Token } from "node-llama-cpp";
+import { ApiError } from "../../shared/errors.js";
+import type { EmbedRequest, EmbedResult } from "../types.js";
+import type { LlamaLoadedModel } from "./loader.js";
+import { countTokensInSlices, SCREEN_ABOVE_CHARACTERS } from "./prompt-size.js";
+import { SequencePool } from "./sequence-pool.js";
+
+/** Largest embedding context (tokens per input, special tokens included); OpenAI's limit is 8,192. */
+export const maxEmbeddingContext = 8192;
+
+/** The one slot of a model's embedding queue (SequencePool needs a sequence; any slot fits any input). */
+interface EmbeddingSlot {
+  compareContextTokens(): { firstDifferentIndex: number };
+}
+
+/** A loaded model's embedding context, its limits and its queue. */
+export interface ModelEmbeddings {
+  context: LlamaEmbeddingContext;
+  /** Longest input in tokens (special tokens included). */
+  maxInputTokens: number;
+  /** Entries of the model's vocabulary (token ids are 0 ≤ id < this); undefined when the GGUF does not list them. */
+  vocabularySize: number | undefined;
+  /** Length of every vector. */
+  dimensions: number;
+  /** "mean", "cls", "last", "none", ... from the GGUF (for diagnostics). */
+  pooling: string;
+  queue: SequencePool<EmbeddingSlot, null>;
+}
+
+/** The numeric `<arch>.pooling_type` of llama.cpp, by name. */
+const poolingNames: Record<number, string> = { 0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank" };
+
+/** What the GGUF says about pooling and attention (absent keys: a causal model without pooling). */
+export function embeddingShape(model: LlamaModel): { pooling: string; causal: boolean } {
+  const metadata = model.fileInfo.metadata as unknown as Record<string, unknown>;
+  const architecture = (metadata.general as { architecture?: string } | undefined)?.architecture;
+  const own = (architecture === undefined ? undefined : metadata[architecture]) as
+    | { pooling_type?: unknown; attention?: { causal?: unknown } }
+    | undefined;
+  const poolingType = typeof own?.pooling_type === "number" ? own.pooling_type : 0;
+  return {
+    pooling: poolingNames[poolingType] ?? `type ${poolingType}`,
+    causal: own?.attention?.causal !== false,
+  };
+}
+
+function vocabularySizeOf(model: LlamaModel): number | undefined {
+  const metadata = model.fileInfo.metadata as unknown as { tokenizer?: { ggml?: { tokens?: unknown } } };
+  const tokens = metadata.tokenizer?.ggml?.tokens;
+  return Array.isArray(tokens) ? tokens.length : undefined;
+}
+
+/** Creates the embedding context of a loaded model (see the file comment for the sizes). */
+export async function createModelEmbeddings(
+  model: LlamaModel,
+  options: { contextLength: number; threads: number; maxQueue: number },
+): Promise<ModelEmbeddings> {
+  const { pooling, causal } = embeddingShape(model);
+  const contextSize = Math.max(16, Math.min(options.contextLength, maxEmbeddingContext));
+  const oneBatch = !causal || (pooling !== "none" && pooling !== "last");
+  let context: LlamaEmbeddingContext;
+  try {
+    context = await model.createEmbeddingContext({
+      contextSize,
+      threads: options.threads,
+      ...(oneBatch ? { batchSize: contextSize } : {}),
+    });
+  } catch (error) {
+    throw new ApiError({
+      status: 400,
+      message: `The model cannot compute embeddings: ${error instanceof Error ? error.message : String(error)}`,
+      param: "model",
+      code: "embeddings_unsupported",
+    });
+  }
+  return {
+    context,
+    // node-llama-cpp refuses inputs of contextSize tokens or more.
+    maxInputTokens: contextSize - 1,
+    vocabularySize: vocabularySizeOf(model),
+    dimensions: model.embeddingVectorSize,
+    pooling,
+    queue: new SequencePool<EmbeddingSlot, null>({
+      sequences: [{ compareContextTokens: () => ({ firstDifferentIndex: 0 }) }],
+      maxQueue: options.maxQueue,
+    }),
+  };
+}
+
+/**
+ * Tokens of each input as the context will evaluate them (special tokens added); 400s name the input. A long
+ * text is first counted in slices (prompt-size.ts), so a text far over the limit is refused without being
+ * tokenized whole on the event loop; the event loop is free between inputs.
+ */
+export async function checkEmbeddingInputs(
+  model: LlamaModel,
+  embeddings: ModelEmbeddings,
+  request: EmbedRequest,
+  modelId: string,
+): Promise<number[]> {
+  if (request.dimensions !== undefined && request.dimensions !== embeddings.dimensions) {
+    throw ApiError.invalid(
+      `Model '${modelId}' returns ${embeddings.dimensions}-dimensional embeddings and cannot shorten them: ` +
+        "`dimensions` needs a model trained for shortened (Matryoshka) embeddings, and a GGUF file does not " +
+        `say whether it was. Leave \`dimensions\` out (or set it to ${embeddings.dimensions}).`,
+      "dimensions",
+      "unsupported_parameter",
+    );
+  }
+  const { vocabularySize, maxInputTokens } = embeddings;
+  const tooLong = (index: number, tokens: number, atLeast: boolean): ApiError =>
+    ApiError.invalid(
+      `input[${index}] is ${atLeast ? "at least " : ""}${tokens} tokens, over the embedding context of model ` +
+        `'${modelId}' (${maxInputTokens} tokens per input). Shorten or split it.`,
+      `input[${index}]`,
+      "context_length_exceeded",
+    );
+  const lengths: number[] = [];
+  for (const [index, input] of request.inputs.entries()) {
+    if (typeof input === "string") {
+      if (input.length > SCREEN_ABOVE_CHARACTERS) {
+        const atLeast = await countTokensInSlices(model, input, maxInputTokens);
+        if (atLeast > maxInputTokens) throw tooLong(index, atLeast, true);
+      }
+    } else if (vocabularySize !== undefined) {
+      const bad = input.findIndex((token) => token >= vocabularySize);
+      if (bad >= 0) {
+        throw ApiError.invalid(
+          `Token id ${input[bad]} at input[${index}][${bad}] is outside the vocabulary of model '${modelId}' ` +
+            `(ids 0 to ${vocabularySize - 1}).`,
+          `input[${index}]`,
+          "invalid_token",
+        );
+      }
+    }
+    if (typeof input !== "string" && input.length > maxInputTokens) throw tooLong(index, input.length, false);
+    const tokens = embeddings.context.calculateInputLength(input as string | Token[]);
+    if (tokens > maxInputTokens) throw tooLong(index, tokens, false);
+    lengths.push(tokens);
+    if (index % 64 === 63) await yieldToEventLoop();
+  }
+  return lengths;
+}
+
+const yieldToEventLoop = async (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * Embeds the inputs one after another on the model's embedding context, holding its queue slot for the
+ * whole request. Aborting `signal` stops between inputs (rejects with its reason).
+ */
+export async function embedInputs(
+  model: LlamaModel,
+  embeddings: ModelEmbeddings,
+  request: EmbedRequest,
+  modelId: string,
+  signal: AbortSignal,
+  maxQueue: number,
+): Promise<EmbedResult> {
+  const lengths = await checkEmbeddingInputs(model, embeddings, request, modelId);
+  const slot = await embeddings.queue.acquire(null, { signal, maxQueue });
+  try {
+    const vectors: number[][] = [];
+    for (const input of request.inputs) {
+      signal.throwIfAborted();
+      // node-llama-cpp copies a token array before adding BOS / EOS to it.
+      const embedding = await embeddings.context.getEmbeddingFor(input as string | Token[]);
+      vectors.push([...embedding.vector]);
+    }
+    return { embeddings: vectors, inputTokens: lengths.reduce((sum, length) => sum + length, 0) };
+  } finally {
+    slot.release();
+  }
+}
+
+/** The loaded model's embedding context, created on first use (a failed creation is retried next time). */
+export function embeddingsOf(
+  loaded: LlamaLoadedModel,
+  options: { maxQueue: number },
+): Promise<ModelEmbeddings> {
+  if (loaded.embeddings === undefined) {
+    const created = createModelEmbeddings(loaded.model, {
+      contextLength: loaded.contextLength,
+      threads: loaded.threads,
+      maxQueue: options.maxQueue,
+    });
+    loaded.embeddings = created;
+    created.catch(() => {
+      if (loaded.embeddings === created) loaded.embeddings = undefined;
+    });
+  }
+  return loaded.embeddings;
+}
+
+/** Unload: refuses waiting embedding requests with `error` and frees the embedding context, if any. */
+export async function disposeEmbeddings(loaded: LlamaLoadedModel, error: ApiError): Promise<void> {
+  const pending = loaded.embeddings;
+  loaded.embeddings = undefined;
+  const embeddings = await pending?.catch(() => undefined);
+  if (embeddings === undefined) return;
+  embeddings.queue.close(error);
+  await embeddings.context.dispose();
+}
