@@ -6,6 +6,7 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
+import { registerEmbeddingsRoutes } from "../api/openai/embeddings.js";
 import { registerModelRoutes } from "../api/openai/models.js";
 import { registerNativeRoutes } from "../api/native/routes.js";
 import { registerResponsesRoutes } from "../api/openai/responses/routes.js";
@@ -62,6 +63,7 @@ export function createApp(deps: AppDeps): App {
   registerModelRoutes(app, deps);
   registerNativeRoutes(app, deps);
   registerResponsesRoutes(app, deps);
+  registerEmbeddingsRoutes(app, deps);
 
   app.notFound((context) => {
     const error = ApiError.notFound(

@@ -61,8 +61,7 @@ export function embeddingShape(model: LlamaModel): { pooling: string; causal: bo
   const metadata = model.fileInfo.metadata as unknown as Record<string, unknown>;
   const architecture = (metadata.general as { architecture?: string } | undefined)?.architecture;
   const own = (architecture === undefined ? undefined : metadata[architecture]) as
-    | { pooling_type?: unknown; attention?: { causal?: unknown } }
-    | undefined;
+    { pooling_type?: unknown; attention?: { causal?: unknown } } | undefined;
   const poolingType = typeof own?.pooling_type === "number" ? own.pooling_type : 0;
   return {
     pooling: poolingNames[poolingType] ?? `type ${poolingType}`,

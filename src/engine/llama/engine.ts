@@ -135,7 +135,14 @@ export class LlamaEngine implements Engine {
       try {
         const loaded = lease.loaded;
         const embeddings = await embeddingsOf(loaded, { maxQueue: this.maxQueue });
-        return await embedInputs(loaded.model, embeddings, request, loaded.entry.id, link.signal, this.maxQueue);
+        return await embedInputs(
+          loaded.model,
+          embeddings,
+          request,
+          loaded.entry.id,
+          link.signal,
+          this.maxQueue,
+        );
       } finally {
         lease.release();
       }

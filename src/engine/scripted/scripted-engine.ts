@@ -232,7 +232,11 @@ export class ScriptedEngine implements Engine {
     if (this.closed) throw new ApiError({ status: 503, message: "The server is shutting down." });
     const entry = await this.options.models.get(request.model);
     if (entry.error !== undefined) {
-      throw ApiError.invalid(`Model '${entry.id}' cannot be loaded: ${entry.error}`, "model", "model_load_failed");
+      throw ApiError.invalid(
+        `Model '${entry.id}' cannot be loaded: ${entry.error}`,
+        "model",
+        "model_load_failed",
+      );
     }
     if (request.dimensions !== undefined && request.dimensions !== scriptedEmbeddingDimensions) {
       throw ApiError.invalid(
