@@ -156,6 +156,16 @@ describe("POST /v1/embeddings (scripted engine)", () => {
     expect((await post("/v1/embeddings", { model: TEST_MODEL, input: "ok" })).status).toBe(200);
   });
 
+  it("answers 503 once the server is shutting down", async () => {
+    const shutdown = new AbortController();
+    const { post } = createFastApp({ shutdownSignal: shutdown.signal });
+    expect((await post("/v1/embeddings", { model: TEST_MODEL, input: "a" })).status).toBe(200);
+    shutdown.abort(new Error("lmhost is shutting down"));
+    const response = await post("/v1/embeddings", { model: TEST_MODEL, input: "a" });
+    expect(response.status).toBe(503);
+    expect(((await response.json()) as ErrorBody).error.code).toBe("server_shutting_down");
+  });
+
   it("is behind --api-key, the body limit and request ids like every /v1 route", async () => {
     const guarded = createFastApp({ config: { apiKey: "sekret", bodyLimitBytes: 2000 } });
     const body = { model: TEST_MODEL, input: "a" };
