@@ -113,16 +113,17 @@ export async function createModelEmbeddings(
 }
 
 /**
- * Tokens of each input as the context will evaluate them (special tokens added); 400s name the input. A long
- * text is first counted in slices (prompt-size.ts), so a text far over the limit is refused without being
- * tokenized whole on the event loop; the event loop is free between inputs.
+ * The tokens of each input (a text tokenized as node-llama-cpp would, without special tokens; ids as given)
+ * and how many tokens all of them evaluate (the BOS / EOS the context adds included); 400s name the input.
+ * A long text is first counted in slices (prompt-size.ts), so a text far over the limit is refused without
+ * being tokenized whole on the event loop; the event loop is free between inputs.
  */
 export async function checkEmbeddingInputs(
   model: LlamaModel,
   embeddings: ModelEmbeddings,
   request: EmbedRequest,
   modelId: string,
-): Promise<number[]> {
+): Promise<{ tokens: Token[][]; inputTokens: number }> {
   if (request.dimensions !== undefined && request.dimensions !== embeddings.dimensions) {
     throw ApiError.invalid(
       `Model '${modelId}' returns ${embeddings.dimensions}-dimensional embeddings and cannot shorten them: ` +
@@ -140,7 +141,8 @@ export async function checkEmbeddingInputs(
       `input[${index}]`,
       "context_length_exceeded",
     );
-  const lengths: number[] = [];
+  const tokens: Token[][] = [];
+  let inputTokens = 0;
   for (const [index, input] of request.inputs.entries()) {
     if (typeof input === "string") {
       if (input.length > SCREEN_ABOVE_CHARACTERS) {
@@ -159,12 +161,14 @@ export async function checkEmbeddingInputs(
       }
     }
     if (typeof input !== "string" && input.length > maxInputTokens) throw tooLong(index, input.length, false);
-    const tokens = embeddings.context.calculateInputLength(input as string | Token[]);
-    if (tokens > maxInputTokens) throw tooLong(index, tokens, false);
-    lengths.push(tokens);
+    const inputTokensOf = typeof input === "string" ? model.tokenize(input) : (input as Token[]);
+    const evaluated = embeddings.context.calculateInputLength(inputTokensOf);
+    if (evaluated > maxInputTokens) throw tooLong(index, evaluated, false);
+    tokens.push(inputTokensOf);
+    inputTokens += evaluated;
     if (index % 64 === 63) await yieldToEventLoop();
   }
-  return lengths;
+  return { tokens, inputTokens };
 }
 
 const yieldToEventLoop = async (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -181,17 +185,17 @@ export async function embedInputs(
   signal: AbortSignal,
   maxQueue: number,
 ): Promise<EmbedResult> {
-  const lengths = await checkEmbeddingInputs(model, embeddings, request, modelId);
+  const { tokens, inputTokens } = await checkEmbeddingInputs(model, embeddings, request, modelId);
   const slot = await embeddings.queue.acquire(null, { signal, maxQueue });
   try {
     const vectors: number[][] = [];
-    for (const input of request.inputs) {
+    for (const input of tokens) {
       signal.throwIfAborted();
-      // node-llama-cpp copies a token array before adding BOS / EOS to it.
-      const embedding = await embeddings.context.getEmbeddingFor(input as string | Token[]);
+      // Tokens, not the text: tokenized once. node-llama-cpp copies them before adding BOS / EOS.
+      const embedding = await embeddings.context.getEmbeddingFor(input);
       vectors.push([...embedding.vector]);
     }
-    return { embeddings: vectors, inputTokens: lengths.reduce((sum, length) => sum + length, 0) };
+    return { embeddings: vectors, inputTokens };
   } finally {
     slot.release();
   }
