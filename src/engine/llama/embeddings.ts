@@ -171,6 +171,9 @@ export async function checkEmbeddingInputs(
   return { tokens, inputTokens };
 }
 
+const sleep = async (milliseconds: number): Promise<void> =>
+  new Promise((resolve) => setTimeout(resolve, milliseconds));
+
 const yieldToEventLoop = async (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
@@ -183,17 +186,22 @@ export async function embedInputs(
   request: EmbedRequest,
   modelId: string,
   signal: AbortSignal,
-  maxQueue: number,
+  options: { maxQueue: number; generating: () => boolean },
 ): Promise<EmbedResult> {
   const { tokens, inputTokens } = await checkEmbeddingInputs(model, embeddings, request, modelId);
-  const slot = await embeddings.queue.acquire(null, { signal, maxQueue });
+  const slot = await embeddings.queue.acquire(null, { signal, maxQueue: options.maxQueue });
   try {
     const vectors: number[][] = [];
     for (const input of tokens) {
       signal.throwIfAborted();
+      const started = performance.now();
       // Tokens, not the text: tokenized once. node-llama-cpp copies them before adding BOS / EOS.
       const embedding = await embeddings.context.getEmbeddingFor(input);
       vectors.push([...embedding.vector]);
+      // Fair share with generation: both contexts' work goes through the same (one-thread) libuv pool, one
+      // operation each in turn, so a stream of embeddings would slow a generation to one token per input.
+      // While the model generates, embeddings pause as long as their last input took.
+      if (options.generating()) await sleep(performance.now() - started);
     }
     return { embeddings: vectors, inputTokens };
   } finally {

@@ -135,14 +135,10 @@ export class LlamaEngine implements Engine {
       try {
         const loaded = lease.loaded;
         const embeddings = await embeddingsOf(loaded, { maxQueue: this.maxQueue });
-        return await embedInputs(
-          loaded.model,
-          embeddings,
-          request,
-          loaded.entry.id,
-          link.signal,
-          this.maxQueue,
-        );
+        return await embedInputs(loaded.model, embeddings, request, loaded.entry.id, link.signal, {
+          maxQueue: this.maxQueue,
+          generating: () => loaded.pool.active > 0,
+        });
       } finally {
         lease.release();
       }
