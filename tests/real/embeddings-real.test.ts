@@ -99,6 +99,14 @@ describe("POST /v1/embeddings on the real engine", () => {
     expect((await real.post("/v1/embeddings", { model: MODEL, input: "Once" })).status).toBe(200);
   });
 
+  it("refuses more than 300,000 tokens summed over one request's inputs, naming input", async () => {
+    const input = Array.from({ length: 160 }, () => "Once ".repeat(2000)); // each fits, ~320,000 in all
+    const response = await real.post("/v1/embeddings", { model: MODEL, input });
+    expect(response.status).toBe(400);
+    const error = ((await response.json()) as { error: { param: string; code: string } }).error;
+    expect(error).toMatchObject({ param: "input", code: "max_tokens_per_request" });
+  });
+
   it("refuses dimensions other than the model's own length, saying why", async () => {
     const response = await real.post("/v1/embeddings", { model: MODEL, input: "a", dimensions: 32 });
     expect(response.status).toBe(400);

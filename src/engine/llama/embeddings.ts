@@ -34,6 +34,9 @@ import { SequencePool } from "./sequence-pool.js";
 /** Largest embedding context (tokens per input, special tokens included); OpenAI's limit is 8,192. */
 export const maxEmbeddingContext = 8192;
 
+/** Most tokens one request may evaluate over all its inputs (OpenAI's limit). */
+export const maxEmbeddingRequestTokens = 300_000;
+
 /** The one slot of a model's embedding queue (SequencePool needs a sequence; any slot fits any input). */
 interface EmbeddingSlot {
   compareContextTokens(): { firstDifferentIndex: number };
@@ -166,6 +169,14 @@ export async function checkEmbeddingInputs(
     if (evaluated > maxInputTokens) throw tooLong(index, evaluated, false);
     tokens.push(inputTokensOf);
     inputTokens += evaluated;
+    if (inputTokens > maxEmbeddingRequestTokens) {
+      throw ApiError.invalid(
+        `The inputs up to input[${index}] are ${inputTokens} tokens, over the limit of ` +
+          `${maxEmbeddingRequestTokens} tokens summed over all inputs of one request. Split the request.`,
+        "input",
+        "max_tokens_per_request",
+      );
+    }
     if (index % 64 === 63) await yieldToEventLoop();
   }
   return { tokens, inputTokens };
