@@ -9,6 +9,8 @@ import { HTTPException } from "hono/http-exception";
 import { registerModelRoutes } from "../api/openai/models.js";
 import { registerNativeRoutes } from "../api/native/routes.js";
 import { registerResponsesRoutes } from "../api/openai/responses/routes.js";
+import { registerChatCompletionsRoute } from "../api/openai/chat/chat-completions.js";
+import { registerCompletionsRoute } from "../api/openai/chat/completions.js";
 import { ApiError, toApiError } from "../shared/errors.js";
 import { newId } from "../shared/ids.js";
 import { silentLogger } from "../shared/logger.js";
@@ -62,6 +64,8 @@ export function createApp(deps: AppDeps): App {
   registerModelRoutes(app, deps);
   registerNativeRoutes(app, deps);
   registerResponsesRoutes(app, deps);
+  registerChatCompletionsRoute(app, deps);
+  registerCompletionsRoute(app, deps);
 
   app.notFound((context) => {
     const error = ApiError.notFound(
