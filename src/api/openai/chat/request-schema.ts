@@ -213,8 +213,8 @@ export type ChatToolChoice = z.output<typeof toolChoice>;
 export type ChatResponseFormat = z.output<typeof responseFormat>;
 
 /**
- * Validates a body: a JSON object, then the schema. A wrong discriminator (an unknown `role` or part `type`)
- * is reported at that field (`messages[1].role`), not at the element.
+ * Validates a body: a JSON object, then the schema (zod reports a wrong discriminator, an unknown `role` or
+ * part `type`, at that field: `messages[1].role`). Unknown top-level fields are kept and ignored.
  */
 export function parseBody<Schema extends z.ZodType>(schema: Schema, body: unknown): z.output<Schema> {
   if (body === null || typeof body !== "object" || Array.isArray(body)) {
@@ -222,10 +222,5 @@ export function parseBody<Schema extends z.ZodType>(schema: Schema, body: unknow
   }
   const parsed = schema.safeParse(body, { reportInput: true });
   if (parsed.success) return parsed.data;
-  const issues = parsed.error.issues.map((issue) =>
-    issue.code === "invalid_union" && "discriminator" in issue && typeof issue.discriminator === "string"
-      ? { ...issue, path: [...issue.path, issue.discriminator] }
-      : issue,
-  );
-  throw toValidationError(issues);
+  throw toValidationError(parsed.error.issues);
 }
