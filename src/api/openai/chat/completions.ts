@@ -32,11 +32,8 @@ class CompletionTranslator {
       model: this.model,
       system_fingerprint: "lmhost",
       choices: [{ index: 0, text, logprobs: null, finish_reason: finishReason }],
-      ...(usage === undefined
-        ? this.includeUsage
-          ? { usage: null }
-          : {}
-        : { usage: completionUsage(usage) }),
+      // CreateCompletionResponse's usage is not nullable: chunks before the usage chunk have none.
+      ...(usage === undefined ? {} : { usage: completionUsage(usage) }),
     };
   }
 
