@@ -180,6 +180,8 @@ describe("the official openai SDK on the real engine", () => {
     expect(created.choices[0]?.text.length).toBeGreaterThan(0);
     expect(created.usage?.completion_tokens).toBe(12);
     expect(created.choices[0]?.finish_reason).toBe("length");
+    // The continuation keeps the leading space of its first word (node-llama-cpp alone drops it: "Lily.She").
+    expect(created.choices[0]?.text).toMatch(/^ \S/);
 
     // The same seed and prompt give the same text streamed; the prompt's prefix is reused.
     const response = await real.post("/v1/completions", {

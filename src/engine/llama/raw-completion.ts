@@ -60,6 +60,8 @@ export async function generateRawCompletion(
   const meterBefore = sequence.tokenMeter.getState();
   const completion = new LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
   let reason: FinishReason;
+  let first: string | undefined;
+  let firstSent = false;
   try {
     const { onResponseChunk: _unused, ...options } = generationOptions(
       request.sampling ?? {},
@@ -70,8 +72,15 @@ export async function generateRawCompletion(
     const { metadata } = await completion.generateCompletionWithMeta(tokens.text, {
       ...options,
       disableContextShift: true,
+      // node-llama-cpp decodes the first generated tokens without context, which drops a SentencePiece
+      // token's leading space ("Lily." + "She"); decoded after the prompt, they keep it ("Lily." + " She").
+      onToken: (generated) => {
+        if (first === undefined) first = loaded.model.detokenize(generated, false, tokens.all);
+      },
       onTextChunk: (text) => {
-        if (text !== "") queue.push({ type: "text-delta", text });
+        const chunk = first !== undefined && !firstSent ? first : text;
+        firstSent = true;
+        if (chunk !== "") queue.push({ type: "text-delta", text: chunk });
       },
     });
     reason = signal.aborted ? "cancelled" : finishReasonFor(metadata.stopReason);
