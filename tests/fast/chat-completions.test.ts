@@ -683,3 +683,77 @@ describe("serving like /v1/responses", () => {
     await expect.poll(() => fast.engine.active).toBe(0);
   });
 });
+
+/** Holds the next generation before its first part until `open()` (or fails it with `fail(error)`). */
+function gateEngine(fast: FastApp) {
+  let release!: (error?: Error) => void;
+  const gate = new Promise<Error | undefined>((resolve) => {
+    release = resolve;
+  });
+  const generate = fast.engine.generate.bind(fast.engine);
+  fast.engine.generate = (request: EngineRequest, signal: AbortSignal) =>
+    (async function* () {
+      const error = await gate;
+      if (error !== undefined) throw error;
+      yield* generate(request, signal);
+    })();
+  return { open: () => release(), fail: (error: Error) => release(error) };
+}
+
+/** Reads the body until `text` has appeared (or to its end with `text` undefined). */
+async function readUntil(reader: ReadableStreamDefaultReader<Uint8Array>, seen: string, text?: string) {
+  const decoder = new TextDecoder();
+  let all = seen;
+  while (text === undefined || !all.includes(text)) {
+    const { value, done } = await reader.read();
+    if (done) {
+      if (text === undefined) return all;
+      throw new Error(`the stream ended before '${text}': ${all}`);
+    }
+    all += decoder.decode(value, { stream: true });
+  }
+  return all;
+}
+
+describe("a stream whose first part is slow (a model loading, a wait for a sequence)", () => {
+  it("starts with the role chunk and keep-alives, then streams the answer", async () => {
+    const fast = createFastApp({ streamStartAfterMilliseconds: 20, keepAliveSeconds: 0.05 });
+    const gate = gateEngine(fast);
+    const response = await fast.post("/v1/chat/completions", { ...chat, stream: true });
+    expect(response.status).toBe(200);
+    const reader = response.body!.getReader();
+    let text = await readUntil(reader, "", '"role":"assistant"');
+    text = await readUntil(reader, text, ": keep-alive");
+    gate.open();
+    text = await readUntil(reader, text);
+    const events = parseSse(text);
+    expect(events.at(-1)?.data).toBe("[DONE]");
+    const content = events
+      .slice(0, -1)
+      .map((event) => JSON.parse(event.data) as { choices: { delta: { content?: string } }[] })
+      .map((chunk) => chunk.choices[0]?.delta.content ?? "")
+      .join("");
+    expect(content).toBe("You said: hi");
+  });
+
+  it("turns a refusal after the start into an error event without [DONE]", async () => {
+    const fast = createFastApp({ streamStartAfterMilliseconds: 20 });
+    const gate = gateEngine(fast);
+    const response = await fast.post("/v1/completions", { ...completion, stream: true, echo: true });
+    const reader = response.body!.getReader();
+    const text = await readUntil(reader, "", '"text":"Once"');
+    gate.fail(
+      new ApiError({ status: 429, message: "All sequences are busy.", code: "queue_full", retryAfter: 1 }),
+    );
+    const events = parseSse(await readUntil(reader, text));
+    expect(events.some((event) => event.data === "[DONE]")).toBe(false);
+    expect(JSON.parse(events.at(-1)?.data ?? "{}")).toEqual({
+      error: {
+        message: "All sequences are busy.",
+        type: "rate_limit_error",
+        param: null,
+        code: "queue_full",
+      },
+    });
+  });
+});
