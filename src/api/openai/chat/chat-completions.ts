@@ -15,7 +15,13 @@ import type { App, AppDeps } from "../../../server/deps.js";
 import { readJsonBody } from "../../../server/json-body.js";
 import { assertNever } from "../../../shared/errors.js";
 import { silentLogger } from "../../../shared/logger.js";
-import { shutdownError, startGeneration, streamChunks, type Generation } from "./generation.js";
+import {
+  cancelledError,
+  shutdownError,
+  startGeneration,
+  streamChunks,
+  type Generation,
+} from "./generation.js";
 import { chatCompletionSchema, parseBody } from "./request-schema.js";
 import { chatParams, toChatEngineRequest } from "./to-engine-request.js";
 
@@ -223,7 +229,7 @@ export function registerChatCompletionsRoute(app: App, deps: AppDeps): void {
     if (stream) return streamChunks(context, deps, chatChunks(generation, translator), logger);
     for await (const part of generation.parts) {
       if (part.type === "finish" && part.reason === "cancelled") {
-        throw shutdownError(generation.signal) ?? new Error("The request was cancelled.");
+        throw cancelledError(generation.signal);
       }
       translator.write(part);
     }

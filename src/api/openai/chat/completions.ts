@@ -9,7 +9,13 @@ import type { App, AppDeps } from "../../../server/deps.js";
 import { readJsonBody } from "../../../server/json-body.js";
 import { silentLogger } from "../../../shared/logger.js";
 import { completionId, completionUsage } from "./chat-completions.js";
-import { shutdownError, startGeneration, streamChunks, type Generation } from "./generation.js";
+import {
+  cancelledError,
+  shutdownError,
+  startGeneration,
+  streamChunks,
+  type Generation,
+} from "./generation.js";
 import { completionSchema, parseBody } from "./request-schema.js";
 import { completionParams, toCompletionEngineRequest } from "./to-engine-request.js";
 
@@ -100,6 +106,6 @@ export function registerCompletionsRoute(app: App, deps: AppDeps): void {
       if ("text" in part) text += part.text;
       else return context.json(translator.chunk(text, part.finish, part.usage));
     }
-    throw new Error("The request was cancelled.");
+    throw cancelledError(generation.signal);
   });
 }

@@ -33,6 +33,17 @@ export function shutdownError(signal: AbortSignal): ApiError | undefined {
 }
 
 /**
+ * Why a non-streamed generation ended without a result: the 503 of a shutdown, or (the client went away, so
+ * nobody reads it) a 499 that is not logged as a server error.
+ */
+export function cancelledError(signal: AbortSignal): ApiError {
+  return (
+    shutdownError(signal) ??
+    new ApiError({ status: 499, message: "The client closed the request.", code: "client_closed_request" })
+  );
+}
+
+/**
  * Starts a generation and waits for its first part (for at most `startAfterMilliseconds` when given).
  * Throws (renamed) ApiErrors the engine raises before that.
  */
