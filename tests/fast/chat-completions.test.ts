@@ -360,6 +360,23 @@ const badCases: BadCase[] = [
     param: "messages[0].tool_call_id",
   },
   {
+    name: "a tool message answering no earlier call",
+    body: {
+      ...chat,
+      messages: [
+        { role: "user", content: "a" },
+        {
+          role: "assistant",
+          content: null,
+          tool_calls: [{ id: "c1", type: "function", function: { name: "f", arguments: "{}" } }],
+        },
+        { role: "tool", tool_call_id: "c2", content: "x" },
+      ],
+    },
+    status: 400,
+    param: "messages[2].tool_call_id",
+  },
+  {
     name: "the deprecated function role",
     body: { ...chat, messages: [{ role: "function", name: "f", content: "x" }] },
     status: 400,
@@ -574,6 +591,18 @@ describe("POST /v1/completions with the openai SDK", () => {
     spec.assertOpenAiSchema("CreateCompletionResponse", echoed);
     expect(echoed.choices[0]).toMatchObject({ text: "Twice and ", finish_reason: "length" });
     expect(fast.engineRequests[1]?.sampling).toMatchObject({ maxTokens: 2, stop: ["\n", "END"] });
+
+    // max_tokens 0: nothing is generated, the echo alone comes back.
+    const nothing = await fast.client.completions.create({
+      model: TEST_MODEL,
+      prompt: "a b c",
+      max_tokens: 0,
+      echo: true,
+    });
+    spec.assertOpenAiSchema("CreateCompletionResponse", nothing);
+    expect(nothing.choices[0]).toMatchObject({ text: "a b c", finish_reason: "length" });
+    expect(nothing.usage).toMatchObject({ prompt_tokens: 3, completion_tokens: 0 });
+    expect(fast.engineRequests).toHaveLength(2);
   });
 
   it("streams text_completion chunks ending with finish_reason, usage and [DONE]", async () => {

@@ -4,7 +4,7 @@
  * the same shape streamed (one per delta, then one with `finish_reason`, `[DONE]`) and not streamed.
  * `echo: true` puts the prompt before the generated text (the first streamed chunk carries it).
  */
-import type { Usage } from "../../../engine/types.js";
+import type { EnginePart, EngineRequest, Usage } from "../../../engine/types.js";
 import type { App, AppDeps } from "../../../server/deps.js";
 import { readJsonBody } from "../../../server/json-body.js";
 import { silentLogger } from "../../../shared/logger.js";
@@ -74,6 +74,26 @@ async function* completionParts(
   }
 }
 
+/** `max_tokens: 0` (OpenAI: only the echo, if any): no generation, the prompt counted for usage. */
+async function nothingToGenerate(
+  deps: AppDeps,
+  request: EngineRequest,
+  signal: AbortSignal,
+): Promise<Generation> {
+  const { inputTokens } = await deps.engine.countTokens(request);
+  const finish: EnginePart = {
+    type: "finish",
+    reason: "length",
+    usage: { inputTokens, cachedInputTokens: 0, outputTokens: 0, reasoningTokens: 0 },
+  };
+  return {
+    parts: (async function* () {
+      yield finish;
+    })(),
+    signal,
+  };
+}
+
 export function registerCompletionsRoute(app: App, deps: AppDeps): void {
   const logger = deps.logger ?? silentLogger;
   app.post("/v1/completions", async (context) => {
@@ -83,10 +103,13 @@ export function registerCompletionsRoute(app: App, deps: AppDeps): void {
     const stream = body.stream === true;
     const echo = body.echo === true ? (request.rawPrompt ?? "") : "";
     const translator = new CompletionTranslator(body.model, body.stream_options?.include_usage === true);
-    const generation = await startGeneration(deps, request, context.req.raw.signal, {
-      params: completionParams,
-      ...(stream ? { startAfterMilliseconds: deps.streamStartAfterMilliseconds ?? 1_000 } : {}),
-    });
+    const generation =
+      request.sampling?.maxTokens === 0
+        ? await nothingToGenerate(deps, request, context.req.raw.signal)
+        : await startGeneration(deps, request, context.req.raw.signal, {
+            params: completionParams,
+            ...(stream ? { startAfterMilliseconds: deps.streamStartAfterMilliseconds ?? 1_000 } : {}),
+          });
     if (stream) {
       async function* chunks(): AsyncGenerator<Json> {
         if (echo !== "") yield translator.chunk(echo, null);

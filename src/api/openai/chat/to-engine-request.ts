@@ -144,10 +144,16 @@ export function toConversation(messages: readonly ChatMessage[]): ConversationIt
       }
       case "tool": {
         const name = callNames.get(message.tool_call_id);
+        if (name === undefined) {
+          throw ApiError.invalid(
+            `Invalid 'messages[${index}].tool_call_id': a 'tool' message must answer a tool call of an earlier assistant message, and no earlier message has a tool call with id '${message.tool_call_id}'.`,
+            `messages[${index}].tool_call_id`,
+          );
+        }
         items.push({
           type: "function-result",
           callId: message.tool_call_id,
-          ...(name === undefined ? {} : { name }),
+          name,
           output: partsText(message.content),
         });
         return;
