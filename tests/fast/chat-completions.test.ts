@@ -700,6 +700,22 @@ describe("serving like /v1/responses", () => {
     expect(response.status).toBe(503);
   });
 
+  it("a graceful shutdown ends a running stream with an error event", async () => {
+    const shutdown = new AbortController();
+    const fast = createFastApp({
+      respond: slowReply("a b c d e f g h", 30),
+      shutdownSignal: shutdown.signal,
+    });
+    const response = await fast.post("/v1/completions", { ...completion, stream: true });
+    const reader = response.body!.getReader();
+    const text = await readUntil(reader, "", '"text":');
+    shutdown.abort(new ShutdownError());
+    const events = parseSse(await readUntil(reader, text));
+    expect(JSON.parse(events.at(-1)?.data ?? "{}")).toMatchObject({
+      error: { type: "service_unavailable", code: "server_shutting_down" },
+    });
+  });
+
   it("a client that goes away stops the generation", async () => {
     const fast = createFastApp({ respond: slowReply("a b c d e f g h i j k l m n o p", 20) });
     const controller = new AbortController();
