@@ -100,6 +100,11 @@ export interface EngineRequest {
   protectedTailItems?: number;
   /** Keep the model loaded this many seconds after this request (LM Studio's per-request `ttl`). */
   ttlSeconds?: number;
+  /**
+   * A raw text prompt (`/v1/completions`): the model continues this text as it is, with no chat template;
+   * `items`, `tools`, `toolChoice`, `reasoningEffort` and `truncation` do not apply. Prefix reuse still does.
+   */
+  rawPrompt?: string;
 }
 
 export interface Usage {

@@ -10,6 +10,8 @@ import { registerEmbeddingsRoutes } from "../api/openai/embeddings.js";
 import { registerModelRoutes } from "../api/openai/models.js";
 import { registerNativeRoutes } from "../api/native/routes.js";
 import { registerResponsesRoutes } from "../api/openai/responses/routes.js";
+import { registerChatCompletionsRoute } from "../api/openai/chat/chat-completions.js";
+import { registerCompletionsRoute } from "../api/openai/chat/completions.js";
 import { ApiError, toApiError } from "../shared/errors.js";
 import { newId } from "../shared/ids.js";
 import { silentLogger } from "../shared/logger.js";
@@ -63,6 +65,8 @@ export function createApp(deps: AppDeps): App {
   registerModelRoutes(app, deps);
   registerNativeRoutes(app, deps);
   registerResponsesRoutes(app, deps);
+  registerChatCompletionsRoute(app, deps);
+  registerCompletionsRoute(app, deps);
   registerEmbeddingsRoutes(app, deps);
 
   app.notFound((context) => {

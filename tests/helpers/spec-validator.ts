@@ -58,6 +58,37 @@ const SPEC_ERRATA: {
     },
   })),
   {
+    document: "openai",
+    schema: "CreateChatCompletionStreamResponse",
+    why:
+      "`finish_reason` and `usage` are `nullable: true` beside an enum / a `$ref`, which the 3.0 → 3.1 conversion " +
+      "(convertNullable) cannot express; every chunk before the last carries `finish_reason: null` (and, with " +
+      "`stream_options.include_usage`, `usage: null`), as the schema's own descriptions say.",
+    patch: (schema) => {
+      const properties = schema.properties as JsonObject;
+      const choice = (properties.choices as JsonObject).items as JsonObject;
+      const finishReason = (choice.properties as JsonObject).finish_reason as JsonObject;
+      finishReason.type = ["string", "null"];
+      finishReason.enum = [...(finishReason.enum as unknown[]), null];
+      delete finishReason.nullable;
+      const { nullable: _nullable, ...usage } = properties.usage as JsonObject;
+      properties.usage = { anyOf: [usage, { type: "null" }] };
+    },
+  },
+  {
+    document: "openai",
+    schema: "CreateCompletionResponse",
+    why:
+      "Streamed and non-streamed completions share this shape (its description says so), but every streamed " +
+      "chunk before the last has `finish_reason: null`, which the schema does not allow.",
+    patch: (schema) => {
+      const choice = ((schema.properties as JsonObject).choices as JsonObject).items as JsonObject;
+      const finishReason = (choice.properties as JsonObject).finish_reason as JsonObject;
+      finishReason.type = ["string", "null"];
+      finishReason.enum = [...(finishReason.enum as unknown[]), null];
+    },
+  },
+  {
     document: "openresponses",
     schema: "JsonSchemaResponseFormat",
     why:
@@ -122,6 +153,11 @@ export interface SpecValidator {
   assertResponse(value: unknown, options?: ValidateOptions): void;
   assertStreamEvent(value: unknown, options?: ValidateOptions): void;
   assertItemList(value: unknown): void;
+  /**
+   * Any schema of OpenAI's document by name (e.g. `CreateChatCompletionResponse`,
+   * `CreateChatCompletionStreamResponse`, `CreateCompletionResponse`); throws listing every problem.
+   */
+  assertOpenAiSchema(name: string, value: unknown): void;
 }
 
 let cached: SpecValidator | undefined;
@@ -225,6 +261,10 @@ function buildSpecValidator(): SpecValidator {
     assertResponse: (value, options) => fail(response(value, options)),
     assertStreamEvent: (value, options) => fail(streamEvent(value, options)),
     assertItemList: (value) => fail(itemList(value)),
+    assertOpenAiSchema: (name, value) => {
+      const validate = compile("openai.json", name);
+      fail({ valid: validate(value), errors: run(`openai ${name}`, validate, value) });
+    },
   };
 }
 

@@ -50,6 +50,7 @@ import type { LlamaLoadedModel } from "./loader.js";
 import { DocumentedFunctionsChatWrapper } from "./chat-wrapper.js";
 import { preparePrompt, renderContextText, type PreparedPrompt } from "./prompt.js";
 import { screenPromptSize } from "./prompt-size.js";
+import { generateRawCompletion, prepareRawPrompt, rawPromptTokens } from "./raw-completion.js";
 import { defaultMaxQueue, type SequenceLease } from "./sequence-pool.js";
 
 export interface LlamaEngineOptions {
@@ -93,6 +94,8 @@ export class LlamaEngine implements Engine {
 
   async countTokens(request: EngineRequest): Promise<TokenCount> {
     return this.withModel(request, async (loaded) => {
+      if (request.rawPrompt !== undefined)
+        return { inputTokens: rawPromptTokens(loaded.model, request.rawPrompt).all.length };
       const screened = await screenPromptSize(loaded.model, loaded.contextLength, request, {
         countOnly: true,
       });
@@ -101,6 +104,7 @@ export class LlamaEngine implements Engine {
   }
 
   async renderPrompt(request: EngineRequest): Promise<string> {
+    if (request.rawPrompt !== undefined) return request.rawPrompt;
     return this.withModel(request, async (loaded) => {
       const screened = await screenPromptSize(loaded.model, loaded.contextLength, request, {
         countOnly: true,
@@ -208,6 +212,18 @@ export class LlamaEngine implements Engine {
       });
       try {
         const loaded = lease.loaded;
+        if (request.rawPrompt !== undefined) {
+          // A raw prompt (`/v1/completions`): no chat template, the same pool and prefix reuse.
+          const tokens = await prepareRawPrompt(loaded, request.rawPrompt);
+          inputTokens = tokens.all.length;
+          const rawLease = await loaded.pool.acquire(tokens.all, { signal, maxQueue: this.maxQueue });
+          try {
+            await generateRawCompletion(loaded, request, tokens, rawLease, signal, queue);
+          } finally {
+            rawLease.release();
+          }
+          return;
+        }
         // A request with much text is counted in slices first, so no prompt too long for the context is
         // ever tokenized whole on the event loop (prompt-size.ts).
         const screened = await screenPromptSize(loaded.model, loaded.contextLength, request, {

@@ -102,6 +102,7 @@ export function fitScriptedItems(request: EngineRequest, limit: number): Convers
 }
 
 function defaultReply(request: EngineRequest): ScriptedTurn {
+  if (request.rawPrompt !== undefined) return { text: ` and then ${request.rawPrompt}` };
   const lastUser = [...request.items]
     .reverse()
     .find((item) => item.type === "message" && item.role === "user");
@@ -134,7 +135,7 @@ export class ScriptedEngine implements Engine {
 
   async renderPrompt(request: EngineRequest): Promise<string> {
     await this.options.models.get(request.model);
-    return renderScriptedPrompt(request.items);
+    return request.rawPrompt ?? renderScriptedPrompt(request.items);
   }
 
   async countTokens(request: EngineRequest): Promise<TokenCount> {
@@ -152,7 +153,18 @@ export class ScriptedEngine implements Engine {
       );
     }
     const limit = this.options.contextLength ?? 4096;
-    const promptTokens = words(renderScriptedPrompt(fitScriptedItems(request, limit)));
+    // A raw prompt (`/v1/completions`) is evaluated as it is, with no template.
+    const promptTokens =
+      request.rawPrompt === undefined
+        ? words(renderScriptedPrompt(fitScriptedItems(request, limit)))
+        : words(request.rawPrompt);
+    if (promptTokens.length > limit) {
+      throw ApiError.invalid(
+        `The prompt is ${promptTokens.length} tokens, over the model's context of ${limit}.`,
+        "input",
+        "context_length_exceeded",
+      );
+    }
     const previous = this.lastPrompt.get(request.model) ?? [];
     let cached = 0;
     while (
