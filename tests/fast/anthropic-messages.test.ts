@@ -729,6 +729,65 @@ describe("errors in Anthropic's shape", () => {
   });
 });
 
+describe("slow starts and keep-alives", () => {
+  it("a stream waiting past streamStartAfterMilliseconds starts; a later 429 is a rate_limit_error event", async () => {
+    const fast = createFastApp({ streamStartAfterMilliseconds: 20 });
+    fast.engine.generate = () =>
+      (async function* refuseLate() {
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        yield* [];
+        throw new ApiError({
+          status: 429,
+          message: "All sequences are busy.",
+          code: "queue_full",
+          retryAfter: 1,
+        });
+      })();
+    const response = await post(fast, "/v1/messages", {
+      model: TEST_MODEL,
+      max_tokens: 8,
+      stream: true,
+      messages: [{ role: "user", content: "hi" }],
+    });
+    expect(response.status).toBe(200);
+    const events = await readAnthropicEvents(response);
+    expect(events.map((event) => event.type)).toEqual(["message_start", "ping", "error"]);
+    expect(events[2]).toMatchObject({
+      error: { type: "rate_limit_error", message: "All sequences are busy." },
+    });
+  });
+
+  it("a silent stream gets ping events as keep-alives, and the message still completes", async () => {
+    const fast = createFastApp({
+      keepAliveSeconds: 0.05,
+      respond: () => ({ text: "slow words here", delayMs: 400 }),
+    });
+    const response = await post(fast, "/v1/messages", {
+      model: TEST_MODEL,
+      max_tokens: 8,
+      stream: true,
+      messages: [{ role: "user", content: "hi" }],
+    });
+    const events = await readAnthropicEvents(response);
+    // message_start's own ping, then at least one keep-alive while the first word is awaited.
+    expect(events.filter((event) => event.type === "ping").length).toBeGreaterThan(1);
+    expect(assertMessageStreamGrammar(events)).toEqual(["text"]);
+  });
+
+  it("passes the lmhost extensions seed and ttl to the engine", async () => {
+    const fast = createFastApp();
+    const response = await post(fast, "/v1/messages", {
+      model: TEST_MODEL,
+      max_tokens: 8,
+      seed: 7,
+      ttl: 60,
+      messages: [{ role: "user", content: "hi" }],
+    });
+    expect(response.status).toBe(200);
+    expect(fast.engineRequests[0]).toMatchObject({ sampling: { seed: 7 }, ttlSeconds: 60 });
+  });
+});
+
 describe("cancellation and shutdown", () => {
   it("a client that goes away stops the generation", async () => {
     const fast = createFastApp({ respond: () => ({ text: "a b c d e f g h i j k l m n o p", delayMs: 20 }) });
