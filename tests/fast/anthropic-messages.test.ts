@@ -774,6 +774,38 @@ describe("slow starts and keep-alives", () => {
     expect(assertMessageStreamGrammar(events)).toEqual(["text"]);
   });
 
+  it("output_config.format (or the beta output_format) is a JSON schema answer; context_management is accepted", async () => {
+    const fast = createFastApp();
+    const schema = { type: "object", properties: { said: { type: "string" } }, required: ["said"] };
+    for (const body of [
+      { output_config: { format: { type: "json_schema", schema } } },
+      { output_format: { type: "json_schema", schema } },
+    ]) {
+      const response = await post(fast, "/v1/messages", {
+        model: TEST_MODEL,
+        max_tokens: 32,
+        messages: [{ role: "user", content: "hi" }],
+        context_management: { edits: [] },
+        ...body,
+      });
+      const message = (await response.json()) as { content: { text: string }[] };
+      expect(JSON.parse(message.content[0]!.text)).toEqual({ said: "hi" });
+      expect(fast.engineRequests.at(-1)!.responseFormat).toEqual({
+        type: "json_schema",
+        name: "output",
+        schema,
+      });
+    }
+    const bad = await post(fast, "/v1/messages", {
+      model: TEST_MODEL,
+      max_tokens: 32,
+      messages: [{ role: "user", content: "hi" }],
+      output_format: { type: "json_schema", schema: { type: "object", properties: { a: { type: "frog" } } } },
+    });
+    expect(bad.status).toBe(400);
+    expect((await errorOf(bad)).error.message).toMatch(/output_format\.schema\.properties\.a\.type/);
+  });
+
   it("passes the lmhost extensions seed and ttl to the engine", async () => {
     const fast = createFastApp();
     const response = await post(fast, "/v1/messages", {

@@ -106,6 +106,10 @@ const promptFields = {
   // Prompt caching is automatic here (KV-cache reuse); the hint is accepted and changes nothing.
   cache_control: cacheControl,
   speed: z.enum(["standard", "fast"]).nullish(),
+  // The beta API's older name of output_config.format.
+  output_format: outputConfig.shape.format,
+  // Beta: server-side clearing of old tool results. Accepted and ignored (the prompt is sent as it is).
+  context_management: z.looseObject({}).nullish(),
   // Refused in to-engine-request.ts when set (MCP connector, code execution containers).
   mcp_servers: z.unknown().optional(),
   container: z.unknown().optional(),

@@ -327,9 +327,10 @@ function toEngineEffort(effort: Effort): ReasoningEffortLevel {
 
 function convertFormat(
   format: NonNullable<PromptBody["output_config"]>["format"],
+  param: string,
 ): ResponseFormat | undefined {
   if (format === undefined || format === null) return undefined;
-  const problem = findSchemaProblem(format.schema, "output_config.format.schema");
+  const problem = findSchemaProblem(format.schema, `${param}.schema`);
   if (problem !== undefined) {
     throw ApiError.invalid(
       `Invalid '${problem.path}': ${problem.message}.`,
@@ -385,7 +386,13 @@ export function toMessagesRequest(body: PromptBody, reasoningKey?: Buffer): Mess
     default:
       assertNever(thinking, "thinking");
   }
-  const format = convertFormat(body.output_config?.format);
+  if (body.output_format != null && body.output_config?.format != null) {
+    throw ApiError.invalid("Send output_config.format or output_format, not both.", "output_format");
+  }
+  const format =
+    body.output_format != null
+      ? convertFormat(body.output_format, "output_format")
+      : convertFormat(body.output_config?.format, "output_config.format");
   if (format !== undefined) engineRequest.responseFormat = format;
 
   if (body.max_tokens !== undefined) {
