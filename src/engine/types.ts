@@ -85,6 +85,11 @@ export interface EngineRequest {
    */
   reasoningEffort?: ReasoningEffortLevel;
   /**
+   * A thought-token budget given directly (Anthropic's `thinking.budget_tokens`): it replaces the budget
+   * `reasoningEffort` would select; the effort still picks the thinking switch where a family has one.
+   */
+  reasoningBudgetTokens?: number;
+  /**
    * "auto": drop the oldest non-system items before the protected tail (see `protectedTailItems`) until the
    * prompt fits, and a 400 `context_length_exceeded` (param "input") when it still does not; "disabled"
    * (default): that 400 as soon as the prompt does not fit.
@@ -129,7 +134,8 @@ export type EnginePart =
   | { type: "tool-call-start"; callId: string; name: string }
   | { type: "tool-call-delta"; callId: string; argumentsDelta: string }
   | { type: "tool-call-end"; callId: string; name: string; arguments: string }
-  | { type: "finish"; reason: FinishReason; usage: Usage };
+  /** `stopSequence`: the `sampling.stop` string that ended the generation (reason "stop"), if one did. */
+  | { type: "finish"; reason: FinishReason; usage: Usage; stopSequence?: string };
 
 export interface TokenCount {
   inputTokens: number;

@@ -7,6 +7,8 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { registerEmbeddingsRoutes } from "../api/openai/embeddings.js";
+import { isAnthropicPath, toAnthropicError } from "../api/anthropic/errors.js";
+import { registerAnthropicRoutes } from "../api/anthropic/routes.js";
 import { registerModelRoutes } from "../api/openai/models.js";
 import { registerNativeRoutes } from "../api/native/routes.js";
 import { registerResponsesRoutes } from "../api/openai/responses/routes.js";
@@ -68,6 +70,11 @@ export function createApp(deps: AppDeps): App {
   registerChatCompletionsRoute(app, deps);
   registerCompletionsRoute(app, deps);
   registerEmbeddingsRoutes(app, deps);
+  registerAnthropicRoutes(app, deps);
+
+  /** Errors in the wire shape of the API the path belongs to: Anthropic's on /v1/messages*, else OpenAI's. */
+  const errorBody = (error: ApiError, path: string, requestId: string) =>
+    isAnthropicPath(path) ? toAnthropicError(error, requestId) : error.toJSON();
 
   app.notFound((context) => {
     const error = ApiError.notFound(
@@ -75,7 +82,7 @@ export function createApp(deps: AppDeps): App {
       null,
       "unknown_route",
     );
-    return context.json(error.toJSON(), 404);
+    return context.json(errorBody(error, context.req.path, context.get("requestId")), 404);
   });
 
   app.onError((thrown, context) => {
@@ -87,7 +94,7 @@ export function createApp(deps: AppDeps): App {
       logger.error(`${context.req.method} ${context.req.path}: ${thrown.stack ?? thrown.message}`);
     if (error.retryAfter !== undefined) context.header("Retry-After", String(error.retryAfter));
     context.header("x-request-id", context.get("requestId"));
-    return context.json(error.toJSON(), error.status as 400);
+    return context.json(errorBody(error, context.req.path, context.get("requestId")), error.status as 400);
   });
 
   return app;

@@ -21,6 +21,8 @@ export function formatSseEvent(event: SseEvent): string {
 
 export interface SseOptions {
   keepAliveSeconds?: number;
+  /** What a keep-alive writes (default the comment `: keep-alive`; Anthropic's API sends `ping` events). */
+  keepAliveText?: string;
   /** Called when the client goes away before the source ends. */
   onAbort?: () => void;
 }
@@ -44,7 +46,7 @@ export function streamSse(
       () => {
         if (Date.now() - lastWrite >= intervalMs && !output.aborted) {
           lastWrite = Date.now();
-          output.write(": keep-alive\n\n").catch(() => undefined);
+          output.write(options.keepAliveText ?? ": keep-alive\n\n").catch(() => undefined);
         }
       },
       Math.min(intervalMs, 1000),

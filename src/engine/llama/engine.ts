@@ -286,13 +286,16 @@ export class LlamaEngine implements Engine {
       autoDisposeSequence: false,
     });
     let reason: FinishReason;
+    let stopSequence: string | undefined;
     let meterFrom = meterBefore;
     try {
       const contextRoom = loaded.contextLength - inputTokens - 1;
       const sampling = request.sampling ?? {};
       // The effort's thought budget: when spent, node-llama-cpp closes the thought the way the wrapper
       // closes it and the answer begins. No effort: no budget (the model thinks as long as it likes).
-      const thoughtTokens = thoughtTokenBudget(request.reasoningEffort, loaded.entry.reasoningBudgets);
+      const thoughtTokens =
+        request.reasoningBudgetTokens ??
+        thoughtTokenBudget(request.reasoningEffort, loaded.entry.reasoningBudgets);
       const budget = { thoughtTokens };
       const withFunctions = async (
         runSignal: AbortSignal,
@@ -358,6 +361,8 @@ export class LlamaEngine implements Engine {
         if (index >= parts.completedCalls) parts.onFunctionCall(call.functionName, call.params);
       });
       reason = signal.aborted ? "cancelled" : finishReasonFor(response.metadata.stopReason);
+      if (reason === "stop" && response.metadata.stopReason === "customStopTrigger")
+        stopSequence = stopSequenceOf(response.metadata.customStopTrigger, request.sampling?.stop);
       if (prompt.forcedFreeform !== undefined && reason === "stop") {
         // The answer was the input of the forced freeform call. One cut short (max tokens, cancelled)
         // stays open: the finish closes it as incomplete.
@@ -379,7 +384,7 @@ export class LlamaEngine implements Engine {
       outputTokens: meter.usedOutputTokens,
       reasoningTokens: reasoningTokensOf(parts, meter.usedOutputTokens),
     };
-    queue.push({ type: "finish", reason, usage });
+    queue.push({ type: "finish", reason, usage, ...(stopSequence === undefined ? {} : { stopSequence }) });
   }
 
   /** The grammar for a JSON response format (see generateOnSequence for one combined with tools). */
@@ -492,6 +497,15 @@ export function finishReasonFor(stopReason: StopReason): FinishReason {
     default:
       return assertNever(stopReason, "stop reason");
   }
+}
+
+/** The stop string a custom stop trigger matched (node-llama-cpp reports the trigger as text pieces and tokens). */
+export function stopSequenceOf(
+  trigger: readonly (string | number)[],
+  stops: readonly string[] | undefined,
+): string | undefined {
+  const text = trigger.filter((piece): piece is string => typeof piece === "string").join("");
+  return stops?.find((stop) => stop === text) ?? (text === "" ? undefined : text);
 }
 
 type CommonGenerationOptions = Omit<

@@ -125,6 +125,21 @@ export function scriptedEmbedding(input: string | number[]): number[] {
   );
 }
 
+/** The text up to the earliest stop string in it, and that string (none found: the text as is). */
+function cutAtStop(
+  text: string | undefined,
+  stops: readonly string[] | undefined,
+): { text: string | undefined; stopSequence?: string } {
+  let cut: { at: number; stop: string } | undefined;
+  for (const stop of stops ?? []) {
+    const at = stop === "" || text === undefined ? -1 : text.indexOf(stop);
+    if (at >= 0 && (cut === undefined || at < cut.at)) cut = { at, stop };
+  }
+  return cut === undefined || text === undefined
+    ? { text }
+    : { text: text.slice(0, cut.at), stopSequence: cut.stop };
+}
+
 export class ScriptedEngine implements Engine {
   private readonly lastPrompt = new Map<string, string[]>();
   private closed = false;
@@ -188,7 +203,9 @@ export class ScriptedEngine implements Engine {
     let textTokens = 0;
     let reason: "stop" | "length" | "tool-calls" = "stop";
     const maxTokens = request.sampling?.maxTokens ?? Number.POSITIVE_INFINITY;
-    const textWords = turn.text === undefined ? [] : turn.text.split(/(?<=\s)/);
+    // As the real engine: the text ends before the first stop string it contains (which is not output).
+    const stopped = cutAtStop(turn.text, request.sampling?.stop);
+    const textWords = stopped.text === undefined ? [] : stopped.text.split(/(?<=\s)/);
     for (const word of textWords) {
       if (textTokens >= maxTokens) {
         reason = "length";
@@ -197,7 +214,14 @@ export class ScriptedEngine implements Engine {
       parts.push({ type: "text-delta", text: word });
       textTokens++;
     }
-    if (reason === "stop" && turn.toolCalls && turn.toolCalls.length > 0 && request.toolChoice !== "none") {
+    const stopSequence = reason === "stop" ? stopped.stopSequence : undefined;
+    if (
+      reason === "stop" &&
+      stopSequence === undefined &&
+      turn.toolCalls &&
+      turn.toolCalls.length > 0 &&
+      request.toolChoice !== "none"
+    ) {
       const calls = request.parallelToolCalls === false ? turn.toolCalls.slice(0, 1) : turn.toolCalls;
       for (const call of calls) {
         parts.push({ type: "tool-call-start", callId: call.callId, name: call.name });
@@ -228,7 +252,10 @@ export class ScriptedEngine implements Engine {
       if (turn.failWith) throw turn.failWith;
       const outputWords = words((turn.reasoning ?? "") + " " + textWords.slice(0, textTokens).join(""));
       this.lastPrompt.set(request.model, [...promptTokens, ...outputWords]);
-      yield this.finish(reason, promptTokens.length, cached, textTokens + reasoningTokens, reasoningTokens);
+      yield {
+        ...this.finish(reason, promptTokens.length, cached, textTokens + reasoningTokens, reasoningTokens),
+        ...(stopSequence === undefined ? {} : { stopSequence }),
+      };
     } finally {
       this.active--;
     }
@@ -281,7 +308,7 @@ export class ScriptedEngine implements Engine {
     cachedInputTokens: number,
     outputTokens: number,
     reasoningTokens: number,
-  ): EnginePart {
+  ): Extract<EnginePart, { type: "finish" }> {
     return {
       type: "finish",
       reason,
