@@ -286,18 +286,20 @@ export class ModelManager<Loaded> implements ModelService, ModelAcquirer<Loaded>
     };
     this.markUsed(slot);
     const signal = this.closeController.signal;
+    this.logger.info(`loading ${entry.id}…`);
+    const started = performance.now();
     slot.loadSettled = callAsync(() => this.loader.load(entry, signal)).then(
-      (loaded) => this.onLoaded(slot, loaded),
+      (loaded) => this.onLoaded(slot, loaded, Math.round(performance.now() - started)),
       (error: unknown) => this.onLoadFailed(slot, error),
     );
     this.slots.set(entry.id, slot);
     return slot;
   }
 
-  private onLoaded(slot: ModelSlot<Loaded>, loaded: Loaded): void {
+  private onLoaded(slot: ModelSlot<Loaded>, loaded: Loaded, milliseconds: number): void {
     slot.instance = { value: loaded };
     slot.state = "loaded";
-    this.logger.info(`Loaded model "${slot.entry.id}"`);
+    this.logger.info(`loaded ${slot.entry.id} in ${milliseconds} ms`);
     if (this.closed) return; // close() unloads it
     // Everyone who waited gave up: the model is idle right away.
     if (slot.holders === 0) this.becomeIdle(slot);
@@ -313,7 +315,7 @@ export class ModelManager<Loaded> implements ModelService, ModelAcquirer<Loaded>
   /** Unloads a loaded slot; resolves (never rejects) once it is gone. */
   private unloadSlot(slot: ModelSlot<Loaded>, reason: string): Promise<void> {
     if (slot.unloadSettled !== undefined) return slot.unloadSettled;
-    this.logger.info(`Unloading model "${slot.entry.id}" (${reason})`);
+    this.logger.info(`unloading ${slot.entry.id} (${reason})`);
     this.clearIdleTimer(slot);
     slot.state = "unloading";
     const instance = slot.instance;
@@ -324,6 +326,7 @@ export class ModelManager<Loaded> implements ModelService, ModelAcquirer<Loaded>
         this.logger.warn(`Unloading model "${slot.entry.id}" failed: ${errorMessage(error)}`),
       )
       .finally(() => {
+        this.logger.info(`unloaded ${slot.entry.id}`);
         if (this.slots.get(slot.entry.id) === slot) this.slots.delete(slot.entry.id);
         this.notifyCapacityWaiters();
       });
