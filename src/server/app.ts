@@ -70,7 +70,8 @@ export function createApp(deps: AppDeps): App {
       thrown instanceof HTTPException && !(thrown instanceof ApiError)
         ? new ApiError({ status: thrown.status, message: thrown.message })
         : toApiError(thrown);
-    if (error.status >= 500)
+    // A request cut short by shutdown (Ctrl-C) is expected: its own line says 503, without a stack trace.
+    if (error.status >= 500 && error.code !== "server_shutting_down")
       logger.error(`${context.req.method} ${context.req.path}: ${thrown.stack ?? thrown.message}`);
     if (error.retryAfter !== undefined) context.header("Retry-After", String(error.retryAfter));
     context.header("x-request-id", context.get("requestId"));
