@@ -19,6 +19,7 @@
  *   later acquire retries. An unknown id is ApiError 404 `model_not_found` listing the available ids.
  */
 import { ApiError } from "../shared/errors.js";
+import { resolveModelId } from "./catalog.js";
 import { createLogger, type Logger } from "../shared/logger.js";
 import type {
   ModelAcquirer,
@@ -101,13 +102,15 @@ export class ModelManager<Loaded> implements ModelService, ModelAcquirer<Loaded>
     return this.source.list();
   }
 
-  /** Exact id first, then a case-insensitive match if exactly one model has it. */
+  /**
+   * Exact id first, then a case-insensitive match if exactly one model has it, then `publisher/model` for a
+   * folder of several quantizations: its default one (Q4_K_M first; catalog.ts resolveModelId).
+   */
   async get(id: string): Promise<ModelEntry> {
     const entries = await this.source.list();
-    const exact = entries.find((entry) => entry.id === id);
-    if (exact !== undefined) return exact;
-    const folded = entries.filter((entry) => entry.id.toLowerCase() === id.toLowerCase());
-    if (folded.length === 1 && folded[0] !== undefined) return folded[0];
+    const resolved = resolveModelId(id, entries);
+    if ("entry" in resolved) return resolved.entry;
+    if ("ambiguous" in resolved) throw modelAmbiguous(id, resolved.ambiguous);
     throw modelNotFound(id, entries);
   }
 
@@ -435,6 +438,15 @@ function modelNotFound(id: string, entries: readonly ModelEntry[]): ApiError {
   const more = ids.length > LISTED_IDS_LIMIT ? ` and ${ids.length - LISTED_IDS_LIMIT} more` : "";
   const available = ids.length === 0 ? "No models are available." : `Available models: ${shown}${more}.`;
   return ApiError.notFound(`Model "${id}" not found. ${available}`, "model", "model_not_found");
+}
+
+function modelAmbiguous(id: string, candidates: readonly ModelEntry[]): ApiError {
+  const ids = candidates.map((entry) => entry.id);
+  return ApiError.notFound(
+    `Model "${id}" names several files and none has a known quantization to choose by default; name one: ${ids.join(", ")}.`,
+    "model",
+    "model_not_found",
+  );
 }
 
 function modelLoadFailed(id: string, reason: string): ApiError {
