@@ -38,7 +38,10 @@ interface ServedModel {
 type ListedModel = ModelEntry & { server_state?: string };
 
 /** Disk entries marked with the server's state (matched by file path), then the server's other models. */
-export function mergeWithServer(entries: readonly ModelEntry[], served: readonly ServedModel[]): ListedModel[] {
+export function mergeWithServer(
+  entries: readonly ModelEntry[],
+  served: readonly ServedModel[],
+): ListedModel[] {
   const byPath = new Map(served.map((model) => [path.resolve(model.path), model]));
   const listed: ListedModel[] = entries.map((entry) => {
     const model = byPath.get(path.resolve(entry.path));

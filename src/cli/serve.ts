@@ -136,7 +136,9 @@ export function registerServeCommand(program: Command): void {
     .action(async (modelFiles: string[], flags: ServeFlags) => {
       const parentAtStart = process.ppid;
       const models = [...(flags.model ?? []), ...modelFiles];
-      const config = resolveConfig(flagsToConfig({ ...flags, ...(models.length > 0 ? { model: models } : {}) }));
+      const config = resolveConfig(
+        flagsToConfig({ ...flags, ...(models.length > 0 ? { model: models } : {}) }),
+      );
       // Imported here so the other commands (and --help / --version) do not load node-llama-cpp.
       const { startServer } = await import("../server/start.js");
       // Ctrl-C while the models load: stop at once, quietly (nothing is running yet).

@@ -378,10 +378,7 @@ export const DEFAULT_QUANTIZATION_ORDER = [
   "F32",
 ] as const;
 
-export type ModelIdResolution =
-  | { entry: ModelEntry }
-  | { ambiguous: ModelEntry[] }
-  | { notFound: true };
+export type ModelIdResolution = { entry: ModelEntry } | { ambiguous: ModelEntry[] } | { notFound: true };
 
 /**
  * The entry a requested id names: the exact id; else a case-insensitive match if exactly one model has it;

@@ -21,7 +21,10 @@ export function createApp(deps: AppDeps): App {
   const app = new Hono<AppEnv>();
 
   // Request ids and one info line per request; routes report tokens with reportUsage (request-log.ts).
-  app.use("*", requestLog(logger, () => newId("req")));
+  app.use(
+    "*",
+    requestLog(logger, () => newId("req")),
+  );
 
   // Guards first (request-guards.ts): a request for another host or from a foreign page is refused before
   // CORS, auth or the body are looked at.

@@ -64,9 +64,13 @@ export function checkStartupConfig(config: Config): void {
   for (const file of config.models) {
     const resolved = path.resolve(file);
     if (!existsSync(resolved))
-      throw new StartupError(`--model ${resolved}: no such file (check the path, or list models with \`lmhost ls\`)`);
+      throw new StartupError(
+        `--model ${resolved}: no such file (check the path, or list models with \`lmhost ls\`)`,
+      );
     if (statSync(resolved).isDirectory())
-      throw new StartupError(`--model ${resolved}: is a folder; give a .gguf file (or the folder as --models-dir)`);
+      throw new StartupError(
+        `--model ${resolved}: is a folder; give a .gguf file (or the folder as --models-dir)`,
+      );
   }
   if (config.chatTemplate !== undefined) {
     const problem = chatTemplateProblem(config.chatTemplate);
@@ -137,7 +141,13 @@ async function startLocked(config: Config, logger: Logger, lock: DataDirLock): P
     throw error;
   }
   try {
-    return await startEngineAndListen(config, logger, lock, { store, catalog, served, localServers, shutdown });
+    return await startEngineAndListen(config, logger, lock, {
+      store,
+      catalog,
+      served,
+      localServers,
+      shutdown,
+    });
   } catch (error) {
     store.close();
     throw error;
@@ -217,15 +227,18 @@ async function startEngineAndListen(
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
   const url = `http://${host}:${port}`;
   const threadNote = config.threads === undefined ? "; models under 32 MiB use 1" : "";
-  logger.info(
-    `lmhost listening on ${url} (pid ${process.pid}, threads ${threads}${threadNote}, parallel ${config.parallel})`,
-  );
   logger.info(`who may call: ${describeGuards(config)}`);
   logger.info(
     `MCP: remote servers ${config.allowRemoteMcp ? `on${config.mcpAllowedHosts.length > 0 ? ` (private hosts allowed: ${config.mcpAllowedHosts.join(", ")})` : " (public addresses only)"}` : "off (--allow-remote-mcp)"}; mcp.json servers: ${localServers.size > 0 ? [...localServers.keys()].join(", ") : "none"}`,
   );
-  logger.info(`models folder: ${path.resolve(modelsDirOf(config))}; data dir: ${path.resolve(config.dataDir)}`);
+  logger.info(
+    `models folder: ${path.resolve(modelsDirOf(config))}; data dir: ${path.resolve(config.dataDir)}`,
+  );
   for (const line of describeModels(served)) logger.info(line);
+  // Last, so that a reader waiting for it (a test, a supervisor script) has the whole account.
+  logger.info(
+    `lmhost listening on ${url} (pid ${process.pid}, threads ${threads}${threadNote}, parallel ${config.parallel})`,
+  );
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -282,7 +295,8 @@ async function listen(app: App, config: Config): Promise<ServerType> {
 
 /** One line per model served: id, size, quantization, context length (or why it cannot be used). */
 export function describeModels(entries: readonly ModelEntry[]): string[] {
-  if (entries.length === 0) return ["models: none found (put .gguf files in the models folder, or pass -m <file>)"];
+  if (entries.length === 0)
+    return ["models: none found (put .gguf files in the models folder, or pass -m <file>)"];
   return [
     `models: ${entries.length}`,
     ...entries.map((entry) =>

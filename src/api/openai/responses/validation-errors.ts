@@ -17,11 +17,11 @@ type Path = readonly PropertyKey[];
  */
 const insteadOf: Record<string, string> = {
   messages:
-    "The Responses API takes the conversation as 'input' (a string, or a list of {role, content} messages); or send this body to /v1/chat/completions.",
+    "Did you mean 'input'? /v1/responses takes the conversation as 'input' (a string, or a list of {role, content} messages); Chat Completions bodies go to /v1/chat/completions.",
   max_tokens: "Did you mean 'max_output_tokens'?",
   max_completion_tokens: "Did you mean 'max_output_tokens'?",
-  response_format: "Did you mean 'text.format' (e.g. {\"text\": {\"format\": {\"type\": \"json_schema\", ...}}})?",
-  functions: "Did you mean 'tools' (each {\"type\": \"function\", \"name\", \"parameters\"})?",
+  response_format: 'Did you mean \'text.format\' (e.g. {"text": {"format": {"type": "json_schema", ...}}})?',
+  functions: 'Did you mean \'tools\' (each {"type": "function", "name", "parameters"})?',
   function_call: "Did you mean 'tool_choice'?",
   reasoning_effort: "Did you mean 'reasoning' ({\"effort\": ...})?",
   system: "Did you mean 'instructions'?",
