@@ -194,7 +194,8 @@ describe("lmhost serve: --log-format json, Ctrl-C, and a SIGKILLed server's lock
     try {
       const short = await post(server, { model: MODEL, input: "Once", max_output_tokens: 4, temperature: 0 });
       expect(short.status).toBe(200);
-      // A long stream, interrupted by Ctrl-C once it has started generating.
+      // A long stream and a long JSON request, interrupted by Ctrl-C once the stream has started generating.
+      const waiting = post(server, { model: MODEL, input: "Lily", max_output_tokens: 1900 });
       const streaming = await post(server, {
         model: MODEL,
         input: "Once upon a time",
@@ -210,6 +211,9 @@ describe("lmhost serve: --log-format json, Ctrl-C, and a SIGKILLed server's lock
       }
       const stopped = server.stop("SIGINT");
       while (!(await reader.read()).done);
+      expect(seen).toContain("response.output_text.delta");
+      // Unless it finished first, the JSON request is a 503 "lmhost is shutting down" (logged without a stack).
+      expect([200, 503]).toContain((await waiting).status);
       expect((await stopped).code).toBe(0);
     } finally {
       await server.stop("SIGKILL");
