@@ -159,6 +159,7 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
         requestOptions(),
       ),
     );
+    reportUsage(context, { model: request.model });
     await deps.models.get(request.model);
     for (const server of request.mcpServers) await deps.mcp?.checkServer(server);
     const prepared = prepareResponse(deps.store, request, { runningStatus });
