@@ -68,9 +68,12 @@ export function acquireDataDirLock(dataDir: string, options: AcquireOptions = {}
     if (createExclusive(file, info)) return ownedLock(file, info);
     const owner = readLock(file);
     if (owner === "missing") continue; // released meanwhile: try again
-    if (owner !== "unreadable" && owner.pid !== process.pid && isAlive(owner.pid))
-      throw new DataDirInUseError(dataDir, owner);
-    if (owner !== "unreadable" && owner.pid === process.pid) throw new DataDirInUseError(dataDir, owner); // another server in this very process
+    if (owner !== "unreadable") {
+      // Our own pid: another server in this very process — or the lock of an earlier process that had
+      // the same pid (a restarted container: lmhost is pid 1 again), which is stale.
+      const live = owner.pid === process.pid ? heldHere.has(file) : isAlive(owner.pid);
+      if (live) throw new DataDirInUseError(dataDir, owner);
+    }
     if (owner === "unreadable" && !oldEnough(file)) continue; // being written by a server starting now
     if (takeOverStale(file, owner)) {
       options.notice?.(
@@ -161,11 +164,16 @@ function takeOverStale(file: string, stale: LockInfo | "unreadable"): boolean {
   return same;
 }
 
+/** Lock files this process holds (a second server in the same process is refused like another's). */
+const heldHere = new Set<string>();
+
 function ownedLock(file: string, info: LockInfo): DataDirLock {
+  heldHere.add(file);
   let released = false;
   const release = () => {
     if (released) return;
     released = true;
+    heldHere.delete(file);
     process.removeListener("exit", release);
     const current = readLock(file);
     if (typeof current === "object" && current.pid === info.pid && current.startedAt === info.startedAt)
@@ -193,12 +201,22 @@ function ownedLock(file: string, info: LockInfo): DataDirLock {
   };
 }
 
-/** kill(pid, 0): no error or EPERM (it exists, owned by someone else) means alive. */
+/**
+ * kill(pid, 0): no error or EPERM (it exists, owned by someone else) means a process has the pid. Where
+ * /proc shows its command line (Linux) and it is neither node nor lmhost, the pid was reused by another
+ * program after the lock's owner died: not alive for the lock.
+ */
 export function processIsAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
+    if ((error as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
+  let commandLine: string;
+  try {
+    commandLine = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+  } catch {
+    return true; // no /proc (macOS, Windows) or not readable: trust kill()
+  }
+  return commandLine === "" || /node|lmhost/i.test(commandLine);
 }

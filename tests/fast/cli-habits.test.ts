@@ -12,7 +12,12 @@ import { psRows } from "../../src/cli/ps.js";
 import { resolveModelId } from "../../src/models/catalog.js";
 import { ModelManager } from "../../src/models/manager.js";
 import type { ModelEntry } from "../../src/models/types.js";
-import { acquireDataDirLock, DataDirInUseError, LOCK_FILE_NAME } from "../../src/server/data-dir-lock.js";
+import {
+  acquireDataDirLock,
+  DataDirInUseError,
+  LOCK_FILE_NAME,
+  processIsAlive,
+} from "../../src/server/data-dir-lock.js";
 import { formatDuration } from "../../src/shared/format.js";
 import { createLogger, silentLogger } from "../../src/shared/logger.js";
 import { createFastApp, TEST_MODEL } from "../helpers/fast-app.js";
@@ -211,6 +216,24 @@ describe("the data-dir lock", () => {
     lock.release();
     expect(existsSync(file)).toBe(false);
     acquireDataDirLock(dataDir).release();
+  });
+});
+
+describe("the data-dir lock and pid reuse", () => {
+  it("takes over a lock with this process's pid that this process does not hold (a restarted container)", () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), "lmhost-lock-pid-"));
+    const file = path.join(dataDir, LOCK_FILE_NAME);
+    writeFileSync(file, JSON.stringify({ pid: process.pid, port: 1, host: null, startedAt: "before" }));
+    const notices: string[] = [];
+    const lock = acquireDataDirLock(dataDir, { notice: (line) => notices.push(line) });
+    expect(notices).toHaveLength(1);
+    lock.release();
+  });
+
+  it("counts a pid as alive only while a node or lmhost process has it", () => {
+    expect(processIsAlive(process.pid)).toBe(true);
+    // pid 2^22 + 1 is above Linux's pid_max: no process has it.
+    expect(processIsAlive(4_194_305)).toBe(false);
   });
 });
 
