@@ -99,6 +99,8 @@ export const configSchema = z
         if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
       }),
     logLevel: z.enum(["silent", "error", "warn", "info", "debug"]).default("info"),
+    /** "text" (default): human-readable lines; "json": one JSON object per line (time, level, msg, fields). */
+    logFormat: z.enum(["text", "json"]).default("text"),
     bodyLimitBytes: z
       .number()
       .int()

@@ -18,6 +18,37 @@ export function addServerAddressOptions(command: Command): Command {
     .option("--data-dir <dir>", "data dir holding config.json (default ~/.lmhost)");
 }
 
+/** The base URL `callServer` uses for these options (a server bound to all interfaces is reached on loopback). */
+export function serverUrl(options: ServerAddressOptions): { url: string; apiKey: string | undefined } {
+  const config = resolveConfig({
+    ...(options.host === undefined ? {} : { host: options.host }),
+    ...(options.port === undefined ? {} : { port: Number(options.port) }),
+    ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
+    ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
+  });
+  const host = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host;
+  return { url: `http://${host.includes(":") ? `[${host}]` : host}:${config.port}`, apiKey: config.apiKey };
+}
+
+/** GET `path` from a server if one answers within `timeoutMs` with a 2xx JSON body; otherwise undefined. */
+export async function tryServer(
+  options: ServerAddressOptions,
+  path: string,
+  timeoutMs = 750,
+): Promise<{ url: string; body: unknown } | undefined> {
+  const { url, apiKey } = serverUrl(options);
+  try {
+    const response = await fetch(`${url}${path}`, {
+      headers: apiKey ? { authorization: `Bearer ${apiKey}` } : {},
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    if (!response.ok) return undefined;
+    return { url, body: await response.json() };
+  } catch {
+    return undefined;
+  }
+}
+
 export async function callServer(
   options: ServerAddressOptions,
   method: "GET" | "POST",

@@ -25,6 +25,7 @@ interface ServeFlags {
   allowedHosts?: string;
   pinCpu?: boolean;
   logLevel?: string;
+  logFormat?: string;
   bodyLimit?: string;
   storeMaxAge?: string;
   storeMaxCount?: string;
@@ -58,6 +59,7 @@ export function flagsToConfig(flags: ServeFlags): ConfigInput {
     ["allowedHosts", flags.allowedHosts],
     ["pinCpu", flags.pinCpu],
     ["logLevel", flags.logLevel],
+    ["logFormat", flags.logFormat],
     ["bodyLimitBytes", number(flags.bodyLimit)],
     ["storeMaxAgeSeconds", number(flags.storeMaxAge)],
     ["storeMaxCount", number(flags.storeMaxCount)],
@@ -74,13 +76,14 @@ export function registerServeCommand(program: Command): void {
   program
     .command("serve")
     .description("start the server (OpenAI-compatible /v1 API and the native /api/v0 API)")
+    .argument("[model-files...]", "GGUF files to serve (same as -m <file>)")
     .option("--host <host>", "address to bind (default 127.0.0.1; env LMHOST_HOST)")
     .option("--port <port>", "port (default 1234; env LMHOST_PORT)")
     .option(
       "--models-dir <dir>",
       "models folder in LM Studio layout (default ~/.lmhost/models; env LMHOST_MODELS_DIR)",
     )
-    .option("--model <file...>", "a .gguf file to serve (repeatable)")
+    .option("-m, --model <file...>", "a .gguf file to serve (repeatable; also as a plain argument)")
     .option(
       "--chat-template <template>",
       "chat template for the --model files: a wrapper name (chatml, llama2Chat, general, ...) or a Jinja template",
@@ -108,7 +111,11 @@ export function registerServeCommand(program: Command): void {
       "host names requests may be addressed to besides localhost, loopback and the bound address, comma-separated ('.example.com' for subdomains; '*' turns the check off)",
     )
     .option("--pin-cpu", "with --threads 1, pin the process to one CPU (can be faster on a quiet machine)")
-    .option("--log-level <level>", "silent | error | warn | info | debug (default info)")
+    .option(
+      "--log-level <level>",
+      "silent | error | warn | info | debug (default info: start-up, one line per request, model loads)",
+    )
+    .option("--log-format <format>", "text | json (one JSON object per line: time, level, msg, fields)")
     .option("--body-limit <bytes>", "largest request body accepted (default 20971520)")
     .option("--store-max-age <seconds>", "delete stored responses older than this")
     .option("--store-max-count <n>", "keep at most this many stored responses")
@@ -126,28 +133,41 @@ export function registerServeCommand(program: Command): void {
       "--reasoning-summary <mode>",
       'reasoning summaries: "reasoning" (default; the reasoning text itself) or "none"',
     )
-    .action(async (flags: ServeFlags) => {
+    .action(async (modelFiles: string[], flags: ServeFlags) => {
       const parentAtStart = process.ppid;
-      const config = resolveConfig(flagsToConfig(flags));
+      const models = [...(flags.model ?? []), ...modelFiles];
+      const config = resolveConfig(
+        flagsToConfig({ ...flags, ...(models.length > 0 ? { model: models } : {}) }),
+      );
       // Imported here so the other commands (and --help / --version) do not load node-llama-cpp.
       const { startServer } = await import("../server/start.js");
+      // Ctrl-C while the models load: stop at once, quietly (nothing is running yet).
+      const early = () => process.exit(130);
+      process.once("SIGINT", early);
+      process.once("SIGTERM", early);
       const server = await startServer(config);
+      process.removeListener("SIGINT", early);
+      process.removeListener("SIGTERM", early);
       let stopping = false;
-      const stop = (reason: string) => {
+      const stop = (reason: string, code: number) => {
         if (stopping) return;
         stopping = true;
-        process.stderr.write(`${reason}\n`);
-        const hardExit = setTimeout(() => process.exit(1), 5000);
+        server.deps.logger?.info(reason);
+        const hardExit = setTimeout(() => process.exit(code === 0 ? 1 : code), 5000);
         hardExit.unref();
         server.close().then(
-          () => process.exit(0),
-          () => process.exit(1),
+          () => process.exit(code),
+          (error: unknown) => {
+            process.stderr.write(`lmhost: shutdown failed: ${(error as Error).message}\n`);
+            process.exit(1);
+          },
         );
       };
-      process.once("SIGINT", () => stop("received SIGINT"));
-      process.once("SIGTERM", () => stop("received SIGTERM"));
+      // A second Ctrl-C while shutting down exits at once.
+      process.on("SIGINT", () => (stopping ? process.exit(130) : stop("received SIGINT", 0)));
+      process.once("SIGTERM", () => stop("received SIGTERM", 0));
       if (startedByNpm()) {
-        watchParent(() => stop("the npm process that started lmhost has exited"), { parentAtStart });
+        watchParent(() => stop("the npm process that started lmhost has exited", 0), { parentAtStart });
       }
     });
 }

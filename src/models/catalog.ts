@@ -344,3 +344,68 @@ async function mapWithConcurrency<Input, Output>(
   await Promise.all(Array.from({ length: Math.min(concurrency, inputs.length) }, worker));
   return outputs;
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Resolving a requested id
+
+/**
+ * The quantization `publisher/model` resolves to when its folder holds several files (`@q4_k_m`, `@q8_0`,
+ * ...): the first of this list that is present. Q4_K_M first (the usual default of Ollama, LM Studio and
+ * Hugging Face's GGUF pages: a good size/quality balance), then the nearest 4–6 bit quantizations, then
+ * the larger and the smaller ones.
+ */
+export const DEFAULT_QUANTIZATION_ORDER = [
+  "Q4_K_M",
+  "Q4_K_S",
+  "Q5_K_M",
+  "Q5_K_S",
+  "Q4_0",
+  "Q4_1",
+  "IQ4_XS",
+  "IQ4_NL",
+  "Q5_0",
+  "Q5_1",
+  "Q6_K",
+  "Q8_0",
+  "Q3_K_L",
+  "Q3_K_M",
+  "Q3_K_S",
+  "IQ3_M",
+  "IQ3_XS",
+  "Q2_K",
+  "BF16",
+  "F16",
+  "F32",
+] as const;
+
+export type ModelIdResolution = { entry: ModelEntry } | { ambiguous: ModelEntry[] } | { notFound: true };
+
+/**
+ * The entry a requested id names: the exact id; else a case-insensitive match if exactly one model has it;
+ * else, for `publisher/model` whose folder holds several files (`publisher/model@<variant>`), the variant
+ * with the first quantization of DEFAULT_QUANTIZATION_ORDER (from the file name, else the GGUF header).
+ * Variants none of which has a listed quantization are ambiguous: the caller lists them.
+ */
+export function resolveModelId(id: string, entries: readonly ModelEntry[]): ModelIdResolution {
+  const exact = entries.find((entry) => entry.id === id);
+  if (exact !== undefined) return { entry: exact };
+  const lower = id.toLowerCase();
+  const folded = entries.filter((entry) => entry.id.toLowerCase() === lower);
+  if (folded.length === 1 && folded[0] !== undefined) return { entry: folded[0] };
+  if (folded.length > 1) return { ambiguous: folded };
+  const variants = entries.filter((entry) => entry.id.toLowerCase().startsWith(`${lower}@`));
+  if (variants.length === 0) return { notFound: true };
+  const rank = (entry: ModelEntry): number => {
+    const quantization =
+      quantizationFromFileName(modelStem(path.basename(entry.path))) ?? entry.quantization?.toUpperCase();
+    const index = DEFAULT_QUANTIZATION_ORDER.findIndex((candidate) => candidate === quantization);
+    return index === -1 ? Infinity : index;
+  };
+  const ranked = variants
+    .filter((entry) => entry.error === undefined)
+    .map((entry) => ({ entry, rank: rank(entry) }))
+    .filter((candidate) => candidate.rank !== Infinity)
+    .sort((left, right) => left.rank - right.rank);
+  const best = ranked[0];
+  return best === undefined ? { ambiguous: variants } : { entry: best.entry };
+}

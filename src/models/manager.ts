@@ -19,6 +19,7 @@
  *   later acquire retries. An unknown id is ApiError 404 `model_not_found` listing the available ids.
  */
 import { ApiError } from "../shared/errors.js";
+import { resolveModelId } from "./catalog.js";
 import { createLogger, type Logger } from "../shared/logger.js";
 import type {
   ModelAcquirer,
@@ -101,13 +102,15 @@ export class ModelManager<Loaded> implements ModelService, ModelAcquirer<Loaded>
     return this.source.list();
   }
 
-  /** Exact id first, then a case-insensitive match if exactly one model has it. */
+  /**
+   * Exact id first, then a case-insensitive match if exactly one model has it, then `publisher/model` for a
+   * folder of several quantizations: its default one (Q4_K_M first; catalog.ts resolveModelId).
+   */
   async get(id: string): Promise<ModelEntry> {
     const entries = await this.source.list();
-    const exact = entries.find((entry) => entry.id === id);
-    if (exact !== undefined) return exact;
-    const folded = entries.filter((entry) => entry.id.toLowerCase() === id.toLowerCase());
-    if (folded.length === 1 && folded[0] !== undefined) return folded[0];
+    const resolved = resolveModelId(id, entries);
+    if ("entry" in resolved) return resolved.entry;
+    if ("ambiguous" in resolved) throw modelAmbiguous(id, resolved.ambiguous);
     throw modelNotFound(id, entries);
   }
 
@@ -286,18 +289,20 @@ export class ModelManager<Loaded> implements ModelService, ModelAcquirer<Loaded>
     };
     this.markUsed(slot);
     const signal = this.closeController.signal;
+    this.logger.info(`loading ${entry.id}…`);
+    const started = performance.now();
     slot.loadSettled = callAsync(() => this.loader.load(entry, signal)).then(
-      (loaded) => this.onLoaded(slot, loaded),
+      (loaded) => this.onLoaded(slot, loaded, Math.round(performance.now() - started)),
       (error: unknown) => this.onLoadFailed(slot, error),
     );
     this.slots.set(entry.id, slot);
     return slot;
   }
 
-  private onLoaded(slot: ModelSlot<Loaded>, loaded: Loaded): void {
+  private onLoaded(slot: ModelSlot<Loaded>, loaded: Loaded, milliseconds: number): void {
     slot.instance = { value: loaded };
     slot.state = "loaded";
-    this.logger.info(`Loaded model "${slot.entry.id}"`);
+    this.logger.info(`loaded ${slot.entry.id} in ${milliseconds} ms`);
     if (this.closed) return; // close() unloads it
     // Everyone who waited gave up: the model is idle right away.
     if (slot.holders === 0) this.becomeIdle(slot);
@@ -313,7 +318,7 @@ export class ModelManager<Loaded> implements ModelService, ModelAcquirer<Loaded>
   /** Unloads a loaded slot; resolves (never rejects) once it is gone. */
   private unloadSlot(slot: ModelSlot<Loaded>, reason: string): Promise<void> {
     if (slot.unloadSettled !== undefined) return slot.unloadSettled;
-    this.logger.info(`Unloading model "${slot.entry.id}" (${reason})`);
+    this.logger.info(`unloading ${slot.entry.id} (${reason})`);
     this.clearIdleTimer(slot);
     slot.state = "unloading";
     const instance = slot.instance;
@@ -324,6 +329,7 @@ export class ModelManager<Loaded> implements ModelService, ModelAcquirer<Loaded>
         this.logger.warn(`Unloading model "${slot.entry.id}" failed: ${errorMessage(error)}`),
       )
       .finally(() => {
+        this.logger.info(`unloaded ${slot.entry.id}`);
         if (this.slots.get(slot.entry.id) === slot) this.slots.delete(slot.entry.id);
         this.notifyCapacityWaiters();
       });
@@ -432,6 +438,15 @@ function modelNotFound(id: string, entries: readonly ModelEntry[]): ApiError {
   const more = ids.length > LISTED_IDS_LIMIT ? ` and ${ids.length - LISTED_IDS_LIMIT} more` : "";
   const available = ids.length === 0 ? "No models are available." : `Available models: ${shown}${more}.`;
   return ApiError.notFound(`Model "${id}" not found. ${available}`, "model", "model_not_found");
+}
+
+function modelAmbiguous(id: string, candidates: readonly ModelEntry[]): ApiError {
+  const ids = candidates.map((entry) => entry.id);
+  return ApiError.notFound(
+    `Model "${id}" names several files and none has a known quantization to choose by default; name one: ${ids.join(", ")}.`,
+    "model",
+    "model_not_found",
+  );
 }
 
 function modelLoadFailed(id: string, reason: string): ApiError {

@@ -18,22 +18,18 @@ import { ApiError, toApiError } from "../shared/errors.js";
 import { newId } from "../shared/ids.js";
 import { silentLogger } from "../shared/logger.js";
 import type { App, AppDeps, AppEnv } from "./deps.js";
+import { requestLog } from "./request-log.js";
 import { apiKeyGuard, hostGuard, originGuards } from "./request-guards.js";
 
 export function createApp(deps: AppDeps): App {
   const logger = deps.logger ?? silentLogger;
   const app = new Hono<AppEnv>();
 
-  app.use("*", async (context, next) => {
-    const requestId = context.req.header("x-request-id") ?? newId("req");
-    context.set("requestId", requestId);
-    const started = Date.now();
-    await next();
-    context.header("x-request-id", requestId);
-    logger.debug(
-      `${context.req.method} ${context.req.path} ${context.res.status} ${Date.now() - started}ms ${requestId}`,
-    );
-  });
+  // Request ids and one info line per request; routes report tokens with reportUsage (request-log.ts).
+  app.use(
+    "*",
+    requestLog(logger, () => newId("req")),
+  );
 
   // Guards first (request-guards.ts): a request for another host or from a foreign page is refused before
   // CORS, auth or the body are looked at.
@@ -90,7 +86,8 @@ export function createApp(deps: AppDeps): App {
       thrown instanceof HTTPException && !(thrown instanceof ApiError)
         ? new ApiError({ status: thrown.status, message: thrown.message })
         : toApiError(thrown);
-    if (error.status >= 500)
+    // A request cut short by shutdown (Ctrl-C) is expected: its own line says 503, without a stack trace.
+    if (error.status >= 500 && error.code !== "server_shutting_down")
       logger.error(`${context.req.method} ${context.req.path}: ${thrown.stack ?? thrown.message}`);
     if (error.retryAfter !== undefined) context.header("Retry-After", String(error.retryAfter));
     context.header("x-request-id", context.get("requestId"));

@@ -6,6 +6,7 @@ import type { ModelService } from "../models/types.js";
 import type { ResponseStore } from "../store/types.js";
 import type { McpServerRequest, McpTools } from "../tools/mcp/types.js";
 import type { Logger } from "../shared/logger.js";
+import type { RequestUsage } from "./request-log.js";
 
 /**
  * `host` (the bound address, default 127.0.0.1), `allowedHosts` (default none) and `cors` (default no
@@ -55,6 +56,8 @@ export interface AppDeps {
 
 export interface AppVariables {
   requestId: string;
+  /** Set by routes through reportUsage (request-log.ts) for the request's log line. */
+  usage?: RequestUsage;
 }
 
 export type AppEnv = { Variables: AppVariables };

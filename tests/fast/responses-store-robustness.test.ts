@@ -14,6 +14,7 @@ import { MemoryResponseStore } from "../../src/store/memory/memory-store.js";
 import { SqliteResponseStore, type SqliteStoreOptions } from "../../src/store/sqlite/sqlite-store.js";
 import { StoreError } from "../../src/store/store-rules.js";
 import { createFastApp, readResponseEvents, slowReply, TEST_MODEL } from "../helpers/fast-app.js";
+import { testLog } from "../helpers/test-log.js";
 
 const directories: string[] = [];
 const stores: SqliteResponseStore[] = [];
@@ -120,7 +121,7 @@ describe("a full store (SQLite with max_page_count, which answers SQLITE_FULL li
         expect(body.error?.message).toMatch(/SQLITE_FULL/);
       }
     }
-    console.log(
+    testLog(
       `40 responses against a store capped at 96 KiB: ${claimedSuccess} claimed success, ${retrievable} of them retrievable, ${refused} answered 500`,
     );
     expect(claimedSuccess).toBe(retrievable);

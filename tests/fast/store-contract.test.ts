@@ -29,6 +29,7 @@ import {
 } from "../../src/store/index.js";
 import { migrations } from "../../src/store/sqlite/migrations.js";
 import { StoreError, UnreadableResponseError } from "../../src/store/store-rules.js";
+import { testLog } from "../helpers/test-log.js";
 
 function message(id: string, text = `text of ${id}`): StoredItem {
   return { id, type: "message", role: "user", content: [{ type: "input_text", text }] };
@@ -684,7 +685,7 @@ describe("SqliteResponseStore", () => {
     const store = SqliteResponseStore.open(file);
     try {
       const plans = store.explainPruneQueries();
-      console.log(
+      testLog(
         `prune query plans:\n  expired: ${plans.expired.join("\n           ")}\n  oldest:  ${plans.oldest.join("\n           ")}`,
       );
       for (const plan of [plans.expired, plans.oldest]) {
@@ -746,7 +747,7 @@ describe("SqliteResponseStore", () => {
     const store = SqliteResponseStore.open(file);
     try {
       const plan = store.explainChainQuery();
-      console.log(`chain query plan:\n  ${plan.join("\n  ")}`);
+      testLog(`chain query plan:\n  ${plan.join("\n  ")}`);
       expect(plan.some((detail) => /^SCAN (responses|previous)\b/.test(detail))).toBe(false);
       expect(
         plan.filter((detail) => /^SEARCH (responses|previous) USING .*\(id=\?\)/.test(detail)),
@@ -775,7 +776,7 @@ describe("SqliteResponseStore", () => {
       const started = performance.now();
       for (let run = 0; run < runs; run++) expect(store.chain(ids[99]!)).toHaveLength(100);
       const averageMilliseconds = (performance.now() - started) / runs;
-      console.log(
+      testLog(
         `filled 10,000 responses in ${fillMilliseconds.toFixed(0)} ms; ` +
           `chain of depth 100: ${averageMilliseconds.toFixed(2)} ms on average over ${runs} runs`,
       );

@@ -25,6 +25,8 @@ export function toNativeModel(status: ModelStatus) {
     has_chat_template: status.hasChatTemplate ?? null,
     chat_template_override: status.chatTemplate ?? null,
     ttl_expires_at: status.expiresAt ?? null,
+    /** Unix seconds of the last request on the loaded model (null when not loaded). */
+    last_used_at: status.state === "not-loaded" ? null : (status.lastUsedAt ?? null),
     error: status.error ?? null,
   };
 }

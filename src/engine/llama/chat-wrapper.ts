@@ -56,6 +56,26 @@ export function chatWrapperTypeName(name: string): SpecializedChatWrapperTypeNam
   return specializedChatWrapperTypeNames.find((typeName) => typeName.toLowerCase() === normalized);
 }
 
+/**
+ * Why a chat template override cannot be used, or undefined when it can: the checks resolveModelChatWrapper
+ * makes at the first request, made without a model so `lmhost serve` can refuse a bad `--chat-template` at
+ * start.
+ */
+export function chatTemplateProblem(chatTemplate: string): string | undefined {
+  const trimmed = chatTemplate.trim();
+  if (trimmed === "" || trimmed.toLowerCase() === "auto") return undefined;
+  if (isJinjaTemplate(chatTemplate)) {
+    try {
+      new JinjaTemplateChatWrapper({ template: chatTemplate });
+      return undefined;
+    } catch (error) {
+      return `not a usable Jinja template: ${error instanceof Error ? error.message : String(error)}`;
+    }
+  }
+  if (chatWrapperTypeName(chatTemplate) !== undefined) return undefined;
+  return `unknown chat template '${chatTemplate}'; use a Jinja template or one of: ${specializedChatWrapperTypeNames.join(", ")}`;
+}
+
 /** The wrapper a model runs with: its own template, or the entry's override. Throws ApiError 400 on a bad override. */
 export function resolveModelChatWrapper(model: LlamaModel, chatTemplate: string | undefined): ChatWrapper {
   if (

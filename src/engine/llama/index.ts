@@ -35,6 +35,11 @@ export interface CreateLlamaEngineOptions<Models extends ModelAcquirer<LlamaLoad
   stableTruncation?: boolean;
   /** llama.cpp log level (default "warn"). */
   logLevel?: LogLevelName;
+  /**
+   * Where llama.cpp's and node-llama-cpp's own log lines go (default: node-llama-cpp's console logger), at
+   * lmhost's level names; only lines at or above `logLevel` arrive.
+   */
+  log?: (level: "error" | "warn" | "info" | "debug", message: string) => void;
   /** Pass an existing node-llama-cpp instance instead of loading one (tests share one per process). */
   llama?: Llama;
 }
@@ -55,11 +60,17 @@ export async function createLlamaEngine<Models extends ModelAcquirer<LlamaLoaded
 ): Promise<LlamaEngineWiring<Models>> {
   const llama =
     options.llama ??
-    (await getLlama({ gpu: false, build: "never", logLevel: toLogLevel(options.logLevel ?? "warn") }));
+    (await getLlama({
+      gpu: false,
+      build: "never",
+      logLevel: toLogLevel(options.logLevel ?? "warn"),
+      ...(options.log === undefined ? {} : { logger: llamaLogger(options.log) }),
+    }));
   const {
     maxQueue,
     stableTruncation,
     logLevel: _logLevel,
+    log: _log,
     llama: _llama,
     createModels,
     ...loaderOptions
@@ -93,4 +104,17 @@ function toLogLevel(level: LogLevelName): LlamaLogLevel {
     default:
       return assertNever(level, "log level");
   }
+}
+
+function llamaLogger(
+  log: NonNullable<CreateLlamaEngineOptions<ModelAcquirer<LlamaLoadedModel>>["log"]>,
+): (level: LlamaLogLevel, message: string) => void {
+  return (level, message) => {
+    const text = message.trimEnd();
+    if (text === "") return;
+    if (level === LlamaLogLevel.fatal || level === LlamaLogLevel.error) log("error", text);
+    else if (level === LlamaLogLevel.warn) log("warn", text);
+    else if (level === LlamaLogLevel.info) log("info", text);
+    else log("debug", text);
+  };
 }

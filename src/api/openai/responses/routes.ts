@@ -21,9 +21,15 @@ import {
   startResponseRun,
   type RunDependencies,
 } from "../../../responses/run-response.js";
-import type { ResponseError, ResponseObject, ResponseStreamEvent } from "../../../responses/wire-types.js";
+import {
+  isTerminalEvent,
+  type ResponseError,
+  type ResponseObject,
+  type ResponseStreamEvent,
+} from "../../../responses/wire-types.js";
 import type { App, AppDeps } from "../../../server/deps.js";
 import { readJsonBody } from "../../../server/json-body.js";
+import { reportUsage } from "../../../server/request-log.js";
 import { streamSse, type SseEvent } from "../../../server/sse.js";
 import { ApiError } from "../../../shared/errors.js";
 import { silentLogger } from "../../../shared/logger.js";
@@ -41,6 +47,27 @@ async function* toSseEvents(
 ): AsyncGenerator<SseEvent, void, undefined> {
   for await (const event of events) yield { event: event.type, data: event };
   yield { data: "[DONE]" };
+}
+
+/** The request log line's usage (server/request-log.ts) from a response object. */
+function reportResponseUsage(context: Context, response: ResponseObject): void {
+  reportUsage(context, {
+    model: response.model,
+    inputTokens: response.usage?.input_tokens,
+    outputTokens: response.usage?.output_tokens,
+    cachedTokens: response.usage?.input_tokens_details.cached_tokens,
+  });
+}
+
+/** Passes `events` through, reporting the usage of the terminal event for the request's log line. */
+async function* reportingUsage(
+  context: Context,
+  events: AsyncIterable<ResponseStreamEvent>,
+): AsyncGenerator<ResponseStreamEvent, void, undefined> {
+  for await (const event of events) {
+    if (isTerminalEvent(event)) reportResponseUsage(context, event.response);
+    yield event;
+  }
 }
 
 function onlyBackgroundCancels(): ApiError {
@@ -132,6 +159,7 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
         requestOptions(),
       ),
     );
+    reportUsage(context, { model: request.model });
     await deps.models.get(request.model);
     for (const server of request.mcpServers) await deps.mcp?.checkServer(server);
     const prepared = prepareResponse(deps.store, request, { runningStatus });
@@ -156,8 +184,9 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
       throw error;
     });
     const events = live.startForeground(id, link, started, { listed: request.store });
-    if (request.stream) return sse(context, events);
+    if (request.stream) return sse(context, reportingUsage(context, events));
     const response = await finalResponse(events);
+    reportResponseUsage(context, response);
     const failure = failureOf(response, deps.shutdownSignal?.aborted === true);
     if (failure !== undefined) throw failure;
     return context.json(response);

@@ -10,6 +10,23 @@ import { ApiError, assertNever } from "../../../shared/errors.js";
 type Issue = z.core.$ZodIssue;
 type Path = readonly PropertyKey[];
 
+/**
+ * "Did you mean" for fields of the Chat Completions and Anthropic Messages APIs sent to /v1/responses.
+ * They stay 400s, as OpenAI answers them (400 unknown_parameter naming the field): accepting them would
+ * make a body that fails on OpenAI pass here. The hint says what the Responses API calls them.
+ */
+const insteadOf: Record<string, string> = {
+  messages:
+    "Did you mean 'input'? /v1/responses takes the conversation as 'input' (a string, or a list of {role, content} messages); Chat Completions bodies go to /v1/chat/completions.",
+  max_tokens: "Did you mean 'max_output_tokens'?",
+  max_completion_tokens: "Did you mean 'max_output_tokens'?",
+  response_format: 'Did you mean \'text.format\' (e.g. {"text": {"format": {"type": "json_schema", ...}}})?',
+  functions: 'Did you mean \'tools\' (each {"type": "function", "name", "parameters"})?',
+  function_call: "Did you mean 'tool_choice'?",
+  reasoning_effort: "Did you mean 'reasoning' ({\"effort\": ...})?",
+  system: "Did you mean 'instructions'?",
+};
+
 /** Refuses anything but a JSON object whose top-level keys the schema knows, then validates it. */
 export function parseRequestBody<Schema extends z.ZodObject>(
   schema: Schema,
@@ -19,10 +36,13 @@ export function parseRequestBody<Schema extends z.ZodObject>(
     throw ApiError.invalid("The request body must be a JSON object.", null, "invalid_json");
   }
   const known = new Set(Object.keys(schema.shape));
-  const unknownKey = Object.keys(body).find((key) => !known.has(key));
+  const unknownKeys = Object.keys(body).filter((key) => !known.has(key));
+  // A field of another API (Chat Completions, Anthropic Messages) is named first, with what to send instead.
+  const unknownKey = unknownKeys.find((key) => Object.hasOwn(insteadOf, key)) ?? unknownKeys[0];
   if (unknownKey !== undefined) {
+    const hint = Object.hasOwn(insteadOf, unknownKey) ? `. ${insteadOf[unknownKey]}` : "";
     throw ApiError.invalid(
-      `Unrecognized request argument supplied: ${unknownKey}`,
+      `Unrecognized request argument supplied: ${unknownKey}${hint}`,
       unknownKey,
       "unknown_parameter",
     );
