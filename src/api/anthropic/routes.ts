@@ -11,10 +11,11 @@
  * `overloaded_error` event and a non-streamed request with a 503. Errors of every kind on these paths are
  * rendered in Anthropic's shape by app.ts (errors.ts).
  */
-import type { Engine, EnginePart } from "../../engine/types.js";
+import type { Engine, EnginePart, Usage } from "../../engine/types.js";
 import { newReasoningKey, sealReasoning } from "../../responses/reasoning-seal.js";
 import type { App, AppDeps } from "../../server/deps.js";
 import { readJsonBody } from "../../server/json-body.js";
+import { reportUsage } from "../../server/request-log.js";
 import { formatSseEvent, streamSse, type SseEvent } from "../../server/sse.js";
 import { linkAbortSignals } from "../../shared/abort-signals.js";
 import { ApiError, ShutdownError, toApiError } from "../../shared/errors.js";
@@ -64,7 +65,13 @@ async function startMessageRun(
   engine: Engine,
   request: MessagesRequest,
   signal: AbortSignal,
-  options: { startAfterMilliseconds?: number; sign(text: string): string; logger: Logger },
+  options: {
+    startAfterMilliseconds?: number;
+    sign(text: string): string;
+    logger: Logger;
+    /** Called with the usage of the `finish` part (the request log line, request-log.ts). */
+    onUsage?: (usage: Usage) => void;
+  },
 ): Promise<MessageRun> {
   const parts: PartIterator = engine.generate(request.engineRequest, signal)[Symbol.asyncIterator]();
   const firstPart = parts.next().catch((error: unknown) => {
@@ -92,6 +99,7 @@ async function startMessageRun(
         next = first;
       }
       while (next.done !== true) {
+        if (next.value.type === "finish") options.onUsage?.(next.value.usage);
         yield* writer.write(next.value);
         if (writer.finished) break;
         next = await parts.next();
@@ -156,6 +164,13 @@ export function registerAnthropicRoutes(app: App, deps: AppDeps): void {
       ...(startAfter === undefined ? {} : { startAfterMilliseconds: startAfter }),
       sign,
       logger,
+      onUsage: (usage) =>
+        reportUsage(context, {
+          model: request.model,
+          inputTokens: usage.inputTokens,
+          outputTokens: usage.outputTokens,
+          cachedTokens: usage.cachedInputTokens,
+        }),
     }).catch((error: unknown) => {
       link.dispose();
       throw error;

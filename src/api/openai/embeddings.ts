@@ -15,6 +15,7 @@
 import { z } from "zod";
 import type { App, AppDeps } from "../../server/deps.js";
 import { readJsonBody } from "../../server/json-body.js";
+import { reportUsage } from "../../server/request-log.js";
 import { linkAbortSignals } from "../../shared/abort-signals.js";
 import { ApiError } from "../../shared/errors.js";
 import { parseRequestBody } from "./responses/validation-errors.js";
@@ -136,6 +137,7 @@ export function registerEmbeddingsRoutes(app: App, deps: AppDeps): void {
     } finally {
       link.dispose();
     }
+    reportUsage(context, { model: body.model, inputTokens: result.inputTokens });
     const base64 = body.encoding_format === "base64";
     return context.json({
       object: "list",

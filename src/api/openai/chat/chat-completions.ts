@@ -13,6 +13,7 @@ import { randomBytes } from "node:crypto";
 import type { EnginePart, FinishReason, Usage } from "../../../engine/types.js";
 import type { App, AppDeps } from "../../../server/deps.js";
 import { readJsonBody } from "../../../server/json-body.js";
+import { reportUsage } from "../../../server/request-log.js";
 import { assertNever } from "../../../shared/errors.js";
 import { silentLogger } from "../../../shared/logger.js";
 import {
@@ -223,6 +224,13 @@ export function registerChatCompletionsRoute(app: App, deps: AppDeps): void {
     const stream = body.stream === true;
     const generation = await startGeneration(deps, request, context.req.raw.signal, {
       params: chatParams,
+      onUsage: (usage) =>
+        reportUsage(context, {
+          model: request.model,
+          inputTokens: usage.inputTokens,
+          outputTokens: usage.outputTokens,
+          cachedTokens: usage.cachedInputTokens,
+        }),
       ...(stream ? { startAfterMilliseconds: deps.streamStartAfterMilliseconds ?? 1_000 } : {}),
     });
     const translator = new ChatCompletionTranslator(body.model, body.stream_options?.include_usage === true);

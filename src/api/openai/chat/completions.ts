@@ -7,6 +7,7 @@
 import type { EnginePart, EngineRequest, Usage } from "../../../engine/types.js";
 import type { App, AppDeps } from "../../../server/deps.js";
 import { readJsonBody } from "../../../server/json-body.js";
+import { reportUsage } from "../../../server/request-log.js";
 import { silentLogger } from "../../../shared/logger.js";
 import { completionId, completionUsage } from "./chat-completions.js";
 import {
@@ -108,6 +109,13 @@ export function registerCompletionsRoute(app: App, deps: AppDeps): void {
         ? await nothingToGenerate(deps, request, context.req.raw.signal)
         : await startGeneration(deps, request, context.req.raw.signal, {
             params: completionParams,
+            onUsage: (usage) =>
+              reportUsage(context, {
+                model: request.model,
+                inputTokens: usage.inputTokens,
+                outputTokens: usage.outputTokens,
+                cachedTokens: usage.cachedInputTokens,
+              }),
             ...(stream ? { startAfterMilliseconds: deps.streamStartAfterMilliseconds ?? 1_000 } : {}),
           });
     if (stream) {

@@ -11,7 +11,7 @@
  * - a run stopped by a graceful shutdown is a 503 (or an error event), not a silent cut.
  */
 import type { Context } from "hono";
-import type { Engine, EnginePart, EngineRequest } from "../../../engine/types.js";
+import type { Engine, EnginePart, EngineRequest, Usage } from "../../../engine/types.js";
 import type { AppDeps } from "../../../server/deps.js";
 import { streamSse, type SseEvent } from "../../../server/sse.js";
 import { linkAbortSignals } from "../../../shared/abort-signals.js";
@@ -51,7 +51,12 @@ export async function startGeneration(
   deps: Pick<AppDeps, "engine" | "shutdownSignal">,
   request: EngineRequest,
   requestSignal: AbortSignal,
-  options: { params: readonly [RegExp, string][]; startAfterMilliseconds?: number },
+  options: {
+    params: readonly [RegExp, string][];
+    startAfterMilliseconds?: number;
+    /** Called with the usage of the `finish` part (the request log line, request-log.ts). */
+    onUsage?: (usage: Usage) => void;
+  },
 ): Promise<Generation> {
   const link = linkAbortSignals(requestSignal, deps.shutdownSignal);
   const engine: Engine = deps.engine;
@@ -72,6 +77,7 @@ export async function startGeneration(
     try {
       let next = settled ?? (await first);
       while (next.done !== true) {
+        if (next.value.type === "finish") options.onUsage?.(next.value.usage);
         yield next.value;
         if (next.value.type === "finish") return;
         next = await iterator.next().catch(rename);
