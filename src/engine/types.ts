@@ -100,6 +100,11 @@ export interface EngineRequest {
   protectedTailItems?: number;
   /** Keep the model loaded this many seconds after this request (LM Studio's per-request `ttl`). */
   ttlSeconds?: number;
+  /**
+   * The client's cache key (the Responses API's `prompt_cache_key`): requests with the same key go to the
+   * sequence that served it last, when that one is free and no other holds a longer prefix of the prompt.
+   */
+  promptCacheKey?: string;
 }
 
 export interface Usage {

@@ -10,7 +10,7 @@ import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { serve, type ServerType } from "@hono/node-server";
 import { modelsDirOf, physicalCores, type Config } from "../config.js";
-import { createLlamaEngine } from "../engine/llama/index.js";
+import { createLlamaEngine, PromptCache } from "../engine/llama/index.js";
 import { ModelCatalog } from "../models/catalog.js";
 import { ModelManager } from "../models/manager.js";
 import { SqliteResponseStore } from "../store/sqlite/sqlite-store.js";
@@ -91,6 +91,13 @@ export async function startServer(
     // Tiny models decode fastest on one thread; an explicit --threads is always honoured.
     ...(config.threads === undefined ? {} : { singleThreadBelowBytes: 0 }),
     ...(config.contextLength === undefined ? {} : { contextLength: config.contextLength }),
+    // Saved KV states of long prompt prefixes, restored after a sequence was reused, a reload or a restart.
+    promptCache: new PromptCache({
+      dir: path.join(config.dataDir, "prompt-cache"),
+      maxBytes: config.promptCacheSize,
+      warn: (message) => logger.warn(message),
+    }),
+    warn: (message) => logger.warn(message),
     createModels: (loader) =>
       new ModelManager({
         source: catalog,
