@@ -123,6 +123,11 @@ export class LlamaEngine implements Engine {
     });
   }
 
+  /** Resolves when every generation and background prompt-cache save running now has ended (tests, bench). */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.tasks]);
+  }
+
   async close(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
