@@ -4,7 +4,7 @@
  * atomic writes, identity hashing, and corrupt or mismatched files (ignored and deleted). The native
  * save/restore path is tested in tests/real/prompt-cache.test.ts.
  */
-import { mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -168,10 +168,31 @@ describe("PromptCache", () => {
     const dir = folder();
     const { warn, messages } = warnings();
     const cache = new PromptCache({ dir, maxBytes: 10_000, minTokens: 4, warn });
-    const saved = await cache.save(identity, range(0, 10), async () => {
-      throw new Error("disk full");
-    });
+    let written = 0;
+    const saved = await cache.save(
+      identity,
+      range(0, 10),
+      async () => {
+        throw new Error("disk full");
+      },
+      () => (written += 1),
+    );
     expect(saved).toBeUndefined();
+    // The sequence is handed back exactly once, also when the write fails.
+    expect(written).toBe(1);
+    const order: string[] = [];
+    await cache.save(
+      identity,
+      range(0, 12),
+      async (file) => {
+        order.push("write");
+        writeFileSync(file, "state");
+      },
+      () => order.push("written"),
+    );
+    expect(order).toEqual(["write", "written"]);
+    expect(cache.list()).toHaveLength(1);
+    readdirSync(dir).forEach((file) => rmSync(path.join(dir, file)));
     expect(messages.join("\n")).toMatch(/disk full/);
     expect(readdirSync(dir)).toEqual([]);
     // A folder that cannot be created: also a warning.

@@ -85,6 +85,8 @@ export class LlamaEngine implements Engine {
   private readonly warn: (message: string) => void;
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
   private readonly tasks = new Set<Promise<void>>();
+  /** Prompt-cache saves still writing a sequence's state (they hold the sequence until written). */
+  private readonly savesWriting = new Set<Promise<void>>();
   private readonly closing = new AbortController();
   private closed = false;
 
@@ -206,6 +208,9 @@ export class LlamaEngine implements Engine {
           prompt.forcedFreeform !== undefined
             ? await this.freeformGrammar(loaded, prompt.forcedFreeform.gbnf)
             : await this.grammarFor(loaded, request.responseFormat);
+        // A state being saved holds its sequence for a moment; the request it belongs to most likely continues
+        // there (a follow-up turn, the tool loop's next call), so wait instead of taking a worse sequence.
+        if (this.savesWriting.size > 0) await Promise.allSettled([...this.savesWriting]);
         const sequenceLease = await loaded.pool.acquire(prompt.tokens, {
           signal,
           maxQueue: this.maxQueue,
@@ -279,7 +284,8 @@ export class LlamaEngine implements Engine {
   /**
    * After a generation: saves the sequence's state (prompt and answer) when the prompt is long and enough of
    * it is not cached yet. The save runs after the request's last part, holding the sequence and the model
-   * until the file is written; returns true when it took over the leases.
+   * until the state file is written (the checksum and renames run after); returns true when it took over
+   * the leases.
    */
   private saveToCache(
     loaded: LlamaLoadedModel,
@@ -295,15 +301,25 @@ export class LlamaEngine implements Engine {
     const tokens = sequence.contextTokens;
     if (tokens.length > loaded.contextLength || !cache.shouldSave(identity, promptTokens, tokens))
       return false;
+    // Requests arriving meanwhile wait for the write (run): the follow-up turn belongs on this sequence.
+    let written = noop;
+    const writing = new Promise<void>((resolve) => (written = resolve));
+    this.savesWriting.add(writing);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      sequenceLease.release();
+      releaseModel();
+      this.savesWriting.delete(writing);
+      written();
+    };
     const save = cache
-      .save(identity, tokens, (file) => sequence.saveStateToFile(file))
+      .save(identity, tokens, (file) => sequence.saveStateToFile(file), release)
       .catch((error: unknown) => {
         this.warn(`prompt cache: saving failed: ${error instanceof Error ? error.message : String(error)}`);
       })
-      .finally(() => {
-        sequenceLease.release();
-        releaseModel();
-      });
+      .finally(release);
     const task = save.then(() => undefined);
     this.tasks.add(task);
     void task.then(() => this.tasks.delete(task));

@@ -147,13 +147,24 @@ export class PromptCache {
   /**
    * Saves a state: `write(file)` writes node-llama-cpp's state file there. Entries the new one covers are
    * deleted, then least recently used ones until the folder fits. Never throws: a failure is a warning.
+   * `written` is called once the state file is written (or the save gave up before): the sequence is free
+   * again from then on, while the checksum and the renames still run.
    */
   save(
     identity: string,
     tokens: ArrayLike<number>,
     write: (file: string) => Promise<unknown>,
+    written: () => void = () => undefined,
   ): Promise<PromptCacheEntry | undefined> {
-    const run = this.writes.then(() => this.saveNow(identity, Uint32Array.from(tokens), write));
+    let called = false;
+    const once = () => {
+      if (called) return;
+      called = true;
+      written();
+    };
+    const run = this.writes
+      .then(() => this.saveNow(identity, Uint32Array.from(tokens), write, once))
+      .finally(once);
     this.writes = run.catch(() => undefined);
     return run;
   }
@@ -210,6 +221,7 @@ export class PromptCache {
     identity: string,
     tokens: Uint32Array,
     write: (file: string) => Promise<unknown>,
+    written: () => void,
   ): Promise<PromptCacheEntry | undefined> {
     await this.ready();
     const name = `${identity.slice(0, 16)}-${tokensDigest(tokens).slice(0, 32)}`;
@@ -219,7 +231,11 @@ export class PromptCache {
     const temporaryMeta = `${temporary}.json`;
     try {
       await mkdir(this.dir, { recursive: true });
-      await write(temporary);
+      try {
+        await write(temporary);
+      } finally {
+        written();
+      }
       const digest = await sha256OfFile(temporary);
       if (digest.bytes > this.maxBytes) {
         await rm(temporary, { force: true });
