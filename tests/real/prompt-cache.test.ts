@@ -16,6 +16,7 @@ import { PromptCache } from "../../src/engine/llama/prompt-cache.js";
 import type { EnginePart, EngineRequest } from "../../src/engine/types.js";
 import type { ModelAcquirer, ModelEntry } from "../../src/models/types.js";
 import { storiesChatmlModel } from "../helpers/paths.js";
+import { createRealApp } from "../helpers/real-app.js";
 
 const entry: ModelEntry = { id: "stories-chatml", path: storiesChatmlModel, sizeBytes: 0, publisher: "test" };
 const minTokens = 256;
@@ -195,5 +196,43 @@ describe("prompt cache (real engine)", () => {
     await engine.settled();
     expect(cache.list()).toHaveLength(1);
     await engine.close();
+  });
+
+  it("reports restored tokens as usage.input_tokens_details.cached_tokens on /v1/responses", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "lmhost-prompt-cache-"));
+    const real = await createRealApp({
+      promptCache: new PromptCache({ dir, maxBytes: 64 * 1024 ** 2, minTokens }),
+    });
+    try {
+      const system = instructions("fox");
+      const ask = (question: string) =>
+        real.client.responses.create({
+          model: "stories260K-chatml",
+          instructions: system,
+          input: question,
+          max_output_tokens: 8,
+          temperature: 0,
+          prompt_cache_key: "conversation-1",
+          store: false,
+        });
+      const first = await ask("Tell me a story.");
+      expect(first.usage?.input_tokens_details.cached_tokens).toBe(0);
+      await real.engine.settled();
+      const other = (text: string) =>
+        real.client.responses.create({
+          model: "stories260K-chatml",
+          input: text,
+          max_output_tokens: 4,
+          store: false,
+        });
+      await Promise.all([other("Say hi."), other("Say hello.")]);
+      const restored = await ask("Tell me another story.");
+      expect(restored.usage?.input_tokens_details.cached_tokens).toBeGreaterThan(minTokens * 2);
+      expect(restored.usage?.input_tokens).toBeGreaterThan(
+        restored.usage?.input_tokens_details.cached_tokens ?? 0,
+      );
+    } finally {
+      await real.close();
+    }
   });
 });
