@@ -235,4 +235,62 @@ describe("prompt cache (real engine)", () => {
       await real.close();
     }
   });
+
+  it("restores while two long generations stream, without waiting for them to end", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "lmhost-prompt-cache-"));
+    const loader = new LlamaModelLoader({
+      llama,
+      threads: 1,
+      parallel: 3,
+      contextLength: 2048,
+      warmup: false,
+    });
+    const loaded = await loader.load(entry);
+    const engine = new LlamaEngine({
+      models: new OneModel(loaded),
+      promptCache: new PromptCache({ dir, maxBytes: 64 * 1024 ** 2, minTokens }),
+    });
+    try {
+      const system = instructions("horse");
+      await run(engine, request(system, "Tell me a story."));
+      await engine.settled();
+      /** Streams a generation; `firstText` resolves at its first text, `done` at its end. */
+      const streamed = (generation: EngineRequest) => {
+        let firstDelta = noop;
+        const firstText = new Promise<void>((resolve) => (firstDelta = resolve));
+        const parts: EnginePart[] = [];
+        const done = (async () => {
+          for await (const part of engine.generate(generation, new AbortController().signal)) {
+            parts.push(part);
+            if (part.type === "text-delta") firstDelta();
+          }
+          return parts.at(-1);
+        })();
+        return { firstText, done };
+      };
+      const long = (text: string) => ({
+        model: entry.id,
+        items: [{ type: "message" as const, role: "user" as const, text }],
+        sampling: { seed: 1, temperature: 0, maxTokens: 1_200 },
+      });
+      // The two long ones take the prefix's sequence and an empty one; the newcomer gets the last, empty one.
+      const longOnes = [streamed(long("Lily went to the park")), streamed(long("Tom had a big dog"))];
+      await Promise.all(longOnes.map(async (generation) => generation.firstText));
+      const finished = longOnes.map(() => false);
+      longOnes.forEach((generation, index) => void generation.done.then(() => (finished[index] = true)));
+
+      const newcomer = streamed(request(system, "Tell me about a horse."));
+      await newcomer.firstText;
+      // Both long generations were still streaming when the restored request's first token arrived.
+      expect(finished).toEqual([false, false]);
+      const finish = await newcomer.done;
+      expect(finish?.type === "finish" ? finish.usage.cachedInputTokens : 0).toBeGreaterThan(minTokens * 2);
+      await Promise.all(longOnes.map(async (generation) => generation.done));
+    } finally {
+      await engine.close();
+      await loader.unload(loaded);
+    }
+  });
 });
+
+function noop(): void {}

@@ -270,7 +270,7 @@ export class LlamaEngine implements Engine {
       // behind node-llama-cpp's (then empty) token list.
       await sequence.clearHistory();
       const restored = await cache.restore(match.entry, async (file) => {
-        await sequence.loadStateFromFile(file, { acceptRisk: true });
+        await asExclusiveWaiter(sequence, () => sequence.loadStateFromFile(file, { acceptRisk: true }));
         return sequence.contextTokens;
       });
       if (!restored) await sequence.clearHistory();
@@ -315,7 +315,12 @@ export class LlamaEngine implements Engine {
       written();
     };
     const save = cache
-      .save(identity, tokens, (file) => sequence.saveStateToFile(file), release)
+      .save(
+        identity,
+        tokens,
+        (file) => asExclusiveWaiter(sequence, () => sequence.saveStateToFile(file)),
+        release,
+      )
       .catch((error: unknown) => {
         this.warn(`prompt cache: saving failed: ${error instanceof Error ? error.message : String(error)}`);
       })
@@ -832,6 +837,25 @@ async function callOrAnswerInFormat(
 }
 
 function noop(): void {}
+
+/**
+ * Runs a node-llama-cpp call that takes the context lock (saving or loading a sequence's state) as an
+ * exclusive waiter of lmhost's patch (patches/node-llama-cpp+3.21.1.patch): the batch dispatcher then yields
+ * the lock between two decode steps instead of holding it until every running generation ends, as it does for
+ * erasing a sequence's tokens. Without the patch the counter is an unused property.
+ */
+async function asExclusiveWaiter<Result>(
+  sequence: LlamaContextSequence,
+  operation: () => Promise<Result>,
+): Promise<Result> {
+  const context = sequence.context as unknown as { _exclusiveLockWaiters?: number };
+  context._exclusiveLockWaiters = (context._exclusiveLockWaiters ?? 0) + 1;
+  try {
+    return await operation();
+  } finally {
+    context._exclusiveLockWaiters -= 1;
+  }
+}
 
 /** The raw input of a freeform tool called through function calling (`{"input": "..."}`). */
 export function freeformInput(params: unknown): string {
