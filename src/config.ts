@@ -129,6 +129,15 @@ export const configSchema = z
       .default([]),
     /** Seconds an MCP call (or tool listing) may take before it fails with an error the model sees. */
     mcpCallTimeoutSeconds: z.number().positive().default(60),
+    /**
+     * Bound in bytes on `<data-dir>/prompt-cache/`, the saved KV states of long prompt prefixes (least
+     * recently used deleted first); 0 turns the cache off. Default 2 GiB.
+     */
+    promptCacheSize: z
+      .number()
+      .int()
+      .min(0)
+      .default(2 * 1024 ** 3),
   })
   // An unknown key (a typo, or a flag name such as `ttl` instead of `ttlSeconds`) is an error, not ignored.
   .strict();
@@ -234,6 +243,8 @@ function fromEnvironment(environment: NodeJS.ProcessEnv): ConfigInput {
   if (environment.LMHOST_DATA_DIR) result.dataDir = environment.LMHOST_DATA_DIR;
   if (environment.LMHOST_HOST) result.host = environment.LMHOST_HOST;
   if (environment.LMHOST_PORT) result.port = Number(environment.LMHOST_PORT);
+  if (environment.LMHOST_PROMPT_CACHE_SIZE)
+    result.promptCacheSize = parseByteSize(environment.LMHOST_PROMPT_CACHE_SIZE);
   return result as ConfigInput;
 }
 
@@ -282,6 +293,19 @@ function checkApiKey(key: string | undefined, source: string): void {
 function describeIssue(issue: z.core.$ZodIssue | undefined): string {
   if (issue === undefined) return "invalid";
   return `${issue.path.length > 0 ? `${issue.path.join(".")}: ` : ""}${issue.message}`;
+}
+
+/**
+ * A size in bytes: a plain number, or with a unit (`512MiB`, `2GiB`, `2G`, `100kB`; binary and decimal
+ * units). Anything else comes back as NaN, which the schema then refuses naming the setting.
+ */
+export function parseByteSize(text: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*$/i.exec(text);
+  if (match === null) return Number.NaN;
+  const [, amount = "", unit = "", binary = ""] = match;
+  const power = " kmgt".indexOf(unit.toLowerCase() || " ");
+  const base = binary !== "" || unit === "" ? 1024 : 1000;
+  return Math.round(Number(amount) * base ** power);
 }
 
 /** The models directory: `--models-dir`, else `<data-dir>/models` (so `~/.lmhost/models` by default). */

@@ -3,7 +3,7 @@
  * does the exit of the npm process that started it (parent-watch.ts).
  */
 import type { Command } from "commander";
-import { resolveConfig, type ConfigInput } from "../config.js";
+import { parseByteSize, resolveConfig, type ConfigInput } from "../config.js";
 import { startedByNpm, watchParent } from "./parent-watch.js";
 
 interface ServeFlags {
@@ -34,6 +34,7 @@ interface ServeFlags {
   mcpAllowedHosts?: string;
   mcpCallTimeout?: string;
   reasoningSummary?: string;
+  promptCacheSize?: string;
 }
 
 const number = (value: string | undefined): number | undefined =>
@@ -68,6 +69,10 @@ export function flagsToConfig(flags: ServeFlags): ConfigInput {
     ["mcpAllowedHosts", flags.mcpAllowedHosts],
     ["mcpCallTimeoutSeconds", number(flags.mcpCallTimeout)],
     ["reasoningSummary", flags.reasoningSummary],
+    [
+      "promptCacheSize",
+      flags.promptCacheSize === undefined ? undefined : parseByteSize(flags.promptCacheSize),
+    ],
   ];
   return Object.fromEntries(entries.filter(([, value]) => value !== undefined)) as ConfigInput;
 }
@@ -132,6 +137,10 @@ export function registerServeCommand(program: Command): void {
     .option(
       "--reasoning-summary <mode>",
       'reasoning summaries: "reasoning" (default; the reasoning text itself) or "none"',
+    )
+    .option(
+      "--prompt-cache-size <bytes>",
+      "bound on <data-dir>/prompt-cache, the saved KV states of long prompt prefixes (e.g. 2GiB, 512MiB; 0 turns it off; default 2GiB; env LMHOST_PROMPT_CACHE_SIZE)",
     )
     .action(async (modelFiles: string[], flags: ServeFlags) => {
       const parentAtStart = process.ppid;

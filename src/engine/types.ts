@@ -110,6 +110,11 @@ export interface EngineRequest {
    * `items`, `tools`, `toolChoice`, `reasoningEffort` and `truncation` do not apply. Prefix reuse still does.
    */
   rawPrompt?: string;
+  /**
+   * The client's cache key (the Responses API's `prompt_cache_key`): requests with the same key go to the
+   * sequence that served it last, when that one is free and no other holds a longer prefix of the prompt.
+   */
+  promptCacheKey?: string;
 }
 
 export interface Usage {

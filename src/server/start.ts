@@ -17,7 +17,7 @@ import path from "node:path";
 import { serve, type ServerType } from "@hono/node-server";
 import { modelsDirOf, physicalCores, type Config } from "../config.js";
 import { chatTemplateProblem } from "../engine/llama/chat-wrapper.js";
-import { createLlamaEngine } from "../engine/llama/index.js";
+import { createLlamaEngine, PromptCache } from "../engine/llama/index.js";
 import { ModelCatalog } from "../models/catalog.js";
 import { ModelManager } from "../models/manager.js";
 import { SqliteResponseStore } from "../store/sqlite/sqlite-store.js";
@@ -183,6 +183,13 @@ async function startEngineAndListen(
     // Tiny models decode fastest on one thread; an explicit --threads is always honoured.
     ...(config.threads === undefined ? {} : { singleThreadBelowBytes: 0 }),
     ...(config.contextLength === undefined ? {} : { contextLength: config.contextLength }),
+    // Saved KV states of long prompt prefixes, restored after a sequence was reused, a reload or a restart.
+    promptCache: new PromptCache({
+      dir: path.join(config.dataDir, "prompt-cache"),
+      maxBytes: config.promptCacheSize,
+      warn: (message) => logger.warn(message),
+    }),
+    warn: (message) => logger.warn(message),
     createModels: (loader) =>
       new ModelManager({
         source: catalog,

@@ -125,6 +125,55 @@ describe("SequencePool", () => {
     expect(subject.active).toBe(0);
   });
 
+  it("routes a prompt_cache_key to the sequence that served it last, unless another holds a longer prefix", async () => {
+    // Three sequences holding the same shared prefix (the instructions) and different conversations.
+    const shared = [1, 2, 3];
+    const sequences = [
+      new FakeSequence("a", [...shared, 10]),
+      new FakeSequence("b", [...shared, 20]),
+      new FakeSequence("c", [...shared, 30]),
+    ];
+    const subject = pool(sequences);
+    const serve = async (tokens: number[], cacheKey: string | undefined) => {
+      const lease = await subject.acquire(tokens, { cacheKey });
+      lease.sequence.contextTokens = tokens;
+      lease.release();
+      return lease.sequence.name;
+    };
+    expect(await serve([...shared, 10], "k1")).toBe("a");
+    expect(await serve([...shared, 20], "k2")).toBe("b");
+    expect(await serve([...shared, 30], "k3")).toBe("c");
+    // A new turn of k2 whose prompt shares only the instructions with every sequence: k2's sequence.
+    expect(await serve([...shared, 21], "k2")).toBe("b");
+    expect(await serve([...shared, 11], "k1")).toBe("a");
+    // Without a key, ties go to the least recently used sequence (c), never the lowest index.
+    expect(await serve([...shared, 40], undefined)).toBe("c");
+    // k3's sequence was overwritten by the keyless request: k3 no longer owns it, and a tie goes to an
+    // unowned or least recently used sequence, which is c again (unowned now).
+    expect(await serve([...shared, 31], "k3")).toBe("c");
+    // A longer prefix still wins over the key: k1's prompt continues b's conversation.
+    expect(await serve([...shared, 21, 5], "k1")).toBe("b");
+    // The keyed sequence busy: the best free one.
+    const held = await subject.acquire([...shared, 11], { cacheKey: "k1" });
+    expect(held.sequence.name).toBe("a");
+    const other = await subject.acquire([...shared, 11], { cacheKey: "k1" });
+    expect(other.sequence.name).not.toBe("a");
+    held.release();
+    other.release();
+  });
+
+  it("hands a released keyed sequence to a waiter with that key in FIFO order", async () => {
+    const sequences = [new FakeSequence("a"), new FakeSequence("b")];
+    const subject = pool(sequences);
+    const first = await subject.acquire([1], { cacheKey: "k1" });
+    const second = await subject.acquire([2], { cacheKey: "k2" });
+    const waiting = subject.acquire([3], { cacheKey: "k2" });
+    first.release();
+    // The only free sequence goes to the first waiter, whatever its key.
+    expect((await waiting).sequence.name).toBe("a");
+    second.release();
+  });
+
   it("close() rejects waiters and later acquisitions", async () => {
     const subject = pool([new FakeSequence("only")]);
     const held = await subject.acquire([1]);

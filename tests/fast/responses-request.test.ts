@@ -103,7 +103,12 @@ describe("the request schema", () => {
       "function_call_output",
       "message",
     ]);
-    expect(request.generation).toMatchObject({ truncation: "auto", ttlSeconds: 300 });
+    expect(request.generation).toMatchObject({
+      truncation: "auto",
+      ttlSeconds: 300,
+      // Passed to the engine, which routes the request to the sequence that served the key last.
+      promptCacheKey: "01a2157b-6caa-75e3-9d3a-56133f968541",
+    });
     expect(request.echo).toMatchObject({
       prompt_cache_key: "01a2157b-6caa-75e3-9d3a-56133f968541",
       prompt_cache_retention: "24h",

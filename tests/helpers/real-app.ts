@@ -8,7 +8,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import OpenAI from "openai";
 import type { ReasoningBudgets } from "../../src/engine/reasoning-budgets.js";
-import { createLlamaEngine, type LlamaEngine, type LlamaLoadedModel } from "../../src/engine/llama/index.js";
+import {
+  createLlamaEngine,
+  type LlamaEngine,
+  type LlamaLoadedModel,
+  type PromptCache,
+} from "../../src/engine/llama/index.js";
 import { ModelCatalog, type ModelOverride } from "../../src/models/catalog.js";
 import { ModelManager } from "../../src/models/manager.js";
 import { createApp } from "../../src/server/app.js";
@@ -44,6 +49,8 @@ export async function createRealApp(
     modelOverrides?: Record<string, ModelOverride>;
     /** Server-wide thought-token budgets per effort, as config.json `reasoningBudgets` sets them. */
     reasoningBudgets?: ReasoningBudgets;
+    /** The persistent prompt cache (`lmhost serve` always has one; none by default here). */
+    promptCache?: PromptCache;
   } = {},
 ): Promise<RealApp> {
   const databaseFile =
@@ -59,6 +66,7 @@ export async function createRealApp(
     logLevel: "error",
     parallel: options.parallel ?? 2,
     ...(options.maxQueue === undefined ? {} : { maxQueue: options.maxQueue }),
+    ...(options.promptCache === undefined ? {} : { promptCache: options.promptCache }),
     createModels: (loader) =>
       new ModelManager({
         source: catalog,

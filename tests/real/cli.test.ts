@@ -37,6 +37,7 @@ describe("lmhost CLI", () => {
       "--max-loaded",
       "--api-key",
       "--cors",
+      "--prompt-cache-size",
     ]) {
       expect(help.stdout).toContain(flag);
     }

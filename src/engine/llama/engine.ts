@@ -25,6 +25,7 @@ import {
   LlamaText,
   type ChatModelFunctions,
   type LLamaContextualRepeatPenalty,
+  type Token,
 } from "node-llama-cpp";
 import type { ModelAcquirer } from "../../models/types.js";
 import { linkAbortSignals } from "../../shared/abort-signals.js";
@@ -52,6 +53,7 @@ import { preparePrompt, renderContextText, type PreparedPrompt } from "./prompt.
 import { screenPromptSize } from "./prompt-size.js";
 import { generateRawCompletion, prepareRawPrompt, rawPromptTokens } from "./raw-completion.js";
 import { defaultMaxQueue, type SequenceLease } from "./sequence-pool.js";
+import type { PromptCache } from "./prompt-cache.js";
 
 export interface LlamaEngineOptions {
   models: ModelAcquirer<LlamaLoadedModel>;
@@ -63,6 +65,14 @@ export interface LlamaEngineOptions {
    * fewest items every turn (the benchmark's comparison).
    */
   stableTruncation?: boolean;
+  /**
+   * The persistent KV prefix cache (prompt-cache.ts): a request whose prompt starts with a saved state that
+   * its sequence does not hold restores it instead of evaluating it; a long prompt's state is saved after
+   * its generation, in the background. Absent or disabled: no cache.
+   */
+  promptCache?: PromptCache;
+  /** Where the prompt cache's failures are reported (they never fail a request). */
+  warn?: (message: string) => void;
 }
 
 type StopReason = LlamaChatResponse["metadata"]["stopReason"];
@@ -75,8 +85,12 @@ export class LlamaEngine implements Engine {
   private readonly models: ModelAcquirer<LlamaLoadedModel>;
   private readonly maxQueue: number;
   private readonly stableTruncation: boolean;
+  private readonly promptCache: PromptCache | undefined;
+  private readonly warn: (message: string) => void;
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
   private readonly tasks = new Set<Promise<void>>();
+  /** Prompt-cache saves still writing a sequence's state (they hold the sequence until written). */
+  private readonly savesWriting = new Set<Promise<void>>();
   private readonly closing = new AbortController();
   private closed = false;
 
@@ -84,6 +98,8 @@ export class LlamaEngine implements Engine {
     this.models = options.models;
     this.maxQueue = options.maxQueue ?? defaultMaxQueue;
     this.stableTruncation = options.stableTruncation ?? true;
+    this.promptCache = options.promptCache?.enabled === true ? options.promptCache : undefined;
+    this.warn = options.warn ?? (() => undefined);
     // Every request in flight listens on `closing`; that is expected, not a leak.
     setMaxListeners(0, this.closing.signal);
   }
@@ -151,6 +167,11 @@ export class LlamaEngine implements Engine {
     }
   }
 
+  /** Resolves when every generation and background prompt-cache save running now has ended (tests, bench). */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.tasks]);
+  }
+
   async close(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
@@ -210,6 +231,8 @@ export class LlamaEngine implements Engine {
         ...(request.ttlSeconds !== undefined ? { ttlSeconds: request.ttlSeconds } : {}),
         signal,
       });
+      // A background save of the prompt cache takes over both leases (released when it is written).
+      let handedOver = false;
       try {
         const loaded = lease.loaded;
         if (request.rawPrompt !== undefined) {
@@ -239,14 +262,32 @@ export class LlamaEngine implements Engine {
           prompt.forcedFreeform !== undefined
             ? await this.freeformGrammar(loaded, prompt.forcedFreeform.gbnf)
             : await this.grammarFor(loaded, request.responseFormat);
-        const sequenceLease = await loaded.pool.acquire(prompt.tokens, { signal, maxQueue: this.maxQueue });
+        // A state being saved holds its sequence for a moment; the request it belongs to most likely continues
+        // there (a follow-up turn, the tool loop's next call), so wait instead of taking a worse sequence.
+        if (this.savesWriting.size > 0) await Promise.allSettled([...this.savesWriting]);
+        const sequenceLease = await loaded.pool.acquire(prompt.tokens, {
+          signal,
+          maxQueue: this.maxQueue,
+          cacheKey: request.promptCacheKey,
+        });
         try {
-          await this.generateOnSequence(loaded, request, prompt, grammar, sequenceLease, signal, queue);
+          const commonPrefix = await this.restoreFromCache(loaded, sequenceLease, prompt.tokens);
+          await this.generateOnSequence(
+            loaded,
+            request,
+            prompt,
+            grammar,
+            sequenceLease,
+            commonPrefix,
+            signal,
+            queue,
+          );
+          handedOver = this.saveToCache(loaded, prompt.tokens.length, sequenceLease, lease.release, signal);
         } finally {
-          sequenceLease.release();
+          if (!handedOver) sequenceLease.release();
         }
       } finally {
-        lease.release();
+        if (!handedOver) lease.release();
       }
     } catch (error) {
       if (!signal.aborted) throw error;
@@ -259,19 +300,106 @@ export class LlamaEngine implements Engine {
     }
   }
 
+  /**
+   * Restores the prompt cache's state sharing the longest prefix with the prompt when it holds enough more
+   * than the sequence does; returns the prompt tokens the sequence holds afterwards. Never throws: a state
+   * that cannot be restored is deleted with a warning and the sequence is left empty.
+   */
+  private async restoreFromCache(
+    loaded: LlamaLoadedModel,
+    sequenceLease: SequenceLease<LlamaContextSequence>,
+    tokens: readonly Token[],
+  ): Promise<number> {
+    const cache = this.promptCache;
+    const identity = loaded.promptCacheIdentity;
+    const held = sequenceLease.commonPrefixLength;
+    if (cache === undefined || identity === undefined) return held;
+    const sequence = sequenceLease.sequence;
+    try {
+      await cache.ready();
+      const match = cache.lookup(identity, tokens);
+      if (!cache.worthRestoring(match, held) || match.entry.tokens.length >= loaded.contextLength)
+        return held;
+      // Emptied first: a load that fails before llama.cpp clears the sequence would leave its old cells
+      // behind node-llama-cpp's (then empty) token list.
+      await sequence.clearHistory();
+      const restored = await cache.restore(match.entry, async (file) => {
+        await asExclusiveWaiter(sequence, () => sequence.loadStateFromFile(file, { acceptRisk: true }));
+        return sequence.contextTokens;
+      });
+      if (!restored) await sequence.clearHistory();
+    } catch (error) {
+      this.warn(`prompt cache: restoring failed: ${error instanceof Error ? error.message : String(error)}`);
+      await sequence.clearHistory().catch(() => undefined);
+    }
+    return sequence.compareContextTokens(tokens as Token[]).firstDifferentIndex;
+  }
+
+  /**
+   * After a generation: saves the sequence's state (prompt and answer) when the prompt is long and enough of
+   * it is not cached yet. The save runs after the request's last part, holding the sequence and the model
+   * until the state file is written (the checksum and renames run after); returns true when it took over
+   * the leases.
+   */
+  private saveToCache(
+    loaded: LlamaLoadedModel,
+    promptTokens: number,
+    sequenceLease: SequenceLease<LlamaContextSequence>,
+    releaseModel: () => void,
+    signal: AbortSignal,
+  ): boolean {
+    const cache = this.promptCache;
+    const identity = loaded.promptCacheIdentity;
+    if (cache === undefined || identity === undefined || signal.aborted || this.closed) return false;
+    const sequence = sequenceLease.sequence;
+    const tokens = sequence.contextTokens;
+    if (tokens.length > loaded.contextLength || !cache.shouldSave(identity, promptTokens, tokens))
+      return false;
+    // Requests arriving meanwhile wait for the write (run): the follow-up turn belongs on this sequence.
+    let written = noop;
+    const writing = new Promise<void>((resolve) => (written = resolve));
+    this.savesWriting.add(writing);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      sequenceLease.release();
+      releaseModel();
+      this.savesWriting.delete(writing);
+      written();
+    };
+    const save = cache
+      .save(
+        identity,
+        tokens,
+        (file) => asExclusiveWaiter(sequence, () => sequence.saveStateToFile(file)),
+        release,
+      )
+      .catch((error: unknown) => {
+        this.warn(`prompt cache: saving failed: ${error instanceof Error ? error.message : String(error)}`);
+      })
+      .finally(release);
+    const task = save.then(() => undefined);
+    this.tasks.add(task);
+    void task.then(() => this.tasks.delete(task));
+    return true;
+  }
+
   private async generateOnSequence(
     loaded: LlamaLoadedModel,
     request: EngineRequest,
     prompt: PreparedPrompt,
     grammar: LlamaGrammar | undefined,
     sequenceLease: SequenceLease<LlamaContextSequence>,
+    commonPrefixLength: number,
     signal: AbortSignal,
     queue: AsyncQueue<EnginePart>,
   ): Promise<void> {
     const sequence = sequenceLease.sequence;
     const inputTokens = prompt.tokens.length;
-    // The last prompt token is always evaluated again to get the logits of the first output token.
-    const cachedInputTokens = Math.max(0, Math.min(sequenceLease.commonPrefixLength, inputTokens - 1));
+    // Held by the sequence or restored from the prompt cache. The last prompt token is always evaluated
+    // again to get the logits of the first output token.
+    const cachedInputTokens = Math.max(0, Math.min(commonPrefixLength, inputTokens - 1));
     queue.push({ type: "prompt-progress", evaluatedTokens: cachedInputTokens, totalTokens: inputTokens });
 
     const freeformNames = new Set(
@@ -777,6 +905,25 @@ async function callOrAnswerInFormat(
 }
 
 function noop(): void {}
+
+/**
+ * Runs a node-llama-cpp call that takes the context lock (saving or loading a sequence's state) as an
+ * exclusive waiter of lmhost's patch (patches/node-llama-cpp+3.21.1.patch): the batch dispatcher then yields
+ * the lock between two decode steps instead of holding it until every running generation ends, as it does for
+ * erasing a sequence's tokens. Without the patch the counter is an unused property.
+ */
+async function asExclusiveWaiter<Result>(
+  sequence: LlamaContextSequence,
+  operation: () => Promise<Result>,
+): Promise<Result> {
+  const context = sequence.context as unknown as { _exclusiveLockWaiters?: number };
+  context._exclusiveLockWaiters = (context._exclusiveLockWaiters ?? 0) + 1;
+  try {
+    return await operation();
+  } finally {
+    context._exclusiveLockWaiters -= 1;
+  }
+}
 
 /** The raw input of a freeform tool called through function calling (`{"input": "..."}`). */
 export function freeformInput(params: unknown): string {

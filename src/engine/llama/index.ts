@@ -13,6 +13,7 @@ import type { ModelAcquirer } from "../../models/types.js";
 import { assertNever } from "../../shared/errors.js";
 import { LlamaEngine } from "./engine.js";
 import { LlamaModelLoader, type LlamaLoadedModel, type LlamaModelLoaderOptions } from "./loader.js";
+import type { PromptCache } from "./prompt-cache.js";
 
 export { LlamaEngine, type LlamaEngineOptions } from "./engine.js";
 export {
@@ -22,6 +23,7 @@ export {
   type LlamaModelLoaderOptions,
 } from "./loader.js";
 export { SequencePool, type SequencePoolStats } from "./sequence-pool.js";
+export { PromptCache, type PromptCacheOptions } from "./prompt-cache.js";
 
 export interface CreateLlamaEngineOptions<Models extends ModelAcquirer<LlamaLoadedModel>> extends Omit<
   LlamaModelLoaderOptions,
@@ -42,6 +44,10 @@ export interface CreateLlamaEngineOptions<Models extends ModelAcquirer<LlamaLoad
   log?: (level: "error" | "warn" | "info" | "debug", message: string) => void;
   /** Pass an existing node-llama-cpp instance instead of loading one (tests share one per process). */
   llama?: Llama;
+  /** The persistent KV prefix cache (see LlamaEngineOptions.promptCache); absent: none. */
+  promptCache?: PromptCache;
+  /** Where the prompt cache's warnings go. */
+  warn?: (message: string) => void;
 }
 
 export interface LlamaEngineWiring<Models extends ModelAcquirer<LlamaLoadedModel>> {
@@ -73,6 +79,8 @@ export async function createLlamaEngine<Models extends ModelAcquirer<LlamaLoaded
     log: _log,
     llama: _llama,
     createModels,
+    promptCache,
+    warn,
     ...loaderOptions
   } = options;
   const loader = new LlamaModelLoader({ ...loaderOptions, llama });
@@ -81,6 +89,8 @@ export async function createLlamaEngine<Models extends ModelAcquirer<LlamaLoaded
     models,
     ...(maxQueue !== undefined ? { maxQueue } : {}),
     ...(stableTruncation !== undefined ? { stableTruncation } : {}),
+    ...(promptCache !== undefined ? { promptCache } : {}),
+    ...(warn !== undefined ? { warn } : {}),
   });
   return { llama, loader, models, engine };
 }

@@ -9,6 +9,9 @@
  * where it measured ×1.4 slower, and "auto" otherwise; the context size per sequence is the model's training
  * context, capped by the entry's `contextLength` (a per-model override) and the loader's `contextLength`.
  */
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
 import { linkAbortSignals } from "../../shared/abort-signals.js";
 import {
   LlamaChat,
@@ -25,6 +28,7 @@ import { ApiError } from "../../shared/errors.js";
 import { TruncationStarts } from "../truncation.js";
 import { disposeEmbeddings, type ModelEmbeddings } from "./embeddings.js";
 import { SequencePool } from "./sequence-pool.js";
+import { promptCacheIdentity } from "./prompt-cache.js";
 import { reasoningChatWrapper, resolveModelChatWrapper, type ReasoningEffort } from "./chat-wrapper.js";
 
 /** Models smaller than this run with flash attention off (a compute effect measured on tiny models). */
@@ -76,6 +80,11 @@ export interface LlamaLoadedModel {
   readonly truncationStarts: TruncationStarts<ChatHistoryItem[]>;
   /** The embedding context on this same model, created by the first embedding request (embeddings.ts). */
   embeddings?: Promise<ModelEmbeddings> | undefined;
+  /**
+   * What this model's saved sequence states are filed under in the prompt cache (prompt-cache.ts); undefined
+   * when its states cannot be cut back to a prefix (recurrent, hybrid or sliding-window models).
+   */
+  promptCacheIdentity?: string;
 }
 
 export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
@@ -157,6 +166,8 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
         reasoningWrappers: new Map(),
         truncationStarts: new TruncationStarts(),
       };
+      const identity = await cacheIdentityOf(entry.path, llama, sequences[0], { parallel, flashAttention });
+      if (identity !== undefined) loaded.promptCacheIdentity = identity;
       const warmupStarted = performance.now();
       if (this.options.warmup !== false) await warmUp(loaded, this.options.warmup ?? {}, signal);
       loaded.warmupMilliseconds = performance.now() - warmupStarted;
@@ -188,6 +199,48 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
   contextLength(loaded: LlamaLoadedModel): number {
     return loaded.contextLength;
   }
+}
+
+/**
+ * The prompt cache identity of a loaded model (see promptCacheIdentity): the model file, the llama.cpp build
+ * and node-llama-cpp version, the sequence count and flash attention. Undefined for models whose state
+ * cannot be cut back to a prefix (node-llama-cpp's `needsCheckpoints`) or when the file cannot be read.
+ */
+async function cacheIdentityOf(
+  modelPath: string,
+  llama: Llama,
+  sequence: LlamaContextSequence | undefined,
+  context: { parallel: number; flashAttention: "auto" | boolean },
+): Promise<string | undefined> {
+  if (sequence === undefined || sequence.needsCheckpoints) return undefined;
+  try {
+    return await promptCacheIdentity(modelPath, {
+      nodeLlamaCpp: nodeLlamaCppVersion(),
+      llamaCpp: `${llama.llamaCppRelease.repo}@${llama.llamaCppRelease.release}`,
+      buildType: llama.buildType,
+      sequences: context.parallel,
+      flashAttention: String(context.flashAttention),
+    });
+  } catch {
+    return undefined;
+  }
+}
+
+let cachedBindingVersion: string | undefined;
+function nodeLlamaCppVersion(): string {
+  if (cachedBindingVersion !== undefined) return cachedBindingVersion;
+  try {
+    const entry = createRequire(import.meta.url).resolve("node-llama-cpp");
+    const manifest = JSON.parse(
+      readFileSync(path.join(path.dirname(entry), "..", "package.json"), "utf8"),
+    ) as {
+      version?: string;
+    };
+    cachedBindingVersion = manifest.version ?? "unknown";
+  } catch {
+    cachedBindingVersion = "unknown";
+  }
+  return cachedBindingVersion;
 }
 
 /** The wrapper for a request's reasoning effort (cached per loaded model); the base wrapper when the family has no switch. */

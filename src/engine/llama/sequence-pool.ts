@@ -5,6 +5,11 @@
  * number of sequences wait in a bounded FIFO queue; a full queue is a 429, and an aborted waiter leaves it.
  * The loader creates one pool per loaded model, so every engine using the model shares it.
  *
+ * A request may carry a cache key (the Responses API's `prompt_cache_key`): it goes to the sequence that last
+ * served that key when that one is free and no other free sequence shares a longer prefix; among sequences
+ * sharing equally long prefixes, one no key owns and then the least recently used is taken, so a keyed
+ * conversation's sequence is the last to be overwritten.
+ *
  * Generic over the sequence type so the scheduling can be tested without native code.
  */
 import { ApiError } from "../../shared/errors.js";
@@ -33,6 +38,7 @@ export interface SequencePoolStats {
 
 interface Waiter<Sequence, Tokens> {
   tokens: Tokens;
+  cacheKey: string | undefined;
   resolve(lease: SequenceLease<Sequence>): void;
   reject(error: unknown): void;
   detach(): void;
@@ -43,6 +49,13 @@ export const defaultMaxQueue = 64;
 export class SequencePool<Sequence extends PooledSequence<Tokens>, Tokens> {
   private readonly sequences: readonly Sequence[];
   private readonly busy: boolean[];
+  /** The cache key of the request each sequence served last (undefined: a request without one). */
+  private readonly owners: (string | undefined)[];
+  /** Where each key was served last (valid while `owners` still names the key there). */
+  private readonly keyed = new Map<string, number>();
+  /** Release order of each sequence (0: never used), for least-recently-used ties. */
+  private readonly lastUsed: number[];
+  private useCounter = 0;
   private readonly waiters: Waiter<Sequence, Tokens>[] = [];
   private readonly defaultMaxQueue: number;
   private closedError: ApiError | undefined;
@@ -54,6 +67,8 @@ export class SequencePool<Sequence extends PooledSequence<Tokens>, Tokens> {
     if (options.sequences.length === 0) throw new Error("A sequence pool needs at least one sequence");
     this.sequences = options.sequences;
     this.busy = options.sequences.map(() => false);
+    this.owners = options.sequences.map(() => undefined);
+    this.lastUsed = options.sequences.map(() => 0);
     this.defaultMaxQueue = options.maxQueue ?? defaultMaxQueue;
   }
 
@@ -91,20 +106,25 @@ export class SequencePool<Sequence extends PooledSequence<Tokens>, Tokens> {
   }
 
   /**
-   * Resolves with the free sequence sharing the longest prefix with `tokens`, waiting in FIFO order when all
-   * are busy. Throws ApiError 429 `queue_full` when `maxQueue` requests already wait (default: the pool's),
+   * Resolves with the free sequence sharing the longest prefix with `tokens` (or the one that last served
+   * `cacheKey`, see the class comment), waiting in FIFO order when all are busy. Throws ApiError 429 `queue_full` when `maxQueue` requests already wait (default: the pool's),
    * and rejects with the signal's reason when `signal` aborts while waiting.
    */
   acquire(
     tokens: Tokens,
-    options: { signal?: AbortSignal | undefined; maxQueue?: number | undefined } = {},
+    options: {
+      signal?: AbortSignal | undefined;
+      maxQueue?: number | undefined;
+      cacheKey?: string | undefined;
+    } = {},
   ): Promise<SequenceLease<Sequence>> {
     const signal = options.signal;
+    const cacheKey = options.cacheKey;
     const maxQueue = options.maxQueue ?? this.defaultMaxQueue;
     if (this.closedError !== undefined) return Promise.reject(this.closedError);
     if (signal?.aborted === true) return Promise.reject(abortReason(signal));
     if (this.waiters.length === 0) {
-      const lease = this.takeBestFree(tokens);
+      const lease = this.takeBestFree(tokens, cacheKey);
       if (lease !== undefined) return Promise.resolve(lease);
     }
     if (this.waiters.length >= maxQueue) {
@@ -125,6 +145,7 @@ export class SequencePool<Sequence extends PooledSequence<Tokens>, Tokens> {
       };
       const waiter: Waiter<Sequence, Tokens> = {
         tokens,
+        cacheKey,
         resolve,
         reject,
         detach: () => signal?.removeEventListener("abort", onAbort),
@@ -144,13 +165,14 @@ export class SequencePool<Sequence extends PooledSequence<Tokens>, Tokens> {
     }
   }
 
-  private takeBestFree(tokens: Tokens): SequenceLease<Sequence> | undefined {
+  private takeBestFree(tokens: Tokens, cacheKey: string | undefined): SequenceLease<Sequence> | undefined {
+    const keyedIndex = cacheKey === undefined ? undefined : this.keyed.get(cacheKey);
     let bestIndex = -1;
     let bestLength = -1;
     this.sequences.forEach((sequence, index) => {
       if (this.busy[index] === true) return;
       const length = sequence.compareContextTokens(tokens).firstDifferentIndex;
-      if (length > bestLength) {
+      if (length > bestLength || (length === bestLength && this.preferOnTie(index, bestIndex, keyedIndex))) {
         bestIndex = index;
         bestLength = length;
       }
@@ -158,6 +180,11 @@ export class SequencePool<Sequence extends PooledSequence<Tokens>, Tokens> {
     const sequence = this.sequences[bestIndex];
     if (sequence === undefined) return undefined;
     this.busy[bestIndex] = true;
+    const previousOwner = this.owners[bestIndex];
+    if (previousOwner !== undefined && this.keyed.get(previousOwner) === bestIndex)
+      this.keyed.delete(previousOwner);
+    this.owners[bestIndex] = cacheKey;
+    if (cacheKey !== undefined) this.keyed.set(cacheKey, bestIndex);
     this.activeCount += 1;
     this.maxActive = Math.max(this.maxActive, this.activeCount);
     let released = false;
@@ -169,10 +196,26 @@ export class SequencePool<Sequence extends PooledSequence<Tokens>, Tokens> {
         if (released) return;
         released = true;
         this.busy[bestIndex] = false;
+        this.useCounter += 1;
+        this.lastUsed[bestIndex] = this.useCounter;
         this.activeCount -= 1;
         this.dispatch();
       },
     };
+  }
+
+  /**
+   * Among sequences sharing equally long prefixes: the one that last served the request's key, then one no
+   * other key owns, then the least recently used.
+   */
+  private preferOnTie(candidate: number, current: number, keyedIndex: number | undefined): boolean {
+    if (current < 0) return true;
+    if (keyedIndex !== undefined && (candidate === keyedIndex) !== (current === keyedIndex))
+      return candidate === keyedIndex;
+    const candidateOwned = this.owners[candidate] !== undefined;
+    const currentOwned = this.owners[current] !== undefined;
+    if (candidateOwned !== currentOwned) return !candidateOwned;
+    return (this.lastUsed[candidate] ?? 0) < (this.lastUsed[current] ?? 0);
   }
 
   /** Hands free sequences to waiters in arrival order. */
@@ -180,7 +223,7 @@ export class SequencePool<Sequence extends PooledSequence<Tokens>, Tokens> {
     while (this.waiters.length > 0) {
       const waiter = this.waiters[0];
       if (waiter === undefined) return;
-      const lease = this.takeBestFree(waiter.tokens);
+      const lease = this.takeBestFree(waiter.tokens, waiter.cacheKey);
       if (lease === undefined) return;
       this.waiters.shift();
       waiter.detach();

@@ -443,6 +443,9 @@ export function toResponseRequest(
   const effort = body.reasoning?.effort;
   if (effort !== undefined && effort !== null) generation.reasoningEffort = toEngineEffort(effort);
   if (body.ttl !== undefined && body.ttl !== null) generation.ttlSeconds = body.ttl;
+  // Routes the request to the sequence that served the key last (engine/llama/sequence-pool.ts).
+  if (body.prompt_cache_key !== undefined && body.prompt_cache_key !== null)
+    generation.promptCacheKey = body.prompt_cache_key;
 
   const echo: ResponseEcho = {
     instructions: body.instructions ?? null,
