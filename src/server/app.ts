@@ -7,6 +7,7 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { registerModelRoutes } from "../api/openai/models.js";
+import { registerDownloadRoutes } from "../api/native/download-routes.js";
 import { registerNativeRoutes } from "../api/native/routes.js";
 import { registerResponsesRoutes } from "../api/openai/responses/routes.js";
 import { ApiError, toApiError } from "../shared/errors.js";
@@ -61,6 +62,7 @@ export function createApp(deps: AppDeps): App {
   app.get("/health", (context) => context.json({ status: "ok" }));
   registerModelRoutes(app, deps);
   registerNativeRoutes(app, deps);
+  registerDownloadRoutes(app, deps);
   registerResponsesRoutes(app, deps);
 
   app.notFound((context) => {
