@@ -202,3 +202,36 @@ export async function startHfStandIn(repositories: Record<string, StandInReposit
   standIn.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
   return standIn;
 }
+
+/**
+ * The fake repositories the `get` tests use, built from the bundled tiny models (each quantization a
+ * different model, so a file's sha256 tells which one was fetched).
+ */
+export function testRepositories(models: { stories: Buffer; storiesChatml: Buffer; randomLlama: Buffer }): Record<
+  string,
+  StandInRepository
+> {
+  // 5 MiB is ipull's chunk size: a file over two chunks can be interrupted after a finished chunk.
+  const padded = Buffer.concat([models.storiesChatml, Buffer.alloc(11 * 1024 * 1024)]);
+  return {
+    "lmhost-test/stories-GGUF": {
+      files: {
+        "README.md": Buffer.from("# stories\n"),
+        "stories-Q4_K_M.gguf": models.storiesChatml,
+        "stories-Q8_0.gguf": models.stories,
+        "stories-F16.gguf": models.randomLlama,
+      },
+    },
+    "lmhost-test/noq4-GGUF": {
+      files: { "tiny-F16.gguf": models.randomLlama, "tiny-Q8_0.gguf": models.stories },
+    },
+    "lmhost-test/gated-GGUF": {
+      files: { "gated-Q4_K_M.gguf": models.stories },
+      gatedToken: "hf_test_token",
+    },
+    "lmhost-test/broken-GGUF": {
+      files: { "broken-Q4_K_M.gguf": Buffer.from("<!doctype html><title>Not a model</title>".repeat(100)) },
+    },
+    "lmhost-test/big-GGUF": { files: { "big-Q4_K_M.gguf": padded } },
+  };
+}
