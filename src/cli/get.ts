@@ -111,10 +111,7 @@ async function getModel(model: string, flags: GetFlags): Promise<void> {
         ? `${checked.metadata.architecture}, ${checked.metadata.quantization ?? "?"}, context ${checked.metadata.contextLength ?? "?"}`
         : "";
     const seconds = result.milliseconds / 1000;
-    const resumed =
-      result.downloadedBytes > 0 && result.downloadedBytes < result.sizeBytes
-        ? `, resumed: ${formatBytes(result.downloadedBytes)} fetched`
-        : "";
+    const resumed = result.resumed ? ", resumed where an earlier attempt stopped" : "";
     out(
       `saved ${result.path} (${formatBytes(result.sizeBytes)} in ${formatDuration(seconds)}${resumed}; GGUF header checked: ${about})`,
     );

@@ -53,7 +53,8 @@ describe("parseModelReference", () => {
   });
 });
 
-const file = (path: string, sizeBytes = 10) => ({ path, sizeBytes });
+const MB = 1024 ** 2;
+const file = (path: string, megabytes = 10) => ({ path, sizeBytes: megabytes * MB });
 
 describe("chooseModel", () => {
   const files = [
@@ -69,7 +70,7 @@ describe("chooseModel", () => {
   it("lists models once (split models with all parts and their total size), without projectors", () => {
     const choices = modelChoices(files);
     expect(choices.map((choice) => choice.quantization)).toEqual(["Q6_K", "F16", "Q4_K_M", "Q8_0"]);
-    expect(choices[0]).toMatchObject({ sizeBytes: 60, parts: ["big/m-Q6_K-00001-of-00002.gguf", "big/m-Q6_K-00002-of-00002.gguf"] });
+    expect(choices[0]).toMatchObject({ sizeBytes: 60 * MB, parts: ["big/m-Q6_K-00001-of-00002.gguf", "big/m-Q6_K-00002-of-00002.gguf"] });
   });
 
   it("picks Q4_K_M by default, the nearest in the default order without it, or the one named", () => {
@@ -82,7 +83,7 @@ describe("chooseModel", () => {
 
   it("names the quantizations there are when the one asked for is missing, and a repo without GGUF", () => {
     expect(() => chooseModel("u/r", modelChoices(files), "Q2_K")).toThrow(
-      /u\/r has no Q2_K file; available: .*Q4_K_M \(40\).*Q8_0 \(80\)/,
+      /u\/r has no Q2_K file; available: .*Q4_K_M \(40\.0 MB\).*Q8_0 \(80\.0 MB\)/,
     );
     expect(() => chooseModel("u/r", modelChoices([file("README.md")]))).toThrow(/no \.gguf model files/);
   });

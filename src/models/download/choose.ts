@@ -118,11 +118,17 @@ export function chooseModel(repositoryName: string, choices: ModelChoice[], quan
 }
 
 /** `Q4_K_M (1.1 GB), Q8_0 (2.0 GB)` — or file names where quantizations are absent or shared. */
-export function describeChoices(choices: ModelChoice[], formatSize: (bytes: number) => string = String): string {
+export function describeChoices(choices: ModelChoice[], formatSize: (bytes: number) => string = formatMegabytes): string {
   return choices.map((choice) => `${choiceLabel(choice, choices)} (${formatSize(choice.sizeBytes)})`).join(", ");
 }
 
 export function choiceLabel(choice: ModelChoice, all: ModelChoice[]): string {
   const shared = all.filter((other) => other.quantization === choice.quantization).length > 1;
   return choice.quantization === undefined || shared ? choice.path : choice.quantization;
+}
+
+/** `1.1 MB`, `4.7 GB` (powers of 1,024, as `lmhost ls` shows sizes). */
+function formatMegabytes(bytes: number): string {
+  const gigabytes = bytes / 1024 ** 3;
+  return gigabytes >= 1 ? `${gigabytes.toFixed(1)} GB` : `${(bytes / 1024 ** 2).toFixed(1)} MB`;
 }

@@ -73,8 +73,8 @@ export interface DownloadResult {
   id: string;
   /** The files were there already (same size): nothing was downloaded. */
   alreadyPresent: boolean;
-  /** Bytes fetched in this run (less than the size when a download resumed). */
-  downloadedBytes: number;
+  /** An earlier, interrupted attempt had left finished chunks that this run kept. */
+  resumed: boolean;
   milliseconds: number;
 }
 
@@ -160,7 +160,7 @@ export async function runDownload(
       sizeBytes: present,
       id: await modelIdOf(context.modelsDir, destinations[0] as string),
       alreadyPresent: true,
-      downloadedBytes: 0,
+      resumed: false,
       milliseconds: Date.now() - started,
     };
   }
@@ -233,7 +233,7 @@ export async function runDownload(
     sizeBytes,
     id: await modelIdOf(context.modelsDir, modelPath),
     alreadyPresent: false,
-    downloadedBytes: Math.max(0, sizeBytes - alreadyHad),
+    resumed: alreadyHad > 0,
     milliseconds: Date.now() - started,
   };
 }
