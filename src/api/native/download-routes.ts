@@ -81,11 +81,12 @@ export function registerDownloadRoutes(app: App, deps: AppDeps): void {
     try {
       return context.json(toDownloadJson(await requireJobs().start(asked)));
     } catch (error) {
+      // A gated repo is the Hub refusing the server's token, not this client's credentials: a 400.
       if (error instanceof DownloadError)
         throw new ApiError({
-          status: error.status === 422 ? 400 : error.status,
+          status: error.status === 422 || error.status === 401 ? 400 : error.status,
           message: error.message,
-          param: error.status === 400 || error.status === 404 ? "model" : null,
+          param: error.status < 500 ? "model" : null,
           code: error.code,
         });
       throw error;
