@@ -39,7 +39,8 @@ function terminalBar(label: string, stream: NodeJS.WriteStream): ProgressDisplay
     update(progress) {
       latest = progress;
       const now = Date.now();
-      if (now - lastDraw < 100 && progress.downloadedBytes < progress.totalBytes) return;
+      // Ten redraws a second at most; finish() draws the last state.
+      if (now - lastDraw < 100) return;
       lastDraw = now;
       draw();
     },
@@ -57,7 +58,8 @@ function plainLines(label: string, stream: NodeJS.WriteStream): ProgressDisplay 
   let latest: DownloadProgress | undefined;
   let lastPrinted: DownloadProgress | undefined;
   const print = (progress: DownloadProgress) => {
-    const percent = progress.totalBytes > 0 ? Math.floor((progress.downloadedBytes / progress.totalBytes) * 100) : 0;
+    const percent =
+      progress.totalBytes > 0 ? Math.floor((progress.downloadedBytes / progress.totalBytes) * 100) : 0;
     stream.write(
       `${label}: ${percent}% (${formatBytes(progress.downloadedBytes)} of ${formatBytes(progress.totalBytes)}), ${formatSpeed(progress.bytesPerSecond)}, ${formatEta(progress.secondsLeft)}\n`,
     );
@@ -66,7 +68,8 @@ function plainLines(label: string, stream: NodeJS.WriteStream): ProgressDisplay 
   return {
     update(progress) {
       latest = progress;
-      const tenth = progress.totalBytes > 0 ? Math.floor((progress.downloadedBytes / progress.totalBytes) * 10) : 0;
+      const tenth =
+        progress.totalBytes > 0 ? Math.floor((progress.downloadedBytes / progress.totalBytes) * 10) : 0;
       const now = Date.now();
       if ((tenth === lastTenth || now - lastLine < 1_000) && now - lastLine < 5_000) return;
       if (tenth >= 10) return; // the 100 % line comes from finish()

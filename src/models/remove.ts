@@ -59,7 +59,11 @@ function splitParts(filePath: string): string[] {
 /** Removes `folder` and its empty parents up to (not including) `root`. */
 export async function removeEmptyFolders(folder: string, root: string): Promise<void> {
   const stop = path.resolve(root);
-  for (let current = path.resolve(folder); current.startsWith(stop + path.sep); current = path.dirname(current)) {
+  for (
+    let current = path.resolve(folder);
+    current.startsWith(stop + path.sep);
+    current = path.dirname(current)
+  ) {
     try {
       if ((await readdir(current)).length > 0) return;
       await rmdir(current);

@@ -14,7 +14,10 @@ import type { Logger } from "../shared/logger.js";
  */
 export type AppConfig = Pick<Config, "apiKey" | "bodyLimitBytes"> &
   Partial<
-    Pick<Config, "cors" | "host" | "allowedHosts" | "storeMaxAgeSeconds" | "storeMaxCount" | "modelsDir" | "dataDir">
+    Pick<
+      Config,
+      "cors" | "host" | "allowedHosts" | "storeMaxAgeSeconds" | "storeMaxCount" | "modelsDir" | "dataDir"
+    >
   >;
 
 export interface AppDeps {

@@ -37,7 +37,9 @@ describe("parseModelReference", () => {
       kind: "file",
       branch: "v2",
     });
-    expect(parseModelReference("http://127.0.0.1:9/user/repo/resolve/main/m.gguf", "127.0.0.1")).toMatchObject({
+    expect(
+      parseModelReference("http://127.0.0.1:9/user/repo/resolve/main/m.gguf", "127.0.0.1"),
+    ).toMatchObject({
       kind: "file",
       user: "user",
     });
@@ -46,7 +48,15 @@ describe("parseModelReference", () => {
   });
 
   it("refuses what is not a model, naming the input", () => {
-    for (const bad of ["", "justaname", "user/repo/README.md", "ftp://x/m.gguf", "https://example.com/page", "us er/repo", "user/../x.gguf"]) {
+    for (const bad of [
+      "",
+      "justaname",
+      "user/repo/README.md",
+      "ftp://x/m.gguf",
+      "https://example.com/page",
+      "us er/repo",
+      "user/../x.gguf",
+    ]) {
       expect(() => parseModelReference(bad), bad).toThrow(DownloadError);
     }
     expect(() => parseModelReference("user/repo/README.md")).toThrow(/does not name a \.gguf file/);
@@ -70,7 +80,10 @@ describe("chooseModel", () => {
   it("lists models once (split models with all parts and their total size), without projectors", () => {
     const choices = modelChoices(files);
     expect(choices.map((choice) => choice.quantization)).toEqual(["Q6_K", "F16", "Q4_K_M", "Q8_0"]);
-    expect(choices[0]).toMatchObject({ sizeBytes: 60 * MB, parts: ["big/m-Q6_K-00001-of-00002.gguf", "big/m-Q6_K-00002-of-00002.gguf"] });
+    expect(choices[0]).toMatchObject({
+      sizeBytes: 60 * MB,
+      parts: ["big/m-Q6_K-00001-of-00002.gguf", "big/m-Q6_K-00002-of-00002.gguf"],
+    });
   });
 
   it("picks Q4_K_M by default, the nearest in the default order without it, or the one named", () => {

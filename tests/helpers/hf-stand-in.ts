@@ -65,12 +65,17 @@ export async function startHfStandIn(repositories: Record<string, StandInReposit
 
   const handle = (request: IncomingMessage, response: ServerResponse): void => {
     const url = new URL(request.url ?? "/", "http://stand-in");
-    const segments = url.pathname.split("/").filter((segment) => segment !== "").map(decodeURIComponent);
+    const segments = url.pathname
+      .split("/")
+      .filter((segment) => segment !== "")
+      .map(decodeURIComponent);
     standIn.requests.push({
       method: request.method ?? "GET",
       path: url.pathname,
       ...(request.headers.range === undefined ? {} : { range: request.headers.range }),
-      ...(request.headers.authorization === undefined ? {} : { authorization: request.headers.authorization }),
+      ...(request.headers.authorization === undefined
+        ? {}
+        : { authorization: request.headers.authorization }),
     });
     const notFound = (code: string, message: string) => {
       response.writeHead(404, { "content-type": "application/json", "x-error-code": code });
@@ -114,8 +119,12 @@ export async function startHfStandIn(repositories: Record<string, StandInReposit
       const repository = repositoryOf(segments[1], segments[2]);
       const tag = (segments[4] ?? "latest").toUpperCase();
       const names = Object.keys(repository?.files ?? {}).filter((name) => name.endsWith(".gguf"));
-      const match = tag === "LATEST" ? (names.find((name) => /Q4_K_M/i.test(name)) ?? names[0]) : names.find((name) => name.toUpperCase().includes(tag));
-      if (repository === undefined || match === undefined) return notFound("RepoNotFound", "Manifest not found");
+      const match =
+        tag === "LATEST"
+          ? (names.find((name) => /Q4_K_M/i.test(name)) ?? names[0])
+          : names.find((name) => name.toUpperCase().includes(tag));
+      if (repository === undefined || match === undefined)
+        return notFound("RepoNotFound", "Manifest not found");
       response.writeHead(200, { "content-type": "application/json" });
       response.end(JSON.stringify({ ggufFile: { rfilename: match, size: repository.files[match]?.length } }));
       return;
@@ -130,9 +139,14 @@ export async function startHfStandIn(repositories: Record<string, StandInReposit
       const filePath = rest.join("/");
       const data = repository.files[filePath];
       if (data === undefined) return notFound("EntryNotFound", "Entry not found");
-      if (repository.gatedToken !== undefined && request.headers.authorization !== `Bearer ${repository.gatedToken}`) {
+      if (
+        repository.gatedToken !== undefined &&
+        request.headers.authorization !== `Bearer ${repository.gatedToken}`
+      ) {
         response.writeHead(401, { "content-type": "application/json", "x-error-code": "GatedRepo" });
-        response.end(JSON.stringify({ error: "Access to this model is restricted. You must be authenticated." }));
+        response.end(
+          JSON.stringify({ error: "Access to this model is restricted. You must be authenticated." }),
+        );
         return;
       }
       response.writeHead(302, {
@@ -207,10 +221,11 @@ export async function startHfStandIn(repositories: Record<string, StandInReposit
  * The fake repositories the `get` tests use, built from the bundled tiny models (each quantization a
  * different model, so a file's sha256 tells which one was fetched).
  */
-export function testRepositories(models: { stories: Buffer; storiesChatml: Buffer; randomLlama: Buffer }): Record<
-  string,
-  StandInRepository
-> {
+export function testRepositories(models: {
+  stories: Buffer;
+  storiesChatml: Buffer;
+  randomLlama: Buffer;
+}): Record<string, StandInRepository> {
   // 5 MiB is ipull's chunk size: a file over two chunks can be interrupted after a finished chunk.
   const padded = Buffer.concat([models.storiesChatml, Buffer.alloc(11 * 1024 * 1024)]);
   return {

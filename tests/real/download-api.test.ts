@@ -39,12 +39,16 @@ async function call(method: "GET" | "POST", route: string, body?: unknown) {
     headers: { "content-type": "application/json" },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- wire JSON, checked field by field below
   return { status: response.status, body: (await response.json()) as Record<string, any> };
 }
 
 describe("POST /api/v0/download", () => {
   it("downloads in the background; the job reports bytes and completes; /v1/models lists the model", async () => {
-    const started = await call("POST", "/api/v0/download", { model: "lmhost-test/stories-GGUF", quantization: "Q8_0" });
+    const started = await call("POST", "/api/v0/download", {
+      model: "lmhost-test/stories-GGUF",
+      quantization: "Q8_0",
+    });
     expect(started.status).toBe(200);
     expect(started.body).toMatchObject({
       object: "download",
@@ -72,7 +76,9 @@ describe("POST /api/v0/download", () => {
     expect(typeof job.completed_at).toBe("number");
     expect(sha256(readFileSync(job.path as string))).toBe(sha256(models.stories));
     const listed = await call("GET", "/v1/models");
-    expect((listed.body.data as { id: string }[]).map((model) => model.id)).toContain("lmhost-test/stories-GGUF");
+    expect((listed.body.data as { id: string }[]).map((model) => model.id)).toContain(
+      "lmhost-test/stories-GGUF",
+    );
     const jobs = await call("GET", "/api/v0/download");
     expect((jobs.body.data as { job_id: string }[]).map((each) => each.job_id)).toContain(id);
     // Asked again: the file is there.

@@ -64,10 +64,12 @@ describe("resolving what to download", () => {
       status: 401,
       message: expect.stringContaining("set HF_TOKEN"),
     });
-    await expect(planDownload("lmhost-test/gated-GGUF", { ...ctx, token: "hf_wrong" })).rejects.toMatchObject({
-      status: 401,
-      message: expect.stringContaining("refused the token from --token"),
-    });
+    await expect(planDownload("lmhost-test/gated-GGUF", { ...ctx, token: "hf_wrong" })).rejects.toMatchObject(
+      {
+        status: 401,
+        message: expect.stringContaining("refused the token from --token"),
+      },
+    );
     const closedPort = await new Promise<number>((resolve) => {
       const probe = createServer().listen(0, "127.0.0.1", () => {
         const { port } = probe.address() as { port: number };
@@ -75,8 +77,14 @@ describe("resolving what to download", () => {
       });
     });
     await expect(
-      planDownload("user/repo", { ...ctx, environment: { ...environment, HF_ENDPOINT: `http://127.0.0.1:${closedPort}` } }),
-    ).rejects.toMatchObject({ status: 502, message: expect.stringMatching(/cannot reach 127\.0\.0\.1:\d+.*ECONNREFUSED/) });
+      planDownload("user/repo", {
+        ...ctx,
+        environment: { ...environment, HF_ENDPOINT: `http://127.0.0.1:${closedPort}` },
+      }),
+    ).rejects.toMatchObject({
+      status: 502,
+      message: expect.stringMatching(/cannot reach 127\.0\.0\.1:\d+.*ECONNREFUSED/),
+    });
   });
 });
 
@@ -102,7 +110,9 @@ describe("downloading", () => {
     const plan = await planDownload("lmhost-test/broken-GGUF", ctx);
     await expect(runDownload(plan, ctx)).rejects.toMatchObject({
       status: 422,
-      message: expect.stringMatching(/broken-Q4_K_M\.gguf is not a usable GGUF model \(not a GGUF file.*\); it was deleted/),
+      message: expect.stringMatching(
+        /broken-Q4_K_M\.gguf is not a usable GGUF model \(not a GGUF file.*\); it was deleted/,
+      ),
     });
     expect(existsSync(path.join(ctx.modelsDir, "lmhost-test"))).toBe(false);
     expect(existsSync(path.join(ctx.modelsDir, STAGING_DIR_NAME))).toBe(false);
@@ -113,7 +123,9 @@ describe("downloading", () => {
     const ctx = await context();
     const before = standIn.requests.length;
     standIn.shapeBody = ({ path: filePath, count }) =>
-      filePath.endsWith("/stories-F16.gguf") && count === 0 ? { afterBytes: 300_000, then: "drop" } : undefined;
+      filePath.endsWith("/stories-F16.gguf") && count === 0
+        ? { afterBytes: 300_000, then: "drop" }
+        : undefined;
     try {
       const result = await runDownload(await planDownload("lmhost-test/stories-GGUF:F16", ctx), ctx);
       expect(sha256(readFileSync(result.path))).toBe(sha256(models.randomLlama));

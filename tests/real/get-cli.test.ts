@@ -44,7 +44,9 @@ describe("lmhost get", () => {
     const result = await get(["get", "lmhost-test/stories-GGUF", "--models-dir", folder]);
     expect(result.stderr).not.toContain("lmhost:");
     expect(result.code).toBe(0);
-    expect(result.stdout).toContain("lmhost-test/stories-GGUF has 3 models: F16 (1.7 MB), Q4_K_M (1.1 MB), Q8_0 (1.1 MB)");
+    expect(result.stdout).toContain(
+      "lmhost-test/stories-GGUF has 3 models: F16 (1.7 MB), Q4_K_M (1.1 MB), Q8_0 (1.1 MB)",
+    );
     expect(result.stdout).toContain("getting stories-Q4_K_M.gguf (the default, Q4_K_M");
     // Not a terminal: plain progress lines on stderr, ending at 100 %.
     expect(result.stderr).toMatch(/stories-Q4_K_M\.gguf: 100% \(1\.1 MB of 1\.1 MB\)/);
@@ -75,10 +77,16 @@ describe("lmhost get", () => {
     expect(quant.stdout).toContain("getting stories-Q8_0.gguf (Q8_0 as asked)");
     const file = await get(["get", "hf:lmhost-test/noq4-GGUF/tiny-F16.gguf", "--models-dir", folder]);
     expect(file.code).toBe(0);
-    const hfUrl = await get(["get", `${standIn.url}lmhost-test/stories-GGUF/resolve/main/stories-F16.gguf`, "--models-dir", folder]);
+    const hfUrl = await get([
+      "get",
+      `${standIn.url}lmhost-test/stories-GGUF/resolve/main/stories-F16.gguf`,
+      "--models-dir",
+      folder,
+    ]);
     expect(hfUrl.code).toBe(0);
     // Any other host: a plain download, laid out as <host>/<file stem>/<file>.
-    const plainUrl = standIn.url.replace("127.0.0.1", "localhost") + "cdn/lmhost-test/noq4-GGUF/tiny-Q8_0.gguf";
+    const plainUrl =
+      standIn.url.replace("127.0.0.1", "localhost") + "cdn/lmhost-test/noq4-GGUF/tiny-Q8_0.gguf";
     const plain = await get(["get", plainUrl, "--models-dir", folder]);
     expect(plain.stderr).not.toContain("lmhost:");
     const expected: [string, Buffer][] = [
@@ -87,7 +95,8 @@ describe("lmhost get", () => {
       ["lmhost-test/noq4-GGUF/tiny-F16.gguf", models.randomLlama],
       ["localhost/tiny-Q8_0/tiny-Q8_0.gguf", models.stories],
     ];
-    for (const [relative, data] of expected) expect(sha256(readFileSync(path.join(folder, relative))), relative).toBe(sha256(data));
+    for (const [relative, data] of expected)
+      expect(sha256(readFileSync(path.join(folder, relative))), relative).toBe(sha256(data));
   });
 
   it("lists a repo's quantizations with --list", async () => {
@@ -108,20 +117,31 @@ describe("lmhost get", () => {
     expect(notFound.stderr).toContain(`lmhost: no repository lmhost-test/nothing-GGUF on ${standIn.url}`);
     const noQuant = await get(["get", "lmhost-test/stories-GGUF:Q2_K", "--models-dir", folder]);
     expect(noQuant.code).toBe(1);
-    expect(noQuant.stderr).toContain("has no Q2_K file; available: F16 (1.7 MB), Q4_K_M (1.1 MB), Q8_0 (1.1 MB)");
+    expect(noQuant.stderr).toContain(
+      "has no Q2_K file; available: F16 (1.7 MB), Q4_K_M (1.1 MB), Q8_0 (1.1 MB)",
+    );
 
     const gated = await get(["get", "lmhost-test/gated-GGUF", "--models-dir", folder]);
     expect(gated.code).toBe(1);
     expect(gated.stderr).toContain("lmhost-test/gated-GGUF is gated or private");
     expect(gated.stderr).toContain("set HF_TOKEN (or pass --token)");
     const before = standIn.requests.length;
-    const withToken = await get(["get", "lmhost-test/gated-GGUF", "--token", "hf_test_token", "--models-dir", folder]);
+    const withToken = await get([
+      "get",
+      "lmhost-test/gated-GGUF",
+      "--token",
+      "hf_test_token",
+      "--models-dir",
+      folder,
+    ]);
     expect(withToken.stderr).not.toContain("lmhost:");
     expect(withToken.code).toBe(0);
     expect(
       standIn.requests
         .slice(before)
-        .some((request) => request.path.includes("/resolve/") && request.authorization === "Bearer hf_test_token"),
+        .some(
+          (request) => request.path.includes("/resolve/") && request.authorization === "Bearer hf_test_token",
+        ),
     ).toBe(true);
     expect(existsSync(path.join(folder, "lmhost-test/gated-GGUF/gated-Q4_K_M.gguf"))).toBe(true);
 
@@ -139,11 +159,17 @@ describe("lmhost get", () => {
     const chunk = 5 * 1024 * 1024;
     // The first run gets chunks 0 and 2; the middle one stalls after 1 MB.
     standIn.shapeBody = ({ path: filePath, start }) =>
-      filePath.endsWith("/big-Q4_K_M.gguf") && start === chunk ? { afterBytes: 1024 * 1024, then: "hold" } : undefined;
-    const child = spawn(process.execPath, [lmhostBin, "get", "lmhost-test/big-GGUF", "--models-dir", folder], {
-      env: { ...process.env, HF_ENDPOINT: standIn.url, HF_HOME: hfHome, LMHOST_DATA_DIR: folder },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+      filePath.endsWith("/big-Q4_K_M.gguf") && start === chunk
+        ? { afterBytes: 1024 * 1024, then: "hold" }
+        : undefined;
+    const child = spawn(
+      process.execPath,
+      [lmhostBin, "get", "lmhost-test/big-GGUF", "--models-dir", folder],
+      {
+        env: { ...process.env, HF_ENDPOINT: standIn.url, HF_HOME: hfHome, LMHOST_DATA_DIR: folder },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     let stderr = "";
     child.stderr.on("data", (data: Buffer) => (stderr += data.toString()));
     const exited = new Promise<number | null>((resolve) => child.once("close", resolve));
@@ -151,7 +177,9 @@ describe("lmhost get", () => {
     // ipull records finished chunks as JSON after the file's bytes in its .ipull file.
     const finishedChunks = (): number[] => {
       try {
-        const state = JSON.parse(readFileSync(partial).subarray(source.length).toString()) as { chunks: number[] };
+        const state = JSON.parse(readFileSync(partial).subarray(source.length).toString()) as {
+          chunks: number[];
+        };
         return state.chunks.flatMap((status, index) => (status === 2 ? [index] : []));
       } catch {
         return [];
@@ -176,7 +204,9 @@ describe("lmhost get", () => {
       .filter((request) => request.path.endsWith("/big-Q4_K_M.gguf") && request.range !== undefined)
       .map((request) => request.range);
     expect(ranges).toEqual([`bytes=${chunk}-${2 * chunk - 1}`]);
-    expect(sha256(readFileSync(path.join(folder, "lmhost-test/big-GGUF/big-Q4_K_M.gguf")))).toBe(sha256(source));
+    expect(sha256(readFileSync(path.join(folder, "lmhost-test/big-GGUF/big-Q4_K_M.gguf")))).toBe(
+      sha256(source),
+    );
     expect(existsSync(path.join(folder, ".downloads"))).toBe(false);
   });
 });

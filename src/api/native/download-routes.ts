@@ -42,7 +42,8 @@ export function toDownloadJson(job: DownloadJob) {
 
 export function registerDownloadRoutes(app: App, deps: AppDeps): void {
   const modelsDir =
-    deps.config.modelsDir ?? (deps.config.dataDir === undefined ? undefined : path.join(deps.config.dataDir, "models"));
+    deps.config.modelsDir ??
+    (deps.config.dataDir === undefined ? undefined : path.join(deps.config.dataDir, "models"));
   const jobs =
     deps.downloads ??
     (modelsDir === undefined
@@ -77,7 +78,10 @@ export function registerDownloadRoutes(app: App, deps: AppDeps): void {
       throw ApiError.invalid(message, issue?.code === "unrecognized_keys" ? null : field);
     }
     const { model, quantization } = parsed.data;
-    const asked = quantization === undefined || model.includes(":") || /^https?:/i.test(model) ? model : `${model}:${quantization}`;
+    const asked =
+      quantization === undefined || model.includes(":") || /^https?:/i.test(model)
+        ? model
+        : `${model}:${quantization}`;
     try {
       return context.json(toDownloadJson(await requireJobs().start(asked)));
     } catch (error) {

@@ -60,9 +60,13 @@ export function modelChoices(files: RepositoryFile[]): ModelChoice[] {
               other.path.slice(0, -split[0].length) === file.path.slice(0, -split[0].length) &&
               SPLIT_PART.exec(other.path)?.[2] === split[2],
           );
-    const stem = path.posix.basename(file.path).replace(SPLIT_PART, "").replace(/\.gguf$/i, "");
+    const stem = path.posix
+      .basename(file.path)
+      .replace(SPLIT_PART, "")
+      .replace(/\.gguf$/i, "");
     // A quantization in a folder name (`Q8_0/model-00001-of-00002.gguf`) counts too.
-    const quantization = quantizationFromFileName(stem) ?? quantizationFromFileName(path.posix.dirname(file.path));
+    const quantization =
+      quantizationFromFileName(stem) ?? quantizationFromFileName(path.posix.dirname(file.path));
     choices.push({
       path: file.path,
       parts: parts.map((part) => part.path),
@@ -79,7 +83,11 @@ export interface ChosenModel {
   reason: string;
 }
 
-export function chooseModel(repositoryName: string, choices: ModelChoice[], quantization?: string): ChosenModel {
+export function chooseModel(
+  repositoryName: string,
+  choices: ModelChoice[],
+  quantization?: string,
+): ChosenModel {
   if (choices.length === 0)
     throw new DownloadError(
       `${repositoryName} has no .gguf model files (lmhost runs GGUF models; look for a repo named …-GGUF)`,
@@ -102,7 +110,8 @@ export function chooseModel(repositoryName: string, choices: ModelChoice[], quan
       );
     return { choice: byName, reason: `${wanted} as asked` };
   }
-  if (choices.length === 1) return { choice: choices[0] as ModelChoice, reason: "the only model in the repo" };
+  if (choices.length === 1)
+    return { choice: choices[0] as ModelChoice, reason: "the only model in the repo" };
   for (const candidate of DEFAULT_QUANTIZATION_ORDER) {
     const found = choices.find((choice) => choice.quantization === candidate);
     if (found !== undefined)
@@ -118,8 +127,13 @@ export function chooseModel(repositoryName: string, choices: ModelChoice[], quan
 }
 
 /** `Q4_K_M (1.1 GB), Q8_0 (2.0 GB)` — or file names where quantizations are absent or shared. */
-export function describeChoices(choices: ModelChoice[], formatSize: (bytes: number) => string = formatMegabytes): string {
-  return choices.map((choice) => `${choiceLabel(choice, choices)} (${formatSize(choice.sizeBytes)})`).join(", ");
+export function describeChoices(
+  choices: ModelChoice[],
+  formatSize: (bytes: number) => string = formatMegabytes,
+): string {
+  return choices
+    .map((choice) => `${choiceLabel(choice, choices)} (${formatSize(choice.sizeBytes)})`)
+    .join(", ");
 }
 
 export function choiceLabel(choice: ModelChoice, all: ModelChoice[]): string {

@@ -148,7 +148,10 @@ export async function planDownload(referenceText: string, context: DownloadConte
 /** Downloads a plan's files, checks the GGUF header and moves them into the models directory. */
 export async function runDownload(
   plan: DownloadPlan,
-  context: DownloadContext & { onProgress?: (progress: DownloadProgress) => void; parallelDownloads?: number },
+  context: DownloadContext & {
+    onProgress?: (progress: DownloadProgress) => void;
+    parallelDownloads?: number;
+  },
 ): Promise<DownloadResult> {
   const started = Date.now();
   const destinations = plan.fileNames.map((fileName) => path.join(plan.destinationDir, fileName));
@@ -191,7 +194,9 @@ export async function runDownload(
         downloadedBytes: downloadedSize,
         totalBytes: totalSize,
         bytesPerSecond,
-        ...(bytesPerSecond > 0 ? { secondsLeft: Math.max(0, totalSize - downloadedSize) / bytesPerSecond } : {}),
+        ...(bytesPerSecond > 0
+          ? { secondsLeft: Math.max(0, totalSize - downloadedSize) / bytesPerSecond }
+          : {}),
       });
     },
   }).catch((error: unknown) => {
@@ -241,7 +246,10 @@ export async function runDownload(
 /** Plans and runs in one call (the API's jobs). */
 export async function downloadModel(
   referenceText: string,
-  context: DownloadContext & { onPlan?: (plan: DownloadPlan) => void; onProgress?: (progress: DownloadProgress) => void },
+  context: DownloadContext & {
+    onPlan?: (plan: DownloadPlan) => void;
+    onProgress?: (progress: DownloadProgress) => void;
+  },
 ): Promise<DownloadResult> {
   const plan = await planDownload(referenceText, context);
   context.onPlan?.(plan);
@@ -301,7 +309,9 @@ function explainDownloaderError(error: unknown, plan: DownloadPlan): Error {
       { cause: error },
     );
   if (status === 404)
-    return new DownloadError(`${plan.description}: not found (404): ${message}`, 404, "not_found", { cause: error });
+    return new DownloadError(`${plan.description}: not found (404): ${message}`, 404, "not_found", {
+      cause: error,
+    });
   return new DownloadError(`${plan.description}: the download failed: ${message}`, 502, "download_failed", {
     cause: error,
   });
@@ -314,7 +324,8 @@ class SpeedMeter {
   add(bytes: number): number {
     const now = Date.now();
     this.samples.push({ time: now, bytes });
-    while (this.samples.length > 2 && (this.samples[0] as { time: number }).time < now - 5_000) this.samples.shift();
+    while (this.samples.length > 2 && (this.samples[0] as { time: number }).time < now - 5_000)
+      this.samples.shift();
     const first = this.samples[0] as { time: number; bytes: number };
     const seconds = (now - first.time) / 1000;
     return seconds > 0.05 ? Math.max(0, bytes - first.bytes) / seconds : 0;

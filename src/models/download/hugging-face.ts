@@ -43,7 +43,8 @@ export async function resolveHuggingFaceAccess(
   if (environment.HF_TOKEN !== undefined && environment.HF_TOKEN !== "")
     return { endpoint, token: environment.HF_TOKEN, tokenSource: "HF_TOKEN" };
   const hfHome =
-    environment.HF_HOME ?? path.join(environment.XDG_CACHE_HOME ?? path.join(homedir(), ".cache"), "huggingface");
+    environment.HF_HOME ??
+    path.join(environment.XDG_CACHE_HOME ?? path.join(homedir(), ".cache"), "huggingface");
   const tokenPath = environment.HF_TOKEN_PATH ?? path.join(hfHome, "token");
   try {
     const fileToken = (await readFile(tokenPath, "utf8")).trim();
@@ -71,15 +72,27 @@ export async function listRepositoryFiles(
   const files: RepositoryFile[] = [];
   // The listing is paginated (a `Link: <…>; rel="next"` header) past 1,000 entries.
   for (let page = 0; url !== undefined && page < 100; page++) {
-    const response = await fetchOrExplain(url, { headers: authorization(access), ...(signal ? { signal } : {}) }, access);
+    const response = await fetchOrExplain(
+      url,
+      { headers: authorization(access), ...(signal ? { signal } : {}) },
+      access,
+    );
     if (!response.ok) {
       await response.body?.cancel();
       throw repositoryError(response, name, access, repository.branch);
     }
     const entries = (await response.json()) as unknown;
     if (!Array.isArray(entries))
-      throw new DownloadError(`${access.endpoint} answered the file list of ${name} with something that is not a list`, 502);
-    for (const entry of entries as { type?: unknown; path?: unknown; size?: unknown; lfs?: { size?: unknown } }[]) {
+      throw new DownloadError(
+        `${access.endpoint} answered the file list of ${name} with something that is not a list`,
+        502,
+      );
+    for (const entry of entries as {
+      type?: unknown;
+      path?: unknown;
+      size?: unknown;
+      lfs?: { size?: unknown };
+    }[]) {
       if (entry.type !== "file" || typeof entry.path !== "string") continue;
       const size = typeof entry.lfs?.size === "number" ? entry.lfs.size : entry.size;
       files.push({ path: entry.path, sizeBytes: typeof size === "number" ? size : 0 });
@@ -119,7 +132,10 @@ export async function probeDownload(
   if (access !== undefined && (response.status === 401 || response.status === 403))
     throw accessError(response.status, what, access);
   if (response.status === 404) throw new DownloadError(`${what} was not found (404 from ${url})`, 404);
-  throw new DownloadError(`${what}: the server answered ${response.status} ${response.statusText} (${url})`, 502);
+  throw new DownloadError(
+    `${what}: the server answered ${response.status} ${response.statusText} (${url})`,
+    502,
+  );
 }
 
 async function fetchOrExplain(
@@ -138,23 +154,29 @@ async function fetchOrExplain(
       access !== undefined && access.endpoint !== "https://huggingface.co/"
         ? ` (HF_ENDPOINT is ${access.endpoint})`
         : "";
-    throw new DownloadError(`cannot reach ${host}${mirror}: ${detail}; check the network connection`, 502, "network_error", {
-      cause: error,
-    });
+    throw new DownloadError(
+      `cannot reach ${host}${mirror}: ${detail}; check the network connection`,
+      502,
+      "network_error",
+      {
+        cause: error,
+      },
+    );
   }
 }
 
-function repositoryError(response: Response, name: string, access: HuggingFaceAccess, branch: string): DownloadError {
+function repositoryError(
+  response: Response,
+  name: string,
+  access: HuggingFaceAccess,
+  branch: string,
+): DownloadError {
   const errorCode = response.headers.get("x-error-code");
   if (errorCode === "GatedRepo" || (response.status === 403 && errorCode !== "RepoNotFound"))
     return accessError(response.status, name, access);
-  if (errorCode === "RevisionNotFound")
-    return new DownloadError(`${name} has no branch '${branch}'`, 404);
+  if (errorCode === "RevisionNotFound") return new DownloadError(`${name} has no branch '${branch}'`, 404);
   if (response.status === 404 || response.status === 401) {
-    const privateHint =
-      access.token === undefined
-        ? " (if it is private, set HF_TOKEN or pass --token)"
-        : "";
+    const privateHint = access.token === undefined ? " (if it is private, set HF_TOKEN or pass --token)" : "";
     return new DownloadError(
       `no repository ${name} on ${access.endpoint}${privateHint}; check the name (e.g. bartowski/Qwen_Qwen3-8B-GGUF)`,
       404,

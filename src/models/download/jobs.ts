@@ -96,7 +96,11 @@ export class DownloadJobs {
   private async run(
     job: DownloadJob,
     plan: DownloadPlan,
-    context: { modelsDir: string; environment?: NodeJS.ProcessEnv | undefined; signal?: AbortSignal | undefined },
+    context: {
+      modelsDir: string;
+      environment?: NodeJS.ProcessEnv | undefined;
+      signal?: AbortSignal | undefined;
+    },
   ): Promise<void> {
     try {
       const result = await runDownload(plan, {
@@ -131,6 +135,7 @@ export class DownloadJobs {
 
   private prune(): void {
     const finished = [...this.jobs.values()].filter((job) => job.completedAt !== undefined);
-    for (const job of finished.slice(0, Math.max(0, finished.length - MAX_FINISHED_JOBS))) this.jobs.delete(job.id);
+    for (const job of finished.slice(0, Math.max(0, finished.length - MAX_FINISHED_JOBS)))
+      this.jobs.delete(job.id);
   }
 }

@@ -27,7 +27,8 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
  */
 export function parseModelReference(text: string, huggingFaceHost = "huggingface.co"): ModelReference {
   const trimmed = text.trim();
-  if (trimmed === "") throw new DownloadError("no model given: name a Hugging Face repo such as user/repo", 400);
+  if (trimmed === "")
+    throw new DownloadError("no model given: name a Hugging Face repo such as user/repo", 400);
   const prefix = HF_PREFIXES.find((candidate) => trimmed.toLowerCase().startsWith(candidate));
   if (prefix !== undefined) return parseRepositoryPath(trimmed.slice(prefix.length), text);
   if (/^https?:\/\//i.test(trimmed)) return parseUrl(trimmed, text, huggingFaceHost);
@@ -49,11 +50,20 @@ function parseUrl(text: string, original: string, huggingFaceHost: string): Mode
       throw new DownloadError(`'${original}' does not name a .gguf file`, 400);
     return { kind: "url", url };
   }
-  const parts = url.pathname.split("/").filter((part) => part !== "").map(decodeURIComponent);
+  const parts = url.pathname
+    .split("/")
+    .filter((part) => part !== "")
+    .map(decodeURIComponent);
   const [user, repo, action, branch, ...rest] = parts;
   if (user !== undefined && repo !== undefined && action === undefined)
     return checkedRepository({ kind: "repo" as const, user, repo, branch: DEFAULT_BRANCH }, original);
-  if (user !== undefined && repo !== undefined && action === "tree" && branch !== undefined && rest.length === 0)
+  if (
+    user !== undefined &&
+    repo !== undefined &&
+    action === "tree" &&
+    branch !== undefined &&
+    rest.length === 0
+  )
     return checkedRepository({ kind: "repo" as const, user, repo, branch }, original);
   if (
     user !== undefined &&
@@ -80,7 +90,8 @@ function parseRepositoryPath(text: string, original: string): ModelReference {
       `'${original}' is not a model reference: write user/repo, user/repo:Q4_K_M, user/repo/file.gguf or a URL`,
       400,
     );
-  if (rest.length > 0) return checkedFile({ kind: "file", user, repo: repoAndTag, branch, path: rest.join("/") }, original);
+  if (rest.length > 0)
+    return checkedFile({ kind: "file", user, repo: repoAndTag, branch, path: rest.join("/") }, original);
   const colon = repoAndTag.indexOf(":");
   const repo = colon >= 0 ? repoAndTag.slice(0, colon) : repoAndTag;
   const quantization = colon >= 0 ? repoAndTag.slice(colon + 1).trim() : "";
@@ -99,10 +110,7 @@ function checkedRepository<T extends { user: string; repo: string }>(reference: 
   return reference;
 }
 
-function checkedFile(
-  reference: Extract<ModelReference, { kind: "file" }>,
-  original: string,
-): ModelReference {
+function checkedFile(reference: Extract<ModelReference, { kind: "file" }>, original: string): ModelReference {
   checkedRepository(reference, original);
   const segments = reference.path.split("/");
   if (segments.some((segment) => segment === "" || segment === "." || segment === ".."))
