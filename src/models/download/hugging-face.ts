@@ -129,8 +129,14 @@ export async function probeDownload(
   }
   // Servers that do not answer HEAD: the downloader finds out.
   if (response.status === 405 || response.status === 501) return {};
-  if (access !== undefined && (response.status === 401 || response.status === 403))
-    throw accessError(response.status, what, access);
+  if (response.status === 401 || response.status === 403)
+    throw access === undefined
+      ? new DownloadError(
+          `${what}: the server refused the download (${response.status}); lmhost sends no credentials to hosts other than Hugging Face`,
+          401,
+          "unauthorized",
+        )
+      : accessError(response.status, what, access);
   if (response.status === 404) throw new DownloadError(`${what} was not found (404 from ${url})`, 404);
   throw new DownloadError(
     `${what}: the server answered ${response.status} ${response.statusText} (${url})`,
