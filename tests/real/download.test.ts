@@ -41,6 +41,13 @@ describe("resolving what to download", () => {
     expect(plan.choices?.map((choice) => choice.quantization)).toEqual(["F16", "Q4_K_M", "Q8_0"]);
     expect(plan.destinationDir).toBe(path.join(ctx.modelsDir, "lmhost-test", "stories-GGUF"));
     expect(plan.sizeBytes).toBe(models.storiesChatml.length);
+    // A Hugging Face URL (here the HF_ENDPOINT host's) is a file of a repo, laid out the same way.
+    const fromUrl = await planDownload(
+      `${standIn.url}lmhost-test/stories-GGUF/resolve/main/stories-F16.gguf`,
+      ctx,
+    );
+    expect(fromUrl.uri).toBe("hf:lmhost-test/stories-GGUF/stories-F16.gguf");
+    expect(fromUrl.destinationDir).toBe(plan.destinationDir);
     const other = await planDownload("lmhost-test/noq4-GGUF", ctx);
     expect(other.chosen?.choice.path).toBe("tiny-Q8_0.gguf");
     expect(other.chosen?.reason).toContain("no Q4_K_M");

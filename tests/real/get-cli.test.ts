@@ -39,7 +39,7 @@ function get(args: string[], env: NodeJS.ProcessEnv = {}) {
 }
 
 describe("lmhost get", () => {
-  it("gets a repo's default quantization with progress, into <user>/<repo>/, then ls lists it and rm removes it", async () => {
+  it("gets a repo's default quantization with progress, into <user>/<repo>/, and rm removes it", async () => {
     const folder = modelsDir();
     const result = await get(["get", "lmhost-test/stories-GGUF", "--models-dir", folder]);
     expect(result.stderr).not.toContain("lmhost:");
@@ -56,11 +56,6 @@ describe("lmhost get", () => {
     expect(result.stdout).toContain("model id: lmhost-test/stories-GGUF");
     expect(sha256(readFileSync(saved))).toBe(sha256(models.storiesChatml));
 
-    const listed = await runCli(["ls", "--models-dir", folder]);
-    expect(listed.stdout).toMatch(/^lmhost-test\/stories-GGUF\s/m);
-    const again = await get(["get", "lmhost-test/stories-GGUF", "--models-dir", folder]);
-    expect(again.stdout).toContain(`already there: ${saved}`);
-
     const removed = await runCli(["rm", "lmhost-test/stories-GGUF", "--models-dir", folder]);
     expect(removed.code).toBe(0);
     expect(removed.stdout).toContain(`removed lmhost-test/stories-GGUF (1.1 MB): ${saved}`);
@@ -70,20 +65,13 @@ describe("lmhost get", () => {
     expect(missing.stderr).toContain("lmhost: no model 'lmhost-test/stories-GGUF'");
   });
 
-  it("takes repo:quant (as pull), a file, hf: prefixes and URLs", async () => {
+  it("takes repo:quant (as pull), a file with an hf: prefix and a plain URL", async () => {
     const folder = modelsDir();
     const quant = await get(["pull", "lmhost-test/stories-GGUF:q8_0", "--models-dir", folder]);
     expect(quant.code).toBe(0);
     expect(quant.stdout).toContain("getting stories-Q8_0.gguf (Q8_0 as asked)");
     const file = await get(["get", "hf:lmhost-test/noq4-GGUF/tiny-F16.gguf", "--models-dir", folder]);
     expect(file.code).toBe(0);
-    const hfUrl = await get([
-      "get",
-      `${standIn.url}lmhost-test/stories-GGUF/resolve/main/stories-F16.gguf`,
-      "--models-dir",
-      folder,
-    ]);
-    expect(hfUrl.code).toBe(0);
     // Any other host: a plain download, laid out as <host>/<file stem>/<file>.
     const plainUrl =
       standIn.url.replace("127.0.0.1", "localhost") + "cdn/lmhost-test/noq4-GGUF/tiny-Q8_0.gguf";
@@ -91,7 +79,6 @@ describe("lmhost get", () => {
     expect(plain.stderr).not.toContain("lmhost:");
     const expected: [string, Buffer][] = [
       ["lmhost-test/stories-GGUF/stories-Q8_0.gguf", models.stories],
-      ["lmhost-test/stories-GGUF/stories-F16.gguf", models.randomLlama],
       ["lmhost-test/noq4-GGUF/tiny-F16.gguf", models.randomLlama],
       ["localhost/tiny-Q8_0/tiny-Q8_0.gguf", models.stories],
     ];
