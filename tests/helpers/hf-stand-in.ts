@@ -248,5 +248,14 @@ export function testRepositories(models: {
       files: { "broken-Q4_K_M.gguf": Buffer.from("<!doctype html><title>Not a model</title>".repeat(100)) },
     },
     "lmhost-test/big-GGUF": { files: { "big-Q4_K_M.gguf": padded } },
+    // Split parts in a quantization folder, as large repos publish them. Each part is a whole copy of
+    // stories260K (no tool here writes real gguf-split parts); every part has a valid GGUF header.
+    "lmhost-test/split-GGUF": {
+      files: {
+        "Q8_0/split-Q8_0-00001-of-00002.gguf": models.stories,
+        "Q8_0/split-Q8_0-00002-of-00002.gguf": models.storiesChatml,
+        "split-F16.gguf": models.randomLlama,
+      },
+    },
   };
 }

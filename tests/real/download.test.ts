@@ -1,7 +1,7 @@
 /**
  * The download core (src/models/download/) against the Hugging Face stand-in on loopback, in-process:
  * what a repo resolves to, clear errors for a missing repo or quantization, a gated repo and no network,
- * the GGUF check that refuses and deletes a file that is not a model, a connection dropped midway that is
+ * every part of a split model, the GGUF check that refuses and deletes a file that is not a model, a connection dropped midway that is
  * resumed by a Range request in the same run, and a second `get` of a file already there.
  */
 import { existsSync, readFileSync, readdirSync } from "node:fs";
@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { planDownload, runDownload, STAGING_DIR_NAME } from "../../src/models/download/download.js";
+import { removeModel } from "../../src/models/remove.js";
 import { sha256, startHfStandIn, testRepositories, type HfStandIn } from "../helpers/hf-stand-in.js";
 import { randomLlamaModel, storiesChatmlModel, storiesModel } from "../helpers/paths.js";
 
@@ -110,6 +111,25 @@ describe("downloading", () => {
     // A second quantization beside it: ids get the quantization suffix.
     const second = await runDownload(await planDownload("lmhost-test/stories-GGUF", ctx), ctx);
     expect(second.id).toBe("lmhost-test/stories-GGUF@q4_k_m");
+  });
+
+  it("downloads every part of a split model beside each other under their own names; rm removes them all", async () => {
+    const ctx = await context();
+    const plan = await planDownload("lmhost-test/split-GGUF:Q8_0", ctx);
+    expect(plan.fileNames).toEqual(["split-Q8_0-00001-of-00002.gguf", "split-Q8_0-00002-of-00002.gguf"]);
+    expect(plan.sizeBytes).toBe(models.stories.length + models.storiesChatml.length);
+    const result = await runDownload(plan, ctx);
+    const folder = path.join(ctx.modelsDir, "lmhost-test/split-GGUF");
+    expect(result.path).toBe(path.join(folder, "split-Q8_0-00001-of-00002.gguf"));
+    expect(sha256(readFileSync(path.join(folder, "split-Q8_0-00001-of-00002.gguf")))).toBe(
+      sha256(models.stories),
+    );
+    expect(sha256(readFileSync(path.join(folder, "split-Q8_0-00002-of-00002.gguf")))).toBe(
+      sha256(models.storiesChatml),
+    );
+    const removed = await removeModel(ctx.modelsDir, result.id);
+    expect(removed.files).toHaveLength(2);
+    expect(readdirSync(ctx.modelsDir)).toEqual([]);
   });
 
   it("refuses a file that is not GGUF and keeps nothing of it", async () => {

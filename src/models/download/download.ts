@@ -178,8 +178,9 @@ export async function runDownload(
   const downloader = await createModelDownloader({
     modelUri: plan.uri,
     dirPath: stagingDir,
-    // Split models keep their part names (the downloader names each part from its URL).
-    ...(plan.fileNames.length === 1 ? { fileName: plan.fileNames[0] as string } : {}),
+    // The repository's own file name (node-llama-cpp would prefix it with `hf_<user>_…`); for a split
+    // model the first part's, from which node-llama-cpp names every part.
+    fileName: plan.fileNames[0] as string,
     ...(plan.access.token === undefined ? {} : { tokens: { huggingFace: plan.access.token } }),
     endpoints: { huggingFace: plan.access.endpoint },
     showCliProgress: false,
