@@ -102,6 +102,11 @@ describe("POST /api/v0/download", () => {
     expect(gated.status).toBe(400);
     expect(gated.body.error).toMatchObject({ param: "model", code: "gated_repository" });
     expect(gated.body.error.message).toContain("HF_TOKEN");
+    // Plain URLs are for `lmhost get` on the machine: the API does not fetch from arbitrary hosts.
+    const plainUrl = await call("POST", "/api/v0/download", { model: "http://10.0.0.1/internal/model.gguf" });
+    expect(plainUrl.status).toBe(400);
+    expect(plainUrl.body.error).toMatchObject({ param: "model", code: "invalid_model_reference" });
+    expect(plainUrl.body.error.message).toContain("Hugging Face only");
     const empty = await call("POST", "/api/v0/download", {});
     expect(empty.status).toBe(400);
     expect(empty.body.error.param).toBe("model");

@@ -4,12 +4,15 @@
  * its status, bytes, total and error; `GET /api/v0/download` lists the jobs. A completed model appears
  * in /v1/models (discovery reads the models folder on each listing). The model is resolved before the
  * answer, so a missing repo or quantization (404), a gated repo without a token (401) or no network
- * (502) is the request's own error. The server's HF_TOKEN and HF_ENDPOINT apply.
+ * (502) is the request's own error. The server's HF_TOKEN and HF_ENDPOINT apply. Only Hugging Face
+ * references are accepted: a plain URL would let any API client make the server fetch from its network.
  */
 import path from "node:path";
 import { z } from "zod";
 import { DownloadError } from "../../models/download/errors.js";
+import { huggingFaceEndpoint } from "../../models/download/hugging-face.js";
 import { DownloadJobs, type DownloadJob } from "../../models/download/jobs.js";
+import { parseModelReference } from "../../models/download/reference.js";
 import type { App, AppDeps } from "../../server/deps.js";
 import { readJsonBody } from "../../server/json-body.js";
 import { ApiError } from "../../shared/errors.js";
@@ -83,6 +86,12 @@ export function registerDownloadRoutes(app: App, deps: AppDeps): void {
         ? model
         : `${model}:${quantization}`;
     try {
+      // Any client of the API could otherwise make the server fetch from hosts on its own network.
+      if (parseModelReference(asked, new URL(huggingFaceEndpoint()).hostname).kind === "url")
+        throw new DownloadError(
+          "The server downloads from Hugging Face only (user/repo, user/repo:Q4_K_M, user/repo/file.gguf or a Hugging Face URL); run `lmhost get <url>` on the machine for other URLs.",
+          400,
+        );
       return context.json(toDownloadJson(await requireJobs().start(asked)));
     } catch (error) {
       // A gated repo is the Hub refusing the server's token, not this client's credentials: a 400.
