@@ -2,7 +2,8 @@
  * The download core (src/models/download/) against the Hugging Face stand-in on loopback, in-process:
  * what a repo resolves to, clear errors for a missing repo or quantization, a gated repo and no network,
  * every part of a split model, the GGUF check that refuses and deletes a file that is not a model, a connection dropped midway that is
- * resumed by a Range request in the same run, and a second `get` of a file already there.
+ * resumed by a Range request in the same run, a second `get` of a file already there, and the server's
+ * download jobs (one job per file, stopped by a shutdown).
  */
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
@@ -11,6 +12,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { planDownload, runDownload, STAGING_DIR_NAME } from "../../src/models/download/download.js";
+import { DownloadJobs } from "../../src/models/download/jobs.js";
 import { removeModel } from "../../src/models/remove.js";
 import { sha256, startHfStandIn, testRepositories, type HfStandIn } from "../helpers/hf-stand-in.js";
 import { randomLlamaModel, storiesChatmlModel, storiesModel } from "../helpers/paths.js";
@@ -164,5 +166,32 @@ describe("downloading", () => {
       .filter((request) => request.path.endsWith("/stories-F16.gguf") && request.range !== undefined);
     expect(ranged.length).toBeGreaterThanOrEqual(2);
     expect(ranged.every((request) => request.range?.startsWith("bytes="))).toBe(true);
+  });
+});
+
+describe("server download jobs", () => {
+  it("gives two names of the same file one job, and a shutdown stops it keeping the partial file", async () => {
+    const ctx = await context();
+    const shutdown = new AbortController();
+    const jobs = new DownloadJobs({ modelsDir: ctx.modelsDir, environment, signal: shutdown.signal });
+    standIn.shapeBody = ({ path: filePath }) =>
+      filePath.endsWith("/stories-F16.gguf") ? { afterBytes: 100_000, then: "hold" } : undefined;
+    try {
+      const first = await jobs.start("lmhost-test/stories-GGUF:F16");
+      const second = await jobs.start("lmhost-test/stories-GGUF/stories-F16.gguf");
+      expect(second.id).toBe(first.id);
+      expect(first).toMatchObject({ status: "downloading", totalBytes: models.randomLlama.length });
+      shutdown.abort(new Error("shutting down"));
+      let job = jobs.get(first.id);
+      for (let waited = 0; job?.status === "downloading" && waited < 10_000; waited += 50) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        job = jobs.get(first.id);
+      }
+      expect(job?.status).toBe("failed");
+      expect(existsSync(path.join(ctx.modelsDir, STAGING_DIR_NAME, "lmhost-test/stories-GGUF"))).toBe(true);
+      expect(existsSync(path.join(ctx.modelsDir, "lmhost-test"))).toBe(false);
+    } finally {
+      delete standIn.shapeBody;
+    }
   });
 });

@@ -3,9 +3,11 @@
  * bytes and error `GET /api/v0/download/{id}` reports. The model is resolved before the job exists (a
  * missing repo or quantization, a gated repo, no network are errors of the request itself); the bytes
  * are fetched in the background. A finished file lands in the models directory, where discovery lists it
- * in /v1/models. Asking again for a model whose download is running returns the running job.
+ * in /v1/models. Asking again for a model (or another name of the same file) whose download is running
+ * returns the running job.
  */
 import { randomUUID } from "node:crypto";
+import path from "node:path";
 import type { Logger } from "../../shared/logger.js";
 import { planDownload, runDownload, type DownloadPlan } from "./download.js";
 
@@ -43,6 +45,7 @@ const MAX_FINISHED_JOBS = 100;
 
 export class DownloadJobs {
   private readonly jobs = new Map<string, DownloadJob>();
+  /** Running jobs by the model as asked and by the file they write. */
   private readonly running = new Map<string, string>();
   private readonly options: DownloadJobsOptions;
 
@@ -65,12 +68,17 @@ export class DownloadJobs {
       signal: this.options.signal,
     };
     const plan = await planDownload(model, context);
+    // Two names for the same file (`user/repo` and `user/repo:Q4_K_M`) must not write one partial file twice.
+    const filePath = path.join(plan.destinationDir, plan.fileNames[0] ?? "");
+    const samePath = this.running.get(filePath);
+    const samePathJob = samePath === undefined ? undefined : this.jobs.get(samePath);
+    if (samePathJob !== undefined) return { ...samePathJob };
     const job: DownloadJob = {
       id: `download_${randomUUID().replace(/-/g, "")}`,
       model,
       status: "downloading",
       file: plan.chosen?.choice.path ?? plan.description,
-      path: `${plan.destinationDir}/${plan.fileNames[0] ?? ""}`,
+      path: filePath,
       downloadedBytes: 0,
       totalBytes: plan.sizeBytes ?? 0,
       bytesPerSecond: 0,
@@ -78,8 +86,9 @@ export class DownloadJobs {
     };
     this.jobs.set(job.id, job);
     this.running.set(model.trim(), job.id);
+    this.running.set(filePath, job.id);
     this.options.logger?.info(`download ${job.id}: ${plan.description} → ${job.path}`);
-    void this.run(job, plan, context);
+    void this.run(job, plan, context).finally(() => this.running.delete(filePath));
     this.prune();
     return { ...job };
   }
