@@ -1,10 +1,12 @@
 /** The `lmhost` command line: one file per command, wired here with commander. */
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
+import { registerGetCommand } from "./get.js";
 import { registerLoadCommand, registerUnloadCommand } from "./load.js";
 import { registerLsCommand } from "./ls.js";
 import { registerMcpCommand } from "./mcp.js";
 import { registerPsCommand } from "./ps.js";
+import { registerRmCommand } from "./rm.js";
 import { registerServeCommand } from "./serve.js";
 
 function packageVersion(): string {
@@ -28,6 +30,8 @@ export function buildProgram(): Command {
   registerLoadCommand(program);
   registerUnloadCommand(program);
   registerMcpCommand(program);
+  registerGetCommand(program);
+  registerRmCommand(program);
   return program;
 }
 

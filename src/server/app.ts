@@ -10,6 +10,7 @@ import { registerEmbeddingsRoutes } from "../api/openai/embeddings.js";
 import { isAnthropicPath, toAnthropicError } from "../api/anthropic/errors.js";
 import { registerAnthropicRoutes } from "../api/anthropic/routes.js";
 import { registerModelRoutes } from "../api/openai/models.js";
+import { registerDownloadRoutes } from "../api/native/download-routes.js";
 import { registerNativeRoutes } from "../api/native/routes.js";
 import { registerResponsesRoutes } from "../api/openai/responses/routes.js";
 import { registerChatCompletionsRoute } from "../api/openai/chat/chat-completions.js";
@@ -62,6 +63,7 @@ export function createApp(deps: AppDeps): App {
   app.get("/health", (context) => context.json({ status: "ok" }));
   registerModelRoutes(app, deps);
   registerNativeRoutes(app, deps);
+  registerDownloadRoutes(app, deps);
   registerResponsesRoutes(app, deps);
   registerChatCompletionsRoute(app, deps);
   registerCompletionsRoute(app, deps);

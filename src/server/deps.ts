@@ -2,6 +2,7 @@
 import type { Hono } from "hono";
 import type { Config } from "../config.js";
 import type { Engine } from "../engine/types.js";
+import type { DownloadJobs } from "../models/download/jobs.js";
 import type { ModelService } from "../models/types.js";
 import type { ResponseStore } from "../store/types.js";
 import type { McpServerRequest, McpTools } from "../tools/mcp/types.js";
@@ -13,7 +14,12 @@ import type { RequestUsage } from "./request-log.js";
  * origin) feed the request guards; in-process callers may leave them out.
  */
 export type AppConfig = Pick<Config, "apiKey" | "bodyLimitBytes"> &
-  Partial<Pick<Config, "cors" | "host" | "allowedHosts" | "storeMaxAgeSeconds" | "storeMaxCount">>;
+  Partial<
+    Pick<
+      Config,
+      "cors" | "host" | "allowedHosts" | "storeMaxAgeSeconds" | "storeMaxCount" | "modelsDir" | "dataDir"
+    >
+  >;
 
 export interface AppDeps {
   engine: Engine;
@@ -30,6 +36,11 @@ export interface AppDeps {
     checkServer(server: McpServerRequest): Promise<void>;
   };
   logger?: Logger;
+  /**
+   * `POST /api/v0/download` jobs; absent: made from `config.modelsDir` (else `<dataDir>/models`), and the
+   * download routes answer 503 when the config has neither.
+   */
+  downloads?: DownloadJobs;
   /** Aborted when the server shuts down: in-flight generations and background responses stop. */
   shutdownSignal?: AbortSignal;
   /**
