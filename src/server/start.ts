@@ -19,6 +19,7 @@ import { modelsDirOf, physicalCores, type Config } from "../config.js";
 import { chatTemplateProblem } from "../engine/llama/chat-wrapper.js";
 import { createLlamaEngine, PromptCache } from "../engine/llama/index.js";
 import { ModelCatalog } from "../models/catalog.js";
+import { DownloadJobs } from "../models/download/jobs.js";
 import { ModelManager } from "../models/manager.js";
 import { SqliteResponseStore } from "../store/sqlite/sqlite-store.js";
 import { pinToOneCpu } from "../shared/cpu-affinity.js";
@@ -206,8 +207,11 @@ async function startEngineAndListen(
     callTimeoutSeconds: config.mcpCallTimeoutSeconds,
     logger,
   });
+  // Downloads started through /api/v0/download; shutdown aborts them and waits before releasing the lock.
+  const downloads = new DownloadJobs({ modelsDir: modelsDirOf(config), logger, signal: shutdown.signal });
   const deps: AppDeps = {
     engine: llama.engine,
+    downloads,
     models: llama.models,
     store,
     config,
@@ -264,10 +268,18 @@ async function startEngineAndListen(
       await closed;
       clearInterval(idleTimer);
       clearTimeout(forceTimer);
-      await llama.models.close();
-      await mcp.close();
-      store.close();
-      lock.release();
+      // Each step runs even when an earlier one failed; the data-dir lock is released last, whatever happened.
+      try {
+        await downloads.settled();
+        await llama.models.close();
+        await mcp.close();
+      } finally {
+        try {
+          store.close();
+        } finally {
+          lock.release();
+        }
+      }
       logger.info("stopped");
     })());
   return { url, port, app, deps, close };

@@ -242,6 +242,7 @@ describe("chat request mapping onto the EngineRequest", () => {
       },
       reasoning_effort: "low",
       ttl: 120,
+      prompt_cache_key: "session-1",
       store: false,
       metadata: { a: "b" },
       user: "u",
@@ -282,6 +283,7 @@ describe("chat request mapping onto the EngineRequest", () => {
       toolChoice: "required",
       reasoningEffort: "low",
       ttlSeconds: 120,
+      promptCacheKey: "session-1",
     });
   });
 

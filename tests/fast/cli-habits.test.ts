@@ -114,6 +114,19 @@ describe("Chat-style fields on /v1/responses", () => {
     expect(error.message).toMatch(hint);
   });
 
+  it("gives those hints only on /v1/responses: other endpoints name the field without Responses advice", async () => {
+    const { post } = createFastApp();
+    for (const [path, body] of [
+      ["/v1/messages/count_tokens", { model: TEST_MODEL, messages: [], max_tokens: 5 }],
+      ["/v1/embeddings", { model: TEST_MODEL, input: "hi", messages: [] }],
+    ] as const) {
+      const response = await post(path, body);
+      expect(response.status).toBe(400);
+      const text = await response.text();
+      expect(text).not.toMatch(/Did you mean/);
+    }
+  });
+
   it("names the Chat-style field first when a body has other unknown fields too", async () => {
     const { post } = createFastApp();
     const response = await post("/v1/responses", {

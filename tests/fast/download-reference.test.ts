@@ -9,6 +9,25 @@ import { DownloadError } from "../../src/models/download/errors.js";
 import { parseModelReference } from "../../src/models/download/reference.js";
 
 describe("parseModelReference", () => {
+  it("refuses a malformed percent-escape and a branch that walks the endpoint's paths, as 400s", () => {
+    for (const reference of [
+      "https://huggingface.co/%E0/x",
+      "hf:user/repo/f.gguf#../../../api/whatever",
+      "user/repo#main/..",
+      "https://huggingface.co/user/repo/resolve/a%2F..%2F..%2Fx/m.gguf",
+    ]) {
+      let thrown: unknown;
+      try {
+        parseModelReference(reference);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown, reference).toBeInstanceOf(DownloadError);
+      expect((thrown as DownloadError).status, reference).toBe(400);
+    }
+    expect(parseModelReference("user/repo#refs/pr/1")).toMatchObject({ kind: "repo", branch: "refs/pr/1" });
+  });
+
   it("reads repos, quantizations, files and branches, with or without an hf: prefix", () => {
     expect(parseModelReference("bartowski/Qwen_Qwen3-8B-GGUF")).toEqual({
       kind: "repo",

@@ -12,7 +12,7 @@ import { z } from "zod";
 import { DownloadError } from "../../models/download/errors.js";
 import { huggingFaceEndpoint } from "../../models/download/hugging-face.js";
 import { DownloadJobs, type DownloadJob } from "../../models/download/jobs.js";
-import { parseModelReference } from "../../models/download/reference.js";
+import { describeReference, parseModelReference } from "../../models/download/reference.js";
 import type { App, AppDeps } from "../../server/deps.js";
 import { readJsonBody } from "../../server/json-body.js";
 import { ApiError } from "../../shared/errors.js";
@@ -81,13 +81,30 @@ export function registerDownloadRoutes(app: App, deps: AppDeps): void {
       throw ApiError.invalid(message, issue?.code === "unrecognized_keys" ? null : field);
     }
     const { model, quantization } = parsed.data;
-    const asked =
-      quantization === undefined || model.includes(":") || /^https?:/i.test(model)
-        ? model
-        : `${model}:${quantization}`;
     try {
+      const reference = parseModelReference(model, new URL(huggingFaceEndpoint()).hostname);
+      // `quantization` picks a file of a repository: it cannot apply to a file, nor contradict `model`'s own.
+      if (quantization !== undefined) {
+        if (reference.kind !== "repo")
+          throw ApiError.invalid(
+            "`quantization` applies to a repository (user/repo); this `model` names one file.",
+            "quantization",
+          );
+        if (
+          reference.quantization !== undefined &&
+          reference.quantization.toLowerCase() !== quantization.toLowerCase()
+        )
+          throw ApiError.invalid(
+            `\`quantization\` (${quantization}) contradicts the one in \`model\` (${reference.quantization}).`,
+            "quantization",
+          );
+      }
+      const asked =
+        reference.kind === "repo" && quantization !== undefined
+          ? describeReference({ ...reference, quantization })
+          : model;
       // Any client of the API could otherwise make the server fetch from hosts on its own network.
-      if (parseModelReference(asked, new URL(huggingFaceEndpoint()).hostname).kind === "url")
+      if (reference.kind === "url")
         throw new DownloadError(
           "The server downloads from Hugging Face only (user/repo, user/repo:Q4_K_M, user/repo/file.gguf or a Hugging Face URL); run `lmhost get <url>` on the machine for other URLs.",
           400,

@@ -51,7 +51,7 @@ import type { LlamaLoadedModel } from "./loader.js";
 import { DocumentedFunctionsChatWrapper } from "./chat-wrapper.js";
 import { preparePrompt, renderContextText, type PreparedPrompt } from "./prompt.js";
 import { screenPromptSize } from "./prompt-size.js";
-import { generateRawCompletion, prepareRawPrompt, rawPromptTokens } from "./raw-completion.js";
+import { generateRawCompletion, prepareRawPrompt } from "./raw-completion.js";
 import { defaultMaxQueue, type SequenceLease } from "./sequence-pool.js";
 import type { PromptCache } from "./prompt-cache.js";
 
@@ -90,7 +90,8 @@ export class LlamaEngine implements Engine {
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
   private readonly tasks = new Set<Promise<void>>();
   /** Prompt-cache saves still writing a sequence's state (they hold the sequence until written). */
-  private readonly savesWriting = new Set<Promise<void>>();
+  /** Prompt-cache saves being written, and the model each belongs to. */
+  private readonly savesWriting = new Map<Promise<void>, LlamaLoadedModel>();
   private readonly closing = new AbortController();
   private closed = false;
 
@@ -111,7 +112,8 @@ export class LlamaEngine implements Engine {
   async countTokens(request: EngineRequest): Promise<TokenCount> {
     return this.withModel(request, async (loaded) => {
       if (request.rawPrompt !== undefined)
-        return { inputTokens: rawPromptTokens(loaded.model, request.rawPrompt).all.length };
+        // Screened like a generation: a long text is counted in slices, and one over the context is a 400.
+        return { inputTokens: (await prepareRawPrompt(loaded, request.rawPrompt)).all.length };
       const screened = await screenPromptSize(loaded.model, loaded.contextLength, request, {
         countOnly: true,
       });
@@ -264,7 +266,10 @@ export class LlamaEngine implements Engine {
             : await this.grammarFor(loaded, request.responseFormat);
         // A state being saved holds its sequence for a moment; the request it belongs to most likely continues
         // there (a follow-up turn, the tool loop's next call), so wait instead of taking a worse sequence.
-        if (this.savesWriting.size > 0) await Promise.allSettled([...this.savesWriting]);
+        // Only this model's saves matter, and a request cancelled meanwhile stops waiting.
+        const saves = [...this.savesWriting].filter(([, model]) => model === loaded).map(([save]) => save);
+        if (saves.length > 0) await untilSettledOrAborted(saves, signal);
+        signal.throwIfAborted();
         const sequenceLease = await loaded.pool.acquire(prompt.tokens, {
           signal,
           maxQueue: this.maxQueue,
@@ -358,7 +363,7 @@ export class LlamaEngine implements Engine {
     // Requests arriving meanwhile wait for the write (run): the follow-up turn belongs on this sequence.
     let written = noop;
     const writing = new Promise<void>((resolve) => (written = resolve));
-    this.savesWriting.add(writing);
+    this.savesWriting.set(writing, loaded);
     let released = false;
     const release = () => {
       if (released) return;
@@ -931,4 +936,22 @@ export function freeformInput(params: unknown): string {
   if (typeof params === "object" && params !== null && "input" in params && typeof params.input === "string")
     return params.input;
   return params === undefined ? "" : JSON.stringify(params);
+}
+
+/** Waits until every promise of `promises` has settled, or `signal` is aborted (whichever comes first). */
+async function untilSettledOrAborted(
+  promises: readonly Promise<unknown>[],
+  signal: AbortSignal,
+): Promise<void> {
+  if (signal.aborted) return;
+  let onAbort = noop;
+  const aborted = new Promise<void>((resolve) => {
+    onAbort = resolve;
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    await Promise.race([Promise.allSettled(promises), aborted]);
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
 }

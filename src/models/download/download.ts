@@ -98,7 +98,12 @@ export async function planDownload(referenceText: string, context: DownloadConte
   const description = describeReference(reference);
   if (reference.kind === "url") {
     const probe = await probeDownload(reference.url.href, reference.url.href, undefined, context.signal);
-    const fileName = decodeURIComponent(path.posix.basename(reference.url.pathname));
+    let fileName: string;
+    try {
+      fileName = decodeURIComponent(path.posix.basename(reference.url.pathname));
+    } catch {
+      throw new DownloadError(`'${referenceText}' has a malformed percent-escape`, 400);
+    }
     const partNames = splitPartNames(fileName);
     return {
       description,

@@ -9,6 +9,7 @@
 import { randomUUID } from "node:crypto";
 import path from "node:path";
 import type { Logger } from "../../shared/logger.js";
+import { DownloadError } from "./errors.js";
 import { planDownload, runDownload, type DownloadPlan } from "./download.js";
 
 export type DownloadJobStatus = "downloading" | "completed" | "already_downloaded" | "failed";
@@ -42,12 +43,16 @@ export interface DownloadJobsOptions {
 
 /** Finished jobs kept for status queries. */
 const MAX_FINISHED_JOBS = 100;
+/** Downloads running at once; one more is a 429 (each holds connections and writes a multi-GB file). */
+export const MAX_RUNNING_DOWNLOADS = 3;
 
 export class DownloadJobs {
   private readonly jobs = new Map<string, DownloadJob>();
   /** Running jobs by the model as asked and by the file they write. */
   private readonly running = new Map<string, string>();
   private readonly options: DownloadJobsOptions;
+  /** The runs of jobs still downloading (settled() waits for them). */
+  private readonly runs = new Set<Promise<void>>();
 
   constructor(options: DownloadJobsOptions) {
     this.options = options;
@@ -67,6 +72,11 @@ export class DownloadJobs {
       environment: this.options.environment,
       signal: this.options.signal,
     };
+    if (this.runs.size >= MAX_RUNNING_DOWNLOADS)
+      throw new DownloadError(
+        `${MAX_RUNNING_DOWNLOADS} downloads are already running; try again when one has finished.`,
+        429,
+      );
     const plan = await planDownload(model, context);
     // Two names for the same file (`user/repo` and `user/repo:Q4_K_M`) must not write one partial file twice.
     const filePath = path.join(plan.destinationDir, plan.fileNames[0] ?? "");
@@ -88,9 +98,18 @@ export class DownloadJobs {
     this.running.set(model.trim(), job.id);
     this.running.set(filePath, job.id);
     this.options.logger?.info(`download ${job.id}: ${plan.description} → ${job.path}`);
-    void this.run(job, plan, context).finally(() => this.running.delete(filePath));
+    const run = this.run(job, plan, context).finally(() => {
+      this.running.delete(filePath);
+      this.runs.delete(run);
+    });
+    this.runs.add(run);
     this.prune();
     return { ...job };
+  }
+
+  /** Resolves when every running download has ended (shutdown aborts them through the jobs' signal first). */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.runs]);
   }
 
   get(id: string): DownloadJob | undefined {

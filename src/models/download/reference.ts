@@ -53,7 +53,7 @@ function parseUrl(text: string, original: string, huggingFaceHost: string): Mode
   const parts = url.pathname
     .split("/")
     .filter((part) => part !== "")
-    .map(decodeURIComponent);
+    .map((part) => decodedSegment(part, original));
   const [user, repo, action, branch, ...rest] = parts;
   if (user !== undefined && repo !== undefined && action === undefined)
     return checkedRepository({ kind: "repo" as const, user, repo, branch: DEFAULT_BRANCH }, original);
@@ -101,10 +101,33 @@ function parseRepositoryPath(text: string, original: string): ModelReference {
   );
 }
 
-function checkedRepository<T extends { user: string; repo: string }>(reference: T, original: string): T {
+/** A URL path segment decoded; a malformed escape (`%E0`) is a 400 naming the reference, not a URIError. */
+function decodedSegment(segment: string, original: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new DownloadError(`'${original}' has a malformed percent-escape`, 400);
+  }
+}
+
+/**
+ * A branch or revision: `main`, a commit hash, `refs/pr/1`; never a `.` or `..` segment, which would walk the
+ * Hugging Face endpoint's URL (carrying the server's HF_TOKEN) to another path of that host.
+ */
+const BRANCH = /^[A-Za-z0-9_-][A-Za-z0-9._-]*(\/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$/;
+
+function checkedRepository<T extends { user: string; repo: string; branch?: string }>(
+  reference: T,
+  original: string,
+): T {
   if (!NAME.test(reference.user) || !NAME.test(reference.repo))
     throw new DownloadError(
       `'${original}' is not a Hugging Face repo: user and repo names use letters, digits, '-', '_' and '.'`,
+      400,
+    );
+  if (reference.branch !== undefined && !BRANCH.test(reference.branch))
+    throw new DownloadError(
+      `'${original}' names an invalid branch '${reference.branch}': letters, digits, '-', '_', '.' and '/' between names`,
       400,
     );
   return reference;

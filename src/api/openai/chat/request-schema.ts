@@ -183,7 +183,7 @@ export const chatCompletionSchema = z.looseObject({
   metadata: z.record(z.string(), z.string()).nullish(),
   store: z.boolean().nullish(),
   service_tier: z.string().nullish(),
-  prompt_cache_key: z.string().nullish(),
+  prompt_cache_key: z.string().max(MAX_IDENTIFIER_CHARACTERS).nullish(),
   prompt_cache_retention: z.string().nullish(),
   safety_identifier: z.string().nullish(),
   verbosity: z.enum(["low", "medium", "high"]).nullish(),

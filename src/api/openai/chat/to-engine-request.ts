@@ -272,6 +272,9 @@ export function toChatEngineRequest(body: ChatCompletionBody): EngineRequest {
   if (body.reasoning_effort !== undefined && body.reasoning_effort !== null)
     request.reasoningEffort = body.reasoning_effort;
   if (body.ttl !== undefined && body.ttl !== null) request.ttlSeconds = body.ttl;
+  // As on /v1/responses: requests with one key go to the sequence that served it last (the prompt cache).
+  if (body.prompt_cache_key !== undefined && body.prompt_cache_key !== null)
+    request.promptCacheKey = body.prompt_cache_key;
   return request;
 }
 

@@ -36,7 +36,7 @@ import { silentLogger } from "../../../shared/logger.js";
 import { parseBooleanQuery, parseIntegerQuery, parseOrderQuery } from "./query-params.js";
 import { createResponseSchema, inputTokensSchema } from "./request-schema.js";
 import { toResponseRequest } from "./to-response-request.js";
-import { parseRequestBody } from "./validation-errors.js";
+import { parseRequestBody, responsesFieldHints } from "./validation-errors.js";
 
 function responseNotFound(id: string): ApiError {
   return ApiError.notFound(`Response with id '${id}' not found.`, "response_id", "response_not_found");
@@ -144,7 +144,7 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
     );
 
   app.post("/v1/responses/input_tokens", async (context) => {
-    const body = parseRequestBody(inputTokensSchema, await readJsonBody(context));
+    const body = parseRequestBody(inputTokensSchema, await readJsonBody(context), responsesFieldHints);
     const request = withRestoredReasoning(toResponseRequest(body, requestOptions()));
     await deps.models.get(request.model);
     const { engineRequest } = buildEngineRequest(deps.store, request, { runningStatus });
@@ -155,7 +155,7 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
   app.post("/v1/responses", async (context) => {
     const request = withRestoredReasoning(
       toResponseRequest(
-        parseRequestBody(createResponseSchema, await readJsonBody(context)),
+        parseRequestBody(createResponseSchema, await readJsonBody(context), responsesFieldHints),
         requestOptions(),
       ),
     );

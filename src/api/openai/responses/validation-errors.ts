@@ -15,7 +15,7 @@ type Path = readonly PropertyKey[];
  * They stay 400s, as OpenAI answers them (400 unknown_parameter naming the field): accepting them would
  * make a body that fails on OpenAI pass here. The hint says what the Responses API calls them.
  */
-const insteadOf: Record<string, string> = {
+export const responsesFieldHints: Readonly<Record<string, string>> = {
   messages:
     "Did you mean 'input'? /v1/responses takes the conversation as 'input' (a string, or a list of {role, content} messages); Chat Completions bodies go to /v1/chat/completions.",
   max_tokens: "Did you mean 'max_output_tokens'?",
@@ -27,10 +27,15 @@ const insteadOf: Record<string, string> = {
   system: "Did you mean 'instructions'?",
 };
 
-/** Refuses anything but a JSON object whose top-level keys the schema knows, then validates it. */
+/**
+ * Refuses anything but a JSON object whose top-level keys the schema knows, then validates it. `hints`: what
+ * to say of an unknown field a client of another API would send (e.g. responsesFieldHints on /v1/responses);
+ * other endpoints pass none, since those hints name Responses fields.
+ */
 export function parseRequestBody<Schema extends z.ZodObject>(
   schema: Schema,
   body: unknown,
+  hints: Readonly<Record<string, string>> = {},
 ): z.output<Schema> {
   if (body === null || typeof body !== "object" || Array.isArray(body)) {
     throw ApiError.invalid("The request body must be a JSON object.", null, "invalid_json");
@@ -38,9 +43,9 @@ export function parseRequestBody<Schema extends z.ZodObject>(
   const known = new Set(Object.keys(schema.shape));
   const unknownKeys = Object.keys(body).filter((key) => !known.has(key));
   // A field of another API (Chat Completions, Anthropic Messages) is named first, with what to send instead.
-  const unknownKey = unknownKeys.find((key) => Object.hasOwn(insteadOf, key)) ?? unknownKeys[0];
+  const unknownKey = unknownKeys.find((key) => Object.hasOwn(hints, key)) ?? unknownKeys[0];
   if (unknownKey !== undefined) {
-    const hint = Object.hasOwn(insteadOf, unknownKey) ? `. ${insteadOf[unknownKey]}` : "";
+    const hint = Object.hasOwn(hints, unknownKey) ? `. ${hints[unknownKey]}` : "";
     throw ApiError.invalid(
       `Unrecognized request argument supplied: ${unknownKey}${hint}`,
       unknownKey,
