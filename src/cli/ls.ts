@@ -2,6 +2,7 @@
 import type { Command } from "commander";
 import { modelsDirOf, resolveConfig } from "../config.js";
 import { ModelCatalog } from "../models/catalog.js";
+import { noModelsNote } from "../models/demo.js";
 import { formatBytes, formatTable } from "./table.js";
 
 export function registerLsCommand(program: Command): void {
@@ -29,7 +30,7 @@ export function registerLsCommand(program: Command): void {
         return;
       }
       if (entries.length === 0) {
-        process.stdout.write(`no models found in ${modelsDirOf(config)}\n`);
+        process.stdout.write(`no models found in ${modelsDirOf(config)}\n${noModelsNote()}\n`);
         return;
       }
       process.stdout.write(

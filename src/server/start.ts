@@ -12,6 +12,7 @@ import { serve, type ServerType } from "@hono/node-server";
 import { modelsDirOf, physicalCores, type Config } from "../config.js";
 import { createLlamaEngine } from "../engine/llama/index.js";
 import { ModelCatalog } from "../models/catalog.js";
+import { withDemoModel } from "../models/demo.js";
 import { ModelManager } from "../models/manager.js";
 import { SqliteResponseStore } from "../store/sqlite/sqlite-store.js";
 import { pinToOneCpu } from "../shared/cpu-affinity.js";
@@ -71,6 +72,8 @@ export async function startServer(
     if (entry.error !== undefined)
       logger.warn(`model ${entry.id} (${entry.path}) cannot be used: ${entry.error}`);
   }
+  // No model anywhere: the built-in demo (models/demo.ts), announced loudly.
+  const modelSource = await withDemoModel(catalog, config.demo, logger);
   // The operator's MCP servers; a broken mcp.json stops start-up, naming the file.
   let localServers: LocalMcpServers;
   try {
@@ -93,7 +96,7 @@ export async function startServer(
     ...(config.contextLength === undefined ? {} : { contextLength: config.contextLength }),
     createModels: (loader) =>
       new ModelManager({
-        source: catalog,
+        source: modelSource,
         loader,
         ttlSeconds: config.ttlSeconds,
         maxLoaded: config.maxLoaded,
