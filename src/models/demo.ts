@@ -15,7 +15,9 @@ import type { ModelEntry, ModelSource } from "./types.js";
 export const DEMO_MODEL_ID = "lmhost-demo";
 
 /** Same depth from src/models (tests) and dist/models (the package): the repository's or package's root. */
-export const demoModelPath = fileURLToPath(new URL("../../assets/models/stories260K-chatml.gguf", import.meta.url));
+export const demoModelPath = fileURLToPath(
+  new URL("../../assets/models/stories260K-chatml.gguf", import.meta.url),
+);
 
 /** A real small GGUF repository on Hugging Face, used in every hint. */
 export const EXAMPLE_REPOSITORY = "Qwen/Qwen3-0.6B-GGUF";
