@@ -117,10 +117,13 @@ describe("the npm package", () => {
       );
       const lmhost = path.join(prefix, "bin", "lmhost");
       const installed = path.join(prefix, "lib", "node_modules", "lmhost");
-      // patch-package ran at install, inside the global package's own node_modules.
+      // patch-package ran at install, on node-llama-cpp inside the global package's own node_modules.
       expect(
-        readFileSync(path.join(installed, "node_modules/node-llama-cpp/package.json"), "utf8"),
-      ).toContain('"3.21.1"');
+        readFileSync(
+          path.join(installed, "node_modules/node-llama-cpp/dist/evaluator/LlamaContext/LlamaContext.js"),
+          "utf8",
+        ),
+      ).toContain("lmhost patch: yield the context lock");
 
       const version = await run(lmhost, ["--version"], { cwd: work, env: npmEnvironment() });
       expect(version.stdout.trim()).toBe(packageJson.version);
