@@ -5,6 +5,9 @@
  */
 import { LlamaText, SpecialToken } from "node-llama-cpp";
 import { describe, expect, it } from "vitest";
+import { buildProgram } from "../../src/cli/main.js";
+import { flagsToConfig } from "../../src/cli/serve.js";
+import { resolveConfig } from "../../src/config.js";
 import { PlainTextChatWrapper } from "../../src/engine/llama/plain-chat-wrapper.js";
 import { DEMO_MODEL_ID, DemoModelSource, demoModelPath, withDemoModel } from "../../src/models/demo.js";
 import { ModelManager } from "../../src/models/manager.js";
@@ -76,6 +79,22 @@ describe("the demo model source", () => {
     const quiet = capturingLogger();
     await withDemoModel(source([real]), undefined, quiet.logger);
     expect(quiet.lines).toEqual([]);
+  });
+});
+
+describe("--demo / --no-demo", () => {
+  it("reach the config as true / false, and leave it unset (only when no model) without either", async () => {
+    const parsed: unknown[] = [];
+    for (const args of [[], ["--demo"], ["--no-demo"]]) {
+      const program = buildProgram().exitOverride();
+      program.commands
+        .find((command) => command.name() === "serve")
+        ?.action((flags: Parameters<typeof flagsToConfig>[0]) => {
+          parsed.push(resolveConfig(flagsToConfig(flags), {}).demo);
+        });
+      await program.parseAsync(["node", "lmhost", "serve", "--data-dir", "/nonexistent-lmhost", ...args]);
+    }
+    expect(parsed).toEqual([undefined, true, false]);
   });
 });
 
