@@ -14,7 +14,7 @@
  * every other package comes from the npm cache `npm ci` filled (`--prefer-offline`).
  */
 import { execFile } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -72,79 +72,85 @@ describe("the npm package", () => {
     "packs, installs globally into a temp prefix, and serves a first request from any folder",
     async () => {
       const work = mkdtempSync(path.join(tmpdir(), "lmhost-package-"));
-      // A copy of what `npm pack` reads, with the checkout's node_modules (TypeScript for prepack).
-      const checkout = path.join(work, "checkout");
-      mkdirSync(checkout);
-      for (const entry of [
-        ...packageJson.files.filter((file) => file !== "dist"),
-        "src",
-        "tsconfig.json",
-        "tsconfig.build.json",
-        "package.json",
-        "package-lock.json",
-      ]) {
-        cpSync(path.join(repositoryRoot, entry), path.join(checkout, entry), { recursive: true });
-      }
-      symlinkSync(path.join(repositoryRoot, "node_modules"), path.join(checkout, "node_modules"));
-      await run(npm, ["pack", "--pack-destination", work], { cwd: checkout, env: npmEnvironment() });
-      const tarball = path.join(work, `lmhost-${packageJson.version}.tgz`);
-
-      // better-sqlite3's prebuilt binary, as prebuild-install names it, from this checkout's build.
-      const prebuilds = path.join(work, "prebuilds");
-      mkdirSync(prebuilds);
-      const sqliteDir = path.join(repositoryRoot, "node_modules/better-sqlite3");
-      const sqliteVersion = (
-        JSON.parse(readFileSync(path.join(sqliteDir, "package.json"), "utf8")) as { version: string }
-      ).version;
-      const prebuildName = `better-sqlite3-v${sqliteVersion}-node-v${process.versions.modules}-${process.platform}-${process.arch}.tar.gz`;
-      await run("tar", [
-        "-czf",
-        path.join(prebuilds, prebuildName),
-        "-C",
-        sqliteDir,
-        "build/Release/better_sqlite3.node",
-      ]);
-
-      const prefix = path.join(work, "prefix");
-      await run(
-        npm,
-        ["install", "-g", "--prefix", prefix, tarball, "--prefer-offline", "--no-audit", "--no-fund"],
-        {
-          cwd: work,
-          env: npmEnvironment({ npm_config_better_sqlite3_local_prebuilds: prebuilds }),
-          maxBuffer: 64 * 1024 * 1024,
-        },
-      );
-      const lmhost = path.join(prefix, "bin", "lmhost");
-      const installed = path.join(prefix, "lib", "node_modules", "lmhost");
-      // patch-package ran at install, on node-llama-cpp inside the global package's own node_modules.
-      expect(
-        readFileSync(
-          path.join(installed, "node_modules/node-llama-cpp/dist/evaluator/LlamaContext/LlamaContext.js"),
-          "utf8",
-        ),
-      ).toContain("lmhost patch: yield the context lock");
-
-      const version = await run(lmhost, ["--version"], { cwd: work, env: npmEnvironment() });
-      expect(version.stdout.trim()).toBe(packageJson.version);
-
-      const elsewhere = mkdtempSync(path.join(tmpdir(), "lmhost-elsewhere-"));
-      const server = await spawnServer(["--models-dir", path.join(elsewhere, "models")], {
-        executable: lmhost,
-        cwd: elsewhere,
-      });
+      // The install is ~800 MB (node-llama-cpp's prebuilt binaries): removed whatever happens.
       try {
-        expect(server.output()).toContain("DEMO MODEL");
-        const response = await fetch(`${server.url}/v1/responses`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify(readmeQuickStartBody()),
+        // A copy of what `npm pack` reads, with the checkout's node_modules (TypeScript for prepack).
+        const checkout = path.join(work, "checkout");
+        mkdirSync(checkout);
+        for (const entry of [
+          ...packageJson.files.filter((file) => file !== "dist"),
+          "src",
+          "tsconfig.json",
+          "tsconfig.build.json",
+          "package.json",
+          "package-lock.json",
+        ]) {
+          cpSync(path.join(repositoryRoot, entry), path.join(checkout, entry), { recursive: true });
+        }
+        symlinkSync(path.join(repositoryRoot, "node_modules"), path.join(checkout, "node_modules"));
+        await run(npm, ["pack", "--pack-destination", work], { cwd: checkout, env: npmEnvironment() });
+        const tarball = path.join(work, `lmhost-${packageJson.version}.tgz`);
+
+        // better-sqlite3's prebuilt binary, as prebuild-install names it, from this checkout's build.
+        const prebuilds = path.join(work, "prebuilds");
+        mkdirSync(prebuilds);
+        const sqliteDir = path.join(repositoryRoot, "node_modules/better-sqlite3");
+        const sqliteVersion = (
+          JSON.parse(readFileSync(path.join(sqliteDir, "package.json"), "utf8")) as { version: string }
+        ).version;
+        const prebuildName = `better-sqlite3-v${sqliteVersion}-node-v${process.versions.modules}-${process.platform}-${process.arch}.tar.gz`;
+        await run("tar", [
+          "-czf",
+          path.join(prebuilds, prebuildName),
+          "-C",
+          sqliteDir,
+          "build/Release/better_sqlite3.node",
+        ]);
+
+        const prefix = path.join(work, "prefix");
+        await run(
+          npm,
+          ["install", "-g", "--prefix", prefix, tarball, "--prefer-offline", "--no-audit", "--no-fund"],
+          {
+            cwd: work,
+            env: npmEnvironment({ npm_config_better_sqlite3_local_prebuilds: prebuilds }),
+            maxBuffer: 64 * 1024 * 1024,
+          },
+        );
+        const lmhost = path.join(prefix, "bin", "lmhost");
+        const installed = path.join(prefix, "lib", "node_modules", "lmhost");
+        // patch-package ran at install, on node-llama-cpp inside the global package's own node_modules.
+        expect(
+          readFileSync(
+            path.join(installed, "node_modules/node-llama-cpp/dist/evaluator/LlamaContext/LlamaContext.js"),
+            "utf8",
+          ),
+        ).toContain("lmhost patch: yield the context lock");
+
+        const version = await run(lmhost, ["--version"], { cwd: work, env: npmEnvironment() });
+        expect(version.stdout.trim()).toBe(packageJson.version);
+
+        const elsewhere = path.join(work, "elsewhere");
+        mkdirSync(elsewhere);
+        const server = await spawnServer(["--models-dir", path.join(elsewhere, "models")], {
+          executable: lmhost,
+          cwd: elsewhere,
         });
-        expect(response.status).toBe(200);
-        const result = (await response.json()) as { status: string; model: string; output_text?: string };
-        expect(result).toMatchObject({ status: "completed", model: "lmhost-demo" });
+        try {
+          expect(server.output()).toContain("DEMO MODEL");
+          const response = await fetch(`${server.url}/v1/responses`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify(readmeQuickStartBody()),
+          });
+          expect(response.status).toBe(200);
+          const result = (await response.json()) as { status: string; model: string; output_text?: string };
+          expect(result).toMatchObject({ status: "completed", model: "lmhost-demo" });
+        } finally {
+          expect((await server.stop("SIGTERM")).code).toBe(0);
+        }
       } finally {
-        expect((await server.stop("SIGTERM")).code).toBe(0);
+        rmSync(work, { recursive: true, force: true });
       }
     },
     600_000,
