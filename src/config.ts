@@ -47,6 +47,8 @@ export const configSchema = z
     models: z.array(z.string()).default([]),
     /** Chat template override for the `--model` files (a wrapper name like "chatml" or a Jinja template). */
     chatTemplate: z.string().optional(),
+    /** The built-in demo model (models/demo.ts): unset = only when no model is found; true = always; false = never. */
+    demo: z.boolean().optional(),
     modelOverrides: z.record(z.string(), modelOverrideSchema).default({}),
     reasoningBudgets: reasoningBudgetsSchema.optional(),
     /**

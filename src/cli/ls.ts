@@ -9,6 +9,7 @@ import { modelsDirOf, resolveConfig } from "../config.js";
 import { ModelCatalog } from "../models/catalog.js";
 import type { ModelEntry } from "../models/types.js";
 import { tryServer } from "./client.js";
+import { noModelsNote } from "../models/demo.js";
 import { formatBytes, formatTable } from "./table.js";
 
 interface LsFlags {
@@ -109,7 +110,7 @@ export function registerLsCommand(program: Command): void {
         return;
       }
       if (listed.length === 0) {
-        process.stdout.write(`no models found in ${modelsDirOf(config)}\n`);
+        process.stdout.write(`no models found in ${modelsDirOf(config)}\n${noModelsNote()}\n`);
         return;
       }
       const headers = ["ID", "SIZE", "ARCH", "QUANT", "CONTEXT", "TEMPLATE"];

@@ -12,6 +12,7 @@ interface ServeFlags {
   modelsDir?: string;
   model?: string[];
   chatTemplate?: string;
+  demo?: boolean;
   dataDir?: string;
   threads?: string;
   parallel?: string;
@@ -48,6 +49,7 @@ export function flagsToConfig(flags: ServeFlags): ConfigInput {
     ["modelsDir", flags.modelsDir],
     ["models", flags.model],
     ["chatTemplate", flags.chatTemplate],
+    ["demo", flags.demo],
     ["dataDir", flags.dataDir],
     ["threads", number(flags.threads)],
     ["parallel", number(flags.parallel)],
@@ -93,6 +95,8 @@ export function registerServeCommand(program: Command): void {
       "--chat-template <template>",
       "chat template for the --model files: a wrapper name (chatml, llama2Chat, general, ...) or a Jinja template",
     )
+    .option("--demo", "also serve the built-in demo model lmhost-demo (default: only when no model is found)")
+    .option("--no-demo", "never serve the built-in demo model")
     .option(
       "--data-dir <dir>",
       "where stored responses and config.json live (default ~/.lmhost; env LMHOST_DATA_DIR)",

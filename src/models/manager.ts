@@ -18,6 +18,7 @@
  * - A broken entry or a failed load is ApiError 400 `model_load_failed`; nothing is remembered, so a
  *   later acquire retries. An unknown id is ApiError 404 `model_not_found` listing the available ids.
  */
+import { GET_A_MODEL_HINT, isDemoModel } from "./demo.js";
 import { ApiError } from "../shared/errors.js";
 import { resolveModelId } from "./catalog.js";
 import { createLogger, type Logger } from "../shared/logger.js";
@@ -437,7 +438,9 @@ function modelNotFound(id: string, entries: readonly ModelEntry[]): ApiError {
   const shown = ids.slice(0, LISTED_IDS_LIMIT).join(", ");
   const more = ids.length > LISTED_IDS_LIMIT ? ` and ${ids.length - LISTED_IDS_LIMIT} more` : "";
   const available = ids.length === 0 ? "No models are available." : `Available models: ${shown}${more}.`;
-  return ApiError.notFound(`Model "${id}" not found. ${available}`, "model", "model_not_found");
+  // With no real model (none at all, or only the built-in demo) the way out is to get one.
+  const hint = entries.every(isDemoModel) ? ` ${GET_A_MODEL_HINT}` : "";
+  return ApiError.notFound(`Model "${id}" not found. ${available}${hint}`, "model", "model_not_found");
 }
 
 function modelAmbiguous(id: string, candidates: readonly ModelEntry[]): ApiError {

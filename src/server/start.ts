@@ -20,6 +20,7 @@ import { chatTemplateProblem } from "../engine/llama/chat-wrapper.js";
 import { createLlamaEngine, PromptCache } from "../engine/llama/index.js";
 import { ModelCatalog } from "../models/catalog.js";
 import { DownloadJobs } from "../models/download/jobs.js";
+import { withDemoModel, type DemoModelSource } from "../models/demo.js";
 import { ModelManager } from "../models/manager.js";
 import { SqliteResponseStore } from "../store/sqlite/sqlite-store.js";
 import { pinToOneCpu } from "../shared/cpu-affinity.js";
@@ -128,11 +129,13 @@ async function startLocked(config: Config, logger: Logger, lock: DataDirLock): P
     overrides: config.modelOverrides,
     ...(config.reasoningBudgets === undefined ? {} : { reasoningBudgets: config.reasoningBudgets }),
   });
-  const served = await catalog.list();
-  for (const entry of served) {
+  for (const entry of await catalog.list()) {
     if (entry.error !== undefined)
       logger.warn(`model ${entry.id} (${entry.path}) cannot be used: ${entry.error}`);
   }
+  // No model anywhere: the built-in demo (models/demo.ts), announced loudly.
+  const modelSource = await withDemoModel(catalog, config.demo, logger);
+  const served = await modelSource.list();
   // The operator's MCP servers; a broken mcp.json stops start-up, naming the file.
   let localServers: LocalMcpServers;
   try {
@@ -144,7 +147,7 @@ async function startLocked(config: Config, logger: Logger, lock: DataDirLock): P
   try {
     return await startEngineAndListen(config, logger, lock, {
       store,
-      catalog,
+      modelSource,
       served,
       localServers,
       shutdown,
@@ -157,7 +160,7 @@ async function startLocked(config: Config, logger: Logger, lock: DataDirLock): P
 
 interface Opened {
   store: SqliteResponseStore;
-  catalog: ModelCatalog;
+  modelSource: DemoModelSource;
   served: ModelEntry[];
   localServers: LocalMcpServers;
   shutdown: AbortController;
@@ -167,7 +170,7 @@ async function startEngineAndListen(
   config: Config,
   logger: Logger,
   lock: DataDirLock,
-  { store, catalog, served, localServers, shutdown }: Opened,
+  { store, modelSource, served, localServers, shutdown }: Opened,
 ): Promise<RunningServer> {
   const threads = config.threads ?? physicalCores();
   if (threads === 1 && config.pinCpu) {
@@ -193,7 +196,7 @@ async function startEngineAndListen(
     warn: (message) => logger.warn(message),
     createModels: (loader) =>
       new ModelManager({
-        source: catalog,
+        source: modelSource,
         loader,
         ttlSeconds: config.ttlSeconds,
         maxLoaded: config.maxLoaded,

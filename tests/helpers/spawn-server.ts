@@ -29,13 +29,21 @@ export interface SpawnedServer {
 
 export async function spawnServer(
   args: string[],
-  options: { dataDir?: string; env?: NodeJS.ProcessEnv } = {},
+  options: {
+    dataDir?: string;
+    env?: NodeJS.ProcessEnv;
+    /** An installed `lmhost` executable to run instead of this checkout's bin/lmhost.js. */
+    executable?: string;
+    cwd?: string;
+  } = {},
 ): Promise<SpawnedServer> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), "lmhost-data-"));
+  const [command, ...prefix] =
+    options.executable === undefined ? [process.execPath, lmhostBin] : [options.executable];
   const child = spawn(
-    process.execPath,
+    command as string,
     [
-      lmhostBin,
+      ...prefix,
       "serve",
       "--port",
       "0",
@@ -47,7 +55,11 @@ export async function spawnServer(
       "info",
       ...args,
     ],
-    { env: childEnvironment(options.env), stdio: ["ignore", "pipe", "pipe"] },
+    {
+      env: childEnvironment(options.env),
+      stdio: ["ignore", "pipe", "pipe"],
+      ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    },
   );
   let output = "";
   child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));

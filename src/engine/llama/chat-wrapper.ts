@@ -3,7 +3,8 @@
  *
  * - the model's own template, resolved by node-llama-cpp (`resolveChatWrapper`);
  * - an override from the model entry: a wrapper type name (`chatml`, `llama2Chat`, `general`, `qwen`, ...;
- *   case-insensitive, with a few aliases) or, when it contains `{%` / `{{`, a Jinja template;
+ *   case-insensitive, with a few aliases), `plain` (plain-chat-wrapper.ts: the texts alone, for base models)
+ *   or, when it contains `{%` / `{{`, a Jinja template;
  * - per-request variants for reasoning effort (Qwen thinking on/off, Harmony's `Reasoning:` line);
  * - a wrapper that forces a function call (`tool_choice: "required"` or a named function): it ends the
  *   prompt with the wrapper's call prefix and starts LlamaChat in function-calling mode, so the function
@@ -31,6 +32,7 @@ import {
   type SpecializedChatWrapperTypeName,
 } from "node-llama-cpp";
 import { ApiError } from "../../shared/errors.js";
+import { PLAIN_CHAT_TEMPLATE, PlainTextChatWrapper } from "./plain-chat-wrapper.js";
 import type { EngineRequest } from "../types.js";
 
 export type ReasoningEffort = NonNullable<EngineRequest["reasoningEffort"]>;
@@ -96,11 +98,12 @@ export function resolveModelChatWrapper(model: LlamaModel, chatTemplate: string 
       });
     }
   }
+  if (chatTemplate.trim().toLowerCase() === PLAIN_CHAT_TEMPLATE) return new PlainTextChatWrapper();
   const typeName = chatWrapperTypeName(chatTemplate);
   if (typeName === undefined) {
     throw new ApiError({
       status: 400,
-      message: `Unknown chat template '${chatTemplate}'. Use a Jinja template or one of: ${specializedChatWrapperTypeNames.join(", ")}.`,
+      message: `Unknown chat template '${chatTemplate}'. Use a Jinja template or one of: ${[...specializedChatWrapperTypeNames, PLAIN_CHAT_TEMPLATE].join(", ")}.`,
       code: "invalid_chat_template",
     });
   }
