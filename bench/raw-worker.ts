@@ -1,0 +1,43 @@
+/**
+ * node-llama-cpp alone, the baseline of the decode figures: a greedy `sequence.evaluate` loop on one
+ * sequence (no chat wrapper, no server, no JSON), threads passed explicitly. Driven by bench/servers.ts:
+ * reads `{prompt, maxTokens}` lines on stdin, answers `{firstMs, totalMs, outputTokens}` lines on stdout.
+ *
+ *   node --import tsx bench/raw-worker.ts MODEL.gguf THREADS
+ */
+import { createInterface } from "node:readline";
+import { getLlama, LlamaLogLevel } from "node-llama-cpp";
+
+const [modelFile, threadsText] = process.argv.slice(2);
+if (modelFile === undefined) throw new Error("usage: raw-worker.ts MODEL.gguf THREADS");
+const threads = Number(threadsText ?? "1");
+const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+const model = await llama.loadModel({ modelPath: modelFile });
+const context = await model.createContext({ contextSize: Math.min(4096, model.trainContextSize), threads });
+const sequence = context.getSequence();
+// Warm up once (as lmhost does when it loads a model).
+for await (const token of sequence.evaluate(model.tokenize("Hello"), { temperature: 0 })) {
+  void token;
+  break;
+}
+process.stdout.write("ready\n");
+
+for await (const line of createInterface({ input: process.stdin })) {
+  const { prompt, maxTokens } = JSON.parse(line) as { prompt: string; maxTokens: number };
+  const started = performance.now();
+  await sequence.clearHistory();
+  let firstMs = Number.NaN;
+  let outputTokens = 0;
+  for await (const token of sequence.evaluate(model.tokenize(prompt), { temperature: 0 })) {
+    void token;
+    outputTokens++;
+    if (outputTokens === 1) firstMs = performance.now() - started;
+    if (outputTokens >= maxTokens) break;
+  }
+  process.stdout.write(
+    `${JSON.stringify({ firstMs, totalMs: performance.now() - started, outputTokens })}\n`,
+  );
+}
+await context.dispose();
+await model.dispose();
+await llama.dispose();
