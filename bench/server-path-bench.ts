@@ -42,7 +42,7 @@ async function streamTurn(
   const response = await app.request("http://bench/v1/responses", {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ model: MODEL, stream: true, max_output_tokens: 8, temperature: 0, ...body }),
+    body: JSON.stringify({ model: MODEL, stream: true, max_output_tokens: 4, temperature: 0, ...body }),
   });
   if (!response.ok || !response.body)
     throw new Error(`bench request failed: ${response.status} ${await response.text()}`);
@@ -63,7 +63,7 @@ async function streamTurn(
         .split("\n")
         .find((line) => line.startsWith("data: "))
         ?.slice(6);
-      if (data === undefined) continue;
+      if (data === undefined || data === "[DONE]") continue;
       const event = JSON.parse(data) as { type: string; delta?: string; response?: typeof final };
       if (event.type === "response.output_text.delta") {
         if (Number.isNaN(ttftMs)) ttftMs = performance.now() - started;
@@ -97,7 +97,7 @@ async function conversationFigures(options: BenchOptions): Promise<Figure[]> {
       let previous: Turn | undefined;
       const history: { role: string; content: string }[] = [];
       for (let turn = 1; turn <= turns; turn++) {
-        const message = `Turn ${turn} of ${repetition}: Tom saw a dog.`;
+        const message = `${repetition}.${turn} Tom ran.`;
         const result: Turn = await streamTurn(chained.app, {
           input: message,
           ...(previous === undefined ? {} : { previous_response_id: previous.id }),
