@@ -23,7 +23,11 @@ for await (const token of sequence.evaluate(model.tokenize("Hello"), { temperatu
 process.stdout.write("ready\n");
 
 for await (const line of createInterface({ input: process.stdin })) {
-  const { prompt, maxTokens } = JSON.parse(line) as { prompt: string; maxTokens: number };
+  const { prompt, maxTokens, budgetMs } = JSON.parse(line) as {
+    prompt: string;
+    maxTokens: number;
+    budgetMs?: number;
+  };
   const started = performance.now();
   await sequence.clearHistory();
   let firstMs = Number.NaN;
@@ -32,7 +36,7 @@ for await (const line of createInterface({ input: process.stdin })) {
     void token;
     outputTokens++;
     if (outputTokens === 1) firstMs = performance.now() - started;
-    if (outputTokens >= maxTokens) break;
+    if (outputTokens >= maxTokens || performance.now() - started > (budgetMs ?? Infinity)) break;
   }
   process.stdout.write(
     `${JSON.stringify({ firstMs, totalMs: performance.now() - started, outputTokens })}\n`,

@@ -1,5 +1,6 @@
 /**
- * `npm run bench [-- --quick] [--only decode,server,load,prompt-cache,legacy] [--vs-llama-server PATH]`
+ * `npm run bench [-- --quick] [--only decode,server,load,prompt-cache,legacy] [--scenarios one,stories,full,concurrency]
+ *  [--vs-llama-server PATH]`
  *
  * Every figure of docs/PERFORMANCE.md in one invocation: progress lines as it runs, a table at the end
  * (median, min – max over rounds, target, verdict) and `bench/results/latest.json`. Machines here are
@@ -86,7 +87,11 @@ async function module(name: string, run: () => Promise<Figure[]>): Promise<void>
 
 if (wanted("decode"))
   await module("decode", () =>
-    runDecodeBench({ ...options, ...(llamaServer === undefined ? {} : { llamaServer }) }),
+    runDecodeBench({
+      ...options,
+      ...(llamaServer === undefined ? {} : { llamaServer }),
+      ...(argument("scenarios") === undefined ? {} : { scenarios: argument("scenarios")?.split(",") }),
+    }),
   );
 if (wanted("server")) await module("server", () => runServerPathBench(options));
 if (wanted("load"))

@@ -103,6 +103,8 @@ export interface LmhostServer {
     maxTokens: number;
     previousResponseId?: string;
     store?: boolean;
+    /** Wall-time cap; the generation is cut there and measured as far as it got. */
+    budgetMs?: number;
   }): Promise<Generation>;
   /** A small non-streaming request; resolves with its wall time. */
   request(body: Record<string, unknown>): Promise<number>;
@@ -168,8 +170,12 @@ export async function startLmhost(options: {
       const startedAt = performance.now();
       let firstTokenAt = Number.NaN;
       let final: Record<string, unknown> | undefined;
+      let deltas = 0;
+      const controller = new AbortController();
+      const timer = setTimeout(() => controller.abort(), body.budgetMs ?? 600_000);
       const response = await fetch(`${url}/v1/responses`, {
         method: "POST",
+        signal: controller.signal,
         headers: { "content-type": "application/json" },
         body: JSON.stringify({
           model: id,
@@ -182,17 +188,26 @@ export async function startLmhost(options: {
         }),
       });
       await readSse(response, (event) => {
-        if (event.type === "response.output_text.delta" && Number.isNaN(firstTokenAt))
-          firstTokenAt = performance.now();
+        if (event.type === "response.output_text.delta") {
+          deltas++;
+          if (Number.isNaN(firstTokenAt)) firstTokenAt = performance.now();
+        }
         if (
           event.type === "response.completed" ||
           event.type === "response.incomplete" ||
           event.type === "response.failed"
         )
           final = event.response as Record<string, unknown>;
+      }).catch((error: unknown) => {
+        if (!controller.signal.aborted) throw error;
       });
+      clearTimeout(timer);
       const endedAt = performance.now();
-      if (final === undefined) throw new Error("lmhost stream ended without a final response");
+      if (final === undefined) {
+        if (!controller.signal.aborted) throw new Error("lmhost stream ended without a final response");
+        // Cut at the budget: one text delta per token (this tokenizer has no multi-byte pieces).
+        return { startedAt, firstTokenAt, endedAt, outputTokens: deltas };
+      }
       const usage = final.usage as {
         input_tokens: number;
         output_tokens: number;
@@ -227,7 +242,7 @@ export async function startLmhost(options: {
 export interface RawWorker {
   threads: number;
   /** Greedy decode of `maxTokens` after `prompt` on a cleared sequence. */
-  generate(prompt: string, maxTokens: number): Promise<Generation>;
+  generate(prompt: string, maxTokens: number, budgetMs?: number): Promise<Generation>;
   stop(): Promise<void>;
 }
 
@@ -255,9 +270,9 @@ export async function startRaw(options: { modelFile: string; threads: number }):
   // The worker's clock is not ours: it reports durations, mapped onto this process's clock.
   return {
     threads: options.threads,
-    async generate(prompt, maxTokens) {
+    async generate(prompt, maxTokens, budgetMs) {
       const startedAt = performance.now();
-      child.stdin!.write(`${JSON.stringify({ prompt, maxTokens })}\n`);
+      child.stdin!.write(`${JSON.stringify({ prompt, maxTokens, budgetMs })}\n`);
       const reply = JSON.parse(await Promise.race([next(), exited])) as {
         firstMs: number;
         totalMs: number;
