@@ -12,6 +12,7 @@ import { physicalCores } from "../src/config.js";
 import { figureOf, ratioOf, type BenchOptions, type Figure } from "./figures.js";
 import { makeModel } from "./make-model.js";
 import {
+  cpuSeconds,
   decodeRate,
   repositoryRoot,
   startLlamaServer,
@@ -49,27 +50,42 @@ async function pairedDecode(
   rounds: number,
   maxTokens: number,
   budgetMs: number,
-): Promise<{ lmhost: number[]; raw: number[]; threads: number }> {
+): Promise<{ lmhost: number[]; raw: number[]; threads: number; cpuRatio: number[] }> {
   const effectiveThreads = threads ?? physicalCores();
   const [lmhost, raw] = await Promise.all([
     startLmhost({ modelFile, ...(threads === undefined ? {} : { threads }) }),
     startRaw({ modelFile, threads: effectiveThreads }),
   ]);
-  const rates = { lmhost: [] as number[], raw: [] as number[], threads: effectiveThreads };
+  const rates = {
+    lmhost: [] as number[],
+    raw: [] as number[],
+    threads: effectiveThreads,
+    /** lmhost's CPU seconds per token ÷ raw's, per round. */
+    cpuRatio: [] as number[],
+  };
+  const withCpu = async (pid: number, run: () => Promise<Generation>) => {
+    const before = cpuSeconds(pid);
+    const generation = await run();
+    return { generation, cpuPerToken: (cpuSeconds(pid) - before) / generation.outputTokens };
+  };
   try {
     // One unmeasured run each (first-touch of the weights, lazy allocations).
     await lmhost.generate({ input: PROMPT, maxTokens: 8, budgetMs });
     await raw.generate(PROMPT, 8, budgetMs);
     for (let round = 0; round < rounds; round++) {
-      const [ours, theirs] = await interleaved(
+      const [oursMeasured, theirsMeasured] = await interleaved(
         round,
-        () => lmhost.generate({ input: `${PROMPT} ${round}`, maxTokens, budgetMs }),
-        () => raw.generate(`${PROMPT} ${round}`, maxTokens, budgetMs),
+        () =>
+          withCpu(lmhost.pid, () => lmhost.generate({ input: `${PROMPT} ${round}`, maxTokens, budgetMs })),
+        () => withCpu(raw.pid, () => raw.generate(`${PROMPT} ${round}`, maxTokens, budgetMs)),
       );
+      const ours = oursMeasured.generation;
+      const theirs = theirsMeasured.generation;
       rates.lmhost.push(decodeRate(ours));
       rates.raw.push(decodeRate(theirs));
+      rates.cpuRatio.push(oursMeasured.cpuPerToken / theirsMeasured.cpuPerToken);
       options.log(
-        `  ${label} round ${round + 1}/${rounds}: lmhost ${decodeRate(ours).toFixed(1)} tok/s (${ours.outputTokens} tokens), raw ${decodeRate(theirs).toFixed(1)} tok/s`,
+        `  ${label} round ${round + 1}/${rounds}: lmhost ${decodeRate(ours).toFixed(1)} tok/s (${ours.outputTokens} tokens), raw ${decodeRate(theirs).toFixed(1)} tok/s; CPU per token ${(oursMeasured.cpuPerToken * 1e3).toFixed(2)} vs ${(theirsMeasured.cpuPerToken * 1e3).toFixed(2)} ms`,
       );
     }
   } finally {
@@ -119,6 +135,7 @@ export async function runDecodeBench(options: DecodeBenchOptions): Promise<Figur
         target: { op: ">=", value: 0.95 },
         note: "470M Q8_0, 1 thread: lmhost streamed ÷ raw node-llama-cpp",
       }),
+      figureOf("cpu_per_token_1thread_lmhost_over_raw", one.cpuRatio, "×"),
     );
   }
   if (runs("stories")) {
@@ -129,7 +146,7 @@ export async function runDecodeBench(options: DecodeBenchOptions): Promise<Figur
       storiesFile,
       1,
       rounds,
-      options.quick ? 128 : 256,
+      options.quick ? 256 : 512,
       budgetMs,
     );
     figures.push(
@@ -138,6 +155,9 @@ export async function runDecodeBench(options: DecodeBenchOptions): Promise<Figur
       ratioOf("streaming_overhead_ratio_stories260K", tiny.lmhost, tiny.raw, {
         target: { op: ">=", value: 0.8 },
         note: "stories260K, 1 thread: the per-token server path dominates",
+      }),
+      figureOf("cpu_per_token_stories260K_lmhost_over_raw", tiny.cpuRatio, "×", {
+        note: "CPU time per token of the lmhost process ÷ raw node-llama-cpp's (less load-sensitive than wall time)",
       }),
     );
   }

@@ -33,6 +33,7 @@ function argument(name: string): string | undefined {
 const quick = process.argv.includes("--quick");
 const llamaServer = argument("vs-llama-server");
 const only = argument("only")?.split(",");
+const scenarios = argument("scenarios")?.split(",");
 const wanted = (module: string, byDefault = true) => (only === undefined ? byDefault : only.includes(module));
 const benchStarted = performance.now();
 const log = (line: string) => {
@@ -90,7 +91,7 @@ if (wanted("decode"))
     runDecodeBench({
       ...options,
       ...(llamaServer === undefined ? {} : { llamaServer }),
-      ...(argument("scenarios") === undefined ? {} : { scenarios: argument("scenarios")?.split(",") }),
+      ...(scenarios === undefined ? {} : { scenarios }),
     }),
   );
 if (wanted("server")) await module("server", () => runServerPathBench(options));

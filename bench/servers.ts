@@ -8,7 +8,7 @@
  *   - llama-server (optional, `--vs-llama-server PATH`): llama.cpp's own server on the same model.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -34,6 +34,20 @@ export interface Generation {
 /** Decode speed of a generation, prefill excluded: tokens after the first over the time after it. */
 export const decodeRate = (generation: Generation): number =>
   ((generation.outputTokens - 1) / (generation.endedAt - generation.firstTokenAt)) * 1000;
+
+/**
+ * CPU seconds a process has used (user + system, all its threads), from /proc: less sensitive to other
+ * load on the machine than wall time, so CPU per token compares the server path's cost even when busy.
+ */
+export function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+    // After the command: state is field 3, utime field 14, stime field 15 (1-based in proc(5)).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
 
 export const ttftMs = (generation: Generation): number => generation.firstTokenAt - generation.startedAt;
 
@@ -241,6 +255,7 @@ export async function startLmhost(options: {
 
 export interface RawWorker {
   threads: number;
+  pid: number;
   /** Greedy decode of `maxTokens` after `prompt` on a cleared sequence. */
   generate(prompt: string, maxTokens: number, budgetMs?: number): Promise<Generation>;
   stop(): Promise<void>;
@@ -270,6 +285,7 @@ export async function startRaw(options: { modelFile: string; threads: number }):
   // The worker's clock is not ours: it reports durations, mapped onto this process's clock.
   return {
     threads: options.threads,
+    pid: child.pid ?? 0,
     async generate(prompt, maxTokens, budgetMs) {
       const startedAt = performance.now();
       child.stdin!.write(`${JSON.stringify({ prompt, maxTokens, budgetMs })}\n`);
