@@ -118,7 +118,7 @@ async function aggregate(
 
 export async function runDecodeBench(options: DecodeBenchOptions): Promise<Figure[]> {
   const rounds = options.quick ? 3 : 7;
-  const realisticTokens = options.quick ? 24 : 64;
+  const realisticTokens = options.quick ? 32 : 64;
   const modelFile = await makeModel(undefined, { log: options.log });
   const figures: Figure[] = [];
   // A cut-off per generation: on a loaded machine a 2-thread decode can stall (spinning threads waiting

@@ -13,7 +13,7 @@
  * 10-turn and truncation benches, not in the default set).
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -66,6 +66,23 @@ function machine(): Record<string, unknown> {
     nodeLlamaCpp: nodeLlamaCpp.version,
     commit,
   };
+}
+
+/** The newest modification time under `directory` (files ending in `suffix`). */
+function newest(directory: string, suffix: string): number {
+  let latest = 0;
+  for (const entry of readdirSync(directory, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile() || !entry.name.endsWith(suffix)) continue;
+    latest = Math.max(latest, statSync(path.join(entry.parentPath, entry.name)).mtimeMs);
+  }
+  return latest;
+}
+
+// The decode figures run the real binary, which runs dist/: build it first when src/ is newer.
+const distEntry = path.resolve(here, "../dist/cli/main.js");
+if (!existsSync(distEntry) || newest(path.resolve(here, "../src"), ".ts") > statSync(distEntry).mtimeMs) {
+  log("dist/ is older than src/: npm run build");
+  execFileSync("npm", ["run", "build"], { cwd: path.resolve(here, ".."), stdio: "inherit" });
 }
 
 const figures: Figure[] = [];

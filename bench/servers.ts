@@ -29,11 +29,24 @@ export interface Generation {
   promptTokens?: number;
   responseId?: string;
   text?: string;
+  /** Arrival time of each streamed text delta (one per token for these tokenizers). */
+  tokenTimes?: number[];
 }
 
-/** Decode speed of a generation, prefill excluded: tokens after the first over the time after it. */
-export const decodeRate = (generation: Generation): number =>
-  ((generation.outputTokens - 1) / (generation.endedAt - generation.firstTokenAt)) * 1000;
+/**
+ * Decode speed of a generation, prefill excluded: tokens after the first over the time after it. Where the
+ * arrival time of each streamed token is known (lmhost), the first quarter is left out too: the chat layer
+ * holds back text that could start a stop string and releases it in a burst, which would make a rate
+ * counted from the first delta look faster than the model runs.
+ */
+export function decodeRate(generation: Generation): number {
+  const times = generation.tokenTimes;
+  if (times !== undefined && times.length >= 8) {
+    const from = Math.floor(times.length / 4);
+    return ((times.length - 1 - from) / ((times.at(-1) ?? 0) - (times[from] ?? 0))) * 1000;
+  }
+  return ((generation.outputTokens - 1) / (generation.endedAt - generation.firstTokenAt)) * 1000;
+}
 
 /**
  * CPU seconds a process has used (user + system, all its threads), from /proc: less sensitive to other
@@ -185,6 +198,7 @@ export async function startLmhost(options: {
       let firstTokenAt = Number.NaN;
       let final: Record<string, unknown> | undefined;
       let deltas = 0;
+      const tokenTimes: number[] = [];
       const controller = new AbortController();
       const timer = setTimeout(() => controller.abort(), body.budgetMs ?? 600_000);
       const response = await fetch(`${url}/v1/responses`, {
@@ -204,6 +218,7 @@ export async function startLmhost(options: {
       await readSse(response, (event) => {
         if (event.type === "response.output_text.delta") {
           deltas++;
+          tokenTimes.push(performance.now());
           if (Number.isNaN(firstTokenAt)) firstTokenAt = performance.now();
         }
         if (
@@ -220,7 +235,7 @@ export async function startLmhost(options: {
       if (final === undefined) {
         if (!controller.signal.aborted) throw new Error("lmhost stream ended without a final response");
         // Cut at the budget: one text delta per token (this tokenizer has no multi-byte pieces).
-        return { startedAt, firstTokenAt, endedAt, outputTokens: deltas };
+        return { startedAt, firstTokenAt, endedAt, outputTokens: deltas, tokenTimes };
       }
       const usage = final.usage as {
         input_tokens: number;
@@ -235,6 +250,7 @@ export async function startLmhost(options: {
         promptTokens: usage.input_tokens,
         cachedTokens: usage.input_tokens_details.cached_tokens,
         responseId: final.id as string,
+        tokenTimes,
       };
     },
     async request(body) {
