@@ -1,7 +1,7 @@
 /**
  * RSS growth over 1,000 small requests (run by bench/server-path-bench.ts with --expose-gc, in its own
  * process so nothing else the bench did shows in its RSS): the whole app in-process on stories260K-chatml
- * with a SQLite store, 200 warm-up requests, RSS read after gc() and a pause, 1,000 more, RSS again.
+ * with a SQLite store, 500 warm-up requests, RSS read after gc() and a pause, 1,000 more, RSS again.
  * Prints progress lines (indented) and a `RESULT {...}` line.
  */
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
@@ -21,6 +21,8 @@ async function settledRss(): Promise<number> {
 const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
 const server = await harness(llama, { parallel: 4 });
 let counter = 0;
+/** Requests before the first reading: V8's code and inline caches and SQLite's page cache fill first. */
+const warmup = 500;
 async function requests(count: number): Promise<void> {
   // Four at a time, half streamed, as a few clients would send them.
   for (let index = 0; index < count; index += 4) {
@@ -43,14 +45,16 @@ async function requests(count: number): Promise<void> {
     );
   }
 }
-await requests(200);
+await requests(warmup);
 const warmRss = await settledRss();
-console.log(`  RSS after 200 requests: ${(warmRss / 2 ** 20).toFixed(1)} MiB`);
+console.log(`  RSS after ${warmup} requests: ${(warmRss / 2 ** 20).toFixed(1)} MiB`);
 const rss: number[] = [];
 for (let block = 0; block < 5; block++) {
   await requests(200);
   rss.push(await settledRss());
-  console.log(`  RSS after ${200 * (block + 2)} requests: ${((rss.at(-1) ?? 0) / 2 ** 20).toFixed(1)} MiB`);
+  console.log(
+    `  RSS after ${warmup + 200 * (block + 1)} requests: ${((rss.at(-1) ?? 0) / 2 ** 20).toFixed(1)} MiB`,
+  );
 }
 await server.close();
 await llama.dispose();

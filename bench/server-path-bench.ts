@@ -317,7 +317,7 @@ async function memoryFigure(options: BenchOptions): Promise<Figure[]> {
     figureOf("rss_after_warmup_mib", [result.warmRss / 2 ** 20], "MiB"),
     figureOf("rss_growth_after_1000_requests", result.growth, "×", {
       target: { op: "<=", value: 0.05 },
-      note: "(RSS after 1,000 more requests − RSS after 200) ÷ RSS after 200, gc() before each reading",
+      note: "(RSS after 1,000 more requests − RSS after 500) ÷ RSS after 500, gc() before each reading",
     }),
   ];
 }
