@@ -3,17 +3,25 @@
  * sequence (no chat wrapper, no server, no JSON), threads passed explicitly. Driven by bench/servers.ts:
  * reads `{prompt, maxTokens}` lines on stdin, answers `{firstMs, totalMs, outputTokens}` lines on stdout.
  *
- *   node --import tsx bench/raw-worker.ts MODEL.gguf THREADS
+ *   node --import tsx bench/raw-worker.ts MODEL.gguf THREADS [lmhost-context]
  */
 import { createInterface } from "node:readline";
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
 
-const [modelFile, threadsText] = process.argv.slice(2);
-if (modelFile === undefined) throw new Error("usage: raw-worker.ts MODEL.gguf THREADS");
+const [modelFile, threadsText, layout] = process.argv.slice(2);
+if (modelFile === undefined) throw new Error("usage: raw-worker.ts MODEL.gguf THREADS [lmhost-context]");
 const threads = Number(threadsText ?? "1");
 const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
 const model = await llama.loadModel({ modelPath: modelFile });
-const context = await model.createContext({ contextSize: Math.min(4096, model.trainContextSize), threads });
+// "lmhost-context": the context as lmhost's loader creates it (4 sequences, flash attention "auto" above
+// 128 MiB), to tell the context's cost from the server path's.
+const context = await model.createContext({
+  contextSize: Math.min(4096, model.trainContextSize),
+  threads,
+  ...(layout === "lmhost-context"
+    ? { sequences: 4, flashAttention: model.size < 128 * 1024 * 1024 ? false : ("auto" as const) }
+    : {}),
+});
 const sequence = context.getSequence();
 // Warm up once (as lmhost does when it loads a model).
 for await (const token of sequence.evaluate(model.tokenize("Hello"), { temperature: 0 })) {

@@ -278,10 +278,22 @@ export interface RawWorker {
 }
 
 /** node-llama-cpp alone in a child process (bench/raw-worker.ts), same UV_THREADPOOL_SIZE as lmhost's bin. */
-export async function startRaw(options: { modelFile: string; threads: number }): Promise<RawWorker> {
+export async function startRaw(options: {
+  modelFile: string;
+  threads: number;
+  /** Create the context as lmhost does (4 sequences, its flash-attention rule). */
+  lmhostContext?: boolean;
+}): Promise<RawWorker> {
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", path.join(here, "raw-worker.ts"), options.modelFile, String(options.threads)],
+    [
+      "--import",
+      "tsx",
+      path.join(here, "raw-worker.ts"),
+      options.modelFile,
+      String(options.threads),
+      ...(options.lmhostContext === true ? ["lmhost-context"] : []),
+    ],
     {
       cwd: repositoryRoot,
       env: environmentWithout(["NODE_OPTIONS"], { UV_THREADPOOL_SIZE: "1" }),
