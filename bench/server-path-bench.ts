@@ -84,7 +84,7 @@ async function streamTurn(
 
 async function conversationFigures(options: BenchOptions): Promise<Figure[]> {
   const turns = 32;
-  const repetitions = options.quick ? 3 : 7;
+  const repetitions = options.quick ? 2 : 7;
   const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
   const chained = await harness(llama);
   const turn1: number[] = [];
