@@ -10,7 +10,7 @@ import { getLlama, LlamaLogLevel } from "node-llama-cpp";
 import type { App } from "../src/server/deps.js";
 import { harness, MODEL } from "./responses-bench.js";
 
-const ROUNDS = 5;
+const DEFAULT_ROUNDS = 5;
 
 /** Streams a request; resolves with the milliseconds to its first text delta, and when it ends. */
 function stream(app: App, input: string, maxOutputTokens: number) {
@@ -48,7 +48,14 @@ function stream(app: App, input: string, maxOutputTokens: number) {
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN;
 
-export async function runLoadBench(): Promise<Record<string, number>> {
+export async function runLoadBench(options: { rounds?: number } = {}): Promise<{
+  idle: number[];
+  loaded: number[];
+  ttft_idle_ms: number;
+  ttft_under_load_ms: number;
+  ttft_under_load_over_idle: number;
+}> {
+  const ROUNDS = options.rounds ?? DEFAULT_ROUNDS;
   const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
   const server = await harness(llama, { parallel: 4 });
   const idle: number[] = [];
@@ -72,6 +79,8 @@ export async function runLoadBench(): Promise<Record<string, number>> {
     await llama.dispose();
   }
   const result = {
+    idle,
+    loaded,
     ttft_idle_ms: median(idle),
     ttft_under_load_ms: median(loaded),
     ttft_under_load_over_idle: median(loaded) / median(idle),

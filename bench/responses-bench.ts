@@ -29,6 +29,8 @@ const REPETITIONS = 5;
 
 export interface Harness {
   app: App;
+  /** The engine behind the app, for figures that compare the HTTP path with the engine called directly. */
+  engine: Awaited<ReturnType<typeof createLlamaEngine>>["engine"];
   close(): Promise<void>;
 }
 
@@ -52,6 +54,7 @@ export async function harness(
   const app = createApp({ engine, models, store, config: { cors: false, bodyLimitBytes: 20 * 1024 * 1024 } });
   return {
     app,
+    engine,
     async close() {
       await engine.close();
       await models.close();

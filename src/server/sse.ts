@@ -19,6 +19,9 @@ export function formatSseEvent(event: SseEvent): string {
   return `${event.event === undefined ? "" : `event: ${event.event}\n`}data: ${data}\n\n`;
 }
 
+/** Characters of events waiting for a write beyond which the source waits (backpressure). */
+const maxPending = 64 * 1024;
+
 export interface SseOptions {
   keepAliveSeconds?: number;
   /** What a keep-alive writes (default the comment `: keep-alive`; Anthropic's API sends `ping` events). */
@@ -52,12 +55,37 @@ export function streamSse(
       Math.min(intervalMs, 1000),
     );
     keepAlive.unref();
+    // Events that arrive while a write is in flight are joined into the next write (whole events only),
+    // so a busy stream makes one socket write per batch instead of one per token; past `maxPending`
+    // characters the source waits for the write, keeping the old backpressure on slow clients.
+    let pending = "";
+    let writing: Promise<void> | undefined;
+    let failure: { error: unknown } | undefined;
+    const drain = async (): Promise<void> => {
+      await Promise.resolve(); // events of the same tick go out in this write too
+      try {
+        while (pending !== "" && !output.aborted) {
+          const text = pending;
+          pending = "";
+          await output.write(text);
+        }
+      } catch (error) {
+        failure ??= { error };
+      } finally {
+        writing = undefined;
+      }
+    };
     try {
       for await (const event of events) {
+        if (failure !== undefined) throw failure.error;
         if (output.aborted) break;
         lastWrite = Date.now();
-        await output.write(formatSseEvent(event));
+        pending += formatSseEvent(event);
+        writing ??= drain();
+        if (pending.length > maxPending) await writing;
       }
+      await writing;
+      if (failure !== undefined) throw failure.error;
     } finally {
       clearInterval(keepAlive);
     }

@@ -1,0 +1,325 @@
+/**
+ * Decode figures: lmhost (the real binary on a loopback port) beside node-llama-cpp alone, rounds
+ * interleaved (the order alternates each round) so each ratio compares runs made under the same load:
+ *   decode_full_threads_over_raw      realistic model, lmhost's default threads vs raw at the same count
+ *   streaming_overhead_ratio          realistic model, 1 thread (and stories260K, 1 thread)
+ *   concurrency4_speedup              realistic model, default threads: 4 streams aggregate ÷ 1 stream
+ * With `--vs-llama-server PATH` also decode / prefill / follow-up / 4 streams against llama-server.
+ */
+import os from "node:os";
+import path from "node:path";
+import { physicalCores } from "../src/config.js";
+import { figureOf, ratioOf, type BenchOptions, type Figure } from "./figures.js";
+import { makeModel } from "./make-model.js";
+import {
+  cpuSeconds,
+  decodeRate,
+  repositoryRoot,
+  startLlamaServer,
+  startLmhost,
+  startRaw,
+  ttftMs,
+  type Generation,
+  type LmhostServer,
+} from "./servers.js";
+
+const storiesFile = path.join(repositoryRoot, "assets/models/stories260K-chatml.gguf");
+const PROMPT = "Once upon a time there was a little cat who";
+
+export interface DecodeBenchOptions extends BenchOptions {
+  llamaServer?: string;
+  /** Which scenarios to run (default all): one, stories, full, concurrency. */
+  scenarios?: string[];
+}
+
+/** Round r runs `first` then `second` when r is even, else the other way round. */
+async function interleaved<A, B>(round: number, first: () => Promise<A>, second: () => Promise<B>) {
+  if (round % 2 === 0) {
+    const a = await first();
+    return [a, await second()] as const;
+  }
+  const b = await second();
+  return [await first(), b] as const;
+}
+
+async function pairedDecode(
+  options: BenchOptions,
+  label: string,
+  modelFile: string,
+  threads: number | undefined,
+  rounds: number,
+  maxTokens: number,
+  budgetMs: number,
+): Promise<{ lmhost: number[]; raw: number[]; threads: number; cpuRatio: number[] }> {
+  const effectiveThreads = threads ?? physicalCores();
+  const [lmhost, raw] = await Promise.all([
+    startLmhost({ modelFile, ...(threads === undefined ? {} : { threads }) }),
+    startRaw({ modelFile, threads: effectiveThreads }),
+  ]);
+  const rates = {
+    lmhost: [] as number[],
+    raw: [] as number[],
+    threads: effectiveThreads,
+    /** lmhost's CPU seconds per token ÷ raw's, per round. */
+    cpuRatio: [] as number[],
+  };
+  const withCpu = async (pid: number, run: () => Promise<Generation>) => {
+    const before = cpuSeconds(pid);
+    const generation = await run();
+    return { generation, cpuPerToken: (cpuSeconds(pid) - before) / generation.outputTokens };
+  };
+  try {
+    // One unmeasured run each (first-touch of the weights, lazy allocations).
+    await lmhost.generate({ input: PROMPT, maxTokens: 8, budgetMs });
+    await raw.generate(PROMPT, 8, budgetMs);
+    for (let round = 0; round < rounds; round++) {
+      const [oursMeasured, theirsMeasured] = await interleaved(
+        round,
+        () =>
+          withCpu(lmhost.pid, () => lmhost.generate({ input: `${PROMPT} ${round}`, maxTokens, budgetMs })),
+        () => withCpu(raw.pid, () => raw.generate(`${PROMPT} ${round}`, maxTokens, budgetMs)),
+      );
+      const ours = oursMeasured.generation;
+      const theirs = theirsMeasured.generation;
+      rates.lmhost.push(decodeRate(ours));
+      rates.raw.push(decodeRate(theirs));
+      rates.cpuRatio.push(oursMeasured.cpuPerToken / theirsMeasured.cpuPerToken);
+      options.log(
+        `  ${label} round ${round + 1}/${rounds}: lmhost ${decodeRate(ours).toFixed(1)} tok/s (${ours.outputTokens} tokens), raw ${decodeRate(theirs).toFixed(1)} tok/s; CPU per token ${(oursMeasured.cpuPerToken * 1e3).toFixed(2)} vs ${(theirsMeasured.cpuPerToken * 1e3).toFixed(2)} ms`,
+      );
+    }
+  } finally {
+    await Promise.all([lmhost.stop(), raw.stop()]);
+  }
+  return rates;
+}
+
+/** Aggregate tokens/s of `streams` concurrent generations: all output tokens over the wall time. */
+async function aggregate(
+  server: LmhostServer,
+  streams: number,
+  maxTokens: number,
+  tag: string,
+  budgetMs?: number,
+) {
+  const started = performance.now();
+  const generations = await Promise.all(
+    Array.from({ length: streams }, (_, index) =>
+      server.generate({
+        input: `${PROMPT} ${tag} ${index}`,
+        maxTokens,
+        ...(budgetMs === undefined ? {} : { budgetMs }),
+      }),
+    ),
+  );
+  const tokens = generations.reduce((sum, generation) => sum + generation.outputTokens, 0);
+  return (tokens / (performance.now() - started)) * 1000;
+}
+
+export async function runDecodeBench(options: DecodeBenchOptions): Promise<Figure[]> {
+  const rounds = options.quick ? 3 : 7;
+  const realisticTokens = options.quick ? 32 : 64;
+  const modelFile = await makeModel(undefined, { log: options.log });
+  const figures: Figure[] = [];
+  // A cut-off per generation: on a loaded machine a 2-thread decode can stall (spinning threads waiting
+  // for a busy CPU); it is then measured as far as it got instead of holding the bench for minutes.
+  const budgetMs = options.quick ? 30_000 : 60_000;
+
+  const runs = (scenario: string) => options.scenarios?.includes(scenario) ?? true;
+  if (runs("one")) {
+    options.log("decode: realistic model, 1 thread");
+    const one = await pairedDecode(options, "1 thread", modelFile, 1, rounds, realisticTokens, budgetMs);
+    figures.push(
+      figureOf("decode_1thread_lmhost", one.lmhost, "tok/s"),
+      ratioOf("streaming_overhead_ratio", one.lmhost, one.raw, {
+        target: { op: ">=", value: 0.95 },
+        note: "470M Q8_0, 1 thread: lmhost streamed ÷ raw node-llama-cpp",
+      }),
+      figureOf("cpu_per_token_1thread_lmhost_over_raw", one.cpuRatio, "×"),
+    );
+  }
+  if (runs("stories")) {
+    options.log("decode: stories260K, 1 thread");
+    const tiny = await pairedDecode(
+      options,
+      "stories260K",
+      storiesFile,
+      1,
+      rounds,
+      options.quick ? 256 : 512,
+      budgetMs,
+    );
+    figures.push(
+      figureOf("decode_stories260K_lmhost", tiny.lmhost, "tok/s"),
+      figureOf("decode_stories260K_raw", tiny.raw, "tok/s"),
+      ratioOf("streaming_overhead_ratio_stories260K", tiny.lmhost, tiny.raw, {
+        target: { op: ">=", value: 0.8 },
+        note: "stories260K, 1 thread: the per-token server path dominates",
+      }),
+      figureOf("cpu_per_token_stories260K_lmhost_over_raw", tiny.cpuRatio, "×", {
+        note: "CPU time per token of the lmhost process ÷ raw node-llama-cpp's (less load-sensitive than wall time)",
+      }),
+    );
+  }
+  if (runs("full")) {
+    options.log(`decode: realistic model, lmhost default threads (${physicalCores()}) vs raw node-llama-cpp`);
+    const full = await pairedDecode(
+      options,
+      "full threads",
+      modelFile,
+      undefined,
+      rounds,
+      realisticTokens,
+      budgetMs,
+    );
+    figures.push(
+      figureOf("decode_full_threads_lmhost", full.lmhost, "tok/s"),
+      figureOf("decode_full_threads_raw", full.raw, "tok/s"),
+      ratioOf("decode_full_threads_over_raw", full.lmhost, full.raw, {
+        target: { op: ">=", value: 0.95 },
+        note: `470M Q8_0, ${full.threads} threads (lmhost's default), ${realisticTokens} tokens`,
+      }),
+    );
+  }
+  if (runs("concurrency")) {
+    options.log("concurrency: realistic model, default threads, 1 vs 4 streams");
+    const server = await startLmhost({ modelFile });
+    const single: number[] = [];
+    const four: number[] = [];
+    try {
+      await server.generate({ input: PROMPT, maxTokens: 4 });
+      const concurrencyRounds = options.quick ? 2 : 5;
+      for (let round = 0; round < concurrencyRounds; round++) {
+        const [one, many] = await interleaved(
+          round,
+          () => aggregate(server, 1, realisticTokens, `a${round}`, budgetMs),
+          () => aggregate(server, 4, realisticTokens, `b${round}`, budgetMs),
+        );
+        single.push(one);
+        four.push(many);
+        options.log(
+          `  round ${round + 1}/${concurrencyRounds}: 1 stream ${one.toFixed(1)} tok/s, 4 streams ${many.toFixed(1)} tok/s aggregate`,
+        );
+      }
+    } finally {
+      await server.stop();
+    }
+    figures.push(
+      ratioOf("concurrency4_speedup", four, single, {
+        target: { op: ">=", value: 2 },
+        note: `470M, ${physicalCores()} threads, ${os.cpus().length} CPUs: aggregate of 4 streams ÷ 1`,
+      }),
+    );
+  }
+  if (options.llamaServer !== undefined)
+    figures.push(...(await versusLlamaServer(options, options.llamaServer, modelFile, rounds)));
+  return figures;
+}
+
+/** A prompt of about `tokens` tokens for the stories tokenizer (≈ 1 token per short word), unique by tag. */
+function longPrompt(tokens: number, tag: string): string {
+  const words = ["the", "cat", "sat", "on", "a", "mat", "and", "saw", "big", "dog", "run", "far"];
+  const parts = [`Story ${tag}:`];
+  for (let index = 0; parts.length < tokens / 1.3; index++) parts.push(words[index % words.length] ?? "a");
+  return parts.join(" ");
+}
+
+/**
+ * The same scenarios against llama-server (same model, threads, 4 slots of the same context), rounds
+ * interleaved with lmhost: decode, prefill of a ~1,000-token prompt, a follow-up after it, 4 streams.
+ */
+async function versusLlamaServer(
+  options: BenchOptions,
+  binary: string,
+  modelFile: string,
+  rounds: number,
+): Promise<Figure[]> {
+  const threads = physicalCores();
+  const maxTokens = options.quick ? 24 : 64;
+  options.log(`llama-server side by side: ${binary}, ${threads} threads`);
+  const lmhost = await startLmhost({ modelFile, threads, parallel: 4 });
+  const llamaServer = await startLlamaServer({
+    binary,
+    modelFile,
+    threads,
+    contextPerSequence: 4096,
+    parallel: 4,
+  });
+  const samples = {
+    decode: [[], []] as number[][],
+    prefill: [[], []] as number[][],
+    followUp: [[], []] as number[][],
+    four: [[], []] as number[][],
+  };
+  try {
+    await lmhost.generate({ input: PROMPT, maxTokens: 4 });
+    await llamaServer.generate({ prompt: PROMPT, maxTokens: 4 });
+    for (let round = 0; round < rounds; round++) {
+      const [ours, theirs] = await interleaved(
+        round,
+        () => lmhost.generate({ input: `${PROMPT} ${round}`, maxTokens }),
+        () => llamaServer.generate({ prompt: `${PROMPT} ${round}`, maxTokens }),
+      );
+      samples.decode[0]?.push(decodeRate(ours));
+      samples.decode[1]?.push(decodeRate(theirs));
+      const prompt = longPrompt(1000, `r${round}`);
+      const [ourFirst, theirFirst] = await interleaved(
+        round,
+        () => lmhost.generate({ input: prompt, maxTokens: 16 }),
+        () => llamaServer.generate({ prompt, maxTokens: 16 }),
+      );
+      samples.prefill[0]?.push(ttftMs(ourFirst));
+      samples.prefill[1]?.push(ttftMs(theirFirst));
+      const followUp = "And then what happened to the cat?";
+      const [ourNext, theirNext] = await interleaved(
+        round,
+        () =>
+          lmhost.generate({
+            input: followUp,
+            maxTokens: 16,
+            ...(ourFirst.responseId === undefined ? {} : { previousResponseId: ourFirst.responseId }),
+          }),
+        () => llamaServer.generate({ prompt: `${prompt} ${followUp}`, maxTokens: 16 }),
+      );
+      samples.followUp[0]?.push(ttftMs(ourNext));
+      samples.followUp[1]?.push(ttftMs(theirNext));
+      const [ourFour, theirFour] = await interleaved(
+        round,
+        () => aggregate(lmhost, 4, maxTokens, `c${round}`),
+        async () => {
+          const started = performance.now();
+          const generations: Generation[] = await Promise.all(
+            [0, 1, 2, 3].map((index) =>
+              llamaServer.generate({ prompt: `${PROMPT} c${round} ${index}`, maxTokens }),
+            ),
+          );
+          const tokens = generations.reduce((sum, generation) => sum + generation.outputTokens, 0);
+          return (tokens / (performance.now() - started)) * 1000;
+        },
+      );
+      samples.four[0]?.push(ourFour);
+      samples.four[1]?.push(theirFour);
+      options.log(
+        `  round ${round + 1}/${rounds}: decode ${decodeRate(ours).toFixed(1)} vs ${decodeRate(theirs).toFixed(1)} tok/s, ` +
+          `prefill TTFT ${ttftMs(ourFirst).toFixed(0)} vs ${ttftMs(theirFirst).toFixed(0)} ms, ` +
+          `follow-up TTFT ${ttftMs(ourNext).toFixed(0)} vs ${ttftMs(theirNext).toFixed(0)} ms, ` +
+          `4 streams ${ourFour.toFixed(1)} vs ${theirFour.toFixed(1)} tok/s`,
+      );
+    }
+  } finally {
+    await Promise.all([lmhost.stop(), llamaServer.stop()]);
+  }
+  const pair = (name: string, unit: string, values: number[][], higherIsBetter: boolean): Figure[] => [
+    figureOf(`vs_llama_server.${name}.lmhost`, values[0] ?? [], unit),
+    figureOf(`vs_llama_server.${name}.llama_server`, values[1] ?? [], unit),
+    ratioOf(`vs_llama_server.${name}.lmhost_over_llama_server`, values[0] ?? [], values[1] ?? [], {
+      note: higherIsBetter ? "higher is better for lmhost" : "lower is better for lmhost",
+    }),
+  ];
+  return [
+    ...pair("decode", "tok/s", samples.decode, true),
+    ...pair("prefill_1000_ttft", "ms", samples.prefill, false),
+    ...pair("follow_up_ttft", "ms", samples.followUp, false),
+    ...pair("concurrency4_aggregate", "tok/s", samples.four, true),
+  ];
+}

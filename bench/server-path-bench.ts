@@ -1,0 +1,335 @@
+/**
+ * Figures of lmhost's own server path, in-process on stories260K-chatml (one thread), where the model
+ * costs little and lmhost's work shows:
+ *   ttft_turn32_over_turn1                      a chained conversation (previous_response_id): turn 32 ÷ turn 1
+ *   ttft_turn32_chained_over_full_history_cold  turn 32 chained ÷ the same history on a fresh model
+ *   added_latency_ms_p50                        a small non-streaming request over HTTP (loopback socket)
+ *                                               minus the same generation asked of the engine directly
+ *   chain100_rebuild_ms_p95                     rebuilding a 100-turn chain from SQLite holding 10,000
+ *                                               responses (store read + conversation assembly)
+ *   rss_growth_after_1000_requests              (bench/memory-bench.ts, its own process for a clean RSS)
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { serve } from "@hono/node-server";
+import { getLlama, LlamaLogLevel } from "node-llama-cpp";
+import { assembleConversation } from "../src/responses/conversation.js";
+import type { InputItem } from "../src/responses/wire-types.js";
+import { SqliteResponseStore } from "../src/store/sqlite/sqlite-store.js";
+import type { StoredResponse } from "../src/store/types.js";
+import { figureOf, median, percentile, ratioOf, type BenchOptions, type Figure } from "./figures.js";
+import { harness, MODEL } from "./responses-bench.js";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+interface Turn {
+  id: string;
+  text: string;
+  ttftMs: number;
+  inputTokens: number;
+  cachedTokens: number;
+}
+
+async function streamTurn(
+  app: { request: (url: string, init: RequestInit) => Response | Promise<Response> },
+  body: Record<string, unknown>,
+): Promise<Turn> {
+  const started = performance.now();
+  const response = await app.request("http://bench/v1/responses", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: MODEL, stream: true, max_output_tokens: 4, temperature: 0, ...body }),
+  });
+  if (!response.ok || !response.body)
+    throw new Error(`bench request failed: ${response.status} ${await response.text()}`);
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let ttftMs = Number.NaN;
+  let text = "";
+  let final:
+    | { id: string; usage: { input_tokens: number; input_tokens_details: { cached_tokens: number } } }
+    | undefined;
+  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let boundary: number;
+    while ((boundary = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, boundary);
+      buffer = buffer.slice(boundary + 2);
+      const data = block
+        .split("\n")
+        .find((line) => line.startsWith("data: "))
+        ?.slice(6);
+      if (data === undefined || data === "[DONE]") continue;
+      const event = JSON.parse(data) as { type: string; delta?: string; response?: typeof final };
+      if (event.type === "response.output_text.delta") {
+        if (Number.isNaN(ttftMs)) ttftMs = performance.now() - started;
+        text += event.delta ?? "";
+      }
+      if (event.type === "response.completed" || event.type === "response.incomplete") final = event.response;
+    }
+  }
+  if (final === undefined) throw new Error("stream ended without a final response");
+  return {
+    id: final.id,
+    text,
+    ttftMs,
+    inputTokens: final.usage.input_tokens,
+    cachedTokens: final.usage.input_tokens_details.cached_tokens,
+  };
+}
+
+async function conversationFigures(options: BenchOptions): Promise<Figure[]> {
+  const turns = 32;
+  const repetitions = options.quick ? 2 : 7;
+  const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+  const chained = await harness(llama);
+  const turn1: number[] = [];
+  const turn32: number[] = [];
+  const cold: number[] = [];
+  let promptTokens = 0;
+  let cachedTokens = 0;
+  try {
+    for (let repetition = 0; repetition < repetitions; repetition++) {
+      let previous: Turn | undefined;
+      const history: { role: string; content: string }[] = [];
+      for (let turn = 1; turn <= turns; turn++) {
+        const message = `${repetition}.${turn} Tom ran.`;
+        const result: Turn = await streamTurn(chained.app, {
+          input: message,
+          ...(previous === undefined ? {} : { previous_response_id: previous.id }),
+        });
+        history.push({ role: "user", content: message });
+        if (turn < turns) history.push({ role: "assistant", content: result.text });
+        if (turn === 1) turn1.push(result.ttftMs);
+        if (turn === turns) {
+          turn32.push(result.ttftMs);
+          promptTokens = result.inputTokens;
+          cachedTokens = result.cachedTokens;
+        }
+        previous = result;
+      }
+      // The same 32-turn history re-sent to a freshly loaded model: every prompt token evaluated.
+      const fresh = await harness(llama);
+      try {
+        cold.push((await streamTurn(fresh.app, { input: history })).ttftMs);
+      } finally {
+        await fresh.close();
+      }
+      options.log(
+        `  conversation ${repetition + 1}/${repetitions}: turn 1 ${turn1.at(-1)?.toFixed(1)} ms, turn 32 ${turn32.at(-1)?.toFixed(1)} ms ` +
+          `(${promptTokens} prompt tokens, ${cachedTokens} cached), cold full history ${cold.at(-1)?.toFixed(1)} ms`,
+      );
+    }
+  } finally {
+    await chained.close();
+    await llama.dispose();
+  }
+  return [
+    figureOf("ttft_turn1_ms", turn1, "ms"),
+    figureOf("ttft_turn32_ms", turn32, "ms", {
+      note: `${promptTokens} prompt tokens, ${cachedTokens} cached`,
+    }),
+    ratioOf("ttft_turn32_over_turn1", turn32, turn1, {
+      target: { op: "<=", value: 1.5 },
+      note: "stories260K-chatml, chained through previous_response_id",
+    }),
+    ratioOf("ttft_turn32_chained_over_full_history_cold", turn32, cold, {
+      target: { op: "<=", value: 0.3 },
+      note: "same history evaluated on a freshly loaded model",
+    }),
+  ];
+}
+
+async function addedLatency(options: BenchOptions): Promise<Figure[]> {
+  const samples = options.quick ? 30 : 100;
+  const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+  const server = await harness(llama);
+  const listening = serve({ fetch: server.app.fetch, hostname: "127.0.0.1", port: 0 });
+  await new Promise((resolve) => listening.once("listening", resolve));
+  const url = `http://127.0.0.1:${(listening.address() as AddressInfo).port}/v1/responses`;
+  const http: number[] = [];
+  const direct: number[] = [];
+  const added: number[] = [];
+  const input = "Tom saw a dog";
+  const viaHttp = async () => {
+    const started = performance.now();
+    const response = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: MODEL, input, max_output_tokens: 4, temperature: 0 }),
+    });
+    await response.arrayBuffer();
+    if (!response.ok) throw new Error(`request failed: ${response.status}`);
+    return performance.now() - started;
+  };
+  const viaEngine = async () => {
+    const started = performance.now();
+    for await (const part of server.engine.generate(
+      {
+        model: MODEL,
+        items: [{ type: "message", role: "user", text: input }],
+        sampling: { temperature: 0, maxTokens: 4 },
+      },
+      new AbortController().signal,
+    ))
+      void part;
+    return performance.now() - started;
+  };
+  try {
+    for (let index = 0; index < 5; index++) {
+      await viaHttp();
+      await viaEngine();
+    }
+    for (let index = 0; index < samples; index++) {
+      const first = index % 2 === 0;
+      const a = first ? await viaHttp() : await viaEngine();
+      const b = first ? await viaEngine() : await viaHttp();
+      const [h, e] = first ? [a, b] : [b, a];
+      http.push(h);
+      direct.push(e);
+      added.push(h - e);
+    }
+  } finally {
+    await new Promise((resolve) => listening.close(resolve));
+    await server.close();
+    await llama.dispose();
+  }
+  options.log(
+    `  small non-streaming request: HTTP ${median(http).toFixed(2)} ms, engine directly ${median(direct).toFixed(2)} ms (medians of ${samples})`,
+  );
+  return [
+    figureOf("small_request_http_ms", http, "ms"),
+    figureOf("small_request_engine_ms", direct, "ms"),
+    {
+      ...figureOf("added_latency_ms_p50", added, "ms", {
+        note: "HTTP + Responses API + store, over the engine's own time (4 tokens, stories260K)",
+      }),
+      value: percentile(added, 0.5),
+    },
+  ];
+}
+
+function chainRebuild(options: BenchOptions): Figure[] {
+  const store = SqliteResponseStore.open(
+    path.join(mkdtempSync(path.join(tmpdir(), "lmhost-bench-store-")), "r.sqlite"),
+  );
+  const chains = 100;
+  const turns = 100;
+  const now = Math.floor(Date.now() / 1000);
+  const text = "Tom and his little sister Lily walked to the big green park near the river.";
+  try {
+    for (let chain = 0; chain < chains; chain++) {
+      let previous: string | null = null;
+      for (let turn = 0; turn < turns; turn++) {
+        const id = `resp_${chain}_${turn}`;
+        const record: StoredResponse = {
+          id,
+          createdAt: now,
+          previousResponseId: previous,
+          model: MODEL,
+          status: "completed",
+          inputItems: [
+            {
+              id: `msg_in_${chain}_${turn}`,
+              type: "message",
+              role: "user",
+              content: [{ type: "input_text", text }],
+            },
+          ],
+          response: {
+            id,
+            object: "response",
+            status: "completed",
+            model: MODEL,
+            previous_response_id: previous,
+            output: [
+              {
+                id: `msg_out_${chain}_${turn}`,
+                type: "message",
+                role: "assistant",
+                status: "completed",
+                content: [{ type: "output_text", text, annotations: [] }],
+              },
+            ],
+          },
+        };
+        store.put(record);
+        previous = id;
+      }
+    }
+    const samples: number[] = [];
+    const reads = options.quick ? 100 : 400;
+    for (let index = 0; index < reads; index++) {
+      const chain = (index * 37) % chains;
+      const started = performance.now();
+      const assembled = assembleConversation(store, {
+        previousResponseId: `resp_${chain}_${turns - 1}`,
+        instructions: null,
+        input: [{ type: "message", role: "user", content: "next" }] as InputItem[],
+      });
+      samples.push(performance.now() - started);
+      if (assembled.items.length !== turns * 2 + 1)
+        throw new Error(`chain of ${assembled.items.length} items`);
+    }
+    options.log(
+      `  chain of 100 from 10,000 stored: p50 ${percentile(samples, 0.5).toFixed(2)} ms, p95 ${percentile(samples, 0.95).toFixed(2)} ms`,
+    );
+    return [
+      {
+        ...figureOf("chain100_rebuild_ms_p95", samples, "ms", {
+          target: { op: "<=", value: 20 },
+          note: `p95 of ${reads} rebuilds (store.chain + assembly), 10,000 responses in SQLite`,
+        }),
+        value: percentile(samples, 0.95),
+      },
+    ];
+  } finally {
+    store.close();
+  }
+}
+
+/** RSS growth in a child process with --expose-gc (bench/memory-bench.ts). */
+async function memoryFigure(options: BenchOptions): Promise<Figure[]> {
+  const output = await new Promise<string>((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ["--expose-gc", "--import", "tsx", path.join(here, "memory-bench.ts")],
+      { env: { ...process.env, UV_THREADPOOL_SIZE: "1" }, stdio: ["ignore", "pipe", "inherit"] },
+    );
+    let text = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      text += chunk.toString();
+      for (const line of chunk.toString().split("\n")) if (line.startsWith("  ")) options.log(line);
+    });
+    child.once("error", reject);
+    child.once("exit", (code) =>
+      code === 0 ? resolve(text) : reject(new Error(`memory bench exited with ${code}`)),
+    );
+  });
+  const line = output.split("\n").find((candidate) => candidate.startsWith("RESULT "));
+  if (line === undefined) throw new Error("memory bench printed no result");
+  const result = JSON.parse(line.slice(7)) as { warmRss: number; rss: number[]; growth: number[] };
+  return [
+    figureOf("rss_after_warmup_mib", [result.warmRss / 2 ** 20], "MiB"),
+    figureOf("rss_growth_after_1000_requests", result.growth, "×", {
+      target: { op: "<=", value: 0.05 },
+      note: "(RSS after 1,000 more requests − RSS after 500) ÷ RSS after 500, gc() before each reading",
+    }),
+  ];
+}
+
+export async function runServerPathBench(options: BenchOptions): Promise<Figure[]> {
+  options.log("conversation: 32 chained turns on stories260K-chatml");
+  const conversation = await conversationFigures(options);
+  options.log("added latency: small non-streaming requests, HTTP vs engine");
+  const latency = await addedLatency(options);
+  options.log("store: 10,000 responses, rebuilding 100-turn chains");
+  const store = chainRebuild(options);
+  options.log("memory: 1,000 requests");
+  const memory = await memoryFigure(options);
+  return [...conversation, ...latency, ...store, ...memory];
+}

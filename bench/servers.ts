@@ -1,0 +1,429 @@
+/**
+ * The three things the decode figures compare, each in its own process so each runs as it does in real
+ * life, all kept alive for a whole bench so rounds can be interleaved:
+ *   - lmhost: the real binary (`node bin/lmhost.js serve`) on a loopback port, started the way users start
+ *     it (the bin sets UV_THREADPOOL_SIZE itself), streamed over HTTP like any client;
+ *   - raw: node-llama-cpp alone (`sequence.evaluate` greedy loop, no chat wrapper, no server) in a child
+ *     process (`bench/raw-worker.ts`) driven over stdin/stdout;
+ *   - llama-server (optional, `--vs-llama-server PATH`): llama.cpp's own server on the same model.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const repositoryRoot = path.resolve(here, "..");
+
+/** One streamed generation: when it started, its first token and its end (performance.now() ms). */
+export interface Generation {
+  startedAt: number;
+  firstTokenAt: number;
+  endedAt: number;
+  outputTokens: number;
+  /** Prompt tokens reused from the KV cache, where the server reports it. */
+  cachedTokens?: number;
+  promptTokens?: number;
+  responseId?: string;
+  text?: string;
+  /** Arrival time of each streamed text delta (one per token for these tokenizers). */
+  tokenTimes?: number[];
+}
+
+/**
+ * Decode speed of a generation, prefill excluded: tokens after the first over the time after it. Where the
+ * arrival time of each streamed token is known (lmhost), the first quarter is left out too: the chat layer
+ * holds back text that could start a stop string and releases it in a burst, which would make a rate
+ * counted from the first delta look faster than the model runs.
+ */
+export function decodeRate(generation: Generation): number {
+  const times = generation.tokenTimes;
+  if (times !== undefined && times.length >= 8) {
+    const from = Math.floor(times.length / 4);
+    return ((times.length - 1 - from) / ((times.at(-1) ?? 0) - (times[from] ?? 0))) * 1000;
+  }
+  return ((generation.outputTokens - 1) / (generation.endedAt - generation.firstTokenAt)) * 1000;
+}
+
+/**
+ * CPU seconds a process has used (user + system, all its threads), from /proc: less sensitive to other
+ * load on the machine than wall time, so CPU per token compares the server path's cost even when busy.
+ */
+export function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+    // After the command: state is field 3, utime field 14, stime field 15 (1-based in proc(5)).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+export const ttftMs = (generation: Generation): number => generation.firstTokenAt - generation.startedAt;
+
+function environmentWithout(names: string[], extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const environment = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !names.includes(name) && !name.startsWith("LMHOST_")),
+  );
+  return { ...environment, ...extra };
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      resolve();
+      return;
+    }
+    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    child.once("exit", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill("SIGTERM");
+  });
+}
+
+/** Reads an SSE body, calling `onEvent` with each event's parsed data. */
+async function readSse(response: Response, onEvent: (data: Record<string, unknown>) => void): Promise<void> {
+  if (!response.ok || response.body === null)
+    throw new Error(`request failed: ${response.status} ${await response.text()}`);
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let boundary: number;
+    while ((boundary = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, boundary);
+      buffer = buffer.slice(boundary + 2);
+      for (const line of block.split("\n")) {
+        if (!line.startsWith("data: ")) continue;
+        const data = line.slice(6);
+        if (data === "[DONE]") continue;
+        onEvent(JSON.parse(data) as Record<string, unknown>);
+      }
+    }
+  }
+}
+
+export interface LmhostServer {
+  url: string;
+  modelId: string;
+  pid: number;
+  /** A streamed Responses API request. */
+  generate(body: {
+    input: unknown;
+    maxTokens: number;
+    previousResponseId?: string;
+    store?: boolean;
+    /** Wall-time cap; the generation is cut there and measured as far as it got. */
+    budgetMs?: number;
+  }): Promise<Generation>;
+  /** A small non-streaming request; resolves with its wall time. */
+  request(body: Record<string, unknown>): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/** Starts `node bin/lmhost.js serve` on a free loopback port with one model file. */
+export async function startLmhost(options: {
+  modelFile: string;
+  /** Undefined: lmhost's own default. */
+  threads?: number;
+  parallel?: number;
+  extraArgs?: string[];
+}): Promise<LmhostServer> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), "lmhost-bench-"));
+  const port = await freePort();
+  const args = [
+    path.join(repositoryRoot, "bin/lmhost.js"),
+    "serve",
+    "--port",
+    String(port),
+    "--data-dir",
+    dataDir,
+    "--model",
+    options.modelFile,
+    "--parallel",
+    String(options.parallel ?? 4),
+    "--log-level",
+    "warn",
+    ...(options.threads === undefined ? [] : ["--threads", String(options.threads)]),
+    ...(options.extraArgs ?? []),
+  ];
+  // As users start it: the bin sets UV_THREADPOOL_SIZE itself before libuv starts.
+  const child = spawn(process.execPath, args, {
+    cwd: repositoryRoot,
+    env: environmentWithout(["UV_THREADPOOL_SIZE", "NODE_OPTIONS"]),
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let errors = "";
+  child.stderr?.on("data", (chunk: Buffer) => (errors = (errors + chunk.toString()).slice(-4000)));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = performance.now() + 120_000;
+  let modelId: string | undefined;
+  while (modelId === undefined) {
+    if (child.exitCode !== null) throw new Error(`lmhost exited with ${child.exitCode}: ${errors}`);
+    if (performance.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`lmhost did not start: ${errors}`);
+    }
+    try {
+      const models = (await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] };
+      modelId = models.data[0]?.id;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+  const id = modelId;
+  const server: LmhostServer = {
+    url,
+    modelId: id,
+    pid: child.pid ?? 0,
+    async generate(body) {
+      const startedAt = performance.now();
+      let firstTokenAt = Number.NaN;
+      let final: Record<string, unknown> | undefined;
+      let deltas = 0;
+      const tokenTimes: number[] = [];
+      const controller = new AbortController();
+      const timer = setTimeout(() => controller.abort(), body.budgetMs ?? 600_000);
+      const response = await fetch(`${url}/v1/responses`, {
+        method: "POST",
+        signal: controller.signal,
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: id,
+          input: body.input,
+          max_output_tokens: body.maxTokens,
+          temperature: 0,
+          stream: true,
+          ...(body.store === undefined ? {} : { store: body.store }),
+          ...(body.previousResponseId === undefined ? {} : { previous_response_id: body.previousResponseId }),
+        }),
+      });
+      await readSse(response, (event) => {
+        if (event.type === "response.output_text.delta") {
+          deltas++;
+          tokenTimes.push(performance.now());
+          if (Number.isNaN(firstTokenAt)) firstTokenAt = performance.now();
+        }
+        if (
+          event.type === "response.completed" ||
+          event.type === "response.incomplete" ||
+          event.type === "response.failed"
+        )
+          final = event.response as Record<string, unknown>;
+      }).catch((error: unknown) => {
+        if (!controller.signal.aborted) throw error;
+      });
+      clearTimeout(timer);
+      const endedAt = performance.now();
+      if (final === undefined) {
+        if (!controller.signal.aborted) throw new Error("lmhost stream ended without a final response");
+        // Cut at the budget: one text delta per token (this tokenizer has no multi-byte pieces).
+        return { startedAt, firstTokenAt, endedAt, outputTokens: deltas, tokenTimes };
+      }
+      const usage = final.usage as {
+        input_tokens: number;
+        output_tokens: number;
+        input_tokens_details: { cached_tokens: number };
+      };
+      return {
+        startedAt,
+        firstTokenAt,
+        endedAt,
+        outputTokens: usage.output_tokens,
+        promptTokens: usage.input_tokens,
+        cachedTokens: usage.input_tokens_details.cached_tokens,
+        responseId: final.id as string,
+        tokenTimes,
+      };
+    },
+    async request(body) {
+      const started = performance.now();
+      const response = await fetch(`${url}/v1/responses`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: id, ...body }),
+      });
+      await response.arrayBuffer();
+      if (!response.ok) throw new Error(`lmhost request failed: ${response.status}`);
+      return performance.now() - started;
+    },
+    stop: () => stopChild(child),
+  };
+  return server;
+}
+
+export interface RawWorker {
+  threads: number;
+  pid: number;
+  /** Greedy decode of `maxTokens` after `prompt` on a cleared sequence. */
+  generate(prompt: string, maxTokens: number, budgetMs?: number): Promise<Generation>;
+  stop(): Promise<void>;
+}
+
+/** node-llama-cpp alone in a child process (bench/raw-worker.ts), same UV_THREADPOOL_SIZE as lmhost's bin. */
+export async function startRaw(options: {
+  modelFile: string;
+  threads: number;
+  /** Create the context as lmhost does (4 sequences, its flash-attention rule). */
+  lmhostContext?: boolean;
+}): Promise<RawWorker> {
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      path.join(here, "raw-worker.ts"),
+      options.modelFile,
+      String(options.threads),
+      ...(options.lmhostContext === true ? ["lmhost-context"] : []),
+    ],
+    {
+      cwd: repositoryRoot,
+      env: environmentWithout(["NODE_OPTIONS"], { UV_THREADPOOL_SIZE: "1" }),
+      stdio: ["pipe", "pipe", "inherit"],
+    },
+  );
+  const lines = createInterface({ input: child.stdout! });
+  const waiting: ((line: string) => void)[] = [];
+  lines.on("line", (line) => waiting.shift()?.(line));
+  const next = () => new Promise<string>((resolve) => waiting.push(resolve));
+  const exited = new Promise<never>((_, reject) =>
+    child.once("exit", (code) => reject(new Error(`raw worker exited with ${code}`))),
+  );
+  exited.catch(() => undefined);
+  const ready = await Promise.race([next(), exited]);
+  if (ready !== "ready") throw new Error(`raw worker: ${ready}`);
+  // The worker's clock is not ours: it reports durations, mapped onto this process's clock.
+  return {
+    threads: options.threads,
+    pid: child.pid ?? 0,
+    async generate(prompt, maxTokens, budgetMs) {
+      const startedAt = performance.now();
+      child.stdin!.write(`${JSON.stringify({ prompt, maxTokens, budgetMs })}\n`);
+      const reply = JSON.parse(await Promise.race([next(), exited])) as {
+        firstMs: number;
+        totalMs: number;
+        outputTokens: number;
+      };
+      return {
+        startedAt,
+        firstTokenAt: startedAt + reply.firstMs,
+        endedAt: startedAt + reply.totalMs,
+        outputTokens: reply.outputTokens,
+      };
+    },
+    stop: () => stopChild(child),
+  };
+}
+
+export interface LlamaServer {
+  /** A streamed /completion request. */
+  generate(body: { prompt: string; maxTokens: number; cachePrompt?: boolean }): Promise<Generation>;
+  stop(): Promise<void>;
+}
+
+/** llama.cpp's llama-server on a free loopback port, same model, threads, context and parallel slots. */
+export async function startLlamaServer(options: {
+  binary: string;
+  modelFile: string;
+  threads: number;
+  contextPerSequence: number;
+  parallel: number;
+}): Promise<LlamaServer> {
+  const port = await freePort();
+  const child = spawn(
+    options.binary,
+    [
+      "-m",
+      options.modelFile,
+      "-t",
+      String(options.threads),
+      "-tb",
+      String(options.threads),
+      "-c",
+      String(options.contextPerSequence * options.parallel),
+      "-np",
+      String(options.parallel),
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+    ],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  let errors = "";
+  child.stderr?.on("data", (chunk: Buffer) => (errors = (errors + chunk.toString()).slice(-4000)));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = performance.now() + 120_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`llama-server exited with ${child.exitCode}: ${errors}`);
+    if (performance.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`llama-server did not start: ${errors}`);
+    }
+    try {
+      if ((await fetch(`${url}/health`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return {
+    async generate(body) {
+      const startedAt = performance.now();
+      let firstTokenAt = Number.NaN;
+      let outputTokens = 0;
+      let promptTokens: number | undefined;
+      let cachedTokens: number | undefined;
+      const response = await fetch(`${url}/completion`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          prompt: body.prompt,
+          n_predict: body.maxTokens,
+          temperature: 0,
+          stream: true,
+          cache_prompt: body.cachePrompt ?? true,
+        }),
+      });
+      await readSse(response, (event) => {
+        if (event.stop === true) {
+          const timings = event.timings as { prompt_n?: number; predicted_n?: number } | undefined;
+          outputTokens = timings?.predicted_n ?? outputTokens;
+          promptTokens = (event.tokens_evaluated as number | undefined) ?? promptTokens;
+          if (timings?.prompt_n !== undefined && promptTokens !== undefined)
+            cachedTokens = promptTokens - timings.prompt_n;
+          return;
+        }
+        if (Number.isNaN(firstTokenAt)) firstTokenAt = performance.now();
+        outputTokens += 1;
+      });
+      return {
+        startedAt,
+        firstTokenAt,
+        endedAt: performance.now(),
+        outputTokens,
+        ...(promptTokens === undefined ? {} : { promptTokens }),
+        ...(cachedTokens === undefined ? {} : { cachedTokens }),
+      };
+    },
+    stop: () => stopChild(child),
+  };
+}
