@@ -89,7 +89,8 @@ describe("--demo / --no-demo", () => {
       const program = buildProgram().exitOverride();
       program.commands
         .find((command) => command.name() === "serve")
-        ?.action((flags: Parameters<typeof flagsToConfig>[0]) => {
+        // serve takes model files as plain arguments first (`lmhost serve model.gguf`), then the flags.
+        ?.action((_modelFiles: string[], flags: Parameters<typeof flagsToConfig>[0]) => {
           parsed.push(resolveConfig(flagsToConfig(flags), {}).demo);
         });
       await program.parseAsync(["node", "lmhost", "serve", "--data-dir", "/nonexistent-lmhost", ...args]);
