@@ -63,7 +63,9 @@ async function aggregate(streams: number, tag: string) {
   const counts = await Promise.all(
     sequences
       .slice(0, streams)
-      .map((sequence, index) => stream(sequence, `Once upon a time ${tag} ${index}`)),
+      .map((sequence, index) =>
+        stream(sequence, `${process.env.BATCH_FILL_PROMPT ?? "Once upon a time"} ${tag} ${index}`),
+      ),
   );
   return (counts.reduce((a, b) => a + b, 0) / (performance.now() - started)) * 1000;
 }
