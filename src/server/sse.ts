@@ -44,10 +44,14 @@ export function streamSse(
   return stream(context, async (output) => {
     output.onAbort(() => options.onAbort?.());
     let lastWrite = Date.now();
+    // Events waiting for the write in flight (see below).
+    let pending = "";
+    let writing: Promise<void> | undefined;
     const intervalMs = (options.keepAliveSeconds ?? 10) * 1000;
     const keepAlive = setInterval(
       () => {
-        if (Date.now() - lastWrite >= intervalMs && !output.aborted) {
+        // Never while events wait to be written: a keep-alive must not land after the stream's last event.
+        if (Date.now() - lastWrite >= intervalMs && !output.aborted && writing === undefined) {
           lastWrite = Date.now();
           output.write(options.keepAliveText ?? ": keep-alive\n\n").catch(() => undefined);
         }
@@ -58,8 +62,6 @@ export function streamSse(
     // Events that arrive while a write is in flight are joined into the next write (whole events only),
     // so a busy stream makes one socket write per batch instead of one per token; past `maxPending`
     // characters the source waits for the write, keeping the old backpressure on slow clients.
-    let pending = "";
-    let writing: Promise<void> | undefined;
     let failure: { error: unknown } | undefined;
     const drain = async (): Promise<void> => {
       await Promise.resolve(); // events of the same tick go out in this write too
@@ -88,6 +90,8 @@ export function streamSse(
       if (failure !== undefined) throw failure.error;
     } finally {
       clearInterval(keepAlive);
+      // Events queued before the source threw still go out (drain never rejects).
+      await writing;
     }
   });
 }

@@ -273,9 +273,18 @@ async function startEngineAndListen(
       clearTimeout(forceTimer);
       // Each step runs even when an earlier one failed; the data-dir lock is released last, whatever happened.
       try {
-        await downloads.settled();
-        await llama.models.close();
-        await mcp.close();
+        // Downloads were aborted with the shutdown signal; one stuck in the downloader's own retries is
+        // not waited for beyond 2 s. Every step runs even when another fails.
+        const results = await Promise.allSettled([
+          Promise.race([
+            downloads.settled(),
+            new Promise<void>((resolve) => setTimeout(resolve, 2000).unref()),
+          ]),
+          llama.models.close(),
+          mcp.close(),
+        ]);
+        for (const result of results)
+          if (result.status === "rejected") logger.warn(`shutdown step failed: ${String(result.reason)}`);
       } finally {
         try {
           store.close();

@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { streamSse, type SseEvent } from "../../src/server/sse.js";
 
 /** Events produced faster than they can be written, as a fast model's deltas are. */
@@ -32,5 +32,24 @@ describe("streamSse write coalescing", () => {
     expect(indexes).toEqual(Array.from({ length: 200 }, (_, index) => index));
     // ...in fewer writes than events (one write per event before).
     expect(chunks.length).toBeLessThan(200);
+  });
+
+  it("still writes the events queued before the source threw", async () => {
+    async function* failing(): AsyncGenerator<SseEvent> {
+      for (let index = 0; index < 50; index++) yield { event: "delta", data: { type: "delta", index } };
+      throw new Error("source failed after its events");
+    }
+    // hono's stream helper logs the source's error; the test keeps its output quiet.
+    const logged = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    const app = new Hono();
+    app.get("/", (context) => streamSse(context, failing()));
+    const response = await app.request("/");
+    const decoder = new TextDecoder();
+    let text = "";
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>)
+      text += decoder.decode(chunk);
+    const blocks = text.split("\n\n").filter((block) => block.startsWith("event: delta"));
+    logged.mockRestore();
+    expect(blocks).toHaveLength(50);
   });
 });

@@ -216,6 +216,8 @@ export async function runDownload(
     if (context.signal?.aborted) throw error;
     throw explainDownloaderError(error, plan);
   }
+  // A cancelled download returns normally (ipull stops quietly): it was stopped, not a bad file.
+  context.signal?.throwIfAborted();
   const staged = downloader.filesInfo.map((file) => file.filePath);
   const entrypoint = downloader.entrypointFilePath;
   const checked = await readGgufMetadata(entrypoint);
