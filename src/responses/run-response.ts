@@ -24,6 +24,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import type { Engine } from "../engine/types.js";
 import type { ResponseStore } from "../store/types.js";
+import { firstWithin } from "../shared/abort-signals.js";
 import { ApiError, ShutdownError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import { silentLogger } from "../shared/logger.js";
@@ -183,23 +184,6 @@ function newWriter(dependencies: RunDependencies, prepared: PreparedResponse): R
         ? (itemId, text) => sealReasoning(key, itemId, text)
         : undefined,
   });
-}
-
-/** The first part, or undefined when `milliseconds` pass first (never, when undefined); rejects as it does. */
-async function firstWithin<Value>(
-  first: Promise<Value>,
-  milliseconds: number | undefined,
-): Promise<Value | undefined> {
-  if (milliseconds === undefined) return first;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), milliseconds);
-  });
-  try {
-    return await Promise.race([first, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**

@@ -39,3 +39,23 @@ export function linkAbortSignals(...sources: readonly (AbortSignal | undefined)[
   }
   return { signal: controller.signal, abort, dispose };
 }
+
+/**
+ * What `first` settles to, or undefined when `milliseconds` pass first (never, when undefined); rejects as
+ * `first` does. Runs use it to wait for an engine's first part before deciding to start a stream.
+ */
+export async function firstWithin<Value>(
+  first: Promise<Value>,
+  milliseconds: number | undefined,
+): Promise<Value | undefined> {
+  if (milliseconds === undefined) return first;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), milliseconds);
+  });
+  try {
+    return await Promise.race([first, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

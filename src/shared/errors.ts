@@ -72,6 +72,12 @@ export class ShutdownError extends Error {
   }
 }
 
+/** The 503 of a run a graceful shutdown stopped (its signal aborted with a ShutdownError), or undefined. */
+export function shutdownError(signal: AbortSignal): ApiError | undefined {
+  if (!signal.aborted || !(signal.reason instanceof ShutdownError)) return undefined;
+  return new ApiError({ status: 503, message: signal.reason.message, code: "server_shutting_down" });
+}
+
 /** Turns anything thrown into an ApiError (unknown errors become a 500 without leaking internals). */
 export function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;

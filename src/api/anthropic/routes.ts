@@ -17,8 +17,8 @@ import type { App, AppDeps } from "../../server/deps.js";
 import { readJsonBody } from "../../server/json-body.js";
 import { reportUsage } from "../../server/request-log.js";
 import { formatSseEvent, streamSse, type SseEvent } from "../../server/sse.js";
-import { linkAbortSignals } from "../../shared/abort-signals.js";
-import { ApiError, ShutdownError, toApiError } from "../../shared/errors.js";
+import { firstWithin, linkAbortSignals } from "../../shared/abort-signals.js";
+import { ApiError, shutdownError, toApiError } from "../../shared/errors.js";
 import { newId } from "../../shared/ids.js";
 import { silentLogger, type Logger } from "../../shared/logger.js";
 import { parseRequestBody } from "../openai/responses/validation-errors.js";
@@ -33,28 +33,6 @@ interface MessageRun {
   events: AsyncGenerator<MessageStreamEvent, void, undefined>;
   /** Set when the run ended with an error event: what a non-streamed request answers instead. */
   failure(): ApiError | undefined;
-}
-
-function shutdownError(signal: AbortSignal): ApiError | undefined {
-  if (!signal.aborted || !(signal.reason instanceof ShutdownError)) return undefined;
-  return new ApiError({ status: 503, message: signal.reason.message, code: "server_shutting_down" });
-}
-
-/** The first part, or undefined when `milliseconds` pass first (never, when undefined). */
-async function firstWithin<Value>(
-  first: Promise<Value>,
-  milliseconds: number | undefined,
-): Promise<Value | undefined> {
-  if (milliseconds === undefined) return first;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), milliseconds);
-  });
-  try {
-    return await Promise.race([first, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**

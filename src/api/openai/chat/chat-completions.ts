@@ -14,15 +14,9 @@ import type { EnginePart, FinishReason, Usage } from "../../../engine/types.js";
 import type { App, AppDeps } from "../../../server/deps.js";
 import { readJsonBody } from "../../../server/json-body.js";
 import { reportUsage } from "../../../server/request-log.js";
-import { assertNever } from "../../../shared/errors.js";
+import { assertNever, shutdownError } from "../../../shared/errors.js";
 import { silentLogger } from "../../../shared/logger.js";
-import {
-  cancelledError,
-  shutdownError,
-  startGeneration,
-  streamChunks,
-  type Generation,
-} from "./generation.js";
+import { cancelledError, startGeneration, streamChunks, type Generation } from "./generation.js";
 import { chatCompletionSchema, parseBody } from "./request-schema.js";
 import { chatParams, toChatEngineRequest } from "./to-engine-request.js";
 

@@ -8,15 +8,10 @@ import type { EnginePart, EngineRequest, Usage } from "../../../engine/types.js"
 import type { App, AppDeps } from "../../../server/deps.js";
 import { readJsonBody } from "../../../server/json-body.js";
 import { reportUsage } from "../../../server/request-log.js";
+import { shutdownError } from "../../../shared/errors.js";
 import { silentLogger } from "../../../shared/logger.js";
 import { completionId, completionUsage } from "./chat-completions.js";
-import {
-  cancelledError,
-  shutdownError,
-  startGeneration,
-  streamChunks,
-  type Generation,
-} from "./generation.js";
+import { cancelledError, startGeneration, streamChunks, type Generation } from "./generation.js";
 import { completionSchema, parseBody } from "./request-schema.js";
 import { completionParams, toCompletionEngineRequest } from "./to-engine-request.js";
 

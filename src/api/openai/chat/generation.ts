@@ -14,8 +14,8 @@ import type { Context } from "hono";
 import type { Engine, EnginePart, EngineRequest, Usage } from "../../../engine/types.js";
 import type { AppDeps } from "../../../server/deps.js";
 import { streamSse, type SseEvent } from "../../../server/sse.js";
-import { linkAbortSignals } from "../../../shared/abort-signals.js";
-import { ApiError, ShutdownError, toApiError } from "../../../shared/errors.js";
+import { firstWithin, linkAbortSignals } from "../../../shared/abort-signals.js";
+import { ApiError, shutdownError, toApiError } from "../../../shared/errors.js";
 import type { Logger } from "../../../shared/logger.js";
 import { renameParam } from "./to-engine-request.js";
 
@@ -24,12 +24,6 @@ export interface Generation {
   parts: AsyncGenerator<EnginePart, void, undefined>;
   /** The signal the generation runs under (aborted by the client going away or shutdown). */
   signal: AbortSignal;
-}
-
-/** The ApiError of a run stopped by a graceful shutdown, or undefined. */
-export function shutdownError(signal: AbortSignal): ApiError | undefined {
-  if (!signal.aborted || !(signal.reason instanceof ShutdownError)) return undefined;
-  return new ApiError({ status: 503, message: signal.reason.message, code: "server_shutting_down" });
 }
 
 /**
@@ -88,22 +82,6 @@ export async function startGeneration(
     }
   }
   return { parts: parts(), signal: link.signal };
-}
-
-async function firstWithin<Value>(
-  first: Promise<Value>,
-  milliseconds: number | undefined,
-): Promise<Value | undefined> {
-  if (milliseconds === undefined) return first;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), milliseconds);
-  });
-  try {
-    return await Promise.race([first, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**
