@@ -21,7 +21,7 @@ import type {
 import type { ReasoningEffortLevel } from "../../engine/reasoning-budgets.js";
 import { openReasoning } from "../../responses/reasoning-seal.js";
 import { ApiError, assertNever } from "../../shared/errors.js";
-import { findSchemaProblem } from "../openai/responses/json-schema-check.js";
+import { assertUsableSchema } from "../openai/responses/json-schema-check.js";
 import { toValidationError } from "../openai/responses/validation-errors.js";
 import {
   redactedThinkingBlockSchema,
@@ -263,14 +263,7 @@ function convertTools(tools: readonly ToolParamBody[]): ConvertedTools {
     if (tool.input_schema === undefined) {
       throw ApiError.invalid(`Missing required parameter: '${path}.input_schema'.`, `${path}.input_schema`);
     }
-    const problem = findSchemaProblem(tool.input_schema, `${path}.input_schema`);
-    if (problem !== undefined) {
-      throw ApiError.invalid(
-        `Invalid '${problem.path}': ${problem.message}.`,
-        problem.path,
-        "invalid_json_schema",
-      );
-    }
+    assertUsableSchema(tool.input_schema, `${path}.input_schema`);
     if (definitions.some((definition) => definition.name === tool.name)) {
       throw ApiError.invalid(`Duplicate tool name '${tool.name}' in tools.`, `${path}.name`);
     }
@@ -330,14 +323,7 @@ function convertFormat(
   param: string,
 ): ResponseFormat | undefined {
   if (format === undefined || format === null) return undefined;
-  const problem = findSchemaProblem(format.schema, `${param}.schema`);
-  if (problem !== undefined) {
-    throw ApiError.invalid(
-      `Invalid '${problem.path}': ${problem.message}.`,
-      problem.path,
-      "invalid_json_schema",
-    );
-  }
+  assertUsableSchema(format.schema, `${param}.schema`);
   // Best effort: keywords the grammar cannot enforce are dropped, the rest is enforced.
   return { type: "json_schema", name: "output", schema: format.schema };
 }

@@ -16,7 +16,7 @@ import type {
   ToolChoice,
 } from "../../../engine/types.js";
 import { ApiError } from "../../../shared/errors.js";
-import { findSchemaProblem } from "../responses/json-schema-check.js";
+import { assertUsableSchema } from "../responses/json-schema-check.js";
 import type {
   ChatCompletionBody,
   ChatMessage,
@@ -177,14 +177,7 @@ function toolDefinitions(body: ChatCompletionBody): FunctionToolDefinition[] {
     const definition: FunctionToolDefinition = { name: fn.name };
     if (present(fn.description)) definition.description = fn.description ?? "";
     if (fn.parameters !== undefined && fn.parameters !== null) {
-      const problem = findSchemaProblem(fn.parameters, `${param}.parameters`);
-      if (problem !== undefined) {
-        throw ApiError.invalid(
-          `Invalid '${problem.path}': ${problem.message}.`,
-          problem.path,
-          "invalid_json_schema",
-        );
-      }
+      assertUsableSchema(fn.parameters, `${param}.parameters`);
       definition.parameters = fn.parameters;
     }
     if (fn.strict === true) definition.strict = true;
@@ -241,14 +234,7 @@ function toResponseFormat(format: ChatResponseFormat | null | undefined): Respon
   const spec = format.json_schema;
   // No schema: any JSON object (OpenAI requires one; llama.cpp and LM Studio accept its absence).
   if (spec.schema === undefined || spec.schema === null) return { type: "json_object" };
-  const problem = findSchemaProblem(spec.schema, "response_format.json_schema.schema");
-  if (problem !== undefined) {
-    throw ApiError.invalid(
-      `Invalid JSON schema in '${problem.path}': ${problem.message}.`,
-      problem.path,
-      "invalid_json_schema",
-    );
-  }
+  assertUsableSchema(spec.schema, "response_format.json_schema.schema", "Invalid JSON schema in");
   return {
     type: "json_schema",
     name: spec.name,

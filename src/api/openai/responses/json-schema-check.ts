@@ -9,6 +9,7 @@
  * lengths) is checked, iteratively and in linear time, before anything expensive runs.
  */
 import { findSchemaCostProblem, paramPath } from "../../../engine/json-schema-limits.js";
+import { ApiError } from "../../../shared/errors.js";
 
 const JSON_TYPES = new Set(["string", "number", "integer", "boolean", "object", "array", "null"]);
 const SCHEMA_MAP_KEYWORDS = ["properties", "patternProperties", "$defs", "definitions"] as const;
@@ -51,6 +52,20 @@ export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
     }
   }
   return false;
+}
+
+/**
+ * Throws the 400 `invalid_json_schema` naming the first problem of `schema` (at `path`); returns when it is
+ * usable. `prefix` begins the message: "Invalid" for tool parameters, "Invalid JSON schema in" for formats.
+ */
+export function assertUsableSchema(schema: unknown, path: string, prefix = "Invalid"): void {
+  const problem = findSchemaProblem(schema, path);
+  if (problem !== undefined)
+    throw ApiError.invalid(
+      `${prefix} '${problem.path}': ${problem.message}.`,
+      problem.path,
+      "invalid_json_schema",
+    );
 }
 
 /** The first problem found in `schema` (at `path`), or undefined when it is usable. */

@@ -25,7 +25,7 @@ import type {
 import { customToolGrammarToGbnf, LarkError } from "../../../engine/llama/grammar/lark.js";
 import { RegexError } from "../../../engine/llama/grammar/regex.js";
 import { ApiError, assertNever } from "../../../shared/errors.js";
-import { MAX_SCHEMA_DEPTH, findSchemaProblem, nestsDeeperThan } from "./json-schema-check.js";
+import { MAX_SCHEMA_DEPTH, assertUsableSchema, nestsDeeperThan } from "./json-schema-check.js";
 import {
   isHostedTool,
   type CreateResponseBody,
@@ -109,14 +109,7 @@ function toDefinition(
   const definition: FunctionToolDefinition = { name: qualifiedFunctionName(tool.name, namespace) };
   if (tool.description !== undefined && tool.description !== null) definition.description = tool.description;
   if (tool.parameters !== undefined && tool.parameters !== null) {
-    const problem = findSchemaProblem(tool.parameters, `${param}.parameters`);
-    if (problem !== undefined) {
-      throw ApiError.invalid(
-        `Invalid '${problem.path}': ${problem.message}.`,
-        problem.path,
-        "invalid_json_schema",
-      );
-    }
+    assertUsableSchema(tool.parameters, `${param}.parameters`);
     definition.parameters = tool.parameters;
   }
   // strict: true promises arguments that validate, so keywords the grammar cannot enforce are a 400.
@@ -355,14 +348,7 @@ function convertTextFormat(format: ParsedTextFormat | null | undefined): {
     case "json_object":
       return { echo: { type: "json_object" }, engine: { type: "json_object" } };
     case "json_schema": {
-      const problem = findSchemaProblem(format.schema, "text.format.schema");
-      if (problem !== undefined) {
-        throw ApiError.invalid(
-          `Invalid JSON schema in '${problem.path}': ${problem.message}.`,
-          problem.path,
-          "invalid_json_schema",
-        );
-      }
+      assertUsableSchema(format.schema, "text.format.schema", "Invalid JSON schema in");
       return {
         echo: {
           type: "json_schema",
