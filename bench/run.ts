@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only decode,server,load,prompt-cache,legacy] [--scenarios one,stories,full,concurrency]
+ * `npm run bench [-- --quick] [--only decode,threads,server,load,prompt-cache,legacy] [--scenarios one,stories,full,concurrency]
  *  [--vs-llama-server PATH]`
  *
  * Every figure of docs/PERFORMANCE.md in one invocation: progress lines as it runs, a table at the end
@@ -7,6 +7,7 @@
  * shared and noisy, so every ratio compares runs interleaved in this invocation, never a stored number.
  *
  * Modules: decode (bench/decode-bench.ts: the real binary vs node-llama-cpp alone, optional llama-server),
+ * threads (bench/threads-bench.ts: 1 thread vs all cores by model size, behind the loader's thread rule),
  * server (bench/server-path-bench.ts: conversation TTFT, added latency, chain rebuild, RSS), load
  * (bench/load-bench.ts: a newcomer's TTFT under load), prompt-cache (bench/prompt-cache-bench.ts when
  * present, exporting `runPromptCacheBench(options): Promise<Figure[]>`), legacy (the older engine,
@@ -22,6 +23,7 @@ import { runDecodeBench } from "./decode-bench.js";
 import { figureOf, ratioOf, table, type BenchOptions, type Figure } from "./figures.js";
 import { runLoadBench } from "./load-bench.js";
 import { runServerPathBench } from "./server-path-bench.js";
+import { runThreadsBench } from "./threads-bench.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -111,6 +113,7 @@ if (wanted("decode"))
       ...(scenarios === undefined ? {} : { scenarios }),
     }),
   );
+if (wanted("threads")) await module("threads", () => runThreadsBench(options));
 if (wanted("server")) await module("server", () => runServerPathBench(options));
 if (wanted("load"))
   await module("load", async () => {

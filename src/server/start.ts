@@ -240,7 +240,7 @@ async function startEngineAndListen(
   lock.setAddress(config.host, port);
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
   const url = `http://${host}:${port}`;
-  const threadNote = config.threads === undefined ? "; models under 32 MiB use 1" : "";
+  const threadNote = config.threads === undefined ? "; models under 128 MiB use 1" : "";
   logger.info(`who may call: ${describeGuards(config)}`);
   logger.info(
     `MCP: remote servers ${config.allowRemoteMcp ? `on${config.mcpAllowedHosts.length > 0 ? ` (private hosts allowed: ${config.mcpAllowedHosts.join(", ")})` : " (public addresses only)"}` : "off (--allow-remote-mcp)"}; mcp.json servers: ${localServers.size > 0 ? [...localServers.keys()].join(", ") : "none"}`,

@@ -4,8 +4,8 @@
  * generation so the first real request does not pay for V8 optimisation and page faults.
  *
  * Settings follow ENGINE-NOTES: `threads` is always explicit (node-llama-cpp's default is wrong on small
- * machines), and tiny models run on one thread (their per-token compute is too small to split: on a 2-vCPU
- * machine 2 threads measured 50–140 tok/s against ~1,300 with one); flash attention is off for tiny models,
+ * machines), and models under 128 MiB run on one thread (their per-token compute is too small to split: on a
+ * 2-vCPU machine 2 threads decoded stories260K at 0.14× and a 29 MB model at 0.72× of one thread); flash attention is off for tiny models,
  * where it measured ×1.4 slower, and "auto" otherwise; the context size per sequence is the model's training
  * context, capped by the entry's `contextLength` (a per-model override) and the loader's `contextLength`.
  */
@@ -35,10 +35,12 @@ import { reasoningChatWrapper, resolveModelChatWrapper, type ReasoningEffort } f
 export const tinyModelBytes = 128 * 1024 * 1024;
 
 /**
- * Models smaller than this run on one thread: a few MB of weights take microseconds per token, less than
- * the cost of waking a second thread (the crossover is not measured; a 310 MB model gains from 2 threads).
+ * Models smaller than this run on one thread: their per-token compute is too short to pay for splitting it.
+ * Measured with `npm run bench -- --only threads` (raw node-llama-cpp, 2 threads ÷ 1, 2 vCPUs): 1.1 MB
+ * 0.14×, 7 MB 0.23×, 29 MB 0.72×, 90 MB 0.97×, 218 MB 1.24×, 480 MiB 1.25×; the crossover lies between
+ * 90 and 218 MB.
  */
-export const singleThreadModelBytes = 32 * 1024 * 1024;
+export const singleThreadModelBytes = 128 * 1024 * 1024;
 
 export interface LlamaModelLoaderOptions {
   llama: Llama;
