@@ -29,6 +29,8 @@ const REPETITIONS = 5;
 
 export interface Harness {
   app: App;
+  /** The id the loaded model is served under. */
+  modelId: string;
   /** The engine behind the app, for figures that compare the HTTP path with the engine called directly. */
   engine: Awaited<ReturnType<typeof createLlamaEngine>>["engine"];
   close(): Promise<void>;
@@ -36,24 +38,27 @@ export interface Harness {
 
 export async function harness(
   llama: Llama,
-  options: { stableTruncation?: boolean; parallel?: number } = {},
+  options: { stableTruncation?: boolean; parallel?: number; modelFile?: string; threads?: number } = {},
 ): Promise<Harness> {
   const store = SqliteResponseStore.open(
     path.join(mkdtempSync(path.join(tmpdir(), "lmhost-bench-")), "r.sqlite"),
   );
-  const catalog = new ModelCatalog({ files: [MODEL_FILE] });
+  const modelFile = options.modelFile ?? MODEL_FILE;
+  const modelId = path.basename(modelFile, ".gguf");
+  const catalog = new ModelCatalog({ files: [modelFile] });
   const { engine, models } = await createLlamaEngine({
     llama,
-    threads: 1,
+    threads: options.threads ?? 1,
     parallel: options.parallel ?? 1,
     ...(options.stableTruncation === undefined ? {} : { stableTruncation: options.stableTruncation }),
     createModels: (loader) =>
       new ModelManager({ source: catalog, loader, ttlSeconds: 600, maxLoaded: 1, logger: silentLogger }),
   });
-  await models.load(MODEL);
+  await models.load(modelId);
   const app = createApp({ engine, models, store, config: { cors: false, bodyLimitBytes: 20 * 1024 * 1024 } });
   return {
     app,
+    modelId,
     engine,
     async close() {
       await engine.close();

@@ -1,8 +1,11 @@
 /**
- * Figures of lmhost's own server path, in-process on stories260K-chatml (one thread), where the model
- * costs little and lmhost's work shows:
- *   ttft_turn32_over_turn1                      a chained conversation (previous_response_id): turn 32 ÷ turn 1
- *   ttft_turn32_chained_over_full_history_cold  turn 32 chained ÷ the same history on a fresh model
+ * Figures of lmhost's own server path, in-process:
+ *   ttft_turn32_over_turn1                      a chained conversation (previous_response_id): turn 32 ÷ turn 1,
+ *                                               on the realistic 471M model at all cores and (suffix
+ *                                               _stories260K) on stories260K-chatml at one thread; beside each,
+ *                                               `_raw_floor`: node-llama-cpp alone evaluating as many new tokens
+ *                                               at the same positions (what attention over the history costs)
+ *   ttft_turn32_chained_over_full_history_cold  turn 32 chained ÷ the same history on a fresh model (stories260K)
  *   added_latency_ms_p50                        a small non-streaming request over HTTP (loopback socket)
  *                                               minus the same generation asked of the engine directly
  *   chain100_rebuild_ms_p95                     rebuilding a 100-turn chain from SQLite holding 10,000
@@ -16,15 +19,19 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { serve } from "@hono/node-server";
-import { getLlama, LlamaLogLevel } from "node-llama-cpp";
+import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
 import { assembleConversation } from "../src/responses/conversation.js";
 import type { InputItem } from "../src/responses/wire-types.js";
 import { SqliteResponseStore } from "../src/store/sqlite/sqlite-store.js";
 import type { StoredResponse } from "../src/store/types.js";
 import { figureOf, median, percentile, ratioOf, type BenchOptions, type Figure } from "./figures.js";
-import { harness, MODEL } from "./responses-bench.js";
+import { physicalCores } from "../src/config.js";
+import { tinyModelBytes } from "../src/engine/llama/loader.js";
+import { makeModel, realisticShape } from "./make-model.js";
+import { harness, MODEL, type Harness } from "./responses-bench.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+const storiesFile = path.resolve(here, "../assets/models/stories260K-chatml.gguf");
 
 interface Turn {
   id: string;
@@ -35,14 +42,20 @@ interface Turn {
 }
 
 async function streamTurn(
-  app: { request: (url: string, init: RequestInit) => Response | Promise<Response> },
+  server: Pick<Harness, "app" | "modelId">,
   body: Record<string, unknown>,
 ): Promise<Turn> {
   const started = performance.now();
-  const response = await app.request("http://bench/v1/responses", {
+  const response = await server.app.request("http://bench/v1/responses", {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ model: MODEL, stream: true, max_output_tokens: 4, temperature: 0, ...body }),
+    body: JSON.stringify({
+      model: server.modelId,
+      stream: true,
+      max_output_tokens: 4,
+      temperature: 0,
+      ...body,
+    }),
   });
   if (!response.ok || !response.body)
     throw new Error(`bench request failed: ${response.status} ${await response.text()}`);
@@ -69,7 +82,11 @@ async function streamTurn(
         if (Number.isNaN(ttftMs)) ttftMs = performance.now() - started;
         text += event.delta ?? "";
       }
-      if (event.type === "response.completed" || event.type === "response.incomplete") final = event.response;
+      if (event.type === "response.completed" || event.type === "response.incomplete") {
+        final = event.response;
+        // A random-weight model may end its answer at once: its first token is then the end.
+        if (Number.isNaN(ttftMs)) ttftMs = performance.now() - started;
+      }
     }
   }
   if (final === undefined) throw new Error("stream ended without a final response");
@@ -82,29 +99,52 @@ async function streamTurn(
   };
 }
 
-async function conversationFigures(options: BenchOptions): Promise<Figure[]> {
+/**
+ * A 32-turn conversation chained through previous_response_id, `repetitions` times: turn 1's and turn 32's
+ * TTFT, and (with `cold`) turn 32's history re-sent whole to a freshly loaded model. `suffix` names the
+ * figures of a model other than stories260K-chatml.
+ */
+async function conversationFigures(
+  options: BenchOptions,
+  model: {
+    label: string;
+    suffix: string;
+    file?: string;
+    threads?: number;
+    repetitions: number;
+    cold: boolean;
+  },
+): Promise<Figure[]> {
   const turns = 32;
-  const repetitions = options.quick ? 2 : 7;
+  const { repetitions } = model;
   const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
-  const chained = await harness(llama);
+  const serverOptions = {
+    ...(model.file === undefined ? {} : { modelFile: model.file }),
+    ...(model.threads === undefined ? {} : { threads: model.threads }),
+  };
+  const chained = await harness(llama, serverOptions);
   const turn1: number[] = [];
   const turn32: number[] = [];
   const cold: number[] = [];
   let promptTokens = 0;
   let cachedTokens = 0;
+  let turn1Tokens = 0;
   try {
     for (let repetition = 0; repetition < repetitions; repetition++) {
       let previous: Turn | undefined;
       const history: { role: string; content: string }[] = [];
       for (let turn = 1; turn <= turns; turn++) {
         const message = `${repetition}.${turn} Tom ran.`;
-        const result: Turn = await streamTurn(chained.app, {
+        const result: Turn = await streamTurn(chained, {
           input: message,
           ...(previous === undefined ? {} : { previous_response_id: previous.id }),
         });
         history.push({ role: "user", content: message });
         if (turn < turns) history.push({ role: "assistant", content: result.text });
-        if (turn === 1) turn1.push(result.ttftMs);
+        if (turn === 1) {
+          turn1.push(result.ttftMs);
+          turn1Tokens = result.inputTokens;
+        }
         if (turn === turns) {
           turn32.push(result.ttftMs);
           promptTokens = result.inputTokens;
@@ -112,36 +152,106 @@ async function conversationFigures(options: BenchOptions): Promise<Figure[]> {
         }
         previous = result;
       }
-      // The same 32-turn history re-sent to a freshly loaded model: every prompt token evaluated.
-      const fresh = await harness(llama);
-      try {
-        cold.push((await streamTurn(fresh.app, { input: history })).ttftMs);
-      } finally {
-        await fresh.close();
+      if (model.cold) {
+        // The same 32-turn history re-sent to a freshly loaded model: every prompt token evaluated.
+        const fresh = await harness(llama, serverOptions);
+        try {
+          cold.push((await streamTurn(fresh, { input: history })).ttftMs);
+        } finally {
+          await fresh.close();
+        }
       }
       options.log(
-        `  conversation ${repetition + 1}/${repetitions}: turn 1 ${turn1.at(-1)?.toFixed(1)} ms, turn 32 ${turn32.at(-1)?.toFixed(1)} ms ` +
-          `(${promptTokens} prompt tokens, ${cachedTokens} cached), cold full history ${cold.at(-1)?.toFixed(1)} ms`,
+        `  ${model.label} conversation ${repetition + 1}/${repetitions}: turn 1 ${turn1.at(-1)?.toFixed(1)} ms, turn 32 ${turn32.at(-1)?.toFixed(1)} ms ` +
+          `(${promptTokens} prompt tokens, ${cachedTokens} cached)` +
+          (model.cold ? `, cold full history ${cold.at(-1)?.toFixed(1)} ms` : ""),
+      );
+    }
+    await chained.close();
+    // The floor: node-llama-cpp alone evaluating as many new tokens at the same positions.
+    const floor = await rawTurnFloor(llama, model.file ?? storiesFile, model.threads ?? 1, {
+      turn1Tokens,
+      cachedTokens,
+      newTokens: promptTokens - cachedTokens,
+      rounds: Math.max(3, repetitions),
+    });
+    options.log(
+      `  ${model.label} raw node-llama-cpp: ${turn1Tokens} tokens at position 0 ${median(floor.turn1).toFixed(1)} ms, ` +
+        `${promptTokens - cachedTokens} tokens after ${cachedTokens} ${median(floor.turn32).toFixed(1)} ms`,
+    );
+    const s = model.suffix;
+    return [
+      figureOf(`ttft_turn1_ms${s}`, turn1, "ms"),
+      figureOf(`ttft_turn32_ms${s}`, turn32, "ms", {
+        note: `${promptTokens} prompt tokens, ${cachedTokens} cached`,
+      }),
+      ratioOf(`ttft_turn32_over_turn1${s}`, turn32, turn1, {
+        target: { op: "<=", value: 1.5 },
+        note: `${model.label}, chained through previous_response_id`,
+      }),
+      figureOf(`ttft_turn32_over_turn1_raw_floor${s}`, [median(floor.turn32) / median(floor.turn1)], "×", {
+        note: `${model.label}: raw node-llama-cpp, the same new tokens at turn 32's position ÷ turn 1's at position 0 (attention over the history)`,
+      }),
+      ...(model.cold
+        ? [
+            ratioOf(`ttft_turn32_chained_over_full_history_cold${s}`, turn32, cold, {
+              target: { op: "<=", value: 0.3 },
+              note: "same history evaluated on a freshly loaded model",
+            }),
+          ]
+        : []),
+    ];
+  } finally {
+    await llama.dispose();
+  }
+}
+
+/**
+ * node-llama-cpp alone: the time to the first generated token after evaluating `turn1Tokens` prompt tokens
+ * on an empty sequence, and after `newTokens` on a sequence already holding `cachedTokens`: what the
+ * engine itself costs at turn 1 and turn 32, whatever the server does around it.
+ */
+async function rawTurnFloor(
+  llama: Awaited<ReturnType<typeof getLlama>>,
+  file: string,
+  threads: number,
+  shape: { turn1Tokens: number; cachedTokens: number; newTokens: number; rounds: number },
+): Promise<{ turn1: number[]; turn32: number[] }> {
+  const model = await llama.loadModel({ modelPath: file });
+  const context = await model.createContext({
+    contextSize: Math.min(4096, model.trainContextSize),
+    threads,
+    flashAttention: model.size < tinyModelBytes ? false : "auto",
+  });
+  const sequence = context.getSequence();
+  const story = model.tokenize("Tom ran to the park. He saw a big red ball and a little dog. ".repeat(200));
+  const firstToken = async (tokens: Token[]) => {
+    const started = performance.now();
+    for await (const token of sequence.evaluate(tokens, { temperature: 0 })) {
+      void token;
+      break;
+    }
+    return performance.now() - started;
+  };
+  const turn1: number[] = [];
+  const turn32: number[] = [];
+  try {
+    for (let round = 0; round < shape.rounds; round++) {
+      await sequence.clearHistory();
+      turn1.push(await firstToken(story.slice(round, round + shape.turn1Tokens)));
+      await sequence.clearHistory();
+      await sequence.evaluateWithoutGeneratingNewTokens(story.slice(round, round + shape.cachedTokens));
+      turn32.push(
+        await firstToken(
+          story.slice(round + shape.cachedTokens, round + shape.cachedTokens + shape.newTokens),
+        ),
       );
     }
   } finally {
-    await chained.close();
-    await llama.dispose();
+    await context.dispose();
+    await model.dispose();
   }
-  return [
-    figureOf("ttft_turn1_ms", turn1, "ms"),
-    figureOf("ttft_turn32_ms", turn32, "ms", {
-      note: `${promptTokens} prompt tokens, ${cachedTokens} cached`,
-    }),
-    ratioOf("ttft_turn32_over_turn1", turn32, turn1, {
-      target: { op: "<=", value: 1.5 },
-      note: "stories260K-chatml, chained through previous_response_id",
-    }),
-    ratioOf("ttft_turn32_chained_over_full_history_cold", turn32, cold, {
-      target: { op: "<=", value: 0.3 },
-      note: "same history evaluated on a freshly loaded model",
-    }),
-  ];
+  return { turn1, turn32 };
 }
 
 async function addedLatency(options: BenchOptions): Promise<Figure[]> {
@@ -324,12 +434,26 @@ async function memoryFigure(options: BenchOptions): Promise<Figure[]> {
 
 export async function runServerPathBench(options: BenchOptions): Promise<Figure[]> {
   options.log("conversation: 32 chained turns on stories260K-chatml");
-  const conversation = await conversationFigures(options);
+  const conversation = await conversationFigures(options, {
+    label: "stories260K-chatml, 1 thread",
+    suffix: "_stories260K",
+    repetitions: options.quick ? 3 : 7,
+    cold: true,
+  });
+  options.log("conversation: 32 chained turns on the realistic model (471M), all cores");
+  const realistic = await conversationFigures(options, {
+    label: "471M random-weight Q8_0, all cores",
+    suffix: "",
+    file: await makeModel(realisticShape, { log: options.log }),
+    threads: physicalCores(),
+    repetitions: options.quick ? 2 : 5,
+    cold: false,
+  });
   options.log("added latency: small non-streaming requests, HTTP vs engine");
   const latency = await addedLatency(options);
   options.log("store: 10,000 responses, rebuilding 100-turn chains");
   const store = chainRebuild(options);
   options.log("memory: 1,000 requests");
   const memory = await memoryFigure(options);
-  return [...conversation, ...latency, ...store, ...memory];
+  return [...realistic, ...conversation, ...latency, ...store, ...memory];
 }
