@@ -214,7 +214,9 @@ export async function runDecodeBench(options: DecodeBenchOptions): Promise<Figur
     );
   }
   if (options.llamaServer !== undefined)
-    figures.push(...(await versusLlamaServer(options, options.llamaServer, modelFile, rounds)));
+    // At all cores (lmhost's default), and at one thread too in a full run (issue 9's two columns).
+    for (const threads of options.quick ? [physicalCores()] : [1, physicalCores()])
+      figures.push(...(await versusLlamaServer(options, options.llamaServer, modelFile, rounds, threads)));
   return figures;
 }
 
@@ -228,15 +230,17 @@ function longPrompt(tokens: number, tag: string): string {
 
 /**
  * The same scenarios against llama-server (same model, threads, 4 slots of the same context), rounds
- * interleaved with lmhost: decode, prefill of a ~1,000-token prompt, a follow-up after it, 4 streams.
+ * interleaved with lmhost, both through `/v1/responses` (so both render the model's ChatML template):
+ * decode, prefill of a ~1,000-token prompt, a follow-up after it (lmhost chained by previous_response_id,
+ * llama-server sent the whole history, which its slot's prompt cache reuses), 4 concurrent streams.
  */
 async function versusLlamaServer(
   options: BenchOptions,
   binary: string,
   modelFile: string,
   rounds: number,
+  threads: number,
 ): Promise<Figure[]> {
-  const threads = physicalCores();
   const maxTokens = options.quick ? 24 : 64;
   options.log(`llama-server side by side: ${binary}, ${threads} threads`);
   const lmhost = await startLmhost({ modelFile, threads, parallel: 4 });
@@ -255,12 +259,12 @@ async function versusLlamaServer(
   };
   try {
     await lmhost.generate({ input: PROMPT, maxTokens: 4 });
-    await llamaServer.generate({ prompt: PROMPT, maxTokens: 4 });
+    await llamaServer.generate({ input: PROMPT, maxTokens: 4 });
     for (let round = 0; round < rounds; round++) {
       const [ours, theirs] = await interleaved(
         round,
         () => lmhost.generate({ input: `${PROMPT} ${round}`, maxTokens }),
-        () => llamaServer.generate({ prompt: `${PROMPT} ${round}`, maxTokens }),
+        () => llamaServer.generate({ input: `${PROMPT} ${round}`, maxTokens }),
       );
       samples.decode[0]?.push(decodeRate(ours));
       samples.decode[1]?.push(decodeRate(theirs));
@@ -268,7 +272,7 @@ async function versusLlamaServer(
       const [ourFirst, theirFirst] = await interleaved(
         round,
         () => lmhost.generate({ input: prompt, maxTokens: 16 }),
-        () => llamaServer.generate({ prompt, maxTokens: 16 }),
+        () => llamaServer.generate({ input: prompt, maxTokens: 16 }),
       );
       samples.prefill[0]?.push(ttftMs(ourFirst));
       samples.prefill[1]?.push(ttftMs(theirFirst));
@@ -281,7 +285,16 @@ async function versusLlamaServer(
             maxTokens: 16,
             ...(ourFirst.responseId === undefined ? {} : { previousResponseId: ourFirst.responseId }),
           }),
-        () => llamaServer.generate({ prompt: `${prompt} ${followUp}`, maxTokens: 16 }),
+        // llama-server keeps no responses: the client re-sends the history, its prompt cache reuses it.
+        () =>
+          llamaServer.generate({
+            input: [
+              { role: "user", content: prompt },
+              { role: "assistant", content: theirFirst.text ?? "" },
+              { role: "user", content: followUp },
+            ],
+            maxTokens: 16,
+          }),
       );
       samples.followUp[0]?.push(ttftMs(ourNext));
       samples.followUp[1]?.push(ttftMs(theirNext));
@@ -292,7 +305,7 @@ async function versusLlamaServer(
           const started = performance.now();
           const generations: Generation[] = await Promise.all(
             [0, 1, 2, 3].map((index) =>
-              llamaServer.generate({ prompt: `${PROMPT} c${round} ${index}`, maxTokens }),
+              llamaServer.generate({ input: `${PROMPT} c${round} ${index}`, maxTokens }),
             ),
           );
           const tokens = generations.reduce((sum, generation) => sum + generation.outputTokens, 0);
@@ -304,7 +317,8 @@ async function versusLlamaServer(
       options.log(
         `  round ${round + 1}/${rounds}: decode ${decodeRate(ours).toFixed(1)} vs ${decodeRate(theirs).toFixed(1)} tok/s, ` +
           `prefill TTFT ${ttftMs(ourFirst).toFixed(0)} vs ${ttftMs(theirFirst).toFixed(0)} ms, ` +
-          `follow-up TTFT ${ttftMs(ourNext).toFixed(0)} vs ${ttftMs(theirNext).toFixed(0)} ms, ` +
+          `follow-up TTFT ${ttftMs(ourNext).toFixed(0)} vs ${ttftMs(theirNext).toFixed(0)} ms ` +
+          `(cached ${ourNext.cachedTokens}/${ourNext.promptTokens} vs ${theirNext.cachedTokens}/${theirNext.promptTokens}), ` +
           `4 streams ${ourFour.toFixed(1)} vs ${theirFour.toFixed(1)} tok/s`,
       );
     }
@@ -312,11 +326,16 @@ async function versusLlamaServer(
     await Promise.all([lmhost.stop(), llamaServer.stop()]);
   }
   const pair = (name: string, unit: string, values: number[][], higherIsBetter: boolean): Figure[] => [
-    figureOf(`vs_llama_server.${name}.lmhost`, values[0] ?? [], unit),
-    figureOf(`vs_llama_server.${name}.llama_server`, values[1] ?? [], unit),
-    ratioOf(`vs_llama_server.${name}.lmhost_over_llama_server`, values[0] ?? [], values[1] ?? [], {
-      note: higherIsBetter ? "higher is better for lmhost" : "lower is better for lmhost",
-    }),
+    figureOf(`vs_llama_server.t${threads}.${name}.lmhost`, values[0] ?? [], unit),
+    figureOf(`vs_llama_server.t${threads}.${name}.llama_server`, values[1] ?? [], unit),
+    ratioOf(
+      `vs_llama_server.t${threads}.${name}.lmhost_over_llama_server`,
+      values[0] ?? [],
+      values[1] ?? [],
+      {
+        note: higherIsBetter ? "higher is better for lmhost" : "lower is better for lmhost",
+      },
+    ),
   ];
   return [
     ...pair("decode", "tok/s", samples.decode, true),

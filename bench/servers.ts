@@ -120,19 +120,87 @@ async function readSse(response: Response, onEvent: (data: Record<string, unknow
   }
 }
 
+/** The body of a streamed Responses API request, as lmhost and llama-server take it. */
+export interface ResponsesRequest {
+  input: unknown;
+  maxTokens: number;
+  previousResponseId?: string;
+  store?: boolean;
+  /** Wall-time cap; the generation is cut there and measured as far as it got. */
+  budgetMs?: number;
+}
+
+/** A streamed `POST /v1/responses` at temperature 0, timed per text delta. */
+async function streamResponses(url: string, model: string, body: ResponsesRequest): Promise<Generation> {
+  const startedAt = performance.now();
+  let firstTokenAt = Number.NaN;
+  let final: Record<string, unknown> | undefined;
+  let deltas = 0;
+  let text = "";
+  const tokenTimes: number[] = [];
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), body.budgetMs ?? 600_000);
+  const response = await fetch(`${url}/v1/responses`, {
+    method: "POST",
+    signal: controller.signal,
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      model,
+      input: body.input,
+      max_output_tokens: body.maxTokens,
+      temperature: 0,
+      stream: true,
+      ...(body.store === undefined ? {} : { store: body.store }),
+      ...(body.previousResponseId === undefined ? {} : { previous_response_id: body.previousResponseId }),
+    }),
+  });
+  await readSse(response, (event) => {
+    if (event.type === "response.output_text.delta") {
+      deltas++;
+      text += event.delta as string;
+      tokenTimes.push(performance.now());
+      if (Number.isNaN(firstTokenAt)) firstTokenAt = performance.now();
+    }
+    if (
+      event.type === "response.completed" ||
+      event.type === "response.incomplete" ||
+      event.type === "response.failed"
+    )
+      final = event.response as Record<string, unknown>;
+  }).catch((error: unknown) => {
+    if (!controller.signal.aborted) throw error;
+  });
+  clearTimeout(timer);
+  const endedAt = performance.now();
+  if (final === undefined) {
+    if (!controller.signal.aborted) throw new Error(`${url}: stream ended without a final response`);
+    // Cut at the budget: one text delta per token (this tokenizer has no multi-byte pieces).
+    return { startedAt, firstTokenAt, endedAt, outputTokens: deltas, tokenTimes, text };
+  }
+  const usage = final.usage as {
+    input_tokens: number;
+    output_tokens: number;
+    input_tokens_details?: { cached_tokens?: number };
+  };
+  return {
+    startedAt,
+    firstTokenAt,
+    endedAt,
+    outputTokens: usage.output_tokens,
+    promptTokens: usage.input_tokens,
+    cachedTokens: usage.input_tokens_details?.cached_tokens ?? 0,
+    responseId: final.id as string,
+    tokenTimes,
+    text,
+  };
+}
+
 export interface LmhostServer {
   url: string;
   modelId: string;
   pid: number;
   /** A streamed Responses API request. */
-  generate(body: {
-    input: unknown;
-    maxTokens: number;
-    previousResponseId?: string;
-    store?: boolean;
-    /** Wall-time cap; the generation is cut there and measured as far as it got. */
-    budgetMs?: number;
-  }): Promise<Generation>;
+  generate(body: ResponsesRequest): Promise<Generation>;
   /** A small non-streaming request; resolves with its wall time. */
   request(body: Record<string, unknown>): Promise<number>;
   stop(): Promise<void>;
@@ -193,66 +261,7 @@ export async function startLmhost(options: {
     url,
     modelId: id,
     pid: child.pid ?? 0,
-    async generate(body) {
-      const startedAt = performance.now();
-      let firstTokenAt = Number.NaN;
-      let final: Record<string, unknown> | undefined;
-      let deltas = 0;
-      const tokenTimes: number[] = [];
-      const controller = new AbortController();
-      const timer = setTimeout(() => controller.abort(), body.budgetMs ?? 600_000);
-      const response = await fetch(`${url}/v1/responses`, {
-        method: "POST",
-        signal: controller.signal,
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({
-          model: id,
-          input: body.input,
-          max_output_tokens: body.maxTokens,
-          temperature: 0,
-          stream: true,
-          ...(body.store === undefined ? {} : { store: body.store }),
-          ...(body.previousResponseId === undefined ? {} : { previous_response_id: body.previousResponseId }),
-        }),
-      });
-      await readSse(response, (event) => {
-        if (event.type === "response.output_text.delta") {
-          deltas++;
-          tokenTimes.push(performance.now());
-          if (Number.isNaN(firstTokenAt)) firstTokenAt = performance.now();
-        }
-        if (
-          event.type === "response.completed" ||
-          event.type === "response.incomplete" ||
-          event.type === "response.failed"
-        )
-          final = event.response as Record<string, unknown>;
-      }).catch((error: unknown) => {
-        if (!controller.signal.aborted) throw error;
-      });
-      clearTimeout(timer);
-      const endedAt = performance.now();
-      if (final === undefined) {
-        if (!controller.signal.aborted) throw new Error("lmhost stream ended without a final response");
-        // Cut at the budget: one text delta per token (this tokenizer has no multi-byte pieces).
-        return { startedAt, firstTokenAt, endedAt, outputTokens: deltas, tokenTimes };
-      }
-      const usage = final.usage as {
-        input_tokens: number;
-        output_tokens: number;
-        input_tokens_details: { cached_tokens: number };
-      };
-      return {
-        startedAt,
-        firstTokenAt,
-        endedAt,
-        outputTokens: usage.output_tokens,
-        promptTokens: usage.input_tokens,
-        cachedTokens: usage.input_tokens_details.cached_tokens,
-        responseId: final.id as string,
-        tokenTimes,
-      };
-    },
+    generate: (body) => streamResponses(url, id, body),
     async request(body) {
       const started = performance.now();
       const response = await fetch(`${url}/v1/responses`, {
@@ -334,8 +343,11 @@ export async function startRaw(options: {
 }
 
 export interface LlamaServer {
-  /** A streamed /completion request. */
-  generate(body: { prompt: string; maxTokens: number; cachePrompt?: boolean }): Promise<Generation>;
+  /**
+   * A streamed request to llama-server's own `/v1/responses` (same chat template as lmhost's); it keeps no
+   * state, so a follow-up re-sends the history and its slot's prompt cache reuses the common prefix.
+   */
+  generate(body: Omit<ResponsesRequest, "previousResponseId" | "store">): Promise<Generation>;
   stop(): Promise<void>;
 }
 
@@ -386,44 +398,7 @@ export async function startLlamaServer(options: {
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
   return {
-    async generate(body) {
-      const startedAt = performance.now();
-      let firstTokenAt = Number.NaN;
-      let outputTokens = 0;
-      let promptTokens: number | undefined;
-      let cachedTokens: number | undefined;
-      const response = await fetch(`${url}/completion`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({
-          prompt: body.prompt,
-          n_predict: body.maxTokens,
-          temperature: 0,
-          stream: true,
-          cache_prompt: body.cachePrompt ?? true,
-        }),
-      });
-      await readSse(response, (event) => {
-        if (event.stop === true) {
-          const timings = event.timings as { prompt_n?: number; predicted_n?: number } | undefined;
-          outputTokens = timings?.predicted_n ?? outputTokens;
-          promptTokens = (event.tokens_evaluated as number | undefined) ?? promptTokens;
-          if (timings?.prompt_n !== undefined && promptTokens !== undefined)
-            cachedTokens = promptTokens - timings.prompt_n;
-          return;
-        }
-        if (Number.isNaN(firstTokenAt)) firstTokenAt = performance.now();
-        outputTokens += 1;
-      });
-      return {
-        startedAt,
-        firstTokenAt,
-        endedAt: performance.now(),
-        outputTokens,
-        ...(promptTokens === undefined ? {} : { promptTokens }),
-        ...(cachedTokens === undefined ? {} : { cachedTokens }),
-      };
-    },
+    generate: (body) => streamResponses(url, "model", body),
     stop: () => stopChild(child),
   };
 }

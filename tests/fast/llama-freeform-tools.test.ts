@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { AsyncQueue } from "../../src/engine/llama/async-queue.js";
-import { freeformInput, PartEmitter } from "../../src/engine/llama/engine.js";
+import { freeformInput, PartEmitter } from "../../src/engine/llama/generation.js";
 import { freeformFunctionParams, selectFunctions } from "../../src/engine/llama/prompt.js";
 import type { EnginePart, FunctionToolDefinition } from "../../src/engine/types.js";
 

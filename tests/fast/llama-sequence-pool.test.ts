@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { AsyncQueue } from "../../src/engine/llama/async-queue.js";
-import { PartEmitter } from "../../src/engine/llama/engine.js";
+import { PartEmitter } from "../../src/engine/llama/generation.js";
 import { SequencePool } from "../../src/engine/llama/sequence-pool.js";
 import type { EnginePart } from "../../src/engine/types.js";
 import { ApiError } from "../../src/shared/errors.js";

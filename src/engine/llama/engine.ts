@@ -12,25 +12,19 @@
  * grammar (Lark or regex, converted to GBNF) and streamed as that call's input; unforced, they are offered
  * through function calling with one string parameter `input`, unwrapped into the raw input when called.
  */
-import { createHash, randomInt } from "node:crypto";
+import { createHash } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import {
   LlamaChat,
-  type LlamaChatResponse,
   type LlamaChatResponseChunk,
-  type LlamaChatResponseFunctionCallParamsChunk,
-  type LLamaChatGenerateResponseOptions,
   type LlamaContextSequence,
   type LlamaGrammar,
   LlamaText,
-  type ChatModelFunctions,
-  type LLamaContextualRepeatPenalty,
   type Token,
 } from "node-llama-cpp";
 import type { ModelAcquirer } from "../../models/types.js";
 import { linkAbortSignals } from "../../shared/abort-signals.js";
 import { ApiError, assertNever } from "../../shared/errors.js";
-import { newId } from "../../shared/ids.js";
 import type {
   EmbedRequest,
   EmbedResult,
@@ -39,7 +33,6 @@ import type {
   EngineRequest,
   FinishReason,
   ResponseFormat,
-  SamplingOptions,
   TokenCount,
   Usage,
 } from "../types.js";
@@ -51,6 +44,15 @@ import type { LlamaLoadedModel } from "./loader.js";
 import { DocumentedFunctionsChatWrapper } from "./chat-wrapper.js";
 import { preparePrompt, renderContextText, type PreparedPrompt } from "./prompt.js";
 import { screenPromptSize } from "./prompt-size.js";
+import {
+  callOrAnswerInFormat,
+  finishReasonFor,
+  generationOptions,
+  PartEmitter,
+  reasoningTokensOf,
+  stopSequenceOf,
+  type ChatResponse,
+} from "./generation.js";
 import { generateRawCompletion, prepareRawPrompt } from "./raw-completion.js";
 import { defaultMaxQueue, type SequenceLease } from "./sequence-pool.js";
 import type { PromptCache } from "./prompt-cache.js";
@@ -74,10 +76,6 @@ export interface LlamaEngineOptions {
   /** Where the prompt cache's failures are reported (they never fail a request). */
   warn?: (message: string) => void;
 }
-
-type StopReason = LlamaChatResponse["metadata"]["stopReason"];
-/** What LlamaChat.generateResponse resolves with, with or without functions. */
-type ChatResponse = LlamaChatResponse<ChatModelFunctions> | LlamaChatResponse;
 
 const maxCachedGrammars = 32;
 
@@ -615,300 +613,6 @@ function closedError(): ApiError {
   });
 }
 
-export function finishReasonFor(stopReason: StopReason): FinishReason {
-  switch (stopReason) {
-    case "eogToken":
-    case "stopGenerationTrigger":
-    case "customStopTrigger":
-      return "stop";
-    case "functionCalls":
-      return "tool-calls";
-    case "maxTokens":
-      return "length";
-    case "abort":
-      return "cancelled";
-    default:
-      return assertNever(stopReason, "stop reason");
-  }
-}
-
-/** The stop string a custom stop trigger matched (node-llama-cpp reports the trigger as text pieces and tokens). */
-export function stopSequenceOf(
-  trigger: readonly (string | number)[],
-  stops: readonly string[] | undefined,
-): string | undefined {
-  const text = trigger.filter((piece): piece is string => typeof piece === "string").join("");
-  return stops?.find((stop) => stop === text) ?? (text === "" ? undefined : text);
-}
-
-type CommonGenerationOptions = Omit<
-  LLamaChatGenerateResponseOptions<ChatModelFunctions>,
-  | "grammar"
-  | "functions"
-  | "documentFunctionParams"
-  | "maxParallelFunctionCalls"
-  | "onFunctionCall"
-  | "onFunctionCallParamsChunk"
->;
-
-/**
- * Reasoning tokens of a generation: the thought tokens streamed, never more than the output. A generation
- * that ended inside its thought (max tokens, cancelled) spent every output token not streamed as answer on
- * thinking, the ones node-llama-cpp held back (a possible start of the closing tag) included.
- */
-function reasoningTokensOf(parts: PartEmitter, outputTokens: number): number {
-  const streamed = Math.min(parts.reasoningTokens, outputTokens);
-  return parts.endedInThought ? Math.max(streamed, outputTokens - parts.answerTokens) : streamed;
-}
-
-/**
- * Sampling → LlamaChat options. Unset values keep node-llama-cpp's defaults, except that no repeat penalty is
- * applied unless asked for. `budget.thoughtTokens` caps the thought (undefined: no cap).
- */
-export function generationOptions(
-  sampling: SamplingOptions,
-  contextRoom: number,
-  signal: AbortSignal,
-  onResponseChunk: (chunk: LlamaChatResponseChunk) => void,
-  budget: { thoughtTokens?: number | undefined } = {},
-): CommonGenerationOptions {
-  const maxTokens = Math.max(1, Math.min(sampling.maxTokens ?? Number.POSITIVE_INFINITY, contextRoom));
-  const penaltyRequested =
-    sampling.repeatPenalty !== undefined ||
-    sampling.presencePenalty !== undefined ||
-    sampling.frequencyPenalty !== undefined;
-  const repeatPenalty: false | LLamaContextualRepeatPenalty = penaltyRequested
-    ? {
-        penalty: sampling.repeatPenalty ?? 1,
-        ...(sampling.presencePenalty !== undefined ? { presencePenalty: sampling.presencePenalty } : {}),
-        ...(sampling.frequencyPenalty !== undefined ? { frequencyPenalty: sampling.frequencyPenalty } : {}),
-      }
-    : false;
-  const stop = (sampling.stop ?? []).filter((trigger) => trigger !== "");
-  return {
-    signal,
-    stopOnAbortSignal: true,
-    maxTokens,
-    repeatPenalty,
-    onResponseChunk,
-    ...(sampling.temperature !== undefined ? { temperature: sampling.temperature } : {}),
-    ...(sampling.topP !== undefined ? { topP: sampling.topP } : {}),
-    ...(sampling.topK !== undefined ? { topK: sampling.topK } : {}),
-    ...(sampling.minP !== undefined ? { minP: sampling.minP } : {}),
-    // node-llama-cpp seeds with the current second when none is given: identical requests within a second
-    // would sample identical text. A random seed per generation unless the client chose one.
-    seed: sampling.seed ?? randomSeed(),
-    ...(stop.length > 0 ? { customStopTriggers: stop } : {}),
-    ...(budget.thoughtTokens !== undefined ? { budgets: { thoughtTokens: budget.thoughtTokens } } : {}),
-  };
-}
-
-/** A random sampler seed (llama.cpp takes an unsigned 32-bit integer). */
-export function randomSeed(): number {
-  return randomInt(0, 0xffff_ffff);
-}
-
-interface CallState {
-  callId: string;
-  name: string;
-  arguments: string;
-  /** Trailing whitespace not sent yet: the grammar's terminator streams newlines after the arguments. */
-  pendingWhitespace: string;
-}
-
-/**
- * Turns node-llama-cpp's callbacks into EngineParts: text, reasoning segments and streamed function calls.
- * Calls of freeform tools (`freeformNames`) made through function calling carry `{input}`: their raw input
- * is sent once the call is complete. `answerAsToolInput` makes the answer's text the input of a call.
- */
-export class PartEmitter {
-  reasoningTokens = 0;
-  /** Output tokens streamed outside thoughts (answer text, comments). */
-  answerTokens = 0;
-  /** True while the last output seen was inside a thought (kept after closeReasoning; see reasoningTokensOf). */
-  endedInThought = false;
-  completedCalls = 0;
-  private reasoningOpen = false;
-  private readonly calls = new Map<number, CallState>();
-  /** The forced freeform call the answer's text is the input of. */
-  private toolInput: { name: string; callId: string | undefined; input: string } | undefined;
-
-  constructor(
-    private readonly queue: AsyncQueue<EnginePart>,
-    private readonly freeformNames: ReadonlySet<string> = new Set(),
-  ) {}
-
-  /** From now on, the answer's text is streamed as the input of a call of the freeform tool `name`. */
-  answerAsToolInput(name: string): void {
-    this.toolInput = { name, callId: undefined, input: "" };
-  }
-
-  /** The forced freeform call's input is complete (an empty input still makes a call). */
-  endToolInput(): void {
-    const call = this.toolInput;
-    if (call === undefined) return;
-    const callId = this.startToolInput(call);
-    this.queue.push({ type: "tool-call-end", callId, name: call.name, arguments: call.input });
-    this.toolInput = undefined;
-  }
-
-  private startToolInput(call: NonNullable<PartEmitter["toolInput"]>): string {
-    if (call.callId !== undefined) return call.callId;
-    this.closeReasoning();
-    call.callId = newId("call");
-    this.queue.push({ type: "tool-call-start", callId: call.callId, name: call.name });
-    return call.callId;
-  }
-
-  onResponseChunk(chunk: LlamaChatResponseChunk): void {
-    if (chunk.type !== "segment" || chunk.segmentType !== "thought") {
-      this.endedInThought = false;
-      this.answerTokens += chunk.tokens.length;
-    }
-    if (chunk.type === undefined) {
-      this.closeReasoning();
-      if (chunk.text === "") return;
-      const call = this.toolInput;
-      if (call !== undefined) {
-        const callId = this.startToolInput(call);
-        call.input += chunk.text;
-        this.queue.push({ type: "tool-call-delta", callId, argumentsDelta: chunk.text });
-      } else this.queue.push({ type: "text-delta", text: chunk.text });
-      return;
-    }
-    switch (chunk.segmentType) {
-      case "thought":
-        if (!this.reasoningOpen) {
-          if (chunk.segmentEndTime !== undefined && chunk.text === "") return;
-          this.reasoningOpen = true;
-          this.queue.push({ type: "reasoning-start" });
-        }
-        this.reasoningTokens += chunk.tokens.length;
-        this.endedInThought = chunk.segmentEndTime === undefined;
-        if (chunk.text !== "") this.queue.push({ type: "reasoning-delta", text: chunk.text });
-        if (chunk.segmentEndTime !== undefined) this.closeReasoning();
-        return;
-      case "comment":
-        // Harmony's commentary channel (tool-call preambles) is user-visible text.
-        this.closeReasoning();
-        if (chunk.text !== "") this.queue.push({ type: "text-delta", text: chunk.text });
-        return;
-      default:
-        assertNever(chunk, "segment chunk");
-    }
-  }
-
-  onFunctionCallParamsChunk(chunk: LlamaChatResponseFunctionCallParamsChunk): void {
-    this.endedInThought = false;
-    const state = this.startCall(chunk.callIndex, chunk.functionName);
-    // A freeform tool's `{"input": ...}` is unwrapped when the call is complete.
-    if (this.freeformNames.has(chunk.functionName)) return;
-    const text = state.pendingWhitespace + chunk.paramsChunk;
-    const trailing = /\s*$/.exec(text)?.[0] ?? "";
-    const ready = text.slice(0, text.length - trailing.length);
-    state.pendingWhitespace = trailing;
-    if (ready !== "") {
-      state.arguments += ready;
-      this.queue.push({ type: "tool-call-delta", callId: state.callId, argumentsDelta: ready });
-    }
-  }
-
-  /** A call is complete (node-llama-cpp reports calls in order). */
-  onFunctionCall(functionName: string, params: unknown): void {
-    this.endedInThought = false;
-    const index = this.completedCalls;
-    this.completedCalls += 1;
-    const state = this.startCall(index, functionName);
-    if (this.freeformNames.has(functionName)) {
-      state.arguments = freeformInput(params);
-      if (state.arguments !== "")
-        this.queue.push({ type: "tool-call-delta", callId: state.callId, argumentsDelta: state.arguments });
-    } else if (state.arguments === "") {
-      // No parameters were streamed (a function without parameters, or a placeholder value).
-      const serialized = params === undefined || params === "" ? "{}" : JSON.stringify(params);
-      state.arguments = serialized;
-      this.queue.push({ type: "tool-call-delta", callId: state.callId, argumentsDelta: serialized });
-    }
-    this.queue.push({
-      type: "tool-call-end",
-      callId: state.callId,
-      name: state.name,
-      arguments: state.arguments,
-    });
-  }
-
-  closeReasoning(): void {
-    if (!this.reasoningOpen) return;
-    this.reasoningOpen = false;
-    this.queue.push({ type: "reasoning-end" });
-  }
-
-  private startCall(callIndex: number, functionName: string): CallState {
-    let state = this.calls.get(callIndex);
-    if (state === undefined) {
-      this.closeReasoning();
-      state = { callId: newId("call"), name: functionName, arguments: "", pendingWhitespace: "" };
-      this.calls.set(callIndex, state);
-      this.queue.push({ type: "tool-call-start", callId: state.callId, name: functionName });
-    }
-    return state;
-  }
-}
-
-/**
- * Tools and a JSON format: node-llama-cpp cannot combine a grammar with functions in one generation. The
- * model first runs with its functions (`withFunctions`). Until it starts a call or writes text (whitespace
- * does not count: models put newlines before a call), its chunks are held back. Text stops that attempt;
- * so does an attempt that ends with neither. The answer is then generated again under the grammar
- * (`answerInFormat`, from the same prompt: the functions still documented, no longer callable), so only
- * the discarded tail is evaluated again.
- */
-async function callOrAnswerInFormat(
-  parts: PartEmitter,
-  signal: AbortSignal,
-  withFunctions: (
-    runSignal: AbortSignal,
-    onResponseChunk: (chunk: LlamaChatResponseChunk) => void,
-    onCallStart: () => void,
-  ) => Promise<ChatResponse>,
-  answerInFormat: () => Promise<ChatResponse>,
-): Promise<ChatResponse> {
-  const textStarted = new AbortController();
-  const attempt = linkAbortSignals(signal, textStarted.signal);
-  const held: LlamaChatResponseChunk[] = [];
-  let decided: "call" | "text" | undefined;
-  const startCall = () => {
-    if (decided !== undefined) return;
-    decided = "call";
-    // Held reasoning belongs to this answer; held whitespace before the call does not.
-    for (const chunk of held.splice(0)) if (chunk.type !== undefined) parts.onResponseChunk(chunk);
-  };
-  let response: ChatResponse;
-  try {
-    response = await withFunctions(
-      attempt.signal,
-      (chunk) => {
-        if (decided === "call") parts.onResponseChunk(chunk);
-        else if (decided === undefined) {
-          held.push(chunk);
-          if (chunk.type === undefined && chunk.text.trim() !== "") {
-            decided = "text";
-            textStarted.abort();
-          }
-        }
-      },
-      startCall,
-    );
-  } finally {
-    attempt.dispose();
-  }
-  const called = decided === "call" || (response.functionCalls?.length ?? 0) > 0;
-  if (!signal.aborted && !called && response.metadata.stopReason !== "maxTokens") return answerInFormat();
-  // A call, or the token budget spent before anything was decided: what was held is the answer.
-  if (decided !== "text") startCall();
-  return response;
-}
-
 function noop(): void {}
 
 /**
@@ -928,14 +632,6 @@ async function asExclusiveWaiter<Result>(
   } finally {
     context._exclusiveLockWaiters -= 1;
   }
-}
-
-/** The raw input of a freeform tool called through function calling (`{"input": "..."}`). */
-export function freeformInput(params: unknown): string {
-  if (typeof params === "string") return params;
-  if (typeof params === "object" && params !== null && "input" in params && typeof params.input === "string")
-    return params.input;
-  return params === undefined ? "" : JSON.stringify(params);
 }
 
 /** Waits until every promise of `promises` has settled, or `signal` is aborted (whichever comes first). */

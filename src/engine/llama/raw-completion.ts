@@ -9,7 +9,7 @@
 import { LlamaCompletion, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
 import type { EnginePart, EngineRequest, FinishReason } from "../types.js";
 import type { AsyncQueue } from "./async-queue.js";
-import { finishReasonFor, generationOptions } from "./engine.js";
+import { finishReasonFor, generationOptions } from "./generation.js";
 import type { LlamaLoadedModel } from "./loader.js";
 import { contextLengthExceeded } from "./prompt.js";
 import { countTokensInSlices, SCREEN_ABOVE_CHARACTERS } from "./prompt-size.js";
