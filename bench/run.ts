@@ -7,7 +7,8 @@
  * shared and noisy, so every ratio compares runs interleaved in this invocation, never a stored number.
  *
  * Modules: decode (bench/decode-bench.ts: the real binary vs node-llama-cpp alone, optional llama-server),
- * threads (bench/threads-bench.ts: 1 thread vs all cores by model size, behind the loader's thread rule),
+ * threads (bench/threads-bench.ts: 1 thread vs all cores by model size, behind the loader's thread rule;
+ * not in --quick unless asked for with --only),
  * server (bench/server-path-bench.ts: conversation TTFT, added latency, chain rebuild, RSS), load
  * (bench/load-bench.ts: a newcomer's TTFT under load), prompt-cache (bench/prompt-cache-bench.ts when
  * present, exporting `runPromptCacheBench(options): Promise<Figure[]>`), legacy (the older engine,
@@ -113,7 +114,8 @@ if (wanted("decode"))
       ...(scenarios === undefined ? {} : { scenarios }),
     }),
   );
-if (wanted("threads")) await module("threads", () => runThreadsBench(options));
+// Six model sizes at two thread counts take about a minute: full runs only, or `--only threads`.
+if (wanted("threads", !quick)) await module("threads", () => runThreadsBench(options));
 if (wanted("server")) await module("server", () => runServerPathBench(options));
 if (wanted("load"))
   await module("load", async () => {
