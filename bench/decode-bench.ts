@@ -231,8 +231,9 @@ function longPrompt(tokens: number, tag: string): string {
 /**
  * The same scenarios against llama-server (same model, threads, 4 slots of the same context), rounds
  * interleaved with lmhost, both through `/v1/responses` (so both render the model's ChatML template):
- * decode, prefill of a ~1,000-token prompt, a follow-up after it (lmhost chained by previous_response_id,
- * llama-server sent the whole history, which its slot's prompt cache reuses), 4 concurrent streams.
+ * decode (with node-llama-cpp alone as a third column), prefill of a ~1,000-token prompt, a follow-up
+ * after it (lmhost chained by previous_response_id, llama-server sent the whole history, which its slot's
+ * prompt cache reuses), 4 concurrent streams.
  */
 async function versusLlamaServer(
   options: BenchOptions,
@@ -251,6 +252,9 @@ async function versusLlamaServer(
     contextPerSequence: 4096,
     parallel: 4,
   });
+  // node-llama-cpp alone beside them for decode: tells what lmhost adds from what the binding costs.
+  const raw = await startRaw({ modelFile, threads });
+  const rawDecode: number[] = [];
   const samples = {
     decode: [[], []] as number[][],
     prefill: [[], []] as number[][],
@@ -260,14 +264,21 @@ async function versusLlamaServer(
   try {
     await lmhost.generate({ input: PROMPT, maxTokens: 4 });
     await llamaServer.generate({ input: PROMPT, maxTokens: 4 });
+    await raw.generate(PROMPT, 4);
     for (let round = 0; round < rounds; round++) {
-      const [ours, theirs] = await interleaved(
+      const [[ours, theirs], bare] = await interleaved(
         round,
-        () => lmhost.generate({ input: `${PROMPT} ${round}`, maxTokens }),
-        () => llamaServer.generate({ input: `${PROMPT} ${round}`, maxTokens }),
+        () =>
+          interleaved(
+            round,
+            () => lmhost.generate({ input: `${PROMPT} ${round}`, maxTokens }),
+            () => llamaServer.generate({ input: `${PROMPT} ${round}`, maxTokens }),
+          ),
+        () => raw.generate(`${PROMPT} ${round}`, maxTokens),
       );
       samples.decode[0]?.push(decodeRate(ours));
       samples.decode[1]?.push(decodeRate(theirs));
+      rawDecode.push(decodeRate(bare));
       const prompt = longPrompt(1000, `r${round}`);
       const [ourFirst, theirFirst] = await interleaved(
         round,
@@ -288,10 +299,15 @@ async function versusLlamaServer(
         // llama-server keeps no responses: the client re-sends the history, its prompt cache reuses it.
         () =>
           llamaServer.generate({
+            // llama-server's item parser wants typed content parts and an assistant item of type message.
             input: [
-              { role: "user", content: prompt },
-              { role: "assistant", content: theirFirst.text ?? "" },
-              { role: "user", content: followUp },
+              { role: "user", content: [{ type: "input_text", text: prompt }] },
+              {
+                type: "message",
+                role: "assistant",
+                content: [{ type: "output_text", text: theirFirst.text ?? "" }],
+              },
+              { role: "user", content: [{ type: "input_text", text: followUp }] },
             ],
             maxTokens: 16,
           }),
@@ -315,7 +331,8 @@ async function versusLlamaServer(
       samples.four[0]?.push(ourFour);
       samples.four[1]?.push(theirFour);
       options.log(
-        `  round ${round + 1}/${rounds}: decode ${decodeRate(ours).toFixed(1)} vs ${decodeRate(theirs).toFixed(1)} tok/s, ` +
+        `  round ${round + 1}/${rounds}: decode ${decodeRate(ours).toFixed(1)} vs ${decodeRate(theirs).toFixed(1)} tok/s ` +
+          `(raw node-llama-cpp ${decodeRate(bare).toFixed(1)}), ` +
           `prefill TTFT ${ttftMs(ourFirst).toFixed(0)} vs ${ttftMs(theirFirst).toFixed(0)} ms, ` +
           `follow-up TTFT ${ttftMs(ourNext).toFixed(0)} vs ${ttftMs(theirNext).toFixed(0)} ms ` +
           `(cached ${ourNext.cachedTokens}/${ourNext.promptTokens} vs ${theirNext.cachedTokens}/${theirNext.promptTokens}), ` +
@@ -323,7 +340,7 @@ async function versusLlamaServer(
       );
     }
   } finally {
-    await Promise.all([lmhost.stop(), llamaServer.stop()]);
+    await Promise.all([lmhost.stop(), llamaServer.stop(), raw.stop()]);
   }
   const pair = (name: string, unit: string, values: number[][], higherIsBetter: boolean): Figure[] => [
     figureOf(`vs_llama_server.t${threads}.${name}.lmhost`, values[0] ?? [], unit),
@@ -339,6 +356,10 @@ async function versusLlamaServer(
   ];
   return [
     ...pair("decode", "tok/s", samples.decode, true),
+    figureOf(`vs_llama_server.t${threads}.decode.raw_node_llama_cpp`, rawDecode, "tok/s"),
+    ratioOf(`vs_llama_server.t${threads}.decode.raw_over_llama_server`, rawDecode, samples.decode[1] ?? [], {
+      note: "node-llama-cpp alone ÷ llama-server: what the binding costs before lmhost adds anything",
+    }),
     ...pair("prefill_1000_ttft", "ms", samples.prefill, false),
     ...pair("follow_up_ttft", "ms", samples.followUp, false),
     ...pair("concurrency4_aggregate", "tok/s", samples.four, true),
