@@ -18,6 +18,7 @@ import {
   startLlamaServer,
   startLmhost,
   startRaw,
+  steadyRate,
   ttftMs,
   type Generation,
   type LmhostServer,
@@ -94,14 +95,18 @@ async function pairedDecode(
   return rates;
 }
 
-/** Aggregate tokens/s of `streams` concurrent generations: all output tokens over the wall time. */
+/**
+ * `streams` concurrent generations on one server. `total`: all output tokens over the wall time (each
+ * stream's prefill included, as a client sees it); `steady`: the aggregate decode rate while all streams
+ * decode (see steadyRate), what batching the sequences gives.
+ */
 async function aggregate(
-  server: LmhostServer,
+  server: Pick<LmhostServer, "generate">,
   streams: number,
   maxTokens: number,
   tag: string,
   budgetMs?: number,
-) {
+): Promise<{ total: number; steady: number }> {
   const started = performance.now();
   const generations = await Promise.all(
     Array.from({ length: streams }, (_, index) =>
@@ -113,7 +118,7 @@ async function aggregate(
     ),
   );
   const tokens = generations.reduce((sum, generation) => sum + generation.outputTokens, 0);
-  return (tokens / (performance.now() - started)) * 1000;
+  return { total: (tokens / (performance.now() - started)) * 1000, steady: steadyRate(generations) };
 }
 
 export async function runDecodeBench(options: DecodeBenchOptions): Promise<Figure[]> {
@@ -188,6 +193,8 @@ export async function runDecodeBench(options: DecodeBenchOptions): Promise<Figur
     const server = await startLmhost({ modelFile });
     const single: number[] = [];
     const four: number[] = [];
+    const singleSteady: number[] = [];
+    const fourSteady: number[] = [];
     try {
       await server.generate({ input: PROMPT, maxTokens: 4 });
       const concurrencyRounds = options.quick ? 2 : 5;
@@ -197,10 +204,13 @@ export async function runDecodeBench(options: DecodeBenchOptions): Promise<Figur
           () => aggregate(server, 1, realisticTokens, `a${round}`, budgetMs),
           () => aggregate(server, 4, realisticTokens, `b${round}`, budgetMs),
         );
-        single.push(one);
-        four.push(many);
+        single.push(one.total);
+        four.push(many.total);
+        singleSteady.push(one.steady);
+        fourSteady.push(many.steady);
         options.log(
-          `  round ${round + 1}/${concurrencyRounds}: 1 stream ${one.toFixed(1)} tok/s, 4 streams ${many.toFixed(1)} tok/s aggregate`,
+          `  round ${round + 1}/${concurrencyRounds}: 1 stream ${one.total.toFixed(1)} tok/s, 4 streams ${many.total.toFixed(1)} tok/s aggregate ` +
+            `(decode only: ${one.steady.toFixed(1)} vs ${many.steady.toFixed(1)})`,
         );
       }
     } finally {
@@ -209,7 +219,10 @@ export async function runDecodeBench(options: DecodeBenchOptions): Promise<Figur
     figures.push(
       ratioOf("concurrency4_speedup", four, single, {
         target: { op: ">=", value: 2 },
-        note: `470M, ${physicalCores()} threads, ${os.cpus().length} CPUs: aggregate of 4 streams ÷ 1`,
+        note: `470M, ${physicalCores()} threads, ${os.cpus().length} CPUs: aggregate of 4 streams ÷ 1, prefill included`,
+      }),
+      ratioOf("concurrency4_decode_speedup", fourSteady, singleSteady, {
+        note: "the same runs, decode only: aggregate while all 4 streams decode ÷ 1 stream's decode rate",
       }),
     );
   }
@@ -260,6 +273,7 @@ async function versusLlamaServer(
     prefill: [[], []] as number[][],
     followUp: [[], []] as number[][],
     four: [[], []] as number[][],
+    fourSteady: [[], []] as number[][],
   };
   try {
     await lmhost.generate({ input: PROMPT, maxTokens: 4 });
@@ -317,26 +331,20 @@ async function versusLlamaServer(
       const [ourFour, theirFour] = await interleaved(
         round,
         () => aggregate(lmhost, 4, maxTokens, `c${round}`),
-        async () => {
-          const started = performance.now();
-          const generations: Generation[] = await Promise.all(
-            [0, 1, 2, 3].map((index) =>
-              llamaServer.generate({ input: `${PROMPT} c${round} ${index}`, maxTokens }),
-            ),
-          );
-          const tokens = generations.reduce((sum, generation) => sum + generation.outputTokens, 0);
-          return (tokens / (performance.now() - started)) * 1000;
-        },
+        () => aggregate(llamaServer, 4, maxTokens, `c${round}`),
       );
-      samples.four[0]?.push(ourFour);
-      samples.four[1]?.push(theirFour);
+      samples.four[0]?.push(ourFour.total);
+      samples.four[1]?.push(theirFour.total);
+      samples.fourSteady[0]?.push(ourFour.steady);
+      samples.fourSteady[1]?.push(theirFour.steady);
       options.log(
         `  round ${round + 1}/${rounds}: decode ${decodeRate(ours).toFixed(1)} vs ${decodeRate(theirs).toFixed(1)} tok/s ` +
           `(raw node-llama-cpp ${decodeRate(bare).toFixed(1)}), ` +
           `prefill TTFT ${ttftMs(ourFirst).toFixed(0)} vs ${ttftMs(theirFirst).toFixed(0)} ms, ` +
           `follow-up TTFT ${ttftMs(ourNext).toFixed(0)} vs ${ttftMs(theirNext).toFixed(0)} ms ` +
           `(cached ${ourNext.cachedTokens}/${ourNext.promptTokens} vs ${theirNext.cachedTokens}/${theirNext.promptTokens}), ` +
-          `4 streams ${ourFour.toFixed(1)} vs ${theirFour.toFixed(1)} tok/s`,
+          `4 streams ${ourFour.total.toFixed(1)} vs ${theirFour.total.toFixed(1)} tok/s ` +
+          `(decode only ${ourFour.steady.toFixed(1)} vs ${theirFour.steady.toFixed(1)})`,
       );
     }
   } finally {
@@ -363,5 +371,6 @@ async function versusLlamaServer(
     ...pair("prefill_1000_ttft", "ms", samples.prefill, false),
     ...pair("follow_up_ttft", "ms", samples.followUp, false),
     ...pair("concurrency4_aggregate", "tok/s", samples.four, true),
+    ...pair("concurrency4_decode_aggregate", "tok/s", samples.fourSteady, true),
   ];
 }

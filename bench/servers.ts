@@ -49,6 +49,24 @@ export function decodeRate(generation: Generation): number {
 }
 
 /**
+ * Aggregate decode rate of concurrent generations while all of them decode, prefill excluded: the tokens
+ * that arrive between the last stream's first token and the first stream's last token, over that window.
+ * One generation: its decode rate from its first token. NaN without per-token times or with no overlap.
+ */
+export function steadyRate(generations: Generation[]): number {
+  const times = generations.map((generation) => generation.tokenTimes ?? []);
+  if (times.some((list) => list.length < 2)) return Number.NaN;
+  const from = Math.max(...times.map((list) => list[0]!));
+  const to = Math.min(...times.map((list) => list.at(-1)!));
+  if (to <= from) return Number.NaN;
+  const tokens = times.reduce(
+    (sum, list) => sum + list.filter((time) => time > from && time <= to).length,
+    0,
+  );
+  return (tokens / (to - from)) * 1000;
+}
+
+/**
  * CPU seconds a process has used (user + system, all its threads), from /proc: less sensitive to other
  * load on the machine than wall time, so CPU per token compares the server path's cost even when busy.
  */

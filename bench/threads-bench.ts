@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- --only threads`: where a second compute thread starts to pay, by model size. The
- * loader runs models under `singleThreadModelBytes` on one thread whatever `--threads` says; this bench
- * is the measurement behind that number.
+ * loader runs models under `singleThreadModelBytes` on one thread unless `--threads` is given; this
+ * bench is the measurement behind that number.
  *
  * For each size (stories260K and random-weight llamas written by bench/make-model.ts, 6 MB to 480 MiB),
  * node-llama-cpp alone (bench/raw-worker.ts, the floor lmhost is held to) decodes the same prompt at one
