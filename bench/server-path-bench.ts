@@ -447,7 +447,8 @@ export async function runServerPathBench(options: BenchOptions): Promise<Figure[
     suffix: "",
     file: await makeModel(realisticShape, { log: options.log }),
     threads: physicalCores(),
-    repetitions: options.quick ? 2 : 5,
+    // ~25 s a conversation on 2 cores: one in --quick keeps it under 3 minutes.
+    repetitions: options.quick ? 1 : 5,
     cold: false,
   });
   options.log("added latency: small non-streaming requests, HTTP vs engine");
