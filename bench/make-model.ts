@@ -14,7 +14,7 @@
  *
  *   npx tsx bench/make-model.ts            # prints the path
  */
-import { randomFillSync } from "node:crypto";
+import { createCipheriv, createHash, type Cipher } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, openSync, renameSync, statSync, writeSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -254,15 +254,36 @@ function expectedSize(headerLength: number, tensors: Tensor[]): number {
   return size;
 }
 
-/** Random tensor data, written in chunks of whole Q8_0 blocks. */
-function writeTensor(fd: number, tensor: Tensor, amplitude: number): number {
+/**
+ * The same pseudo-random bytes on every machine: an AES-128-CTR keystream keyed by the model's name and
+ * `weightSeed`. With crypto-random weights each clone wrote a different model, and a greedy decode of one
+ * of them produced only tokens without visible text (no deltas to time): figures differed by clone.
+ */
+export const weightSeed = 1;
+
+function keystream(name: string): (target: Uint8Array) => void {
+  const key = createHash("sha256").update(`${name}:${weightSeed}`).digest().subarray(0, 16);
+  const cipher: Cipher = createCipheriv("aes-128-ctr", key, Buffer.alloc(16));
+  return (target) => {
+    const bytes = cipher.update(new Uint8Array(target.length));
+    target.set(bytes);
+  };
+}
+
+/** Pseudo-random tensor data, written in chunks of whole Q8_0 blocks. */
+function writeTensor(
+  fd: number,
+  tensor: Tensor,
+  amplitude: number,
+  randomFillSync: (target: Uint8Array) => void,
+): number {
   const total = tensorBytes(tensor);
   if (tensor.type === GGML_F32) {
     const values = new Float32Array(total / 4);
     if (tensor.fill === "ones") values.fill(1);
     else {
       const random = new Uint32Array(values.length);
-      randomFillSync(random);
+      randomFillSync(new Uint8Array(random.buffer));
       for (let index = 0; index < values.length; index++)
         values[index] = ((random[index] ?? 0) / 0xffffffff - 0.5) * 2 * amplitude;
     }
@@ -275,7 +296,7 @@ function writeTensor(fd: number, tensor: Tensor, amplitude: number): number {
   let written = 0;
   while (written < total) {
     const length = Math.min(chunk.length, total - written);
-    randomFillSync(chunk, 0, length);
+    randomFillSync(chunk.subarray(0, length));
     for (let block = 0; block < length; block += 34) chunk.writeUInt16LE(scale, block);
     writeSync(fd, chunk, 0, length);
     written += length;
@@ -295,7 +316,7 @@ export async function makeModel(
   const millions = Math.round(parameterCount(shape, vocab) / 1e6);
   const file = path.join(
     benchCacheDir,
-    `random-llama-${millions}M-L${shape.layers}-d${shape.dim}-f${shape.ffn}-q8_0.gguf`,
+    `random-llama-${millions}M-L${shape.layers}-d${shape.dim}-f${shape.ffn}-q8_0-seed${weightSeed}.gguf`,
   );
   if (existsSync(file) && statSync(file).size === size) return file;
   mkdirSync(benchCacheDir, { recursive: true });
@@ -306,8 +327,9 @@ export async function makeModel(
     writeSync(fd, header);
     let position = header.length;
     const zeros = Buffer.alloc(ALIGNMENT);
+    const random = keystream(path.basename(file));
     for (const tensor of tensors) {
-      position += writeTensor(fd, tensor, 0.02);
+      position += writeTensor(fd, tensor, 0.02, random);
       const padding = (ALIGNMENT - (position % ALIGNMENT)) % ALIGNMENT;
       if (padding > 0) writeSync(fd, zeros, 0, padding);
       position += padding;
