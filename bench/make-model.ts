@@ -14,7 +14,7 @@
  *
  *   npx tsx bench/make-model.ts            # prints the path
  */
-import { createCipheriv, createHash, type Cipher } from "node:crypto";
+import { createCipheriv, createHash } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, openSync, renameSync, statSync, writeSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -263,11 +263,9 @@ export const weightSeed = 1;
 
 function keystream(name: string): (target: Uint8Array) => void {
   const key = createHash("sha256").update(`${name}:${weightSeed}`).digest().subarray(0, 16);
-  const cipher: Cipher = createCipheriv("aes-128-ctr", key, Buffer.alloc(16));
-  return (target) => {
-    const bytes = cipher.update(new Uint8Array(target.length));
-    target.set(bytes);
-  };
+  const cipher = createCipheriv("aes-128-ctr", key, Buffer.alloc(16));
+  // Encrypting zeros yields the keystream itself.
+  return (target) => target.set(cipher.update(new Uint8Array(target.length)));
 }
 
 /** Pseudo-random tensor data, written in chunks of whole Q8_0 blocks. */
@@ -275,7 +273,7 @@ function writeTensor(
   fd: number,
   tensor: Tensor,
   amplitude: number,
-  randomFillSync: (target: Uint8Array) => void,
+  fillRandom: (target: Uint8Array) => void,
 ): number {
   const total = tensorBytes(tensor);
   if (tensor.type === GGML_F32) {
@@ -283,7 +281,7 @@ function writeTensor(
     if (tensor.fill === "ones") values.fill(1);
     else {
       const random = new Uint32Array(values.length);
-      randomFillSync(new Uint8Array(random.buffer));
+      fillRandom(new Uint8Array(random.buffer));
       for (let index = 0; index < values.length; index++)
         values[index] = ((random[index] ?? 0) / 0xffffffff - 0.5) * 2 * amplitude;
     }
@@ -296,7 +294,7 @@ function writeTensor(
   let written = 0;
   while (written < total) {
     const length = Math.min(chunk.length, total - written);
-    randomFillSync(chunk.subarray(0, length));
+    fillRandom(chunk.subarray(0, length));
     for (let block = 0; block < length; block += 34) chunk.writeUInt16LE(scale, block);
     writeSync(fd, chunk, 0, length);
     written += length;
