@@ -69,6 +69,11 @@ export interface AppVariables {
   requestId: string;
   /** Set by routes through reportUsage (request-log.ts) for the request's log line. */
   usage?: RequestUsage;
+  /**
+   * Set by streamSse when it writes an event stream straight to Node's response: its listeners run when
+   * the stream is over, with a note when it did not end normally (the request log writes its line then).
+   */
+  streamEnd?: { onEnd(listener: (note?: string) => void): void };
 }
 
 export type AppEnv = { Variables: AppVariables };

@@ -39,6 +39,11 @@ export function requestLog(logger: Logger, newRequestId: () => string): Middlewa
     await next();
     context.header("x-request-id", requestId);
     const write = (note?: string) => logRequest(logger, context, started, note);
+    const streamEnd = context.get("streamEnd");
+    if (streamEnd !== undefined) {
+      streamEnd.onEnd(write);
+      return;
+    }
     const body = context.res.body;
     const streaming = (context.res.headers.get("content-type") ?? "").startsWith("text/event-stream");
     if (!streaming || body === null) {

@@ -34,6 +34,7 @@ import { acquireDataDirLock, type DataDirLock } from "./data-dir-lock.js";
 import type { App, AppDeps } from "./deps.js";
 import type { ModelEntry } from "../models/types.js";
 import { describeGuards } from "./request-guards.js";
+import { directStreamsFetch } from "./sse.js";
 
 export interface RunningServer {
   url: string;
@@ -300,8 +301,9 @@ async function startEngineAndListen(
 /** Binds the port; a port in use is one line saying so and how to pick another (no stack trace). */
 async function listen(app: App, config: Config): Promise<ServerType> {
   return new Promise<ServerType>((resolve, reject) => {
-    const listening = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () =>
-      resolve(listening),
+    const listening = serve(
+      { fetch: directStreamsFetch(app.fetch), hostname: config.host, port: config.port },
+      () => resolve(listening),
     );
     listening.once("error", (error: NodeJS.ErrnoException) => {
       if (error.code === "EADDRINUSE")

@@ -8,6 +8,7 @@ import { connect, type AddressInfo } from "node:net";
 import { serve, type ServerType } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createFastApp, TEST_MODEL } from "../helpers/fast-app.js";
+import { directStreamsFetch } from "../../src/server/sse.js";
 
 let server: ServerType;
 let port: number;
@@ -15,8 +16,9 @@ let port: number;
 beforeAll(async () => {
   const fast = createFastApp();
   server = await new Promise<ServerType>((resolve) => {
-    const listening = serve({ fetch: fast.app.fetch, hostname: "127.0.0.1", port: 0 }, () =>
-      resolve(listening),
+    const listening = serve(
+      { fetch: directStreamsFetch(fast.app.fetch), hostname: "127.0.0.1", port: 0 },
+      () => resolve(listening),
     );
   });
   port = (server.address() as AddressInfo).port;
