@@ -1,6 +1,6 @@
 /**
- * Decode figures: lmhost (the real binary on a loopback port) beside node-llama-cpp alone, rounds
- * interleaved (the order alternates each round) so each ratio compares runs made under the same load:
+ * Decode figures: lmhost (the real binary on a loopback port) beside node-llama-cpp alone, in ABBA rounds
+ * (lmhost, raw, raw, lmhost, then BAAB) so each ratio compares runs made under the same load:
  *   decode_full_threads_over_raw      realistic model, lmhost's default threads vs raw at the same count
  *   streaming_overhead_ratio          realistic model, 1 thread (and stories260K, 1 thread)
  *   concurrency4_speedup              realistic model, default threads: 4 streams aggregate ÷ 1 stream
@@ -43,54 +43,101 @@ async function interleaved<A, B>(round: number, first: () => Promise<A>, second:
   return [await first(), b] as const;
 }
 
+/**
+ * lmhost beside raw node-llama-cpp at the same thread count (and, with `sameContext`, beside raw
+ * node-llama-cpp on a context made as lmhost makes its own: 4 sequences, flash attention above 128 MiB).
+ * Each round runs every side twice in mirrored order (ABBA, or ABCCBA; the next round the other way
+ * round): on this shared machine speed drifts by 10–40% over minutes, and a mirrored block cancels a
+ * linear drift within it, where a single AB pair leaves it in the ratio. A round's figure per side is the
+ * mean of its two runs.
+ */
 async function pairedDecode(
   options: BenchOptions,
   label: string,
+  /** The lmhost server, or its start (the raw workers start beside it: each start of the 471M model costs ~5–10 s). */
+  lmhostServer: LmhostServer | Promise<LmhostServer>,
   modelFile: string,
-  threads: number | undefined,
+  threads: number,
   rounds: number,
   maxTokens: number,
   budgetMs: number,
-): Promise<{ lmhost: number[]; raw: number[]; threads: number; cpuRatio: number[] }> {
-  const effectiveThreads = threads ?? physicalCores();
-  const [lmhost, raw] = await Promise.all([
-    startLmhost({ modelFile, ...(threads === undefined ? {} : { threads }) }),
-    startRaw({ modelFile, threads: effectiveThreads }),
+  sameContext = false,
+): Promise<{
+  lmhost: number[];
+  raw: number[];
+  rawSameContext: number[];
+  threads: number;
+  cpuRatio: number[];
+}> {
+  const [lmhost, raw, rawSame] = await Promise.all([
+    lmhostServer,
+    startRaw({ modelFile, threads }),
+    sameContext ? startRaw({ modelFile, threads, lmhostContext: true }) : undefined,
   ]);
   const rates = {
     lmhost: [] as number[],
     raw: [] as number[],
-    threads: effectiveThreads,
+    rawSameContext: [] as number[],
+    threads,
     /** lmhost's CPU seconds per token ÷ raw's, per round. */
     cpuRatio: [] as number[],
   };
-  const withCpu = async (pid: number, run: () => Promise<Generation>) => {
+  interface Run {
+    rate: number;
+    cpu: number;
+    tokens: number;
+  }
+  const measured = async (pid: number, run: () => Promise<Generation>): Promise<Run> => {
     const before = cpuSeconds(pid);
     const generation = await run();
-    return { generation, cpuPerToken: (cpuSeconds(pid) - before) / generation.outputTokens };
+    return { rate: decodeRate(generation), cpu: cpuSeconds(pid) - before, tokens: generation.outputTokens };
   };
+  const sides = [
+    {
+      name: "lmhost",
+      pid: lmhost.pid,
+      generate: (input: string) => lmhost.generate({ input, maxTokens, budgetMs }),
+    },
+    { name: "raw", pid: raw.pid, generate: (input: string) => raw.generate(input, maxTokens, budgetMs) },
+    ...(rawSame === undefined
+      ? []
+      : [
+          {
+            name: "raw (lmhost's context)",
+            pid: rawSame.pid,
+            generate: (input: string) => rawSame.generate(input, maxTokens, budgetMs),
+          },
+        ]),
+  ];
   try {
     // One unmeasured run each (first-touch of the weights, lazy allocations).
-    await lmhost.generate({ input: PROMPT, maxTokens: 8, budgetMs });
-    await raw.generate(PROMPT, 8, budgetMs);
+    for (const side of sides) await side.generate(PROMPT);
     for (let round = 0; round < rounds; round++) {
-      const [oursMeasured, theirsMeasured] = await interleaved(
-        round,
-        () =>
-          withCpu(lmhost.pid, () => lmhost.generate({ input: `${PROMPT} ${round}`, maxTokens, budgetMs })),
-        () => withCpu(raw.pid, () => raw.generate(`${PROMPT} ${round}`, maxTokens, budgetMs)),
-      );
-      const ours = oursMeasured.generation;
-      const theirs = theirsMeasured.generation;
-      rates.lmhost.push(decodeRate(ours));
-      rates.raw.push(decodeRate(theirs));
-      rates.cpuRatio.push(oursMeasured.cpuPerToken / theirsMeasured.cpuPerToken);
+      const runs = sides.map(() => [] as Run[]);
+      const forward = sides.map((_, index) => index);
+      const order =
+        round % 2 === 0 ? [...forward, ...forward.toReversed()] : [...forward.toReversed(), ...forward];
+      for (const [step, index] of order.entries()) {
+        const side = sides[index]!;
+        runs[index]!.push(await measured(side.pid, () => side.generate(`${PROMPT} ${round}.${step}`)));
+      }
+      const mean = (values: number[]) => values.reduce((sum, value) => sum + value, 0) / values.length;
+      const cpuPerToken = (list: Run[]) =>
+        list.reduce((sum, run) => sum + run.cpu, 0) / list.reduce((sum, run) => sum + run.tokens, 0);
+      const [ours = [], theirs = [], same] = runs;
+      rates.lmhost.push(mean(ours.map((run) => run.rate)));
+      rates.raw.push(mean(theirs.map((run) => run.rate)));
+      if (same !== undefined) rates.rawSameContext.push(mean(same.map((run) => run.rate)));
+      rates.cpuRatio.push(cpuPerToken(ours) / cpuPerToken(theirs));
+      const rateText = sides
+        .map((side, index) => `${side.name} ${runs[index]!.map((run) => run.rate.toFixed(1)).join(" ")}`)
+        .join(", ");
       options.log(
-        `  ${label} round ${round + 1}/${rounds}: lmhost ${decodeRate(ours).toFixed(1)} tok/s (${ours.outputTokens} tokens), raw ${decodeRate(theirs).toFixed(1)} tok/s; CPU per token ${(oursMeasured.cpuPerToken * 1e3).toFixed(2)} vs ${(theirsMeasured.cpuPerToken * 1e3).toFixed(2)} ms`,
+        `  ${label} round ${round + 1}/${rounds}: ${rateText} tok/s (${maxTokens} tokens); CPU per token ${(cpuPerToken(ours) * 1e3).toFixed(2)} vs ${(cpuPerToken(theirs) * 1e3).toFixed(2)} ms`,
       );
     }
   } finally {
-    await Promise.all([lmhost.stop(), raw.stop()]);
+    await Promise.all([raw.stop(), rawSame?.stop()]);
   }
   return rates;
 }
@@ -121,6 +168,46 @@ async function aggregate(
   return { total: (tokens / (performance.now() - started)) * 1000, steady: steadyRate(generations) };
 }
 
+/** 1 stream against 4 concurrent ones on one lmhost server (lmhost's default threads), rounds interleaved. */
+async function concurrency(
+  options: BenchOptions,
+  server: LmhostServer,
+  maxTokens: number,
+  budgetMs: number,
+): Promise<Figure[]> {
+  options.log("concurrency: realistic model, default threads, 1 vs 4 streams");
+  const single: number[] = [];
+  const four: number[] = [];
+  const singleSteady: number[] = [];
+  const fourSteady: number[] = [];
+  await server.generate({ input: PROMPT, maxTokens: 4 });
+  const rounds = options.quick ? 2 : 5;
+  for (let round = 0; round < rounds; round++) {
+    const [one, many] = await interleaved(
+      round,
+      () => aggregate(server, 1, maxTokens, `a${round}`, budgetMs),
+      () => aggregate(server, 4, maxTokens, `b${round}`, budgetMs),
+    );
+    single.push(one.total);
+    four.push(many.total);
+    singleSteady.push(one.steady);
+    fourSteady.push(many.steady);
+    options.log(
+      `  round ${round + 1}/${rounds}: 1 stream ${one.total.toFixed(1)} tok/s, 4 streams ${many.total.toFixed(1)} tok/s aggregate ` +
+        `(decode only: ${one.steady.toFixed(1)} vs ${many.steady.toFixed(1)})`,
+    );
+  }
+  return [
+    ratioOf("concurrency4_speedup", four, single, {
+      target: { op: ">=", value: 2 },
+      note: `470M, ${physicalCores()} threads, ${os.cpus().length} CPUs: aggregate of 4 streams ÷ 1, prefill included`,
+    }),
+    ratioOf("concurrency4_decode_speedup", fourSteady, singleSteady, {
+      note: "the same runs, decode only: aggregate while all 4 streams decode ÷ 1 stream's decode rate",
+    }),
+  ];
+}
+
 export async function runDecodeBench(options: DecodeBenchOptions): Promise<Figure[]> {
   const rounds = options.quick ? 3 : 7;
   const realisticTokens = options.quick ? 32 : 64;
@@ -131,9 +218,24 @@ export async function runDecodeBench(options: DecodeBenchOptions): Promise<Figur
   const budgetMs = options.quick ? 30_000 : 60_000;
 
   const runs = (scenario: string) => options.scenarios?.includes(scenario) ?? true;
+  /** `run` with an lmhost server on `modelFile` (at `threads`, or lmhost's default), stopped after. */
+  const withLmhost = async <T>(
+    file: string,
+    threads: number,
+    run: (server: Promise<LmhostServer>) => Promise<T>,
+  ) => {
+    const server = startLmhost({ modelFile: file, threads });
+    try {
+      return await run(server);
+    } finally {
+      await (await server).stop();
+    }
+  };
   if (runs("one")) {
     options.log("decode: realistic model, 1 thread");
-    const one = await pairedDecode(options, "1 thread", modelFile, 1, rounds, realisticTokens, budgetMs);
+    const one = await withLmhost(modelFile, 1, (server) =>
+      pairedDecode(options, "1 thread", server, modelFile, 1, rounds, realisticTokens, budgetMs),
+    );
     figures.push(
       figureOf("decode_1thread_lmhost", one.lmhost, "tok/s"),
       ratioOf("streaming_overhead_ratio", one.lmhost, one.raw, {
@@ -145,16 +247,19 @@ export async function runDecodeBench(options: DecodeBenchOptions): Promise<Figur
   }
   if (runs("stories")) {
     options.log("decode: stories260K, 1 thread");
-    const tiny = await pairedDecode(
-      options,
-      "stories260K",
-      storiesFile,
-      1,
-      // A round takes well under a second here, and wall time per token on this model swings with every
-      // hand-off between threads: more rounds for a steadier median.
-      options.quick ? 9 : 15,
-      512,
-      budgetMs,
+    const tiny = await withLmhost(storiesFile, 1, (server) =>
+      pairedDecode(
+        options,
+        "stories260K",
+        server,
+        storiesFile,
+        1,
+        // A round takes about a second here, and wall time per token on this model swings with every
+        // hand-off between threads: more rounds for a steadier median.
+        options.quick ? 5 : 9,
+        512,
+        budgetMs,
+      ),
     );
     figures.push(
       figureOf("decode_stories260K_lmhost", tiny.lmhost, "tok/s"),
@@ -168,63 +273,44 @@ export async function runDecodeBench(options: DecodeBenchOptions): Promise<Figur
       }),
     );
   }
-  if (runs("full")) {
-    options.log(`decode: realistic model, lmhost default threads (${physicalCores()}) vs raw node-llama-cpp`);
-    const full = await pairedDecode(
-      options,
-      "full threads",
-      modelFile,
-      undefined,
-      rounds,
-      realisticTokens,
-      budgetMs,
-    );
-    figures.push(
-      figureOf("decode_full_threads_lmhost", full.lmhost, "tok/s"),
-      figureOf("decode_full_threads_raw", full.raw, "tok/s"),
-      ratioOf("decode_full_threads_over_raw", full.lmhost, full.raw, {
-        target: { op: ">=", value: 0.95 },
-        note: `470M Q8_0, ${full.threads} threads (lmhost's default), ${realisticTokens} tokens`,
-      }),
-    );
-  }
-  if (runs("concurrency")) {
-    options.log("concurrency: realistic model, default threads, 1 vs 4 streams");
-    const server = await startLmhost({ modelFile });
-    const single: number[] = [];
-    const four: number[] = [];
-    const singleSteady: number[] = [];
-    const fourSteady: number[] = [];
-    try {
-      await server.generate({ input: PROMPT, maxTokens: 4 });
-      const concurrencyRounds = options.quick ? 2 : 5;
-      for (let round = 0; round < concurrencyRounds; round++) {
-        const [one, many] = await interleaved(
-          round,
-          () => aggregate(server, 1, realisticTokens, `a${round}`, budgetMs),
-          () => aggregate(server, 4, realisticTokens, `b${round}`, budgetMs),
-        );
-        single.push(one.total);
-        four.push(many.total);
-        singleSteady.push(one.steady);
-        fourSteady.push(many.steady);
-        options.log(
-          `  round ${round + 1}/${concurrencyRounds}: 1 stream ${one.total.toFixed(1)} tok/s, 4 streams ${many.total.toFixed(1)} tok/s aggregate ` +
-            `(decode only: ${one.steady.toFixed(1)} vs ${many.steady.toFixed(1)})`,
-        );
-      }
-    } finally {
-      await server.stop();
+  // The full-thread decode and the 4-stream figure run on one server (lmhost's defaults for both): a
+  // start of the 471M model with its 4-sequence context costs ~10 s here.
+  const sharedStart = runs("full") || runs("concurrency") ? startLmhost({ modelFile }) : undefined;
+  try {
+    if (sharedStart !== undefined && runs("full")) {
+      options.log(
+        `decode: realistic model, lmhost default threads (${physicalCores()}) vs raw node-llama-cpp`,
+      );
+      const full = await pairedDecode(
+        options,
+        "full threads",
+        sharedStart,
+        modelFile,
+        physicalCores(),
+        rounds,
+        realisticTokens,
+        budgetMs,
+        true,
+      );
+      figures.push(
+        figureOf("decode_full_threads_lmhost", full.lmhost, "tok/s"),
+        figureOf("decode_full_threads_raw", full.raw, "tok/s"),
+        ratioOf("decode_full_threads_over_raw", full.lmhost, full.raw, {
+          target: { op: ">=", value: 0.95 },
+          note: `470M Q8_0, ${full.threads} threads (lmhost's default), ${realisticTokens} tokens, mirrored rounds`,
+        }),
+        ratioOf("decode_full_threads_over_raw_same_context", full.lmhost, full.rawSameContext, {
+          note: "the same, raw node-llama-cpp on a context made as lmhost's (4 sequences, flash attention): what the server path costs",
+        }),
+        ratioOf("decode_full_threads_raw_lmhost_context_over_raw", full.rawSameContext, full.raw, {
+          note: "raw node-llama-cpp, lmhost's context ÷ a 1-sequence context without flash attention: what the context layout costs",
+        }),
+      );
     }
-    figures.push(
-      ratioOf("concurrency4_speedup", four, single, {
-        target: { op: ">=", value: 2 },
-        note: `470M, ${physicalCores()} threads, ${os.cpus().length} CPUs: aggregate of 4 streams ÷ 1, prefill included`,
-      }),
-      ratioOf("concurrency4_decode_speedup", fourSteady, singleSteady, {
-        note: "the same runs, decode only: aggregate while all 4 streams decode ÷ 1 stream's decode rate",
-      }),
-    );
+    if (sharedStart !== undefined && runs("concurrency"))
+      figures.push(...(await concurrency(options, await sharedStart, realisticTokens, budgetMs)));
+  } finally {
+    await (await sharedStart)?.stop();
   }
   if (options.llamaServer !== undefined)
     // At all cores (lmhost's default), and at one thread too in a full run (issue 9's two columns).

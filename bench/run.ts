@@ -9,7 +9,8 @@
  * Modules: decode (bench/decode-bench.ts: the real binary vs node-llama-cpp alone, optional llama-server),
  * threads (bench/threads-bench.ts: 1 thread vs all cores by model size, behind the loader's thread rule;
  * not in --quick unless asked for with --only),
- * server (bench/server-path-bench.ts: conversation TTFT, added latency, chain rebuild, RSS), load
+ * server (bench/server-path-bench.ts: conversation TTFT, added latency, chain rebuild, RSS; the 471M
+ * conversation not in --quick), load
  * (bench/load-bench.ts: a newcomer's TTFT under load), prompt-cache (bench/prompt-cache-bench.ts when
  * present, exporting `runPromptCacheBench(options): Promise<Figure[]>`), legacy (the older engine,
  * 10-turn and truncation benches, not in the default set).
