@@ -68,6 +68,7 @@ async function pairedDecode(
   rawSameContext: number[];
   threads: number;
   cpuRatio: number[];
+  clientCpuMsPerToken: number[];
 }> {
   const [lmhost, raw, rawSame] = await Promise.all([
     lmhostServer,
@@ -81,16 +82,27 @@ async function pairedDecode(
     threads,
     /** lmhost's CPU seconds per token ÷ raw's, per round. */
     cpuRatio: [] as number[],
+    /** This process's CPU per token while it read lmhost's stream (the client's own cost), per round. */
+    clientCpuMsPerToken: [] as number[],
   };
   interface Run {
     rate: number;
     cpu: number;
     tokens: number;
+    /** CPU seconds this (client) process used meanwhile. */
+    clientCpu: number;
   }
   const measured = async (pid: number, run: () => Promise<Generation>): Promise<Run> => {
     const before = cpuSeconds(pid);
+    const clientBefore = process.cpuUsage();
     const generation = await run();
-    return { rate: decodeRate(generation), cpu: cpuSeconds(pid) - before, tokens: generation.outputTokens };
+    const client = process.cpuUsage(clientBefore);
+    return {
+      rate: decodeRate(generation),
+      cpu: cpuSeconds(pid) - before,
+      tokens: generation.outputTokens,
+      clientCpu: (client.user + client.system) / 1e6,
+    };
   };
   const sides = [
     {
@@ -129,6 +141,10 @@ async function pairedDecode(
       rates.raw.push(mean(theirs.map((run) => run.rate)));
       if (same !== undefined) rates.rawSameContext.push(mean(same.map((run) => run.rate)));
       rates.cpuRatio.push(cpuPerToken(ours) / cpuPerToken(theirs));
+      rates.clientCpuMsPerToken.push(
+        (ours.reduce((sum, run) => sum + run.clientCpu, 0) / ours.reduce((sum, run) => sum + run.tokens, 0)) *
+          1e3,
+      );
       const rateText = sides
         .map((side, index) => `${side.name} ${runs[index]!.map((run) => run.rate.toFixed(1)).join(" ")}`)
         .join(", ");
@@ -301,6 +317,9 @@ export async function runDecodeBench(options: DecodeBenchOptions): Promise<Figur
         }),
         ratioOf("decode_full_threads_over_raw_same_context", full.lmhost, full.rawSameContext, {
           note: "the same, raw node-llama-cpp on a context made as lmhost's (4 sequences, flash attention): what the server path costs",
+        }),
+        figureOf("decode_full_threads_client_cpu_ms_per_token", full.clientCpuMsPerToken, "ms", {
+          note: "the bench's own CPU per token while it reads lmhost's stream, on the same cores (raw has no client)",
         }),
         ratioOf("decode_full_threads_raw_lmhost_context_over_raw", full.rawSameContext, full.raw, {
           note: "raw node-llama-cpp, lmhost's context ÷ a 1-sequence context without flash attention: what the context layout costs",
