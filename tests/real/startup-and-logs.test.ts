@@ -115,12 +115,15 @@ describe("lmhost serve: start-up account and request log (text)", () => {
     const text = await response.text();
     const completed = /"type":"response\.(?:completed|incomplete)".*"output_tokens":(\d+)/.exec(text);
     expect(completed?.[1]).toBeDefined();
-    const streamLine = server
-      .output()
-      .split("\n")
-      .filter((entry) => entry.includes("POST /v1/responses 200"))
-      .at(-1);
-    expect(streamLine).toContain(`output_tokens=${completed?.[1]} `);
+    // The line is written as the stream ends, before its last bytes; it reaches this process over another
+    // pipe (the server's stdout), which can be read a moment after the socket.
+    const streamLine = () =>
+      server
+        .output()
+        .split("\n")
+        .filter((entry) => entry.includes("POST /v1/responses 200"))
+        .at(-1);
+    await expect.poll(streamLine, { timeout: 5_000 }).toContain(`output_tokens=${completed?.[1]} `);
   });
 
   it("shows what the running server serves in ls, and ps --json", async () => {
