@@ -158,7 +158,7 @@ function nodeSink(context: Context, outgoing: ServerResponse): Sink & { head(): 
     onAbort: (listener) => listeners.push(listener),
     head,
     async write(text) {
-      await head();
+      if (!outgoing.headersSent) await head();
       if (aborted || outgoing.destroyed) return;
       if (!outgoing.write(text)) await drained();
     },
