@@ -7,6 +7,7 @@
  */
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
+import { spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -15,6 +16,7 @@ import { planDownload, runDownload, STAGING_DIR_NAME } from "../../src/models/do
 import { DownloadJobs } from "../../src/models/download/jobs.js";
 import { removeModel } from "../../src/models/remove.js";
 import { sha256, startHfStandIn, testRepositories, type HfStandIn } from "../helpers/hf-stand-in.js";
+import { lmhostBin } from "../helpers/spawn-server.js";
 import { randomLlamaModel, storiesChatmlModel, storiesModel } from "../helpers/paths.js";
 
 const models = {
@@ -166,6 +168,66 @@ describe("downloading", () => {
       .filter((request) => request.path.endsWith("/stories-F16.gguf") && request.range !== undefined);
     expect(ranged.length).toBeGreaterThanOrEqual(2);
     expect(ranged.every((request) => request.range?.startsWith("bytes="))).toBe(true);
+  });
+});
+
+describe("one writer per file across processes", () => {
+  it("refuses a second download of a file `lmhost get` is writing, then takes over once that process is killed", async () => {
+    const ctx = await context();
+    const staging = path.join(ctx.modelsDir, STAGING_DIR_NAME, "lmhost-test/stories-GGUF");
+    const lockFile = path.join(staging, "stories-F16.gguf.lmhost-lock");
+    // The CLI's first connection stalls after 100 kB: it holds the lock while the test tries.
+    let held = false;
+    standIn.shapeBody = ({ path: filePath }) => {
+      if (held || !filePath.endsWith("/stories-F16.gguf")) return undefined;
+      held = true;
+      return { afterBytes: 100_000, then: "hold" };
+    };
+    const before = standIn.requests.length;
+    const cli = spawn(
+      process.execPath,
+      [lmhostBin, "get", "lmhost-test/stories-GGUF:F16", "--models-dir", ctx.modelsDir],
+      { env: { ...process.env, ...environment }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let output = "";
+    cli.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    cli.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<void>((resolve) => cli.once("exit", () => resolve()));
+    try {
+      // Wait until the CLI holds the lock and its stalled body has started.
+      for (
+        let waited = 0;
+        !(existsSync(lockFile) && standIn.requests.slice(before).some((r) => r.range !== undefined));
+        waited += 50
+      ) {
+        if (waited > 30_000 || cli.exitCode !== null) throw new Error(`lmhost get did not start: ${output}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      const plan = await planDownload("lmhost-test/stories-GGUF:F16", ctx);
+      await expect(runDownload(plan, ctx)).rejects.toMatchObject({
+        status: 409,
+        code: "download_in_progress",
+        message: expect.stringContaining(`being downloaded by process ${cli.pid}`),
+      });
+      // The refused attempt left the holder's lock alone and wrote no model.
+      expect(JSON.parse(readFileSync(lockFile, "utf8"))).toMatchObject({ pid: cli.pid });
+      expect(existsSync(path.join(ctx.modelsDir, "lmhost-test"))).toBe(false);
+
+      // Killed mid-download (no cleanup runs): its lock names a process that is gone, and is taken over.
+      cli.kill("SIGKILL");
+      await exited;
+      expect(existsSync(lockFile)).toBe(true);
+      const result = await runDownload(plan, ctx);
+      expect(sha256(readFileSync(result.path))).toBe(sha256(models.randomLlama));
+      expect(existsSync(lockFile)).toBe(false);
+      expect(readdirSync(ctx.modelsDir)).toEqual(["lmhost-test"]);
+    } finally {
+      delete standIn.shapeBody;
+      if (cli.exitCode === null && cli.signalCode === null) {
+        cli.kill("SIGKILL");
+        await exited;
+      }
+    }
   });
 });
 

@@ -18,6 +18,7 @@ import { readGgufMetadata } from "../gguf-metadata.js";
 import { removeEmptyFolders } from "../remove.js";
 import { chooseModel, modelChoices, type ChosenModel, type ModelChoice } from "./choose.js";
 import { DownloadError } from "./errors.js";
+import { acquireDownloadLock } from "./lock.js";
 import {
   fileUrl,
   listRepositoryFiles,
@@ -160,24 +161,57 @@ export async function runDownload(
 ): Promise<DownloadResult> {
   const started = Date.now();
   const destinations = plan.fileNames.map((fileName) => path.join(plan.destinationDir, fileName));
-  const present = await presentSize(destinations);
-  if (present !== undefined && (plan.sizeBytes === undefined || plan.sizeBytes === present)) {
-    return {
-      path: destinations[0] as string,
-      files: destinations,
-      sizeBytes: present,
-      id: await modelIdOf(context.modelsDir, destinations[0] as string),
-      alreadyPresent: true,
-      resumed: false,
-      milliseconds: Date.now() - started,
-    };
-  }
+  const present = await alreadyPresent(plan, context.modelsDir, destinations, started);
+  if (present !== undefined) return present;
   const stagingDir = path.join(
     context.modelsDir,
     STAGING_DIR_NAME,
     path.relative(context.modelsDir, plan.destinationDir),
   );
   await mkdir(stagingDir, { recursive: true });
+  // One writer per file across processes (`lmhost get` beside a server's download job).
+  const lock = await acquireDownloadLock(
+    path.join(stagingDir, `${plan.fileNames[0] ?? "model"}.lmhost-lock`),
+    plan.description,
+  );
+  try {
+    // The process that held the lock before may have just finished this very file.
+    const presentNow = await alreadyPresent(plan, context.modelsDir, destinations, started);
+    if (presentNow !== undefined) return presentNow;
+    return await downloadLocked(plan, context, stagingDir, started, () => lock.release());
+  } finally {
+    await lock.release();
+  }
+}
+
+/** The result for files already in place with the plan's size, else undefined. */
+async function alreadyPresent(
+  plan: DownloadPlan,
+  modelsDir: string,
+  destinations: string[],
+  started: number,
+): Promise<DownloadResult | undefined> {
+  const present = await presentSize(destinations);
+  if (present === undefined || (plan.sizeBytes !== undefined && plan.sizeBytes !== present)) return undefined;
+  return {
+    path: destinations[0] as string,
+    files: destinations,
+    sizeBytes: present,
+    id: await modelIdOf(modelsDir, destinations[0] as string),
+    alreadyPresent: true,
+    resumed: false,
+    milliseconds: Date.now() - started,
+  };
+}
+
+/** runDownload's part under the download lock; `release` frees it before the staging folder is tidied. */
+async function downloadLocked(
+  plan: DownloadPlan,
+  context: Parameters<typeof runDownload>[1],
+  stagingDir: string,
+  started: number,
+  release: () => Promise<void>,
+): Promise<DownloadResult> {
   const { createModelDownloader } = await import("node-llama-cpp");
   const meter = new SpeedMeter();
   const downloader = await createModelDownloader({
@@ -223,6 +257,7 @@ export async function runDownload(
   const checked = await readGgufMetadata(entrypoint);
   if ("error" in checked) {
     await Promise.all(staged.map((file) => rm(file, { force: true })));
+    await release();
     await removeEmptyFolders(stagingDir, context.modelsDir);
     throw new DownloadError(
       `${plan.description}: the downloaded file ${path.basename(entrypoint)} is not a usable GGUF model (${checked.error}); it was deleted`,
@@ -238,6 +273,7 @@ export async function runDownload(
     files.push(destination);
     sizeBytes += (await stat(destination)).size;
   }
+  await release();
   await removeEmptyFolders(stagingDir, context.modelsDir);
   const modelPath = path.join(plan.destinationDir, path.basename(entrypoint));
   return {
