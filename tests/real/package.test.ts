@@ -8,13 +8,24 @@
  * With LMHOST_PACKAGE_TEST=1 (minutes, not seconds: it packs, which builds, and installs ~280 packages):
  * `npm pack` on a copy of the checkout (prepack deletes and rebuilds dist/, which the other tests are
  * using), `npm install -g --prefix <tmp>` of the tarball, then the installed `lmhost --version` and
- * `lmhost serve` from an unrelated folder answering README's quick-start request on the demo model.
+ * `lmhost serve` from an unrelated folder answering README's quick-start request on the demo model; then
+ * `npm install` of the tarball as another project's dependency, where npm hoists node-llama-cpp and the
+ * postinstall must patch it there.
  * better-sqlite3's native module comes from a local "prebuild" made of this checkout's build (the
  * same file prebuild-install would download from GitHub), so it is not compiled again (3+ minutes);
  * every other package comes from the npm cache `npm ci` filled (`--prefer-offline`).
  */
 import { execFile } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -119,7 +130,7 @@ describe("the npm package", () => {
         );
         const lmhost = path.join(prefix, "bin", "lmhost");
         const installed = path.join(prefix, "lib", "node_modules", "lmhost");
-        // patch-package ran at install, on node-llama-cpp inside the global package's own node_modules.
+        // The postinstall patched node-llama-cpp inside the global package's own node_modules.
         expect(
           readFileSync(
             path.join(installed, "node_modules/node-llama-cpp/dist/evaluator/LlamaContext/LlamaContext.js"),
@@ -149,10 +160,33 @@ describe("the npm package", () => {
         } finally {
           expect((await server.stop("SIGTERM")).code).toBe(0);
         }
+
+        // As a dependency of another project, npm hoists node-llama-cpp to the project's node_modules:
+        // the postinstall patches it there (patch-package run in lmhost's folder did not find it).
+        const app = path.join(work, "app");
+        mkdirSync(app);
+        writeFileSync(path.join(app, "package.json"), JSON.stringify({ name: "app", version: "1.0.0" }));
+        await run(npm, ["install", tarball, "--prefer-offline", "--no-audit", "--no-fund"], {
+          cwd: app,
+          env: npmEnvironment({ npm_config_better_sqlite3_local_prebuilds: prebuilds }),
+          maxBuffer: 64 * 1024 * 1024,
+        });
+        expect(existsSync(path.join(app, "node_modules/lmhost/node_modules/node-llama-cpp"))).toBe(false);
+        expect(
+          readFileSync(
+            path.join(app, "node_modules/node-llama-cpp/dist/evaluator/LlamaContext/LlamaContext.js"),
+            "utf8",
+          ),
+        ).toContain("lmhost patch: yield the context lock");
+        const asDependency = await run(path.join(app, "node_modules/.bin/lmhost"), ["--version"], {
+          cwd: app,
+          env: npmEnvironment(),
+        });
+        expect(asDependency.stdout.trim()).toBe(packageJson.version);
       } finally {
         rmSync(work, { recursive: true, force: true });
       }
     },
-    600_000,
+    900_000,
   );
 });

@@ -13,6 +13,7 @@ import type { ModelAcquirer } from "../../models/types.js";
 import { assertNever } from "../../shared/errors.js";
 import { LlamaEngine } from "./engine.js";
 import { LlamaModelLoader, type LlamaLoadedModel, type LlamaModelLoaderOptions } from "./loader.js";
+import { nodeLlamaCppPatched, unpatchedWarning } from "./patch-check.js";
 import type { PromptCache } from "./prompt-cache.js";
 
 export { LlamaEngine, type LlamaEngineOptions } from "./engine.js";
@@ -46,7 +47,7 @@ export interface CreateLlamaEngineOptions<Models extends ModelAcquirer<LlamaLoad
   llama?: Llama;
   /** The persistent KV prefix cache (see LlamaEngineOptions.promptCache); absent: none. */
   promptCache?: PromptCache;
-  /** Where the prompt cache's warnings go. */
+  /** Where warnings go: the prompt cache's, and an unpatched node-llama-cpp (patch-check.ts). */
   warn?: (message: string) => void;
 }
 
@@ -83,6 +84,7 @@ export async function createLlamaEngine<Models extends ModelAcquirer<LlamaLoaded
     warn,
     ...loaderOptions
   } = options;
+  if (!nodeLlamaCppPatched()) warn?.(unpatchedWarning);
   const loader = new LlamaModelLoader({ ...loaderOptions, llama });
   const models = createModels(loader);
   const engine = new LlamaEngine({
