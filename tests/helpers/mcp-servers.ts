@@ -68,15 +68,27 @@ export async function startEverything(mode: "streamableHttp" | "sse"): Promise<R
 export interface RecordingMcpServer extends RunningMcpServer {
   /** The headers of every HTTP request the server received, in order. */
   headers: IncomingMessage["headers"][];
+  /** How many calls of the `gate` tool have started. */
+  gateCalls: number;
+  /** Lets every pending and later `gate` call answer; `closeGate` makes later ones wait again. */
+  openGate(): void;
+  closeGate(): void;
 }
 
 /**
  * An in-process MCP server (the SDK's McpServer over stateless Streamable HTTP) with tools `add`
- * (returns a + b), `slow` (answers after `milliseconds`), `fail` (a tool error) and `whoami` (returns the
- * Authorization header it got).
+ * (returns a + b), `slow` (answers after `milliseconds`), `fail` (a tool error), `whoami` (returns the
+ * Authorization header it got) and `gate` (answers once the test opens the gate).
  */
 export async function startRecordingServer(): Promise<RecordingMcpServer> {
   const headers: IncomingMessage["headers"][] = [];
+  const newGate = () => {
+    let resolve: () => void = () => undefined;
+    const promise = new Promise<void>((done) => (resolve = done));
+    return { promise, resolve };
+  };
+  let gate = newGate();
+  let gateCalls = 0;
   const newServer = (request: IncomingMessage) => {
     const server = new McpServer({ name: "recording", version: "1.0.0" });
     server.registerTool(
@@ -96,6 +108,11 @@ export async function startRecordingServer(): Promise<RecordingMcpServer> {
       isError: true,
       content: [{ type: "text", text: "the tool broke" }],
     }));
+    server.registerTool("gate", { description: "Opens the gate", inputSchema: {} }, async () => {
+      gateCalls++;
+      await gate.promise;
+      return { content: [{ type: "text", text: "the gate is open" }] };
+    });
     server.registerTool("whoami", { description: "Who is calling", inputSchema: {} }, async () => ({
       content: [{ type: "text", text: String(request.headers.authorization ?? "nobody") }],
     }));
@@ -126,7 +143,17 @@ export async function startRecordingServer(): Promise<RecordingMcpServer> {
     url: `http://127.0.0.1:${port}/mcp`,
     pid: process.pid,
     headers,
+    get gateCalls() {
+      return gateCalls;
+    },
+    openGate: () => gate.resolve(),
+    closeGate: () => {
+      gate.resolve();
+      gate = newGate();
+      gateCalls = 0;
+    },
     stop: async () => {
+      gate.resolve();
       http.closeAllConnections();
       await new Promise((resolve) => http.close(resolve));
     },

@@ -523,6 +523,68 @@ describe("MCP tools on the real engine (stories260K-chatml, forced tool choice)"
     expect(second.usage?.input_tokens_details.cached_tokens).toBeGreaterThan(0);
   });
 
+  it("a round after an MCP call waits for a busy sequence instead of failing the response with queue_full", async () => {
+    // One sequence and no room to wait: a new request that finds it busy is a 429 at once.
+    const busy = await createRealApp({ mcp: service(), parallel: 1, maxQueue: 0 });
+    recording.closeGate();
+    try {
+      const created = await busy.client.responses.create({
+        model: "stories260K-chatml",
+        input: "Open the gate",
+        background: true,
+        tools: [
+          {
+            type: "mcp",
+            server_label: "recording",
+            server_url: recording.url,
+            require_approval: "never",
+            allowed_tools: ["gate"],
+          },
+        ],
+        tool_choice: { type: "mcp", server_label: "recording", name: "gate" },
+        // One call (this SDK's create() types lack max_tool_calls; the API takes it).
+        ...{ max_tool_calls: 1 },
+        temperature: 0,
+        max_output_tokens: 16,
+      });
+      // While its call runs, the response holds no sequence: another request takes the only one.
+      await expect.poll(() => recording.gateCalls, { timeout: 30_000 }).toBe(1);
+      const other = await busy.client.responses.create({
+        model: "stories260K-chatml",
+        input: "Once upon a time",
+        stream: true,
+        temperature: 0,
+        max_output_tokens: 400,
+      });
+      const events = other[Symbol.asyncIterator]();
+      for (let event = await events.next(); !event.done; event = await events.next()) {
+        if (event.value.type === "response.output_text.delta") break;
+      }
+      // The call answers while the other request generates: the next round finds the sequence busy.
+      const racing = await busy.client.responses.retrieve(created.id);
+      recording.openGate();
+      expect(racing.status).toBe("in_progress");
+      for (let event = await events.next(); !event.done; event = await events.next()) {
+        if (event.value.type === "response.completed") expect(event.value.response.status).toBe("completed");
+      }
+      let final = await busy.client.responses.retrieve(created.id);
+      for (let waited = 0; final.status === "in_progress" || final.status === "queued"; waited += 100) {
+        if (waited > 60_000) throw new Error("the MCP response did not finish");
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        final = await busy.client.responses.retrieve(created.id);
+      }
+      // Not failed (queue_full): the answer after the call ran, to its end or to max_output_tokens.
+      expect(final.error).toBeNull();
+      expect(["completed", "incomplete"]).toContain(final.status);
+      if (final.status === "incomplete") expect(final.incomplete_details?.reason).toBe("max_output_tokens");
+      expect(final.output.map((item) => item.type)).toEqual(["mcp_list_tools", "mcp_call", "message"]);
+      expect(final.output[1]).toMatchObject({ name: "gate", output: "the gate is open", error: null });
+    } finally {
+      recording.openGate();
+      await busy.close();
+    }
+  });
+
   it("require_approval never: the call runs in the same streamed response; the SDK accepts the stream", async () => {
     const stream = real.client.responses.stream({
       model: "stories260K-chatml",

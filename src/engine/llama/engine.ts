@@ -239,7 +239,10 @@ export class LlamaEngine implements Engine {
           // A raw prompt (`/v1/completions`): no chat template, the same pool and prefix reuse.
           const tokens = await prepareRawPrompt(loaded, request.rawPrompt);
           inputTokens = tokens.all.length;
-          const rawLease = await loaded.pool.acquire(tokens.all, { signal, maxQueue: this.maxQueue });
+          const rawLease = await loaded.pool.acquire(tokens.all, {
+            signal,
+            maxQueue: this.queueBound(request),
+          });
           try {
             await generateRawCompletion(loaded, request, tokens, rawLease, signal, queue);
           } finally {
@@ -270,7 +273,7 @@ export class LlamaEngine implements Engine {
         signal.throwIfAborted();
         const sequenceLease = await loaded.pool.acquire(prompt.tokens, {
           signal,
-          maxQueue: this.maxQueue,
+          maxQueue: this.queueBound(request),
           cacheKey: request.promptCacheKey,
         });
         try {
@@ -386,6 +389,11 @@ export class LlamaEngine implements Engine {
     this.tasks.add(task);
     void task.then(() => this.tasks.delete(task));
     return true;
+  }
+
+  /** How many waiting requests make a new one a 429: none for a continuation (EngineRequest.continuation). */
+  private queueBound(request: EngineRequest): number {
+    return request.continuation === true ? Number.POSITIVE_INFINITY : this.maxQueue;
   }
 
   private async generateOnSequence(
