@@ -68,36 +68,46 @@ export async function harness(
   };
 }
 
-interface TurnResult {
+export interface TurnResult {
   id: string;
+  /** The answer's text (its deltas joined). */
   text: string;
   ttftMs: number;
   cachedTokens: number;
   inputTokens: number;
 }
 
-/** Streams one request and measures the time until the first output_text.delta. */
-async function streamTurn(app: App, body: Record<string, unknown>): Promise<TurnResult> {
+/**
+ * Streams one request through the harness's app (in process) and measures the time until the first
+ * output_text.delta. `body` overrides the defaults (the harness's model, 24 output tokens, temperature 0).
+ */
+export async function streamTurn(
+  server: Pick<Harness, "app" | "modelId">,
+  body: Record<string, unknown>,
+): Promise<TurnResult> {
   const started = performance.now();
-  const response = await app.request("http://bench/v1/responses", {
+  const response = await server.app.request("http://bench/v1/responses", {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ model: MODEL, stream: true, max_output_tokens: 24, temperature: 0, ...body }),
+    body: JSON.stringify({
+      model: server.modelId,
+      stream: true,
+      max_output_tokens: 24,
+      temperature: 0,
+      ...body,
+    }),
   });
   if (!response.ok || !response.body)
     throw new Error(`bench request failed: ${response.status} ${await response.text()}`);
   const decoder = new TextDecoder();
   let buffer = "";
   let ttftMs = Number.NaN;
+  let text = "";
   let final:
-    | {
-        id: string;
-        output: { type: string; content?: { text: string }[] }[];
-        usage: { input_tokens: number; input_tokens_details: { cached_tokens: number } };
-      }
+    | { id: string; usage: { input_tokens: number; input_tokens_details: { cached_tokens: number } } }
     | undefined;
-  for await (const chunk of response.body) {
-    buffer += decoder.decode(chunk as Uint8Array, { stream: true });
+  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    buffer += decoder.decode(chunk, { stream: true });
     let boundary: number;
     while ((boundary = buffer.indexOf("\n\n")) >= 0) {
       const block = buffer.slice(0, boundary);
@@ -107,17 +117,19 @@ async function streamTurn(app: App, body: Record<string, unknown>): Promise<Turn
         .find((line) => line.startsWith("data: "))
         ?.slice(6);
       if (data === undefined || data === "[DONE]") continue;
-      const event = JSON.parse(data) as { type: string; response?: typeof final };
-      if (event.type === "response.output_text.delta" && Number.isNaN(ttftMs))
-        ttftMs = performance.now() - started;
-      if (event.type === "response.completed" || event.type === "response.incomplete") final = event.response;
+      const event = JSON.parse(data) as { type: string; delta?: string; response?: typeof final };
+      if (event.type === "response.output_text.delta") {
+        if (Number.isNaN(ttftMs)) ttftMs = performance.now() - started;
+        text += event.delta ?? "";
+      }
+      if (event.type === "response.completed" || event.type === "response.incomplete") {
+        final = event.response;
+        // A random-weight model may end its answer at once: its first token is then the end.
+        if (Number.isNaN(ttftMs)) ttftMs = performance.now() - started;
+      }
     }
   }
-  if (!final) throw new Error("the stream ended without a final response");
-  const text = final.output
-    .flatMap((item) => item.content ?? [])
-    .map((part) => part.text)
-    .join("");
+  if (final === undefined) throw new Error("the stream ended without a final response");
   return {
     id: final.id,
     text,
@@ -152,13 +164,13 @@ export async function runResponsesBench(): Promise<Record<string, number>> {
     let statelessTurn: TurnResult | undefined;
     for (let turn = 1; turn <= TURNS; turn++) {
       const message = userMessage(repetition, turn);
-      chainedTurn = await streamTurn(chained.app, {
+      chainedTurn = await streamTurn(chained, {
         input: message,
         ...(previous ? { previous_response_id: previous } : {}),
       });
       previous = chainedTurn.id;
       history.push({ role: "user", content: message });
-      statelessTurn = await streamTurn(stateless.app, { input: history });
+      statelessTurn = await streamTurn(stateless, { input: history });
       history.push({ role: "assistant", content: statelessTurn.text });
     }
     chainedTtft.push(chainedTurn!.ttftMs);
@@ -167,7 +179,7 @@ export async function runResponsesBench(): Promise<Record<string, number>> {
     chainedCached = chainedTurn!.cachedTokens;
     // Cold: the 10th turn's full history on a freshly loaded model (nothing in the KV cache).
     const cold = await harness(llama);
-    coldTtft.push((await streamTurn(cold.app, { input: history.slice(0, -1) })).ttftMs);
+    coldTtft.push((await streamTurn(cold, { input: history.slice(0, -1) })).ttftMs);
     await cold.close();
   }
   await chained.close();
@@ -217,8 +229,8 @@ export async function runTruncationBench(): Promise<Record<string, number>> {
     const body = { input: history, truncation: "auto", max_output_tokens: 4 };
     // Alternate which server goes first so neither always runs on a warmer CPU cache.
     const [first, second] = turn % 2 === 0 ? [stable, fewest] : [fewest, stable];
-    const firstResult = await streamTurn(first.app, body);
-    const secondResult = await streamTurn(second.app, body);
+    const firstResult = await streamTurn(first, body);
+    const secondResult = await streamTurn(second, body);
     const stableResult = first === stable ? firstResult : secondResult;
     const fewestResult = first === stable ? secondResult : firstResult;
     history.push({ role: "assistant", content: `Turn ${turn}: ${userMessage(1, turn)}` });

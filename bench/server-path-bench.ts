@@ -28,76 +28,14 @@ import { figureOf, median, percentile, ratioOf, type BenchOptions, type Figure }
 import { physicalCores } from "../src/config.js";
 import { tinyModelBytes } from "../src/engine/llama/loader.js";
 import { makeModel, realisticShape } from "./make-model.js";
-import { harness, MODEL, type Harness } from "./responses-bench.js";
+import { harness, MODEL, streamTurn, type Harness, type TurnResult } from "./responses-bench.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const storiesFile = path.resolve(here, "../assets/models/stories260K-chatml.gguf");
 
-interface Turn {
-  id: string;
-  text: string;
-  ttftMs: number;
-  inputTokens: number;
-  cachedTokens: number;
-}
-
-async function streamTurn(
-  server: Pick<Harness, "app" | "modelId">,
-  body: Record<string, unknown>,
-): Promise<Turn> {
-  const started = performance.now();
-  const response = await server.app.request("http://bench/v1/responses", {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      model: server.modelId,
-      stream: true,
-      max_output_tokens: 4,
-      temperature: 0,
-      ...body,
-    }),
-  });
-  if (!response.ok || !response.body)
-    throw new Error(`bench request failed: ${response.status} ${await response.text()}`);
-  const decoder = new TextDecoder();
-  let buffer = "";
-  let ttftMs = Number.NaN;
-  let text = "";
-  let final:
-    | { id: string; usage: { input_tokens: number; input_tokens_details: { cached_tokens: number } } }
-    | undefined;
-  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-    buffer += decoder.decode(chunk, { stream: true });
-    let boundary: number;
-    while ((boundary = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, boundary);
-      buffer = buffer.slice(boundary + 2);
-      const data = block
-        .split("\n")
-        .find((line) => line.startsWith("data: "))
-        ?.slice(6);
-      if (data === undefined || data === "[DONE]") continue;
-      const event = JSON.parse(data) as { type: string; delta?: string; response?: typeof final };
-      if (event.type === "response.output_text.delta") {
-        if (Number.isNaN(ttftMs)) ttftMs = performance.now() - started;
-        text += event.delta ?? "";
-      }
-      if (event.type === "response.completed" || event.type === "response.incomplete") {
-        final = event.response;
-        // A random-weight model may end its answer at once: its first token is then the end.
-        if (Number.isNaN(ttftMs)) ttftMs = performance.now() - started;
-      }
-    }
-  }
-  if (final === undefined) throw new Error("stream ended without a final response");
-  return {
-    id: final.id,
-    text,
-    ttftMs,
-    inputTokens: final.usage.input_tokens,
-    cachedTokens: final.usage.input_tokens_details.cached_tokens,
-  };
-}
+/** One streamed turn in process, 4 output tokens (TTFT is what these figures read). */
+const turnOf = (server: Pick<Harness, "app" | "modelId">, body: Record<string, unknown>) =>
+  streamTurn(server, { max_output_tokens: 4, ...body });
 
 /**
  * A 32-turn conversation chained through previous_response_id, `repetitions` times: turn 1's and turn 32's
@@ -131,11 +69,11 @@ async function conversationFigures(
   let turn1Tokens = 0;
   try {
     for (let repetition = 0; repetition < repetitions; repetition++) {
-      let previous: Turn | undefined;
+      let previous: TurnResult | undefined;
       const history: { role: string; content: string }[] = [];
       for (let turn = 1; turn <= turns; turn++) {
         const message = `${repetition}.${turn} Tom ran.`;
-        const result: Turn = await streamTurn(chained, {
+        const result = await turnOf(chained, {
           input: message,
           ...(previous === undefined ? {} : { previous_response_id: previous.id }),
         });
@@ -156,7 +94,7 @@ async function conversationFigures(
         // The same 32-turn history re-sent to a freshly loaded model: every prompt token evaluated.
         const fresh = await harness(llama, serverOptions);
         try {
-          cold.push((await streamTurn(fresh, { input: history })).ttftMs);
+          cold.push((await turnOf(fresh, { input: history })).ttftMs);
         } finally {
           await fresh.close();
         }
