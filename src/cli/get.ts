@@ -93,14 +93,24 @@ async function getModel(model: string, flags: GetFlags): Promise<void> {
   process.on("SIGINT", onInterrupt);
   process.on("SIGTERM", onInterrupt);
   const display = createProgressDisplay(plan.fileNames[0] ?? plan.description);
+  let displayed = false;
+  const finishDisplay = () => {
+    if (displayed) return;
+    displayed = true;
+    display.finish();
+  };
   try {
     const result = await runDownload(plan, {
       modelsDir,
       token: flags.token,
       signal: controller.signal,
       onProgress: (progress) => display.update(progress),
+      onVerifying: () => {
+        finishDisplay();
+        out("checking the SHA-256 the repository lists…");
+      },
     });
-    display.finish();
+    finishDisplay();
     if (result.alreadyPresent) {
       out(`already there: ${result.path} (${formatBytes(result.sizeBytes)}); model id ${result.id}`);
       return;
@@ -112,12 +122,13 @@ async function getModel(model: string, flags: GetFlags): Promise<void> {
         : "";
     const seconds = result.milliseconds / 1000;
     const resumed = result.resumed ? ", resumed where an earlier attempt stopped" : "";
+    const verified = result.verified === true ? "SHA-256 matches, " : "";
     out(
-      `saved ${result.path} (${formatBytes(result.sizeBytes)} in ${formatDuration(seconds)}${resumed}; GGUF header checked: ${about})`,
+      `saved ${result.path} (${formatBytes(result.sizeBytes)} in ${formatDuration(seconds)}${resumed}; ${verified}GGUF header checked: ${about})`,
     );
     out(`model id: ${result.id} — lmhost serve, then "model": "${result.id}"`);
   } catch (error) {
-    display.finish();
+    finishDisplay();
     if (controller.signal.aborted) {
       process.stderr.write(
         `lmhost: download interrupted; the partial file is kept in ${modelsDir}/.downloads: run the same command again to resume\n`,

@@ -15,7 +15,8 @@
  *                                                                  resolution (llama.cpp's manifest)
  *
  * Every request is recorded (method, path, Range, Authorization). `shapeBody` lets a test cut a
- * ranged body short: drop the connection after N bytes, or hold it open (a stalled download).
+ * ranged body short: drop the connection after N bytes, or hold it open (a stalled download), or flip
+ * one of its bytes.
  */
 import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -34,8 +35,11 @@ export interface RecordedRequest {
   authorization?: string;
 }
 
-/** What to do with one ranged body: send `afterBytes` bytes, then drop the connection or hold it open. */
-export type BodyShape = { afterBytes: number; then: "drop" | "hold" } | undefined;
+/**
+ * What to do with one ranged body: send `afterBytes` bytes, then drop the connection or hold it open; or
+ * send it whole with the byte at `afterBytes` flipped (a transfer that corrupts without a visible error).
+ */
+export type BodyShape = { afterBytes: number; then: "drop" | "hold" | "corrupt" } | undefined;
 
 export interface HfStandIn {
   /** The endpoint, for HF_ENDPOINT (with a trailing slash). */
@@ -199,6 +203,13 @@ export async function startHfStandIn(repositories: Record<string, StandInReposit
       const shape = standIn.shapeBody?.({ path: url.pathname, start, end, count });
       if (shape === undefined) {
         response.end(body);
+        return;
+      }
+      if (shape.then === "corrupt") {
+        const corrupted = Buffer.from(body);
+        const at = Math.min(shape.afterBytes, corrupted.length - 1);
+        corrupted[at] = (corrupted[at] ?? 0) ^ 0xff;
+        response.end(corrupted);
         return;
       }
       response.write(body.subarray(0, shape.afterBytes), () => {

@@ -108,6 +108,8 @@ describe("downloading", () => {
     expect(sha256(readFileSync(result.path))).toBe(sha256(models.stories));
     expect(result.id).toBe("lmhost-test/stories-GGUF");
     expect(result.alreadyPresent).toBe(false);
+    // Checked against the listing's LFS SHA-256.
+    expect(result.verified).toBe(true);
     // Nothing is left in the staging folder.
     expect(readdirSync(ctx.modelsDir)).toEqual(["lmhost-test"]);
     const again = await runDownload(await planDownload("lmhost-test/stories-GGUF:Q8_0", ctx), ctx);
@@ -148,6 +150,39 @@ describe("downloading", () => {
     expect(existsSync(path.join(ctx.modelsDir, "lmhost-test"))).toBe(false);
     expect(existsSync(path.join(ctx.modelsDir, STAGING_DIR_NAME))).toBe(false);
     expect(readdirSync(ctx.modelsDir)).toEqual([]);
+  });
+
+  it("deletes a file whose bytes do not match the repository's SHA-256, and the next run gets it right", async () => {
+    const ctx = await context();
+    let corrupted = false;
+    standIn.shapeBody = ({ path: filePath }) => {
+      if (corrupted || !filePath.endsWith("/stories-Q8_0.gguf")) return undefined;
+      corrupted = true;
+      // Past the GGUF header: the header check alone would pass this file.
+      return { afterBytes: 200_000, then: "corrupt" };
+    };
+    const plan = await planDownload("lmhost-test/stories-GGUF:Q8_0", ctx);
+    let verifying = 0;
+    try {
+      await expect(runDownload(plan, { ...ctx, onVerifying: () => verifying++ })).rejects.toMatchObject({
+        status: 502,
+        code: "checksum_mismatch",
+        message: expect.stringMatching(
+          new RegExp(
+            `stories-Q8_0\\.gguf does not match the repository's SHA-256 \\(expected ${sha256(models.stories)}, got [0-9a-f]{64}\\); it was deleted`,
+          ),
+        ),
+      });
+    } finally {
+      delete standIn.shapeBody;
+    }
+    expect(corrupted).toBe(true);
+    expect(verifying).toBe(1);
+    // Nothing of it stays, so the next run cannot resume from the bad bytes.
+    expect(readdirSync(ctx.modelsDir)).toEqual([]);
+    const again = await runDownload(plan, ctx);
+    expect(again.verified).toBe(true);
+    expect(sha256(readFileSync(again.path))).toBe(sha256(models.stories));
   });
 
   it("resumes a connection dropped midway with a Range request and ends with the same bytes", async () => {

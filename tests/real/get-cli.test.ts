@@ -52,7 +52,8 @@ describe("lmhost get", () => {
     expect(result.stderr).toMatch(/stories-Q4_K_M\.gguf: 100% \(1\.1 MB of 1\.1 MB\)/);
     const saved = path.join(folder, "lmhost-test/stories-GGUF/stories-Q4_K_M.gguf");
     expect(result.stdout).toContain(`saved ${saved}`);
-    expect(result.stdout).toContain("GGUF header checked: llama");
+    expect(result.stdout).toContain("checking the SHA-256 the repository lists…");
+    expect(result.stdout).toContain("SHA-256 matches, GGUF header checked: llama");
     expect(result.stdout).toContain("model id: lmhost-test/stories-GGUF");
     expect(sha256(readFileSync(saved))).toBe(sha256(models.storiesChatml));
 

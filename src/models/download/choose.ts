@@ -12,6 +12,8 @@ export interface ModelChoice {
   path: string;
   /** All parts of a split model; just the file otherwise. */
   parts: string[];
+  /** Each part's SHA-256 from the repository listing, where it gives one (LFS files), by part path. */
+  sha256?: Record<string, string>;
   /** Upper case (`Q4_K_M`), or undefined when the file name has none. */
   quantization?: string | undefined;
   sizeBytes: number;
@@ -70,6 +72,9 @@ export function modelChoices(files: RepositoryFile[]): ModelChoice[] {
     choices.push({
       path: file.path,
       parts: parts.map((part) => part.path),
+      sha256: Object.fromEntries(
+        parts.flatMap((part) => (part.sha256 === undefined ? [] : [[part.path, part.sha256] as const])),
+      ),
       quantization,
       sizeBytes: parts.reduce((total, part) => total + part.sizeBytes, 0),
     });

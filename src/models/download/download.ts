@@ -11,6 +11,8 @@
  * server never lists a half-downloaded or unchecked file, and an interrupted download is resumed from
  * there by the next attempt. The move is a rename on the same file system.
  */
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { ModelCatalog } from "../catalog.js";
@@ -76,7 +78,27 @@ export interface DownloadResult {
   alreadyPresent: boolean;
   /** An earlier, interrupted attempt had left finished chunks that this run kept. */
   resumed: boolean;
+  /** Every downloaded file matched the SHA-256 the repository lists for it (false: none was listed). */
+  verified?: boolean;
   milliseconds: number;
+}
+
+/** The SHA-256 of each file of the plan by file name, where the repository listing gave one. */
+function expectedChecksums(plan: DownloadPlan): Map<string, string> {
+  const choice = plan.chosen?.choice;
+  const checksums = new Map<string, string>();
+  for (const part of choice?.parts ?? []) {
+    const sha256 = choice?.sha256?.[part];
+    if (sha256 !== undefined) checksums.set(path.posix.basename(part), sha256);
+  }
+  return checksums;
+}
+
+/** A file's SHA-256 (hex), read as a stream. */
+async function sha256Of(file: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
 }
 
 /** The repository's GGUF models (for `lmhost get user/repo --list`). */
@@ -156,6 +178,8 @@ export async function runDownload(
   plan: DownloadPlan,
   context: DownloadContext & {
     onProgress?: (progress: DownloadProgress) => void;
+    /** Called when the bytes are in and their SHA-256 is being checked (seconds for a large model). */
+    onVerifying?: () => void;
     parallelDownloads?: number;
   },
 ): Promise<DownloadResult> {
@@ -254,6 +278,29 @@ async function downloadLocked(
   context.signal?.throwIfAborted();
   const staged = downloader.filesInfo.map((file) => file.filePath);
   const entrypoint = downloader.entrypointFilePath;
+  // Every byte against the repository's SHA-256, where it lists one: a resumed file whose remote copy
+  // changed meanwhile, or a corrupted transfer, is caught here instead of loading as a broken model.
+  const expected = expectedChecksums(plan);
+  if (expected.size > 0) context.onVerifying?.();
+  let verified = staged.length > 0;
+  for (const file of staged) {
+    const sha256 = expected.get(path.basename(file));
+    if (sha256 === undefined) {
+      verified = false;
+      continue;
+    }
+    const actual = await sha256Of(file);
+    if (actual === sha256) continue;
+    await Promise.all(staged.map((stagedFile) => rm(stagedFile, { force: true })));
+    await release();
+    await removeEmptyFolders(stagingDir, context.modelsDir);
+    throw new DownloadError(
+      `${plan.description}: ${path.basename(file)} does not match the repository's SHA-256 (expected ` +
+        `${sha256}, got ${actual}); it was deleted: run the same command again to download it afresh`,
+      502,
+      "checksum_mismatch",
+    );
+  }
   const checked = await readGgufMetadata(entrypoint);
   if ("error" in checked) {
     await Promise.all(staged.map((file) => rm(file, { force: true })));
@@ -283,6 +330,7 @@ async function downloadLocked(
     id: await modelIdOf(context.modelsDir, modelPath),
     alreadyPresent: false,
     resumed: alreadyHad > 0,
+    verified,
     milliseconds: Date.now() - started,
   };
 }

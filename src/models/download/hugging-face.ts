@@ -24,6 +24,8 @@ export interface RepositoryFile {
   /** Path inside the repository, e.g. `Qwen3-8B-Q4_K_M.gguf` or `Q8_0/model-00001-of-00002.gguf`. */
   path: string;
   sizeBytes: number;
+  /** The file's SHA-256 (hex), as the listing gives it for LFS files (`lfs.oid`). */
+  sha256?: string | undefined;
 }
 
 export function huggingFaceEndpoint(environment: NodeJS.ProcessEnv = process.env): string {
@@ -91,11 +93,16 @@ export async function listRepositoryFiles(
       type?: unknown;
       path?: unknown;
       size?: unknown;
-      lfs?: { size?: unknown };
+      lfs?: { size?: unknown; oid?: unknown };
     }[]) {
       if (entry.type !== "file" || typeof entry.path !== "string") continue;
       const size = typeof entry.lfs?.size === "number" ? entry.lfs.size : entry.size;
-      files.push({ path: entry.path, sizeBytes: typeof size === "number" ? size : 0 });
+      const oid = entry.lfs?.oid;
+      files.push({
+        path: entry.path,
+        sizeBytes: typeof size === "number" ? size : 0,
+        ...(typeof oid === "string" && /^[0-9a-f]{64}$/.test(oid) ? { sha256: oid } : {}),
+      });
     }
     url = nextPage(response.headers.get("link"), url);
   }
