@@ -27,10 +27,15 @@ if (packageDir === undefined) {
   process.exit(0);
 }
 const patchedFile = path.join(packageDir, "dist/evaluator/LlamaContext/LlamaContext.js");
-if (existsSync(patchedFile) && readFileSync(patchedFile, "utf8").includes("lmhost patch")) process.exit(0);
-
 const root = path.dirname(path.dirname(packageDir));
 const patchDir = path.relative(root, path.join(lmhostDir, "patches")) || "patches";
+// patch-package works in the nearest folder with a package.json at or above where it runs: without one
+// here (pnpm's store, a global fallback folder) it would look for node-llama-cpp somewhere else.
+if (!existsSync(path.join(root, "package.json"))) {
+  say(`cannot patch node-llama-cpp at ${packageDir}: ${root} has no package.json for patch-package`);
+  process.exit(0);
+}
+// patch-package itself tells a patch already applied (a reinstall) from one to apply.
 try {
   execFileSync(process.execPath, [require.resolve("patch-package/dist/index.js"), "--patch-dir", patchDir], {
     cwd: root,

@@ -106,7 +106,7 @@ export interface EngineRequest {
   /** Keep the model loaded this many seconds after this request (LM Studio's per-request `ttl`). */
   ttlSeconds?: number;
   /**
-   * A later generation of a response already under way (the MCP tool loop's next round, after a call ran):
+   * A generation of a response already under way (the MCP tool loop's rounds after a call ran):
    * it waits for a sequence however many requests already wait, instead of failing the response midway
    * with 429 `queue_full`. The queue bound is for admitting new requests.
    */
@@ -166,12 +166,6 @@ export interface EmbedRequest {
   dimensions?: number;
   /** Keep the model loaded this many seconds after this request (LM Studio's per-request `ttl`). */
   ttlSeconds?: number;
-  /**
-   * A later generation of a response already under way (the MCP tool loop's next round, after a call ran):
-   * it waits for a sequence however many requests already wait, instead of failing the response midway
-   * with 429 `queue_full`. The queue bound is for admitting new requests.
-   */
-  continuation?: boolean;
 }
 
 export interface EmbedResult {

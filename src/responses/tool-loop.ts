@@ -279,8 +279,9 @@ export async function* generateResponseParts(
       // A copy: this loop appends to `items` after the generation, never under the engine's feet.
       items: [...items],
       tools: forced === undefined ? [...clientTools, ...mcpDefinitions] : mcpDefinitions,
-      // After the first round the response is under way: its next generation must not be refused.
-      ...(round > 0 ? { continuation: true } : {}),
+      // Once a call has run (an earlier round's, or an approved one's), the response is under way: its
+      // next generation must not be refused.
+      ...(round > 0 || ranApproved ? { continuation: true } : {}),
     };
     if (forced !== undefined) request.toolChoice = forced;
     if ((request.tools ?? []).length === 0) {

@@ -547,7 +547,8 @@ describe("MCP tools on the real engine (stories260K-chatml, forced tool choice)"
         temperature: 0,
         max_output_tokens: 16,
       });
-      // While its call runs, the response holds no sequence: another request takes the only one.
+      // While its call runs, the response holds no sequence: another request takes the only one (the SDK
+      // retries a 429 if the first round's lease was not released yet).
       await expect.poll(() => recording.gateCalls, { timeout: 30_000 }).toBe(1);
       const other = await busy.client.responses.create({
         model: "stories260K-chatml",
@@ -579,6 +580,13 @@ describe("MCP tools on the real engine (stories260K-chatml, forced tool choice)"
       if (final.status === "incomplete") expect(final.incomplete_details?.reason).toBe("max_output_tokens");
       expect(final.output.map((item) => item.type)).toEqual(["mcp_list_tools", "mcp_call", "message"]);
       expect(final.output[1]).toMatchObject({ name: "gate", output: "the gate is open", error: null });
+      // The round after the call did find the sequence busy and waited for it (no new request can wait).
+      const lease = await busy.models.acquire("stories260K-chatml");
+      try {
+        expect(lease.loaded.pool.stats.maxWaitingSeen).toBeGreaterThanOrEqual(1);
+      } finally {
+        lease.release();
+      }
     } finally {
       recording.openGate();
       await busy.close();

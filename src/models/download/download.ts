@@ -94,10 +94,11 @@ function expectedChecksums(plan: DownloadPlan): Map<string, string> {
   return checksums;
 }
 
-/** A file's SHA-256 (hex), read as a stream. */
-async function sha256Of(file: string): Promise<string> {
+/** A file's SHA-256 (hex), read as a stream; a cancelled download stops hashing at once. */
+async function sha256Of(file: string, signal: AbortSignal | undefined): Promise<string> {
   const hash = createHash("sha256");
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  for await (const chunk of createReadStream(file, signal === undefined ? {} : { signal }))
+    hash.update(chunk as Buffer);
   return hash.digest("hex");
 }
 
@@ -289,7 +290,7 @@ async function downloadLocked(
       verified = false;
       continue;
     }
-    const actual = await sha256Of(file);
+    const actual = await sha256Of(file, context.signal);
     if (actual === sha256) continue;
     await Promise.all(staged.map((stagedFile) => rm(stagedFile, { force: true })));
     await release();
