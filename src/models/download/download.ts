@@ -279,6 +279,12 @@ async function downloadLocked(
   context.signal?.throwIfAborted();
   const staged = downloader.filesInfo.map((file) => file.filePath);
   const entrypoint = downloader.entrypointFilePath;
+  /** Frees the lock and removes the staging folders left empty; `discard` deletes the staged files first. */
+  const tidy = async (discard: boolean) => {
+    if (discard) await Promise.all(staged.map((file) => rm(file, { force: true })));
+    await release();
+    await removeEmptyFolders(stagingDir, context.modelsDir);
+  };
   // Every byte against the repository's SHA-256, where it lists one: a resumed file whose remote copy
   // changed meanwhile, or a corrupted transfer, is caught here instead of loading as a broken model.
   const expected = expectedChecksums(plan);
@@ -292,9 +298,7 @@ async function downloadLocked(
     }
     const actual = await sha256Of(file, context.signal);
     if (actual === sha256) continue;
-    await Promise.all(staged.map((stagedFile) => rm(stagedFile, { force: true })));
-    await release();
-    await removeEmptyFolders(stagingDir, context.modelsDir);
+    await tidy(true);
     throw new DownloadError(
       `${plan.description}: ${path.basename(file)} does not match the repository's SHA-256 (expected ` +
         `${sha256}, got ${actual}); it was deleted: run the same command again to download it afresh`,
@@ -304,9 +308,7 @@ async function downloadLocked(
   }
   const checked = await readGgufMetadata(entrypoint);
   if ("error" in checked) {
-    await Promise.all(staged.map((file) => rm(file, { force: true })));
-    await release();
-    await removeEmptyFolders(stagingDir, context.modelsDir);
+    await tidy(true);
     throw new DownloadError(
       `${plan.description}: the downloaded file ${path.basename(entrypoint)} is not a usable GGUF model (${checked.error}); it was deleted`,
       422,
@@ -321,8 +323,7 @@ async function downloadLocked(
     files.push(destination);
     sizeBytes += (await stat(destination)).size;
   }
-  await release();
-  await removeEmptyFolders(stagingDir, context.modelsDir);
+  await tidy(false);
   const modelPath = path.join(plan.destinationDir, path.basename(entrypoint));
   return {
     path: modelPath,
