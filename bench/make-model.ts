@@ -305,19 +305,22 @@ function writeTensor(
 /** Writes the model unless it is already there with the right size; returns its path. */
 export async function makeModel(
   shape: ModelShape = realisticShape,
-  options: { log?: (line: string) => void } = {},
+  options: { log?: (line: string) => void; dir?: string } = {},
 ): Promise<string> {
+  const dir = options.dir ?? benchCacheDir;
   const vocab = 512;
   const tensors = tensorsOf(shape, vocab);
   const header = await headerOf(shape, tensors);
   const size = expectedSize(header.length, tensors);
   const millions = Math.round(parameterCount(shape, vocab) / 1e6);
+  // The training context is in the name only when it is not the realistic shape's (the bench's file keeps its name).
+  const context = shape.contextLength === realisticShape.contextLength ? "" : `-ctx${shape.contextLength}`;
   const file = path.join(
-    benchCacheDir,
-    `random-llama-${millions}M-L${shape.layers}-d${shape.dim}-f${shape.ffn}-q8_0-seed${weightSeed}.gguf`,
+    dir,
+    `random-llama-${millions}M-L${shape.layers}-d${shape.dim}-f${shape.ffn}${context}-q8_0-seed${weightSeed}.gguf`,
   );
   if (existsSync(file) && statSync(file).size === size) return file;
-  mkdirSync(benchCacheDir, { recursive: true });
+  mkdirSync(dir, { recursive: true });
   options.log?.(`writing ${path.relative(process.cwd(), file)} (${(size / 2 ** 20).toFixed(0)} MiB, once)…`);
   const temporary = `${file}.${process.pid}.tmp`;
   const fd = openSync(temporary, "w");

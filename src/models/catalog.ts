@@ -97,7 +97,10 @@ export class ModelCatalog implements ModelSource {
       applyMetadata(entry, await this.readMetadata(file.path, sized.firstPart));
     }
     const contextLength = this.options.overrides?.[file.id]?.contextLength;
-    if (contextLength !== undefined) entry.contextLength = contextLength;
+    if (contextLength !== undefined) {
+      entry.contextLength = contextLength;
+      entry.contextLengthOverride = contextLength;
+    }
     const reasoningBudgets = {
       ...this.options.reasoningBudgets,
       ...this.options.overrides?.[file.id]?.reasoningBudgets,

@@ -303,7 +303,10 @@ export class ModelManager<Loaded> implements ModelService, ModelAcquirer<Loaded>
   private onLoaded(slot: ModelSlot<Loaded>, loaded: Loaded, milliseconds: number): void {
     slot.instance = { value: loaded };
     slot.state = "loaded";
-    this.logger.info(`loaded ${slot.entry.id} in ${milliseconds} ms`);
+    const detail = this.loader.describe?.(loaded);
+    this.logger.info(
+      `loaded ${slot.entry.id} in ${milliseconds} ms${detail === undefined ? "" : `, ${detail}`}`,
+    );
     if (this.closed) return; // close() unloads it
     // Everyone who waited gave up: the model is idle right away.
     if (slot.holders === 0) this.becomeIdle(slot);

@@ -15,6 +15,8 @@ export interface ModelEntry {
   parameterCount?: number;
   quantization?: string;
   contextLength?: number;
+  /** The context length config.json sets for this model (`modelOverrides`): the loader takes it as it is. */
+  contextLengthOverride?: number;
   hasChatTemplate?: boolean;
   /** Chat template override for this model (a node-llama-cpp wrapper name such as "chatml", or a Jinja template). */
   chatTemplate?: string;
@@ -41,6 +43,8 @@ export interface ModelLoader<Loaded> {
   unload(loaded: Loaded): Promise<void>;
   /** Context length per sequence the loaded instance runs with. */
   contextLength?(loaded: Loaded): number;
+  /** What the load chose that a user should see in the log (e.g. the context length and why). */
+  describe?(loaded: Loaded): string;
 }
 
 /** Where model entries come from: the models directory + `--model` files, or a fixed list in tests. */

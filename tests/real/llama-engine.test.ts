@@ -138,7 +138,10 @@ describe("LlamaEngine on real models", () => {
 
   it("runs tiny models on one thread, caps the context per entry, refuses unloadable entries with a 400", async () => {
     const twoThreads = new LlamaModelLoader({ llama, threads: 2, parallel: 1, warmup: false });
-    const model = await twoThreads.load({ ...entry("two-threads", storiesModel), contextLength: 512 });
+    const model = await twoThreads.load({
+      ...entry("two-threads", storiesModel),
+      contextLengthOverride: 512,
+    });
     expect(model.threads).toBe(1);
     expect(model.contextLength).toBe(512);
     expect(model.warmupMilliseconds).toBeLessThan(50);

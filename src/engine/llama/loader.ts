@@ -6,14 +6,15 @@
  * Settings follow ENGINE-NOTES: `threads` is always explicit (node-llama-cpp's default is wrong on small
  * machines), and models under 128 MiB run on one thread (their per-token compute is too small to split: on a
  * 2-vCPU machine 2 threads decoded stories260K at 0.14× and a 29 MB model at 0.72× of one thread); flash attention is off for tiny models,
- * where it measured ×1.4 slower, and "auto" otherwise; the context size per sequence is the model's training
- * context, capped by the entry's `contextLength` (a per-model override) and the loader's `contextLength`.
+ * where it measured ×1.4 slower, and "auto" otherwise; the context length per sequence is the one the user
+ * set (a per-model override, then `--context-length`), else chosen to fit memory (context-length.ts).
  */
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { linkAbortSignals } from "../../shared/abort-signals.js";
 import {
+  InsufficientMemoryError,
   LlamaChat,
   type ChatHistoryItem,
   type ChatWrapper,
@@ -28,6 +29,12 @@ import { ApiError } from "../../shared/errors.js";
 import { TruncationStarts } from "../truncation.js";
 import { disposeEmbeddings, type ModelEmbeddings } from "./embeddings.js";
 import { SequencePool } from "./sequence-pool.js";
+import {
+  chooseContextLength,
+  contextMemoryBudget,
+  describeContextLength,
+  type ContextLengthChoice,
+} from "./context-length.js";
 import { promptCacheIdentity } from "./prompt-cache.js";
 import { reasoningChatWrapper, resolveModelChatWrapper, type ReasoningEffort } from "./chat-wrapper.js";
 
@@ -48,8 +55,13 @@ export interface LlamaModelLoaderOptions {
   threads: number;
   /** Sequences per loaded model: how many requests generate at once. */
   parallel: number;
-  /** Upper bound of the context length per sequence (the model's training context otherwise). */
+  /**
+   * Context length per sequence (`--context-length`), capped at the model's training context; unset, the
+   * loader chooses one that fits the memory budget (context-length.ts).
+   */
   contextLength?: number;
+  /** The memory budget for a context when no length is set (a test seam; the machine's otherwise). */
+  contextMemoryBudgetBytes?: number;
   /** Overrides the per-model choice (off below `tinyModelBytes`, "auto" above). */
   flashAttention?: "auto" | boolean;
   /** Models smaller than this run on one thread whatever `threads` says (default `singleThreadModelBytes`; 0 disables). */
@@ -70,6 +82,8 @@ export interface LlamaLoadedModel {
   chatWrapper: ChatWrapper;
   /** Context length per sequence. */
   contextLength: number;
+  /** How the context length was chosen, for the log line of the load (context-length.ts). */
+  contextNote: string;
   flashAttention: "auto" | boolean;
   /** Threads the context runs with. */
   threads: number;
@@ -129,27 +143,42 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
     let context: LlamaContext | undefined;
     try {
       const chatWrapper = resolveModelChatWrapper(model, entry.chatTemplate);
-      // The entry's contextLength is the GGUF training context or a per-model override from config.json.
-      const contextSize = Math.max(
-        16,
-        Math.min(
-          model.trainContextSize,
-          entry.contextLength ?? Number.POSITIVE_INFINITY,
-          this.options.contextLength ?? Number.POSITIVE_INFINITY,
-        ),
-      );
       const flashAttention = this.options.flashAttention ?? (model.size < tinyModelBytes ? false : "auto");
+      // A length the user set (config.json's per-model `contextLength` over `--context-length`) is taken as
+      // it is; otherwise the longest default step that fits the memory budget (context-length.ts).
+      const contextChoice = chooseContextLength({
+        trained: model.trainContextSize,
+        requested: entry.contextLengthOverride ?? this.options.contextLength,
+        bytesFor: (contextSize) =>
+          model.fileInsights.estimateContextResourceRequirements({
+            contextSize,
+            modelGpuLayers: 0,
+            sequences: parallel,
+            flashAttention: flashAttention !== false,
+          }).cpuRam,
+        budgetBytes: this.options.contextMemoryBudgetBytes ?? contextMemoryBudget(),
+      });
+      const contextSize = contextChoice.contextLength;
       const threads =
         model.size < (this.options.singleThreadBelowBytes ?? singleThreadModelBytes)
           ? 1
           : this.options.threads;
-      context = await model.createContext({
-        contextSize,
-        sequences: parallel,
-        threads,
-        flashAttention,
-        ...(signal !== undefined ? { createSignal: signal } : {}),
-      });
+      try {
+        context = await model.createContext({
+          contextSize,
+          sequences: parallel,
+          threads,
+          flashAttention,
+          ...(signal !== undefined ? { createSignal: signal } : {}),
+        });
+      } catch (error) {
+        if (!(error instanceof InsufficientMemoryError)) throw error;
+        throw new Error(
+          `${error.message}: ${contextSize.toLocaleString("en-US")} tokens per sequence × ${parallel} sequences ` +
+            `(${describeSource(contextChoice.reason)}); set a shorter --context-length (or this model's contextLength in config.json) or fewer --parallel sequences`,
+          { cause: error },
+        );
+      }
       const sequences: LlamaContextSequence[] = [];
       while (context.sequencesLeft > 0) sequences.push(context.getSequence());
       const loaded: LlamaLoadedModel = {
@@ -161,6 +190,11 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
         pool: new SequencePool<LlamaContextSequence, Token[]>({ sequences }),
         chatWrapper,
         contextLength: context.contextSize,
+        contextNote: describeContextLength(
+          { ...contextChoice, contextLength: context.contextSize },
+          parallel,
+          model.trainContextSize,
+        ),
         flashAttention,
         threads,
         loadMilliseconds: 0,
@@ -201,6 +235,14 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
   contextLength(loaded: LlamaLoadedModel): number {
     return loaded.contextLength;
   }
+
+  describe(loaded: LlamaLoadedModel): string {
+    return loaded.contextNote;
+  }
+}
+
+function describeSource(reason: ContextLengthChoice["reason"]): string {
+  return reason === "requested" ? "as set" : "lmhost's shortest default";
 }
 
 /**

@@ -1,0 +1,149 @@
+/**
+ * The context length a real load gets (src/engine/llama/context-length.ts) on a model whose GGUF says it
+ * was trained for 16,777,216 tokens (written by bench/make-model.ts: 2 layers, dim 256, random weights,
+ * into a temporary folder). Before, the loader asked node-llama-cpp for the whole training context on
+ * every sequence, and such a model (like any 131,072-token Llama 3.x with a wide KV cache) failed to load.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { getLlama, LlamaLogLevel, type Llama } from "node-llama-cpp";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeModel } from "../../bench/make-model.js";
+import { LlamaEngine } from "../../src/engine/llama/engine.js";
+import { LlamaModelLoader, type LlamaLoadedModel } from "../../src/engine/llama/loader.js";
+import type { ModelAcquirer, ModelEntry } from "../../src/models/types.js";
+
+const trained = 16_777_216;
+let llama: Llama;
+let dir: string;
+let modelPath: string;
+
+const entry = (extra: Partial<ModelEntry> = {}): ModelEntry => ({
+  id: "long-context",
+  path: modelPath,
+  sizeBytes: 0,
+  publisher: "test",
+  ...extra,
+});
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), "lmhost-context-"));
+  modelPath = await makeModel({ layers: 2, dim: 256, ffn: 256, heads: 4, contextLength: trained }, { dir });
+  llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+});
+
+afterAll(async () => {
+  await llama?.dispose();
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("context length per sequence", () => {
+  it("loads a model trained for 16M tokens with 32,768 per sequence, and generates", async () => {
+    const loader = new LlamaModelLoader({ llama, threads: 1, parallel: 4, warmup: false });
+    const loaded = await loader.load(entry());
+    try {
+      expect(loaded.model.trainContextSize).toBe(trained);
+      expect(loaded.contextLength).toBe(32768);
+      expect(loaded.context.contextSize).toBe(32768);
+      expect(loader.describe(loaded)).toMatch(
+        /^context 32,768 tokens per sequence × 4 \(\d+\.\d GiB\); trained for 16,777,216, --context-length sets more$/,
+      );
+      // It serves: a generation on the real engine.
+      const models: ModelAcquirer<LlamaLoadedModel> = {
+        acquire: async () => ({ entry: loaded.entry, loaded, release: () => undefined }),
+      };
+      const engine = new LlamaEngine({ models });
+      let outputTokens = 0;
+      for await (const part of engine.generate(
+        {
+          model: "long-context",
+          items: [{ type: "message", role: "user", text: "Hello" }],
+          sampling: { maxTokens: 4 },
+        },
+        new AbortController().signal,
+      )) {
+        if (part.type === "finish") outputTokens = part.usage.outputTokens;
+      }
+      expect(outputTokens).toBe(4);
+    } finally {
+      await loader.unload(loaded);
+    }
+  });
+
+  it("steps down to what the memory budget holds", async () => {
+    // node-llama-cpp's estimate of this model's context at 4 sequences (flash attention is off below
+    // 128 MiB): a budget between the 8,192 and 16,384 figures must give 8,192.
+    const model = await llama.loadModel({ modelPath });
+    const estimate = (contextSize: number) =>
+      model.fileInsights.estimateContextResourceRequirements({
+        contextSize,
+        modelGpuLayers: 0,
+        sequences: 4,
+        flashAttention: false,
+      }).cpuRam;
+    const budget = (estimate(8192) + estimate(16384)) / 2;
+    await model.dispose();
+    const loader = new LlamaModelLoader({
+      llama,
+      threads: 1,
+      parallel: 4,
+      warmup: false,
+      contextMemoryBudgetBytes: budget,
+    });
+    const loaded = await loader.load(entry());
+    try {
+      expect(loaded.contextLength).toBe(8192);
+      expect(loader.describe(loaded)).toContain("context 8,192 tokens per sequence × 4 (0.");
+      expect(loader.describe(loaded)).toContain("a longer one would take more than a quarter");
+    } finally {
+      await loader.unload(loaded);
+    }
+  });
+
+  it("takes a length the user set, from --context-length or the model's override", async () => {
+    const fromFlag = new LlamaModelLoader({
+      llama,
+      threads: 1,
+      parallel: 2,
+      warmup: false,
+      contextLength: 65536,
+    });
+    const flagged = await fromFlag.load(entry());
+    expect(flagged.contextLength).toBe(65536);
+    expect(fromFlag.describe(flagged)).toMatch(/^context 65,536 tokens per sequence × 2 \(/);
+    await fromFlag.unload(flagged);
+
+    const overridden = await fromFlag.load(entry({ contextLengthOverride: 1024 }));
+    expect(overridden.contextLength).toBe(1024);
+    await fromFlag.unload(overridden);
+  });
+
+  it("refuses a set length that does not fit in memory with what to change, and loads again after", async () => {
+    // The shortest power of two whose KV cache alone (2 layers × 256 × K and V × 2 bytes = 2 KiB a cell,
+    // × 4 sequences) is more than the machine's memory: node-llama-cpp's check takes longer the longer
+    // the context, so no longer than that.
+    const tooLong = 2 ** Math.ceil(Math.log2(os.totalmem() / (4 * 2048)));
+    const loader = new LlamaModelLoader({
+      llama,
+      threads: 1,
+      parallel: 4,
+      warmup: false,
+      contextLength: tooLong,
+    });
+    const failure = await loader.load(entry()).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(failure).toBeInstanceOf(Error);
+    expect((failure as Error).message).toMatch(/too large for the available RAM/);
+    expect((failure as Error).message).toContain(
+      `${tooLong.toLocaleString("en-US")} tokens per sequence × 4 sequences (as set); set a shorter --context-length (or this model's contextLength in config.json) or fewer --parallel sequences`,
+    );
+    // Nothing was left behind: the same model loads at a length that fits.
+    const again = await new LlamaModelLoader({ llama, threads: 1, parallel: 4, warmup: false }).load(entry());
+    expect(again.contextLength).toBe(32768);
+    await again.context.dispose();
+    await again.model.dispose();
+  });
+});
