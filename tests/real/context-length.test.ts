@@ -13,6 +13,7 @@ import { makeModel } from "../../bench/make-model.js";
 import { LlamaEngine } from "../../src/engine/llama/engine.js";
 import { LlamaModelLoader, type LlamaLoadedModel } from "../../src/engine/llama/loader.js";
 import type { ModelAcquirer, ModelEntry } from "../../src/models/types.js";
+import { ApiError } from "../../src/shared/errors.js";
 
 const trained = 16_777_216;
 let llama: Llama;
@@ -117,6 +118,41 @@ describe("context length per sequence", () => {
     const overridden = await fromFlag.load(entry({ contextLengthOverride: 1024 }));
     expect(overridden.contextLength).toBe(1024);
     await fromFlag.unload(overridden);
+  });
+
+  it("says how to get more context when a prompt overflows a context shorter than the training one", async () => {
+    const loader = new LlamaModelLoader({
+      llama,
+      threads: 1,
+      parallel: 1,
+      warmup: false,
+      contextLength: 256,
+    });
+    const loaded = await loader.load(entry());
+    try {
+      const models: ModelAcquirer<LlamaLoadedModel> = {
+        acquire: async () => ({ entry: loaded.entry, loaded, release: () => undefined }),
+      };
+      const engine = new LlamaEngine({ models });
+      const request = {
+        model: "long-context",
+        items: [{ type: "message" as const, role: "user" as const, text: "Once upon a time ".repeat(80) }],
+        sampling: { maxTokens: 4 },
+      };
+      const failure = await (async () => {
+        for await (const part of engine.generate(request, new AbortController().signal)) void part;
+      })().then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(failure).toBeInstanceOf(ApiError);
+      expect(failure).toMatchObject({ status: 400, code: "context_length_exceeded", param: "input" });
+      expect((failure as ApiError).message).toMatch(
+        /^This model's maximum context length is 256 tokens\. .* lmhost runs this model with 256 tokens per sequence \(it was trained for 16777216\): start it with a longer --context-length, or fewer --parallel sequences, for more\.$/,
+      );
+    } finally {
+      await loader.unload(loaded);
+    }
   });
 
   it("refuses a set length that does not fit in memory with what to change, and loads again after", async () => {

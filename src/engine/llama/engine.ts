@@ -191,6 +191,8 @@ export class LlamaEngine implements Engine {
     });
     try {
       return await use(lease.loaded);
+    } catch (error) {
+      throw withContextHint(error, lease.loaded);
     } finally {
       lease.release();
     }
@@ -292,6 +294,8 @@ export class LlamaEngine implements Engine {
         } finally {
           if (!handedOver) sequenceLease.release();
         }
+      } catch (error) {
+        throw withContextHint(error, lease.loaded);
       } finally {
         if (!handedOver) lease.release();
       }
@@ -658,4 +662,27 @@ async function untilSettledOrAborted(
   } finally {
     signal.removeEventListener("abort", onAbort);
   }
+}
+
+/**
+ * A `context_length_exceeded` on a model running with less context than it was trained for (the loader's
+ * memory-fitted default, or a `--context-length`) says so and how to get more: the client sees OpenAI's
+ * wording first, then the operator's lever.
+ */
+function withContextHint(error: unknown, loaded: LlamaLoadedModel): unknown {
+  const trained = loaded.model.trainContextSize;
+  if (
+    !(error instanceof ApiError) ||
+    error.code !== "context_length_exceeded" ||
+    loaded.contextLength >= trained
+  )
+    return error;
+  return new ApiError({
+    status: error.status,
+    message:
+      `${error.message} lmhost runs this model with ${loaded.contextLength} tokens per sequence (it was trained ` +
+      `for ${trained}): start it with a longer --context-length, or fewer --parallel sequences, for more.`,
+    param: error.param,
+    code: error.code,
+  });
 }
