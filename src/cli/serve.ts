@@ -104,7 +104,10 @@ export function registerServeCommand(program: Command): void {
     .option("--threads <n>", "CPU threads per model (default: physical cores)")
     .option("--parallel <n>", "parallel sequences per loaded model (default 4)")
     .option("--max-queue <n>", "requests that may wait for a sequence before 429 (default 64)")
-    .option("--context-length <n>", "cap on the context length per sequence (default: the model's)")
+    .option(
+      "--context-length <n>",
+      "context length per sequence, at most the model's training context (default: up to 32,768, what fits in a quarter of the memory)",
+    )
     .option("--ttl <seconds>", "unload a model after this many idle seconds (default 3600)")
     .option("--max-loaded <n>", "models kept loaded at once, least recently used evicted (default 1)")
     .option(

@@ -1,99 +1,154 @@
 /**
  * How the loader chooses a context length per sequence (src/engine/llama/context-length.ts): a length the
  * user set is taken as it is (capped at the training context); otherwise the longest default step that
- * fits the memory budget, never more than the model was trained for.
+ * fits the memory budget, never more than the model was trained for; and what the log, the load error and
+ * the overflow hint say for each.
  */
 import { describe, expect, it } from "vitest";
 import {
   chooseContextLength,
   contextMemoryBudget,
   describeContextLength,
+  moreContextHint,
+  refusedContextAdvice,
+  type ContextLengthChoice,
 } from "../../src/engine/llama/context-length.js";
 
 const GiB = 2 ** 30;
 /** 1 MiB per token per sequence × 4 sequences, like a wide KV cache. */
 const bytesFor = (contextLength: number) => contextLength * 4 * 2 ** 20;
+const flag = (contextLength: number) => ({ contextLength, setBy: "flag" as const });
 
 describe("chooseContextLength", () => {
-  it("takes a length the user set, capped at the training context, whatever the memory", () => {
-    expect(chooseContextLength({ trained: 131072, requested: 65536, bytesFor, budgetBytes: 1 })).toEqual({
+  it("takes a length the user set, capped at the training context, whatever the memory", async () => {
+    expect(
+      await chooseContextLength({ trained: 131072, requested: flag(65536), bytesFor, budgetBytes: 1 }),
+    ).toEqual({
       contextLength: 65536,
       reason: "requested",
+      setBy: "flag",
       bytes: bytesFor(65536),
+      shorter: [],
     });
-    expect(chooseContextLength({ trained: 2048, requested: 65536, bytesFor, budgetBytes: 1 })).toMatchObject({
-      contextLength: 2048,
-      reason: "requested",
-    });
+    expect(
+      await chooseContextLength({
+        trained: 2048,
+        requested: { contextLength: 65536, setBy: "model" },
+        bytesFor,
+        budgetBytes: 1,
+      }),
+    ).toMatchObject({ contextLength: 2048, reason: "requested", setBy: "model" });
   });
 
-  it("stops at 32,768 for a model trained for more, when that fits", () => {
-    expect(chooseContextLength({ trained: 131072, bytesFor, budgetBytes: 1000 * GiB })).toEqual({
+  it("stops at 32,768 for a model trained for more, when that fits, with the shorter steps to fall back to", async () => {
+    expect(await chooseContextLength({ trained: 131072, bytesFor, budgetBytes: 1000 * GiB })).toEqual({
       contextLength: 32768,
       reason: "default",
       bytes: bytesFor(32768),
+      shorter: [16384, 8192, 4096],
     });
   });
 
-  it("takes the whole training context up to 32,768 when it fits", () => {
-    expect(chooseContextLength({ trained: 20000, bytesFor, budgetBytes: 1000 * GiB })).toMatchObject({
+  it("takes the whole training context up to 32,768 when it fits", async () => {
+    expect(await chooseContextLength({ trained: 20000, bytesFor, budgetBytes: 1000 * GiB })).toMatchObject({
       contextLength: 20000,
       reason: "trained",
+      shorter: [16384, 8192, 4096],
     });
-    expect(chooseContextLength({ trained: 2048, bytesFor, budgetBytes: 1000 * GiB })).toMatchObject({
+    expect(await chooseContextLength({ trained: 2048, bytesFor, budgetBytes: 1000 * GiB })).toMatchObject({
       contextLength: 2048,
       reason: "trained",
+      shorter: [],
     });
   });
 
-  it("steps down to the longest length within the budget", () => {
+  it("steps down to the longest length within the budget", async () => {
     // 16,384 × 4 MiB = 64 GiB fits a 100 GiB budget, 32,768 (128 GiB) does not.
-    expect(chooseContextLength({ trained: 131072, bytesFor, budgetBytes: 100 * GiB })).toEqual({
+    expect(await chooseContextLength({ trained: 131072, bytesFor, budgetBytes: 100 * GiB })).toEqual({
       contextLength: 16384,
       reason: "memory",
       bytes: 64 * GiB,
+      shorter: [8192, 4096],
     });
-    expect(chooseContextLength({ trained: 131072, bytesFor, budgetBytes: 20 * GiB })).toMatchObject({
+    expect(await chooseContextLength({ trained: 131072, bytesFor, budgetBytes: 20 * GiB })).toMatchObject({
       contextLength: 4096,
       reason: "memory",
+      shorter: [],
     });
   });
 
-  it("falls back to the shortest step when none fits (node-llama-cpp then decides)", () => {
-    expect(chooseContextLength({ trained: 131072, bytesFor, budgetBytes: GiB })).toMatchObject({
+  it("falls back to the shortest step when none fits (node-llama-cpp then decides)", async () => {
+    expect(await chooseContextLength({ trained: 131072, bytesFor, budgetBytes: GiB })).toMatchObject({
       contextLength: 4096,
       reason: "minimum",
     });
-    expect(chooseContextLength({ trained: 512, bytesFor, budgetBytes: 1 })).toMatchObject({
+    expect(await chooseContextLength({ trained: 512, bytesFor, budgetBytes: 1 })).toMatchObject({
       contextLength: 512,
       reason: "minimum",
+    });
+  });
+
+  it("takes an async estimate", async () => {
+    const estimate = async (contextLength: number) => bytesFor(contextLength);
+    expect(
+      await chooseContextLength({ trained: 131072, bytesFor: estimate, budgetBytes: 40 * GiB }),
+    ).toMatchObject({
+      contextLength: 8192,
+      reason: "memory",
     });
   });
 });
 
 describe("contextMemoryBudget", () => {
-  it("is a quarter of the memory, at most 80% of what is free", () => {
-    expect(contextMemoryBudget({ total: 24 * GiB, free: 20 * GiB })).toBe(6 * GiB);
-    expect(contextMemoryBudget({ total: 24 * GiB, free: 5 * GiB })).toBe(4 * GiB);
+  it("is a quarter of the memory, at most 80% of what is free besides the weights", () => {
+    expect(contextMemoryBudget(0, { total: 24 * GiB, free: 20 * GiB })).toBe(6 * GiB);
+    expect(contextMemoryBudget(0, { total: 24 * GiB, free: 5 * GiB })).toBe(4 * GiB);
+    expect(contextMemoryBudget(3 * GiB, { total: 24 * GiB, free: 8 * GiB })).toBe(4 * GiB);
+    expect(contextMemoryBudget(9 * GiB, { total: 24 * GiB, free: 8 * GiB })).toBe(0);
   });
 });
 
-describe("describeContextLength", () => {
-  it("says why a length was chosen and how to change it", () => {
-    const memory = describeContextLength(
-      { contextLength: 16384, reason: "memory", bytes: 3 * GiB },
-      4,
-      131072,
-    );
-    expect(memory).toBe(
+describe("what the choice says", () => {
+  const choice = (fields: Partial<ContextLengthChoice>): ContextLengthChoice => ({
+    contextLength: 16384,
+    reason: "memory",
+    bytes: 3 * GiB,
+    shorter: [],
+    ...fields,
+  });
+
+  it("in the load's log line: why, and how to change it", () => {
+    expect(describeContextLength(choice({}), 4, 131072)).toBe(
       "context 16,384 tokens per sequence × 4 (3.0 GiB): a longer one would take more than a quarter of this " +
         "machine's memory or 80% of what is free (trained for 131,072; --context-length sets it)",
     );
-    expect(describeContextLength({ contextLength: 32768, reason: "default" }, 2, 131072)).toBe(
-      "context 32,768 tokens per sequence × 2; trained for 131,072, --context-length sets more",
+    expect(describeContextLength(choice({ contextLength: 32768, reason: "default" }), 2, 131072)).toBe(
+      "context 32,768 tokens per sequence × 2 (3.0 GiB); trained for 131,072, --context-length sets more",
     );
-    expect(describeContextLength({ contextLength: 2048, reason: "requested" }, 4, 4096)).toBe(
-      "context 2,048 tokens per sequence × 4",
+    expect(
+      describeContextLength(choice({ contextLength: 2048, reason: "requested", setBy: "model" }), 4, 4096),
+    ).toBe("context 2,048 tokens per sequence × 4 (3.0 GiB), set by config.json");
+  });
+
+  it("in a context_length_exceeded: the lever that gives more", () => {
+    expect(moreContextHint(choice({ reason: "requested", setBy: "model" }), 16384, 131072)).toBe(
+      "lmhost runs this model with 16384 tokens per sequence (it was trained for 131072): a longer contextLength for it in lmhost's config.json gives more.",
     );
+    expect(moreContextHint(choice({ reason: "default" }), 32768, 131072)).toMatch(
+      /: start lmhost with a longer --context-length for more\.$/,
+    );
+    expect(moreContextHint(choice({}), 16384, 131072)).toMatch(
+      /, what fits in memory: start lmhost with a longer --context-length and fewer --parallel sequences for more\.$/,
+    );
+  });
+
+  it("in a refused load: what was asked, by whom, and what to lower", () => {
+    expect(refusedContextAdvice(choice({ reason: "requested", setBy: "flag" }), 4)).toBe(
+      "16,384 tokens per sequence × 4 sequences (as --context-length sets it); set a shorter --context-length or fewer --parallel sequences",
+    );
+    expect(refusedContextAdvice(choice({ reason: "requested", setBy: "model" }), 2)).toBe(
+      "16,384 tokens per sequence × 2 sequences (as config.json sets it for this model); set a shorter contextLength for this model in config.json or fewer --parallel sequences",
+    );
+    expect(refusedContextAdvice(choice({ contextLength: 4096 }), 4)).toMatch(/\(lmhost's shortest default\)/);
   });
 });

@@ -76,14 +76,16 @@ describe("context length per sequence", () => {
     // node-llama-cpp's estimate of this model's context at 4 sequences (flash attention is off below
     // 128 MiB): a budget between the 8,192 and 16,384 figures must give 8,192.
     const model = await llama.loadModel({ modelPath });
-    const estimate = (contextSize: number) =>
-      model.fileInsights.estimateContextResourceRequirements({
-        contextSize,
-        modelGpuLayers: 0,
-        sequences: 4,
-        flashAttention: false,
-      }).cpuRam;
-    const budget = (estimate(8192) + estimate(16384)) / 2;
+    const estimate = async (contextSize: number) =>
+      (
+        await model.fileInsights.estimateContextResourceRequirementsV2({
+          contextSize,
+          modelGpuLayers: 0,
+          sequences: 4,
+          flashAttention: false,
+        })
+      ).cpuRam;
+    const budget = ((await estimate(8192)) + (await estimate(16384))) / 2;
     await model.dispose();
     const loader = new LlamaModelLoader({
       llama,
@@ -111,13 +113,22 @@ describe("context length per sequence", () => {
       contextLength: 65536,
     });
     const flagged = await fromFlag.load(entry());
-    expect(flagged.contextLength).toBe(65536);
-    expect(fromFlag.describe(flagged)).toMatch(/^context 65,536 tokens per sequence × 2 \(/);
-    await fromFlag.unload(flagged);
-
+    try {
+      expect(flagged.contextLength).toBe(65536);
+      expect(fromFlag.describe(flagged)).toMatch(
+        /^context 65,536 tokens per sequence × 2 \(\d+\.\d GiB\), set by --context-length$/,
+      );
+    } finally {
+      await fromFlag.unload(flagged);
+    }
+    // The model's own setting in config.json is the more specific one: it wins over the flag.
     const overridden = await fromFlag.load(entry({ contextLengthOverride: 1024 }));
-    expect(overridden.contextLength).toBe(1024);
-    await fromFlag.unload(overridden);
+    try {
+      expect(overridden.contextLength).toBe(1024);
+      expect(fromFlag.describe(overridden)).toMatch(/, set by config\.json$/);
+    } finally {
+      await fromFlag.unload(overridden);
+    }
   });
 
   it("says how to get more context when a prompt overflows a context shorter than the training one", async () => {
@@ -148,7 +159,7 @@ describe("context length per sequence", () => {
       expect(failure).toBeInstanceOf(ApiError);
       expect(failure).toMatchObject({ status: 400, code: "context_length_exceeded", param: "input" });
       expect((failure as ApiError).message).toMatch(
-        /^This model's maximum context length is 256 tokens\. .* lmhost runs this model with 256 tokens per sequence \(it was trained for 16777216\): start it with a longer --context-length, or fewer --parallel sequences, for more\.$/,
+        /^This model's maximum context length is 256 tokens\. .* lmhost runs this model with 256 tokens per sequence \(it was trained for 16777216\): start lmhost with a longer --context-length for more\.$/,
       );
     } finally {
       await loader.unload(loaded);
@@ -156,10 +167,10 @@ describe("context length per sequence", () => {
   });
 
   it("refuses a set length that does not fit in memory with what to change, and loads again after", async () => {
-    // The shortest power of two whose KV cache alone (2 layers × 256 × K and V × 2 bytes = 2 KiB a cell,
-    // × 4 sequences) is more than the machine's memory: node-llama-cpp's check takes longer the longer
-    // the context, so no longer than that.
-    const tooLong = 2 ** Math.ceil(Math.log2(os.totalmem() / (4 * 2048)));
+    // A power of two whose KV cache alone (2 layers × 256 × K and V × 2 bytes = 2 KiB a cell, × 4
+    // sequences) is at least twice the machine's memory (node-llama-cpp counts free swap too); its check
+    // takes longer the longer the context (~3 s at 4M tokens here), so no longer than that.
+    const tooLong = 2 ** Math.ceil(Math.log2((2 * os.totalmem()) / (4 * 2048)));
     const loader = new LlamaModelLoader({
       llama,
       threads: 1,
@@ -174,7 +185,7 @@ describe("context length per sequence", () => {
     expect(failure).toBeInstanceOf(Error);
     expect((failure as Error).message).toMatch(/too large for the available RAM/);
     expect((failure as Error).message).toContain(
-      `${tooLong.toLocaleString("en-US")} tokens per sequence × 4 sequences (as set); set a shorter --context-length (or this model's contextLength in config.json) or fewer --parallel sequences`,
+      `${tooLong.toLocaleString("en-US")} tokens per sequence × 4 sequences (as --context-length sets it); set a shorter --context-length or fewer --parallel sequences`,
     );
     // Nothing was left behind: the same model loads at a length that fits.
     const again = await new LlamaModelLoader({ llama, threads: 1, parallel: 4, warmup: false }).load(entry());

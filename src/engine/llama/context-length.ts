@@ -5,12 +5,13 @@
  * resident from the first request. Taking the model's training context as it comes made every recent
  * model unusable by default: a 131,072-token Llama 3.x with 4 sequences asks for 4 × 131,072 cells (16 GiB
  * for a 1B model, 64 GiB for an 8B one) and failed to load, and a 32,768-token one with a wide KV cache
- * took minutes and most of the RAM. So, unless the user sets a length (`--context-length`, or a model's
- * `contextLength` in config.json), the loader takes the longest of 4,096, 8,192, 16,384 and 32,768 tokens
- * (never more than the model was trained for; a model trained for ≤ 32,768 may get exactly that) whose
- * context, all sequences together, fits in a quarter of the machine's memory and in what is free now.
- * 32,768 is what coding agents need (Codex CLI sends ~10,000 tokens of instructions and tools before the
- * first message); a quarter leaves the rest for the weights, other models and the system.
+ * took minutes and most of the RAM. So, unless the user sets a length (a model's `contextLength` in
+ * config.json, else `--context-length`), the loader takes the longest of 4,096, 8,192, 16,384 and 32,768
+ * tokens (never more than the model was trained for; a model trained for ≤ 32,768 may get exactly that)
+ * whose context, all sequences together, fits in a quarter of the machine's memory and in 80% of what is
+ * free besides the weights. 32,768 is what coding agents need (Codex CLI sends ~10,000 tokens of
+ * instructions and tools before the first message); a quarter leaves the rest for the weights, other
+ * models and the system.
  */
 import os from "node:os";
 
@@ -30,68 +31,85 @@ export interface ContextLengthChoice {
    * fits the budget: the shortest is tried anyway, and node-llama-cpp refuses it when it does not fit).
    */
   reason: "requested" | "trained" | "default" | "memory" | "minimum";
-  /** The memory the chosen context needs (all sequences), as estimated. */
-  bytes?: number;
+  /** Who set a `requested` length: the model's entry in config.json or `--context-length`. */
+  setBy?: "model" | "flag";
+  /** The memory the chosen context needs (all sequences), as node-llama-cpp estimates it. */
+  bytes: number;
+  /** Shorter default steps to fall back to, longest first, when node-llama-cpp refuses this one. */
+  shorter: number[];
 }
 
 /**
- * Pure: the context length per sequence for a model trained for `trained` tokens. `bytesFor(length)` is
- * the memory a context of `length` tokens per sequence needs, all sequences together.
+ * The context length per sequence for a model trained for `trained` tokens. `bytesFor(length)` is the
+ * memory a context of `length` tokens per sequence needs, all sequences together.
  */
-export function chooseContextLength(options: {
+export async function chooseContextLength(options: {
   trained: number;
-  requested?: number | undefined;
-  bytesFor: (contextLength: number) => number;
+  requested?: { contextLength: number; setBy: "model" | "flag" } | undefined;
+  bytesFor: (contextLength: number) => number | Promise<number>;
   budgetBytes: number;
-}): ContextLengthChoice {
+}): Promise<ContextLengthChoice> {
   const { trained, requested, bytesFor, budgetBytes } = options;
   if (requested !== undefined) {
-    const contextLength = Math.max(16, Math.min(trained, requested));
-    return { contextLength, reason: "requested", bytes: bytesFor(contextLength) };
+    const contextLength = Math.max(16, Math.min(trained, requested.contextLength));
+    return {
+      contextLength,
+      reason: "requested",
+      setBy: requested.setBy,
+      bytes: await bytesFor(contextLength),
+      shorter: [],
+    };
   }
   const largest = Math.max(...defaultContextSteps);
   const candidates: number[] = defaultContextSteps.filter((step) => step < trained);
   if (trained <= largest) candidates.push(trained);
-  let chosen: ContextLengthChoice | undefined;
-  for (const contextLength of candidates) {
-    const bytes = bytesFor(contextLength);
+  let fitting: { contextLength: number; bytes: number; index: number } | undefined;
+  for (const [index, contextLength] of candidates.entries()) {
+    const bytes = await bytesFor(contextLength);
     if (bytes > budgetBytes) break;
-    chosen = { contextLength, reason: "memory", bytes };
+    fitting = { contextLength, bytes, index };
   }
-  if (chosen === undefined) {
+  if (fitting === undefined) {
     const contextLength = Math.max(16, candidates[0] ?? trained);
-    return { contextLength, reason: "minimum", bytes: bytesFor(contextLength) };
+    return { contextLength, reason: "minimum", bytes: await bytesFor(contextLength), shorter: [] };
   }
-  if (chosen.contextLength === trained) chosen.reason = "trained";
-  else if (chosen.contextLength === largest) chosen.reason = "default";
-  return chosen;
+  const reason =
+    fitting.contextLength === trained ? "trained" : fitting.contextLength === largest ? "default" : "memory";
+  const shorter = candidates.slice(0, fitting.index).reverse();
+  return { contextLength: fitting.contextLength, reason, bytes: fitting.bytes, shorter };
 }
 
 /**
  * The memory budget for one model's contexts when no length is set: a quarter of the machine's memory
- * (its cgroup limit when lower), and no more than 80% of what is free now.
+ * (its cgroup limit when lower), and no more than 80% of what is free besides `weightBytes` (the weights
+ * are memory-mapped and paged in as they are used, so free memory does not count them yet).
  */
-export function contextMemoryBudget(memory = machineMemory()): number {
-  return Math.min(memory.total * defaultContextMemoryShare, memory.free * 0.8);
+export function contextMemoryBudget(weightBytes: number, memory = machineMemory()): number {
+  return Math.min(memory.total * defaultContextMemoryShare, Math.max(0, memory.free - weightBytes) * 0.8);
 }
 
 function machineMemory(): { total: number; free: number } {
+  // Without a cgroup limit Node 20 reports 2^64 as the constrained memory; availableMemory() (Node ≥ 20.13)
+  // is what the cgroup has left, where os.freemem() would report the host's.
   const constrained = process.constrainedMemory?.() ?? 0;
   const total = constrained > 0 ? Math.min(os.totalmem(), constrained) : os.totalmem();
-  return { total, free: Math.min(os.freemem(), total) };
+  const available = (process as { availableMemory?: () => number }).availableMemory?.() ?? os.freemem();
+  return { total, free: Math.min(available, total) };
 }
 
-/** "16,384 tokens per sequence × 4 (2.1 GiB)": how the choice reads in the log. */
+/** "context 16,384 tokens per sequence × 4 (2.1 GiB)…": how the choice reads in the load's log line. */
 export function describeContextLength(
   choice: ContextLengthChoice,
   parallel: number,
   trained: number,
 ): string {
-  const size = choice.bytes === undefined ? "" : ` (${(choice.bytes / 2 ** 30).toFixed(1)} GiB)`;
-  const base = `context ${choice.contextLength.toLocaleString("en-US")} tokens per sequence × ${parallel}${size}`;
+  const base =
+    `context ${choice.contextLength.toLocaleString("en-US")} tokens per sequence × ${parallel} ` +
+    `(${(choice.bytes / 2 ** 30).toFixed(1)} GiB)`;
   const trainedText = trained.toLocaleString("en-US");
   switch (choice.reason) {
     case "requested":
+      return `${base}, set by ${choice.setBy === "model" ? "config.json" : "--context-length"}`;
     case "trained":
       return base;
     case "default":
@@ -101,4 +119,37 @@ export function describeContextLength(
     case "minimum":
       return `${base}: even this is more than a quarter of this machine's memory or 80% of what is free (--context-length or --parallel sets less)`;
   }
+}
+
+/** What a client whose prompt did not fit is told the operator can change (appended to `context_length_exceeded`). */
+export function moreContextHint(choice: ContextLengthChoice, contextLength: number, trained: number): string {
+  const running = `lmhost runs this model with ${contextLength} tokens per sequence (it was trained for ${trained})`;
+  switch (choice.reason) {
+    case "requested":
+      return choice.setBy === "model"
+        ? `${running}: a longer contextLength for it in lmhost's config.json gives more.`
+        : `${running}: start lmhost with a longer --context-length for more.`;
+    case "default":
+      return `${running}: start lmhost with a longer --context-length for more.`;
+    case "trained":
+    case "memory":
+    case "minimum":
+      return `${running}, what fits in memory: start lmhost with a longer --context-length and fewer --parallel sequences for more.`;
+  }
+}
+
+/** Why a context of this choice was refused, and what to lower (for the load error). */
+export function refusedContextAdvice(choice: ContextLengthChoice, parallel: number): string {
+  const asked = `${choice.contextLength.toLocaleString("en-US")} tokens per sequence × ${parallel} sequences`;
+  const by =
+    choice.reason === "requested"
+      ? choice.setBy === "model"
+        ? "as config.json sets it for this model"
+        : "as --context-length sets it"
+      : "lmhost's shortest default";
+  const lower =
+    choice.reason === "requested" && choice.setBy === "model"
+      ? "set a shorter contextLength for this model in config.json"
+      : "set a shorter --context-length";
+  return `${asked} (${by}); ${lower} or fewer --parallel sequences`;
 }

@@ -25,6 +25,7 @@ import {
 import type { ModelAcquirer } from "../../models/types.js";
 import { linkAbortSignals } from "../../shared/abort-signals.js";
 import { ApiError, assertNever } from "../../shared/errors.js";
+import { moreContextHint } from "./context-length.js";
 import type {
   EmbedRequest,
   EmbedResult,
@@ -666,8 +667,8 @@ async function untilSettledOrAborted(
 
 /**
  * A `context_length_exceeded` on a model running with less context than it was trained for (the loader's
- * memory-fitted default, or a `--context-length`) says so and how to get more: the client sees OpenAI's
- * wording first, then the operator's lever.
+ * memory-fitted default, or a length the user set) says so and what gives more: the client sees OpenAI's
+ * wording first, then the operator's lever (context-length.ts `moreContextHint`).
  */
 function withContextHint(error: unknown, loaded: LlamaLoadedModel): unknown {
   const trained = loaded.model.trainContextSize;
@@ -679,10 +680,10 @@ function withContextHint(error: unknown, loaded: LlamaLoadedModel): unknown {
     return error;
   return new ApiError({
     status: error.status,
-    message:
-      `${error.message} lmhost runs this model with ${loaded.contextLength} tokens per sequence (it was trained ` +
-      `for ${trained}): start it with a longer --context-length, or fewer --parallel sequences, for more.`,
+    type: error.type,
+    message: `${error.message} ${moreContextHint(loaded.contextChoice, loaded.contextLength, trained)}`,
     param: error.param,
     code: error.code,
+    ...(error.retryAfter !== undefined ? { retryAfter: error.retryAfter } : {}),
   });
 }

@@ -33,6 +33,7 @@ import {
   chooseContextLength,
   contextMemoryBudget,
   describeContextLength,
+  refusedContextAdvice,
   type ContextLengthChoice,
 } from "./context-length.js";
 import { promptCacheIdentity } from "./prompt-cache.js";
@@ -82,8 +83,8 @@ export interface LlamaLoadedModel {
   chatWrapper: ChatWrapper;
   /** Context length per sequence. */
   contextLength: number;
-  /** How the context length was chosen, for the log line of the load (context-length.ts). */
-  contextNote: string;
+  /** How the context length was chosen (context-length.ts): the load's log line, the overflow hint. */
+  contextChoice: ContextLengthChoice;
   flashAttention: "auto" | boolean;
   /** Threads the context runs with. */
   threads: number;
@@ -144,40 +145,56 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
     try {
       const chatWrapper = resolveModelChatWrapper(model, entry.chatTemplate);
       const flashAttention = this.options.flashAttention ?? (model.size < tinyModelBytes ? false : "auto");
-      // A length the user set (config.json's per-model `contextLength` over `--context-length`) is taken as
-      // it is; otherwise the longest default step that fits the memory budget (context-length.ts).
-      const contextChoice = chooseContextLength({
+      // A length the user set (a model's `contextLength` in config.json, the more specific, over
+      // `--context-length`) is taken as it is; otherwise the longest default step that fits the memory
+      // budget, estimated as node-llama-cpp checks it when the context is created (context-length.ts).
+      const override = entry.contextLengthOverride;
+      const flag = this.options.contextLength;
+      let contextChoice = await chooseContextLength({
         trained: model.trainContextSize,
-        requested: entry.contextLengthOverride ?? this.options.contextLength,
-        bytesFor: (contextSize) =>
-          model.fileInsights.estimateContextResourceRequirements({
-            contextSize,
-            modelGpuLayers: 0,
-            sequences: parallel,
-            flashAttention: flashAttention !== false,
-          }).cpuRam,
-        budgetBytes: this.options.contextMemoryBudgetBytes ?? contextMemoryBudget(),
+        requested:
+          override !== undefined
+            ? { contextLength: override, setBy: "model" }
+            : flag !== undefined
+              ? { contextLength: flag, setBy: "flag" }
+              : undefined,
+        bytesFor: async (contextSize) =>
+          (
+            await model.fileInsights.estimateContextResourceRequirementsV2({
+              contextSize,
+              modelGpuLayers: 0,
+              sequences: parallel,
+              flashAttention,
+            })
+          ).cpuRam,
+        budgetBytes: this.options.contextMemoryBudgetBytes ?? contextMemoryBudget(model.size),
       });
-      const contextSize = contextChoice.contextLength;
       const threads =
         model.size < (this.options.singleThreadBelowBytes ?? singleThreadModelBytes)
           ? 1
           : this.options.threads;
-      try {
-        context = await model.createContext({
-          contextSize,
-          sequences: parallel,
-          threads,
-          flashAttention,
-          ...(signal !== undefined ? { createSignal: signal } : {}),
-        });
-      } catch (error) {
-        if (!(error instanceof InsufficientMemoryError)) throw error;
-        throw new Error(
-          `${error.message}: ${contextSize.toLocaleString("en-US")} tokens per sequence × ${parallel} sequences ` +
-            `(${describeSource(contextChoice.reason)}); set a shorter --context-length (or this model's contextLength in config.json) or fewer --parallel sequences`,
-          { cause: error },
-        );
+      for (;;) {
+        try {
+          context = await model.createContext({
+            contextSize: contextChoice.contextLength,
+            sequences: parallel,
+            threads,
+            flashAttention,
+            ...(signal !== undefined ? { createSignal: signal } : {}),
+          });
+          break;
+        } catch (error) {
+          if (!(error instanceof InsufficientMemoryError)) throw error;
+          // A length lmhost chose (its budget read free memory a moment ago) steps down; a set one fails.
+          const [next, ...rest] = contextChoice.shorter;
+          if (next !== undefined) {
+            contextChoice = { ...contextChoice, contextLength: next, reason: "memory", shorter: rest };
+            continue;
+          }
+          throw new Error(`${error.message}: ${refusedContextAdvice(contextChoice, parallel)}`, {
+            cause: error,
+          });
+        }
       }
       const sequences: LlamaContextSequence[] = [];
       while (context.sequencesLeft > 0) sequences.push(context.getSequence());
@@ -190,11 +207,7 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
         pool: new SequencePool<LlamaContextSequence, Token[]>({ sequences }),
         chatWrapper,
         contextLength: context.contextSize,
-        contextNote: describeContextLength(
-          { ...contextChoice, contextLength: context.contextSize },
-          parallel,
-          model.trainContextSize,
-        ),
+        contextChoice,
         flashAttention,
         threads,
         loadMilliseconds: 0,
@@ -237,12 +250,12 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
   }
 
   describe(loaded: LlamaLoadedModel): string {
-    return loaded.contextNote;
+    return describeContextLength(
+      { ...loaded.contextChoice, contextLength: loaded.contextLength },
+      this.options.parallel,
+      loaded.model.trainContextSize,
+    );
   }
-}
-
-function describeSource(reason: ContextLengthChoice["reason"]): string {
-  return reason === "requested" ? "as set" : "lmhost's shortest default";
 }
 
 /**
