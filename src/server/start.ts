@@ -327,6 +327,13 @@ async function listen(app: App, config: Config): Promise<ServerType> {
 }
 
 /** One line per model served: id, size, quantization, context length (or why it cannot be used). */
+/** The context a listed model has before it loads: its own length in config.json, or what it was trained for. */
+function contextOf(entry: ModelEntry): string {
+  if (entry.contextLengthOverride !== undefined)
+    return `context ${entry.contextLengthOverride} (config.json)`;
+  return `trained for ${entry.contextLength ?? "?"} tokens`;
+}
+
 export function describeModels(entries: readonly ModelEntry[]): string[] {
   if (entries.length === 0)
     return ["models: none found (put .gguf files in the models folder, or pass -m <file>)"];
@@ -335,7 +342,7 @@ export function describeModels(entries: readonly ModelEntry[]): string[] {
     ...entries.map((entry) =>
       entry.error !== undefined
         ? `  ${entry.id}  cannot be used: ${entry.error}`
-        : `  ${entry.id}  ${formatBytes(entry.sizeBytes)}  ${entry.quantization ?? "?"}  context ${entry.contextLength ?? "?"}`,
+        : `  ${entry.id}  ${formatBytes(entry.sizeBytes)}  ${entry.quantization ?? "?"}  ${contextOf(entry)}`,
     ),
   ];
 }

@@ -80,7 +80,7 @@ describe("lmhost serve: start-up account and request log (text)", () => {
     expect(output).toContain("auth off");
     expect(output).toContain(`models folder: ${modelsDir}; data dir: ${server.dataDir}`);
     expect(output).toMatch(/info {2}models: 1\n/);
-    expect(output).toMatch(/ {2}stories260K {2}1\.\d MB {2}F32 {2}context 2048\n/);
+    expect(output).toMatch(/ {2}stories260K {2}1\.\d MB {2}F32 {2}trained for 2048 tokens\n/);
   });
 
   it("logs loading, loaded in N ms, and one line per request with its tokens", async () => {
