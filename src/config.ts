@@ -63,7 +63,8 @@ export const configSchema = z
      * pinned process cannot move away from a busy CPU; on a quiet machine it can gain ×1.25–1.30.
      */
     pinCpu: z.boolean().default(false),
-    parallel: z.number().int().positive().default(4),
+    /** Unset: 4, and fewer when that leaves a sequence too little context (engine/llama/context-length.ts). */
+    parallel: z.number().int().positive().optional(),
     maxQueue: z.number().int().min(0).default(64),
     contextLength: z.number().int().positive().optional(),
     ttlSeconds: z.number().positive().default(3600),

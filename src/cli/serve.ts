@@ -102,7 +102,10 @@ export function registerServeCommand(program: Command): void {
       "where stored responses and config.json live (default ~/.lmhost; env LMHOST_DATA_DIR)",
     )
     .option("--threads <n>", "CPU threads per model (default: physical cores)")
-    .option("--parallel <n>", "parallel sequences per loaded model (default 4)")
+    .option(
+      "--parallel <n>",
+      "parallel sequences per loaded model (default 4, fewer when each would get less than 16,384 tokens of context)",
+    )
     .option("--max-queue <n>", "requests that may wait for a sequence before 429 (default 64)")
     .option(
       "--context-length <n>",

@@ -180,7 +180,8 @@ async function startEngineAndListen(
   }
   const llama = await createLlamaEngine({
     threads,
-    parallel: config.parallel,
+    parallel: config.parallel ?? defaultParallel,
+    parallelSetByUser: config.parallel !== undefined,
     maxQueue: config.maxQueue,
     // llama.cpp's and node-llama-cpp's own lines go through lmhost's logger and follow --log-level.
     logLevel: llamaLogLevel(config.logLevel),
@@ -252,7 +253,7 @@ async function startEngineAndListen(
   for (const line of describeModels(served)) logger.info(line);
   // Last, so that a reader waiting for it (a test, a supervisor script) has the whole account.
   logger.info(
-    `lmhost listening on ${url} (pid ${process.pid}, threads ${threads}${threadNote}, parallel ${config.parallel})`,
+    `lmhost listening on ${url} (pid ${process.pid}, threads ${threads}${threadNote}, parallel ${config.parallel ?? `${defaultParallel}, fewer when memory is short`})`,
   );
 
   let closing: Promise<void> | undefined;
@@ -327,6 +328,9 @@ async function listen(app: App, config: Config): Promise<ServerType> {
 }
 
 /** One line per model served: id, size, quantization, context length (or why it cannot be used). */
+/** Sequences per model when `--parallel` is not given (the loader may take fewer: context-length.ts). */
+const defaultParallel = 4;
+
 /** The context a listed model has before it loads: its own length in config.json, or what it was trained for. */
 function contextOf(entry: ModelEntry): string {
   if (entry.contextLengthOverride !== undefined)

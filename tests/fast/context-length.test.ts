@@ -11,6 +11,7 @@ import {
   describeContextLength,
   moreContextHint,
   refusedContextAdvice,
+  sequenceCountsFor,
   type ContextLengthChoice,
 } from "../../src/engine/llama/context-length.js";
 
@@ -22,9 +23,16 @@ const flag = (contextLength: number) => ({ contextLength, setBy: "flag" as const
 describe("chooseContextLength", () => {
   it("takes a length the user set, capped at the training context, whatever the memory", async () => {
     expect(
-      await chooseContextLength({ trained: 131072, requested: flag(65536), bytesFor, budgetBytes: 1 }),
+      await chooseContextLength({
+        sequenceCounts: [4],
+        trained: 131072,
+        requested: flag(65536),
+        bytesFor,
+        budgetBytes: 1,
+      }),
     ).toEqual({
       contextLength: 65536,
+      sequences: 4,
       reason: "requested",
       setBy: "flag",
       bytes: bytesFor(65536),
@@ -32,6 +40,7 @@ describe("chooseContextLength", () => {
     });
     expect(
       await chooseContextLength({
+        sequenceCounts: [4],
         trained: 2048,
         requested: { contextLength: 65536, setBy: "model" },
         bytesFor,
@@ -41,8 +50,11 @@ describe("chooseContextLength", () => {
   });
 
   it("stops at 32,768 for a model trained for more, when that fits, with the shorter steps to fall back to", async () => {
-    expect(await chooseContextLength({ trained: 131072, bytesFor, budgetBytes: 1000 * GiB })).toEqual({
+    expect(
+      await chooseContextLength({ sequenceCounts: [4], trained: 131072, bytesFor, budgetBytes: 1000 * GiB }),
+    ).toEqual({
       contextLength: 32768,
+      sequences: 4,
       reason: "default",
       bytes: bytesFor(32768),
       shorter: [16384, 8192, 4096],
@@ -50,12 +62,16 @@ describe("chooseContextLength", () => {
   });
 
   it("takes the whole training context up to 32,768 when it fits", async () => {
-    expect(await chooseContextLength({ trained: 20000, bytesFor, budgetBytes: 1000 * GiB })).toMatchObject({
+    expect(
+      await chooseContextLength({ sequenceCounts: [4], trained: 20000, bytesFor, budgetBytes: 1000 * GiB }),
+    ).toMatchObject({
       contextLength: 20000,
       reason: "trained",
       shorter: [16384, 8192, 4096],
     });
-    expect(await chooseContextLength({ trained: 2048, bytesFor, budgetBytes: 1000 * GiB })).toMatchObject({
+    expect(
+      await chooseContextLength({ sequenceCounts: [4], trained: 2048, bytesFor, budgetBytes: 1000 * GiB }),
+    ).toMatchObject({
       contextLength: 2048,
       reason: "trained",
       shorter: [],
@@ -64,13 +80,18 @@ describe("chooseContextLength", () => {
 
   it("steps down to the longest length within the budget", async () => {
     // 16,384 × 4 MiB = 64 GiB fits a 100 GiB budget, 32,768 (128 GiB) does not.
-    expect(await chooseContextLength({ trained: 131072, bytesFor, budgetBytes: 100 * GiB })).toEqual({
+    expect(
+      await chooseContextLength({ sequenceCounts: [4], trained: 131072, bytesFor, budgetBytes: 100 * GiB }),
+    ).toEqual({
       contextLength: 16384,
+      sequences: 4,
       reason: "memory",
       bytes: 64 * GiB,
       shorter: [8192, 4096],
     });
-    expect(await chooseContextLength({ trained: 131072, bytesFor, budgetBytes: 20 * GiB })).toMatchObject({
+    expect(
+      await chooseContextLength({ sequenceCounts: [4], trained: 131072, bytesFor, budgetBytes: 20 * GiB }),
+    ).toMatchObject({
       contextLength: 4096,
       reason: "memory",
       shorter: [],
@@ -78,11 +99,15 @@ describe("chooseContextLength", () => {
   });
 
   it("falls back to the shortest step when none fits (node-llama-cpp then decides)", async () => {
-    expect(await chooseContextLength({ trained: 131072, bytesFor, budgetBytes: GiB })).toMatchObject({
+    expect(
+      await chooseContextLength({ sequenceCounts: [4], trained: 131072, bytesFor, budgetBytes: GiB }),
+    ).toMatchObject({
       contextLength: 4096,
       reason: "minimum",
     });
-    expect(await chooseContextLength({ trained: 512, bytesFor, budgetBytes: 1 })).toMatchObject({
+    expect(
+      await chooseContextLength({ sequenceCounts: [4], trained: 512, bytesFor, budgetBytes: 1 }),
+    ).toMatchObject({
       contextLength: 512,
       reason: "minimum",
     });
@@ -91,11 +116,101 @@ describe("chooseContextLength", () => {
   it("takes an async estimate", async () => {
     const estimate = async (contextLength: number) => bytesFor(contextLength);
     expect(
-      await chooseContextLength({ trained: 131072, bytesFor: estimate, budgetBytes: 40 * GiB }),
+      await chooseContextLength({
+        sequenceCounts: [4],
+        trained: 131072,
+        bytesFor: estimate,
+        budgetBytes: 40 * GiB,
+      }),
     ).toMatchObject({
       contextLength: 8192,
       reason: "memory",
     });
+  });
+});
+
+describe("fewer sequences when --parallel is lmhost's default", () => {
+  // An 8B model's KV cache: 128 KiB a token per sequence.
+  const kv = (contextLength: number, sequences: number) => contextLength * sequences * 128 * 2 ** 10;
+
+  it("keeps 4 sequences while each gets 16,384 tokens", async () => {
+    expect(
+      await chooseContextLength({
+        trained: 131072,
+        sequenceCounts: [4, 2, 1],
+        bytesFor: kv,
+        budgetBytes: 8 * GiB,
+      }),
+    ).toMatchObject({ contextLength: 16384, sequences: 4, reason: "memory" });
+  });
+
+  it("takes 2 or 1 sequences before going under 16,384 (a 16 GiB machine's 4 GiB budget)", async () => {
+    const choice = await chooseContextLength({
+      trained: 131072,
+      sequenceCounts: [4, 2, 1],
+      bytesFor: kv,
+      budgetBytes: 4 * GiB,
+    });
+    expect(choice).toMatchObject({ contextLength: 16384, sequences: 2, reason: "memory", fewerThan: 4 });
+    expect(describeContextLength(choice, 131072)).toBe(
+      "context 16,384 tokens per sequence × 2 (not 4: each would get less than 16,384; --parallel sets it) " +
+        "(4.0 GiB): a longer one would take more than a quarter of this machine's memory or 80% of what is " +
+        "free (trained for 131,072; --context-length sets it)",
+    );
+    expect(
+      await chooseContextLength({
+        trained: 131072,
+        sequenceCounts: [4, 2, 1],
+        bytesFor: kv,
+        budgetBytes: 3 * GiB,
+      }),
+    ).toMatchObject({ contextLength: 16384, sequences: 1, fewerThan: 4 });
+  });
+
+  it("takes the longest context any count gives when none reaches 16,384", async () => {
+    expect(
+      await chooseContextLength({
+        trained: 131072,
+        sequenceCounts: [4, 2, 1],
+        bytesFor: kv,
+        budgetBytes: 1.5 * GiB,
+      }),
+    ).toMatchObject({ contextLength: 8192, sequences: 1 });
+  });
+
+  it("keeps every sequence for a model trained for less than 16,384 that fits", async () => {
+    expect(
+      await chooseContextLength({
+        trained: 4096,
+        sequenceCounts: [4, 2, 1],
+        bytesFor: kv,
+        budgetBytes: 4 * GiB,
+      }),
+    ).toMatchObject({ contextLength: 4096, sequences: 4, reason: "trained" });
+  });
+
+  it("fits the sequences to a length the user set", async () => {
+    expect(
+      await chooseContextLength({
+        trained: 131072,
+        requested: { contextLength: 32768, setBy: "flag" },
+        sequenceCounts: [4, 2, 1],
+        bytesFor: kv,
+        budgetBytes: 9 * GiB,
+      }),
+    ).toMatchObject({ contextLength: 32768, sequences: 2, reason: "requested", fewerThan: 4 });
+  });
+
+  it("takes a --parallel the user set as it is", async () => {
+    expect(
+      await chooseContextLength({ trained: 131072, sequenceCounts: [4], bytesFor: kv, budgetBytes: 4 * GiB }),
+    ).toMatchObject({ contextLength: 8192, sequences: 4 });
+  });
+
+  it("halves the default count down to 1", () => {
+    expect(sequenceCountsFor(4, false)).toEqual([4, 2, 1]);
+    expect(sequenceCountsFor(6, false)).toEqual([6, 3, 1]);
+    expect(sequenceCountsFor(4, true)).toEqual([4]);
   });
 });
 
@@ -111,6 +226,7 @@ describe("contextMemoryBudget", () => {
 describe("what the choice says", () => {
   const choice = (fields: Partial<ContextLengthChoice>): ContextLengthChoice => ({
     contextLength: 16384,
+    sequences: 4,
     reason: "memory",
     bytes: 3 * GiB,
     shorter: [],
@@ -118,15 +234,17 @@ describe("what the choice says", () => {
   });
 
   it("in the load's log line: why, and how to change it", () => {
-    expect(describeContextLength(choice({}), 4, 131072)).toBe(
+    expect(describeContextLength(choice({}), 131072)).toBe(
       "context 16,384 tokens per sequence × 4 (3.0 GiB): a longer one would take more than a quarter of this " +
         "machine's memory or 80% of what is free (trained for 131,072; --context-length sets it)",
     );
-    expect(describeContextLength(choice({ contextLength: 32768, reason: "default" }), 2, 131072)).toBe(
+    expect(
+      describeContextLength(choice({ contextLength: 32768, reason: "default", sequences: 2 }), 131072),
+    ).toBe(
       "context 32,768 tokens per sequence × 2 (3.0 GiB); trained for 131,072, --context-length sets more",
     );
     expect(
-      describeContextLength(choice({ contextLength: 2048, reason: "requested", setBy: "model" }), 4, 4096),
+      describeContextLength(choice({ contextLength: 2048, reason: "requested", setBy: "model" }), 4096),
     ).toBe("context 2,048 tokens per sequence × 4 (3.0 GiB), set by config.json");
   });
 
@@ -143,12 +261,12 @@ describe("what the choice says", () => {
   });
 
   it("in a refused load: what was asked, by whom, and what to lower", () => {
-    expect(refusedContextAdvice(choice({ reason: "requested", setBy: "flag" }), 4)).toBe(
+    expect(refusedContextAdvice(choice({ reason: "requested", setBy: "flag" }))).toBe(
       "16,384 tokens per sequence × 4 sequences (as --context-length sets it); set a shorter --context-length or fewer --parallel sequences",
     );
-    expect(refusedContextAdvice(choice({ reason: "requested", setBy: "model" }), 2)).toBe(
+    expect(refusedContextAdvice(choice({ reason: "requested", setBy: "model", sequences: 2 }))).toBe(
       "16,384 tokens per sequence × 2 sequences (as config.json sets it for this model); set a shorter contextLength for this model in config.json or fewer --parallel sequences",
     );
-    expect(refusedContextAdvice(choice({ contextLength: 4096 }), 4)).toMatch(/\(lmhost's shortest default\)/);
+    expect(refusedContextAdvice(choice({ contextLength: 4096 }))).toMatch(/\(lmhost's shortest default\)/);
   });
 });

@@ -104,6 +104,57 @@ describe("context length per sequence", () => {
     }
   });
 
+  it("with --parallel unset, takes fewer sequences before a sequence gets less than 16,384 tokens", async () => {
+    const model = await llama.loadModel({ modelPath });
+    const estimate = async (contextSize: number, sequences: number) =>
+      (
+        await model.fileInsights.estimateContextResourceRequirementsV2({
+          contextSize,
+          modelGpuLayers: 0,
+          sequences,
+          flashAttention: false,
+        })
+      ).cpuRam;
+    // Room for 2 sequences of 16,384 but not 4 (nor 2 of 32,768).
+    const budget = Math.min(await estimate(16384, 4), await estimate(32768, 2)) - 1;
+    expect(budget).toBeGreaterThanOrEqual(await estimate(16384, 2));
+    await model.dispose();
+    const loader = new LlamaModelLoader({
+      llama,
+      threads: 1,
+      parallel: 4,
+      parallelSetByUser: false,
+      warmup: false,
+      contextMemoryBudgetBytes: budget,
+    });
+    const loaded = await loader.load(entry());
+    try {
+      expect(loaded.contextLength).toBe(16384);
+      expect(loaded.sequences).toHaveLength(2);
+      expect(loaded.context.totalSequences).toBe(2);
+      expect(loader.describe(loaded)).toMatch(
+        /^context 16,384 tokens per sequence × 2 \(not 4: each would get less than 16,384; --parallel sets it\)/,
+      );
+    } finally {
+      await loader.unload(loaded);
+    }
+    // The same budget with --parallel 4 set: 4 sequences, shorter.
+    const set = new LlamaModelLoader({
+      llama,
+      threads: 1,
+      parallel: 4,
+      warmup: false,
+      contextMemoryBudgetBytes: budget,
+    });
+    const four = await set.load(entry());
+    try {
+      expect(four.sequences).toHaveLength(4);
+      expect(four.contextLength).toBeLessThan(16384);
+    } finally {
+      await set.unload(four);
+    }
+  });
+
   it("takes a length the user set, from --context-length or the model's override", async () => {
     const fromFlag = new LlamaModelLoader({
       llama,

@@ -11,7 +11,9 @@
  * whose context, all sequences together, fits in a quarter of the machine's memory and in 80% of what is
  * free besides the weights. 32,768 is what coding agents need (Codex CLI sends ~10,000 tokens of
  * instructions and tools before the first message); a quarter leaves the rest for the weights, other
- * models and the system.
+ * models and the system. When the user did not set `--parallel` either, the loader gives up sequences
+ * (4, then 2, then 1) before it gives a sequence less than 16,384 tokens: on a 16 GiB machine an 8B model's
+ * 4 sequences would get 4,096 tokens each, too few for Codex's first request.
  */
 import os from "node:os";
 
@@ -21,9 +23,16 @@ export const defaultContextSteps = [4096, 8192, 16384, 32768] as const;
 /** Share of the machine's memory the contexts of one model may take when no length is set. */
 export const defaultContextMemoryShare = 0.25;
 
+/** With `--parallel` unset, fewer sequences are taken before a sequence gets less than this (or its training context). */
+export const usefulContextLength = 16384;
+
 export interface ContextLengthChoice {
   /** Tokens per sequence. */
   contextLength: number;
+  /** Sequences of the context. */
+  sequences: number;
+  /** The sequences asked for (`--parallel` or its default), when fewer were taken to give each more context. */
+  fewerThan?: number;
   /**
    * Why: `requested` (set by the user, capped at the training context), `trained` (the whole training
    * context fits), `default` (the longest default step fits: the model was trained for more), `memory`
@@ -40,43 +49,88 @@ export interface ContextLengthChoice {
 }
 
 /**
- * The context length per sequence for a model trained for `trained` tokens. `bytesFor(length)` is the
- * memory a context of `length` tokens per sequence needs, all sequences together.
+ * The context length per sequence for a model trained for `trained` tokens, and how many sequences.
+ * `bytesFor(length, sequences)` is the memory such a context needs. `sequenceCounts` are the counts to
+ * try, most first: `[parallel]` when the user set it, else e.g. `[4, 2, 1]`.
  */
 export async function chooseContextLength(options: {
   trained: number;
   requested?: { contextLength: number; setBy: "model" | "flag" } | undefined;
-  bytesFor: (contextLength: number) => number | Promise<number>;
+  sequenceCounts: readonly number[];
+  bytesFor: (contextLength: number, sequences: number) => number | Promise<number>;
   budgetBytes: number;
 }): Promise<ContextLengthChoice> {
   const { trained, requested, bytesFor, budgetBytes } = options;
+  const counts = options.sequenceCounts.length > 0 ? options.sequenceCounts : [1];
+  const most = counts[0] ?? 1;
+  const fewer = (sequences: number) => (sequences < most ? { fewerThan: most } : {});
   if (requested !== undefined) {
+    // The length is the user's; with several counts, the most sequences whose contexts fit the budget.
     const contextLength = Math.max(16, Math.min(trained, requested.contextLength));
+    let taken = { sequences: most, bytes: await bytesFor(contextLength, most) };
+    for (const sequences of counts.slice(1)) {
+      if (taken.bytes <= budgetBytes) break;
+      taken = { sequences, bytes: await bytesFor(contextLength, sequences) };
+    }
     return {
       contextLength,
+      sequences: taken.sequences,
       reason: "requested",
       setBy: requested.setBy,
-      bytes: await bytesFor(contextLength),
+      bytes: taken.bytes,
       shorter: [],
+      ...fewer(taken.sequences),
     };
   }
   const largest = Math.max(...defaultContextSteps);
   const candidates: number[] = defaultContextSteps.filter((step) => step < trained);
   if (trained <= largest) candidates.push(trained);
-  let fitting: { contextLength: number; bytes: number; index: number } | undefined;
-  for (const [index, contextLength] of candidates.entries()) {
-    const bytes = await bytesFor(contextLength);
-    if (bytes > budgetBytes) break;
-    fitting = { contextLength, bytes, index };
+  const wanted = Math.min(usefulContextLength, trained);
+  let best: ContextLengthChoice | undefined;
+  for (const sequences of counts) {
+    let fitting: { contextLength: number; bytes: number; index: number } | undefined;
+    for (const [index, contextLength] of candidates.entries()) {
+      const bytes = await bytesFor(contextLength, sequences);
+      if (bytes > budgetBytes) break;
+      fitting = { contextLength, bytes, index };
+    }
+    if (fitting === undefined) continue;
+    const reason: ContextLengthChoice["reason"] =
+      fitting.contextLength === trained
+        ? "trained"
+        : fitting.contextLength === largest
+          ? "default"
+          : "memory";
+    const choice: ContextLengthChoice = {
+      contextLength: fitting.contextLength,
+      sequences,
+      reason,
+      bytes: fitting.bytes,
+      shorter: candidates.slice(0, fitting.index).reverse(),
+      ...fewer(sequences),
+    };
+    if (choice.contextLength >= wanted) return choice;
+    if (best === undefined || choice.contextLength > best.contextLength) best = choice;
   }
-  if (fitting === undefined) {
-    const contextLength = Math.max(16, candidates[0] ?? trained);
-    return { contextLength, reason: "minimum", bytes: await bytesFor(contextLength), shorter: [] };
-  }
-  const reason =
-    fitting.contextLength === trained ? "trained" : fitting.contextLength === largest ? "default" : "memory";
-  const shorter = candidates.slice(0, fitting.index).reverse();
-  return { contextLength: fitting.contextLength, reason, bytes: fitting.bytes, shorter };
+  if (best !== undefined) return best;
+  const contextLength = Math.max(16, candidates[0] ?? trained);
+  const sequences = counts[counts.length - 1] ?? 1;
+  return {
+    contextLength,
+    sequences,
+    reason: "minimum",
+    bytes: await bytesFor(contextLength, sequences),
+    shorter: [],
+    ...fewer(sequences),
+  };
+}
+
+/** The sequence counts to try for `parallel`: itself when the user set it, else halvings down to 1. */
+export function sequenceCountsFor(parallel: number, setByUser: boolean): number[] {
+  if (setByUser) return [parallel];
+  const counts: number[] = [];
+  for (let count = parallel; count >= 1; count = Math.floor(count / 2)) counts.push(count);
+  return counts;
 }
 
 /**
@@ -98,13 +152,13 @@ function machineMemory(): { total: number; free: number } {
 }
 
 /** "context 16,384 tokens per sequence × 4 (2.1 GiB)…": how the choice reads in the load's log line. */
-export function describeContextLength(
-  choice: ContextLengthChoice,
-  parallel: number,
-  trained: number,
-): string {
+export function describeContextLength(choice: ContextLengthChoice, trained: number): string {
+  const fewer =
+    choice.fewerThan === undefined
+      ? ""
+      : ` (not ${choice.fewerThan}: each would get less than ${Math.min(usefulContextLength, trained).toLocaleString("en-US")}; --parallel sets it)`;
   const base =
-    `context ${choice.contextLength.toLocaleString("en-US")} tokens per sequence × ${parallel} ` +
+    `context ${choice.contextLength.toLocaleString("en-US")} tokens per sequence × ${choice.sequences}${fewer} ` +
     `(${(choice.bytes / 2 ** 30).toFixed(1)} GiB)`;
   const trainedText = trained.toLocaleString("en-US");
   switch (choice.reason) {
@@ -139,8 +193,8 @@ export function moreContextHint(choice: ContextLengthChoice, contextLength: numb
 }
 
 /** Why a context of this choice was refused, and what to lower (for the load error). */
-export function refusedContextAdvice(choice: ContextLengthChoice, parallel: number): string {
-  const asked = `${choice.contextLength.toLocaleString("en-US")} tokens per sequence × ${parallel} sequences`;
+export function refusedContextAdvice(choice: ContextLengthChoice): string {
+  const asked = `${choice.contextLength.toLocaleString("en-US")} tokens per sequence × ${choice.sequences} sequences`;
   const by =
     choice.reason === "requested"
       ? choice.setBy === "model"

@@ -34,6 +34,7 @@ import {
   contextMemoryBudget,
   describeContextLength,
   refusedContextAdvice,
+  sequenceCountsFor,
   type ContextLengthChoice,
 } from "./context-length.js";
 import { promptCacheIdentity } from "./prompt-cache.js";
@@ -56,6 +57,11 @@ export interface LlamaModelLoaderOptions {
   threads: number;
   /** Sequences per loaded model: how many requests generate at once. */
   parallel: number;
+  /**
+   * False when `parallel` is lmhost's default rather than the user's: the loader may then take fewer
+   * sequences so that each gets a useful context (context-length.ts). Default true (taken as it is).
+   */
+  parallelSetByUser?: boolean;
   /**
    * Context length per sequence (`--context-length`), capped at the model's training context; unset, the
    * loader chooses one that fits the memory budget (context-length.ts).
@@ -152,18 +158,19 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
       const flag = this.options.contextLength;
       let contextChoice = await chooseContextLength({
         trained: model.trainContextSize,
+        sequenceCounts: sequenceCountsFor(parallel, this.options.parallelSetByUser !== false),
         requested:
           override !== undefined
             ? { contextLength: override, setBy: "model" }
             : flag !== undefined
               ? { contextLength: flag, setBy: "flag" }
               : undefined,
-        bytesFor: async (contextSize) =>
+        bytesFor: async (contextSize, sequences) =>
           (
             await model.fileInsights.estimateContextResourceRequirementsV2({
               contextSize,
               modelGpuLayers: 0,
-              sequences: parallel,
+              sequences,
               flashAttention,
             })
           ).cpuRam,
@@ -177,7 +184,7 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
         try {
           context = await model.createContext({
             contextSize: contextChoice.contextLength,
-            sequences: parallel,
+            sequences: contextChoice.sequences,
             threads,
             flashAttention,
             ...(signal !== undefined ? { createSignal: signal } : {}),
@@ -191,7 +198,7 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
             contextChoice = { ...contextChoice, contextLength: next, reason: "memory", shorter: rest };
             continue;
           }
-          throw new Error(`${error.message}: ${refusedContextAdvice(contextChoice, parallel)}`, {
+          throw new Error(`${error.message}: ${refusedContextAdvice(contextChoice)}`, {
             cause: error,
           });
         }
@@ -215,7 +222,10 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
         reasoningWrappers: new Map(),
         truncationStarts: new TruncationStarts(),
       };
-      const identity = await cacheIdentityOf(entry.path, llama, sequences[0], { parallel, flashAttention });
+      const identity = await cacheIdentityOf(entry.path, llama, sequences[0], {
+        parallel: contextChoice.sequences,
+        flashAttention,
+      });
       if (identity !== undefined) loaded.promptCacheIdentity = identity;
       const warmupStarted = performance.now();
       if (this.options.warmup !== false) await warmUp(loaded, this.options.warmup ?? {}, signal);
@@ -252,7 +262,6 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
   describe(loaded: LlamaLoadedModel): string {
     return describeContextLength(
       { ...loaded.contextChoice, contextLength: loaded.contextLength },
-      this.options.parallel,
       loaded.model.trainContextSize,
     );
   }
