@@ -101,6 +101,28 @@ describe("PromptCache", () => {
     expect(cache.totalBytes).toBe(200);
   });
 
+  it("predicts a state too large for the bound from the largest seen, and stops writing such states", async () => {
+    const dir = folder();
+    const cache = new PromptCache({ dir, maxBytes: 250, minTokens: 4 });
+    const long = range(100, 20);
+    expect(cache.shouldSave(identity, 20, long)).toBe(true);
+    // 20 tokens → 400 bytes: over the bound, refused and deleted (unhashed).
+    expect(await cache.save(identity, long, writer(400, long))).toBeUndefined();
+    expect(readdirSync(dir)).toEqual([]);
+    expect(cache.predictedBytes(identity, 20)).toBe(400);
+    // A save of as many tokens or more is not even attempted now; a short one still is, and other models'.
+    expect(cache.shouldSave(identity, 20, range(200, 24))).toBe(false);
+    expect(cache.shouldSave(identity, 10, range(300, 10))).toBe(true);
+    expect(cache.shouldSave(otherIdentity, 20, range(200, 24))).toBe(true);
+    // What fits is kept, and a restarted cache predicts from the entries it reads back.
+    const short = range(300, 10);
+    expect(await cache.save(identity, short, writer(200, short))).toBeDefined();
+    const restarted = new PromptCache({ dir, maxBytes: 250, minTokens: 4 });
+    await restarted.ready();
+    expect(restarted.predictedBytes(identity, 20)).toBe(400);
+    expect(restarted.shouldSave(identity, 20, range(400, 20))).toBe(false);
+  });
+
   it("reads its entries back in a new instance (a restart), least recently used order from the files", async () => {
     const dir = folder();
     const first = new PromptCache({ dir, maxBytes: 1000, minTokens: 4 });

@@ -89,6 +89,12 @@ export class PromptCache {
   /** Saves and evictions run one at a time. */
   private writes: Promise<unknown> = Promise.resolve();
   private temporaryCounter = 0;
+  /**
+   * Per identity, the largest state seen (saved, refused or read back): a state's size grows with its
+   * tokens, so a save that could not fit the bound is predicted, not written (an 8B model's 10,000-token
+   * state is ~1.3 GB: writing and hashing one only to delete it took the disk and the context's lock).
+   */
+  private readonly largestState = new Map<string, { bytes: number; tokens: number }>();
 
   constructor(options: PromptCacheOptions) {
     if (!Number.isInteger(options.maxBytes) || options.maxBytes < 0)
@@ -140,8 +146,22 @@ export class PromptCache {
   /** Whether a sequence holding `sequenceTokens` after a prompt of `promptTokens` tokens should be saved. */
   shouldSave(identity: string, promptTokens: number, sequenceTokens: ArrayLike<number>): boolean {
     if (!this.enabled || promptTokens < this.minTokens) return false;
+    const predicted = this.predictedBytes(identity, sequenceTokens.length);
+    if (predicted !== undefined && predicted > this.maxBytes) return false;
     const covered = this.lookup(identity, sequenceTokens)?.commonPrefix ?? 0;
     return sequenceTokens.length - covered >= this.minTokens;
+  }
+
+  /** The size a state of `tokens` tokens is expected to have, from the largest one seen of `identity`. */
+  predictedBytes(identity: string, tokens: number): number | undefined {
+    const largest = this.largestState.get(identity);
+    if (largest === undefined || largest.tokens === 0) return undefined;
+    return Math.round((largest.bytes / largest.tokens) * tokens);
+  }
+
+  private noteSize(identity: string, bytes: number, tokens: number): void {
+    const largest = this.largestState.get(identity);
+    if (largest === undefined || tokens >= largest.tokens) this.largestState.set(identity, { bytes, tokens });
   }
 
   /**
@@ -236,11 +256,14 @@ export class PromptCache {
       } finally {
         written();
       }
-      const digest = await sha256OfFile(temporary);
-      if (digest.bytes > this.maxBytes) {
+      // Sized before it is hashed: a state over the bound is deleted without reading it back.
+      const size = (await stat(temporary)).size;
+      this.noteSize(identity, size, tokens.length);
+      if (size > this.maxBytes) {
         await rm(temporary, { force: true });
         return undefined;
       }
+      const digest = await sha256OfFile(temporary);
       const entry: PromptCacheEntry = {
         name,
         identity,
@@ -338,6 +361,7 @@ export class PromptCache {
         continue;
       }
       this.entries.set(name, entry);
+      this.noteSize(entry.identity, entry.bytes, entry.tokens.length);
     }
     await this.evictToFit(this.maxBytes);
   }
