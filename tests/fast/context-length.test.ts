@@ -21,7 +21,7 @@ const bytesFor = (contextLength: number) => contextLength * 4 * 2 ** 20;
 const flag = (contextLength: number) => ({ contextLength, setBy: "flag" as const });
 
 describe("chooseContextLength", () => {
-  it("takes a length the user set, capped at the training context, whatever the memory", async () => {
+  it("takes a length the user set, capped at the training context (with one --parallel count, whatever the memory)", async () => {
     expect(
       await chooseContextLength({
         sequenceCounts: [4],
@@ -36,7 +36,6 @@ describe("chooseContextLength", () => {
       reason: "requested",
       setBy: "flag",
       bytes: bytesFor(65536),
-      shorter: [],
     });
     expect(
       await chooseContextLength({
@@ -49,7 +48,7 @@ describe("chooseContextLength", () => {
     ).toMatchObject({ contextLength: 2048, reason: "requested", setBy: "model" });
   });
 
-  it("stops at 32,768 for a model trained for more, when that fits, with the shorter steps to fall back to", async () => {
+  it("stops at 32,768 for a model trained for more, when that fits", async () => {
     expect(
       await chooseContextLength({ sequenceCounts: [4], trained: 131072, bytesFor, budgetBytes: 1000 * GiB }),
     ).toEqual({
@@ -57,7 +56,6 @@ describe("chooseContextLength", () => {
       sequences: 4,
       reason: "default",
       bytes: bytesFor(32768),
-      shorter: [16384, 8192, 4096],
     });
   });
 
@@ -67,14 +65,12 @@ describe("chooseContextLength", () => {
     ).toMatchObject({
       contextLength: 20000,
       reason: "trained",
-      shorter: [16384, 8192, 4096],
     });
     expect(
       await chooseContextLength({ sequenceCounts: [4], trained: 2048, bytesFor, budgetBytes: 1000 * GiB }),
     ).toMatchObject({
       contextLength: 2048,
       reason: "trained",
-      shorter: [],
     });
   });
 
@@ -87,14 +83,12 @@ describe("chooseContextLength", () => {
       sequences: 4,
       reason: "memory",
       bytes: 64 * GiB,
-      shorter: [8192, 4096],
     });
     expect(
       await chooseContextLength({ sequenceCounts: [4], trained: 131072, bytesFor, budgetBytes: 20 * GiB }),
     ).toMatchObject({
       contextLength: 4096,
       reason: "memory",
-      shorter: [],
     });
   });
 
@@ -207,6 +201,32 @@ describe("fewer sequences when --parallel is lmhost's default", () => {
     ).toMatchObject({ contextLength: 8192, sequences: 4 });
   });
 
+  it("says why fewer were taken, and leaves out --parallel once there is one sequence", async () => {
+    const forLength = await chooseContextLength({
+      trained: 131072,
+      requested: { contextLength: 32768, setBy: "flag" },
+      sequenceCounts: [4, 2, 1],
+      bytesFor: kv,
+      budgetBytes: 9 * GiB,
+    });
+    expect(describeContextLength(forLength, 131072)).toMatch(
+      /× 2 \(not 4: as many of this length would take more than a quarter of the memory; --parallel sets it\)/,
+    );
+    const short = await chooseContextLength({
+      trained: 131072,
+      sequenceCounts: [4, 2, 1],
+      bytesFor: kv,
+      budgetBytes: 1.5 * GiB,
+    });
+    expect(describeContextLength(short, 131072)).toMatch(
+      /× 1 \(not 4: too little memory for more; --parallel sets it\)/,
+    );
+    expect(moreContextHint(short, 8192, 131072)).toMatch(
+      /start lmhost with a longer --context-length for more \(it may not fit\)\.$/,
+    );
+    expect(refusedContextAdvice(short)).toMatch(/set a shorter --context-length$/);
+  });
+
   it("halves the default count down to 1", () => {
     expect(sequenceCountsFor(4, false)).toEqual([4, 2, 1]);
     expect(sequenceCountsFor(6, false)).toEqual([6, 3, 1]);
@@ -229,7 +249,6 @@ describe("what the choice says", () => {
     sequences: 4,
     reason: "memory",
     bytes: 3 * GiB,
-    shorter: [],
     ...fields,
   });
 

@@ -114,6 +114,18 @@ describe("PromptCache", () => {
     expect(cache.shouldSave(identity, 20, range(200, 24))).toBe(false);
     expect(cache.shouldSave(identity, 10, range(300, 10))).toBe(true);
     expect(cache.shouldSave(otherIdentity, 20, range(200, 24))).toBe(true);
+    // Saves queued together before the first oversized one was seen: only that first one is written.
+    const queued = new PromptCache({ dir: folder(), maxBytes: 250, minTokens: 4 });
+    let writes = 0;
+    const counting = (tokens: number[]) => async (file: string) => {
+      writes += 1;
+      await writer(400, tokens)(file);
+    };
+    const batch = [range(500, 20), range(600, 20), range(700, 20), range(800, 20)];
+    expect(batch.every((tokens) => queued.shouldSave(identity, 20, tokens))).toBe(true);
+    const results = await Promise.all(batch.map((tokens) => queued.save(identity, tokens, counting(tokens))));
+    expect(results).toEqual([undefined, undefined, undefined, undefined]);
+    expect(writes).toBe(1);
     // What fits is kept, and a restarted cache predicts from the entries it reads back.
     const short = range(300, 10);
     expect(await cache.save(identity, short, writer(200, short))).toBeDefined();

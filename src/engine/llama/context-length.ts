@@ -13,7 +13,9 @@
  * instructions and tools before the first message); a quarter leaves the rest for the weights, other
  * models and the system. When the user did not set `--parallel` either, the loader gives up sequences
  * (4, then 2, then 1) before it gives a sequence less than 16,384 tokens: on a 16 GiB machine an 8B model's
- * 4 sequences would get 4,096 tokens each, too few for Codex's first request.
+ * 4 sequences would get 4,096 tokens each, too few for Codex's first request; and with a length the user
+ * set but no `--parallel`, it takes the most sequences of that length that fit the same budget (at least 1).
+ * How many sequences a model gets can then differ between loads, with the memory free at the time.
  */
 import os from "node:os";
 
@@ -31,7 +33,7 @@ export interface ContextLengthChoice {
   contextLength: number;
   /** Sequences of the context. */
   sequences: number;
-  /** The sequences asked for (`--parallel` or its default), when fewer were taken to give each more context. */
+  /** The sequences asked for (`--parallel`'s default), when fewer were taken to give each more context. */
   fewerThan?: number;
   /**
    * Why: `requested` (set by the user, capped at the training context), `trained` (the whole training
@@ -44,8 +46,6 @@ export interface ContextLengthChoice {
   setBy?: "model" | "flag";
   /** The memory the chosen context needs (all sequences), as node-llama-cpp estimates it. */
   bytes: number;
-  /** Shorter default steps to fall back to, longest first, when node-llama-cpp refuses this one. */
-  shorter: number[];
 }
 
 /**
@@ -78,7 +78,6 @@ export async function chooseContextLength(options: {
       reason: "requested",
       setBy: requested.setBy,
       bytes: taken.bytes,
-      shorter: [],
       ...fewer(taken.sequences),
     };
   }
@@ -88,11 +87,11 @@ export async function chooseContextLength(options: {
   const wanted = Math.min(usefulContextLength, trained);
   let best: ContextLengthChoice | undefined;
   for (const sequences of counts) {
-    let fitting: { contextLength: number; bytes: number; index: number } | undefined;
-    for (const [index, contextLength] of candidates.entries()) {
+    let fitting: { contextLength: number; bytes: number } | undefined;
+    for (const contextLength of candidates) {
       const bytes = await bytesFor(contextLength, sequences);
       if (bytes > budgetBytes) break;
-      fitting = { contextLength, bytes, index };
+      fitting = { contextLength, bytes };
     }
     if (fitting === undefined) continue;
     const reason: ContextLengthChoice["reason"] =
@@ -106,7 +105,6 @@ export async function chooseContextLength(options: {
       sequences,
       reason,
       bytes: fitting.bytes,
-      shorter: candidates.slice(0, fitting.index).reverse(),
       ...fewer(sequences),
     };
     if (choice.contextLength >= wanted) return choice;
@@ -120,7 +118,6 @@ export async function chooseContextLength(options: {
     sequences,
     reason: "minimum",
     bytes: await bytesFor(contextLength, sequences),
-    shorter: [],
     ...fewer(sequences),
   };
 }
@@ -153,10 +150,15 @@ function machineMemory(): { total: number; free: number } {
 
 /** "context 16,384 tokens per sequence × 4 (2.1 GiB)…": how the choice reads in the load's log line. */
 export function describeContextLength(choice: ContextLengthChoice, trained: number): string {
+  const wanted = Math.min(usefulContextLength, trained).toLocaleString("en-US");
   const fewer =
     choice.fewerThan === undefined
       ? ""
-      : ` (not ${choice.fewerThan}: each would get less than ${Math.min(usefulContextLength, trained).toLocaleString("en-US")}; --parallel sets it)`;
+      : choice.reason === "requested"
+        ? ` (not ${choice.fewerThan}: as many of this length would take more than a quarter of the memory; --parallel sets it)`
+        : choice.reason !== "minimum" && choice.contextLength >= Math.min(usefulContextLength, trained)
+          ? ` (not ${choice.fewerThan}: each would get less than ${wanted}; --parallel sets it)`
+          : ` (not ${choice.fewerThan}: too little memory for more; --parallel sets it)`;
   const base =
     `context ${choice.contextLength.toLocaleString("en-US")} tokens per sequence × ${choice.sequences}${fewer} ` +
     `(${(choice.bytes / 2 ** 30).toFixed(1)} GiB)`;
@@ -171,7 +173,7 @@ export function describeContextLength(choice: ContextLengthChoice, trained: numb
     case "memory":
       return `${base}: a longer one would take more than a quarter of this machine's memory or 80% of what is free (trained for ${trainedText}; --context-length sets it)`;
     case "minimum":
-      return `${base}: even this is more than a quarter of this machine's memory or 80% of what is free (--context-length or --parallel sets less)`;
+      return `${base}: even this is more than a quarter of this machine's memory or 80% of what is free (--context-length${choice.sequences > 1 ? " or --parallel" : ""} sets less)`;
   }
 }
 
@@ -188,7 +190,9 @@ export function moreContextHint(choice: ContextLengthChoice, contextLength: numb
     case "trained":
     case "memory":
     case "minimum":
-      return `${running}, what fits in memory: start lmhost with a longer --context-length and fewer --parallel sequences for more.`;
+      return choice.sequences > 1
+        ? `${running}, what fits in memory: start lmhost with a longer --context-length and fewer --parallel sequences for more.`
+        : `${running}, what fits in memory: start lmhost with a longer --context-length for more (it may not fit).`;
   }
 }
 
@@ -205,5 +209,5 @@ export function refusedContextAdvice(choice: ContextLengthChoice): string {
     choice.reason === "requested" && choice.setBy === "model"
       ? "set a shorter contextLength for this model in config.json"
       : "set a shorter --context-length";
-  return `${asked} (${by}); ${lower} or fewer --parallel sequences`;
+  return `${asked} (${by}); ${lower}${choice.sequences > 1 ? " or fewer --parallel sequences" : ""}`;
 }

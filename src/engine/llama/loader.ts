@@ -1,6 +1,6 @@
 /**
  * Loads a GGUF model entry into memory with node-llama-cpp and unloads it again: the model, its chat
- * wrapper, one context with `parallel` sequences (the KV cache each request reuses), and a short warm-up
+ * wrapper, one context with up to `parallel` sequences (the KV cache each request reuses), and a short warm-up
  * generation so the first real request does not pay for V8 optimisation and page faults.
  *
  * Settings follow ENGINE-NOTES: `threads` is always explicit (node-llama-cpp's default is wrong on small
@@ -156,26 +156,30 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
       // budget, estimated as node-llama-cpp checks it when the context is created (context-length.ts).
       const override = entry.contextLengthOverride;
       const flag = this.options.contextLength;
-      let contextChoice = await chooseContextLength({
-        trained: model.trainContextSize,
-        sequenceCounts: sequenceCountsFor(parallel, this.options.parallelSetByUser !== false),
-        requested:
-          override !== undefined
-            ? { contextLength: override, setBy: "model" }
-            : flag !== undefined
-              ? { contextLength: flag, setBy: "flag" }
-              : undefined,
-        bytesFor: async (contextSize, sequences) =>
-          (
-            await model.fileInsights.estimateContextResourceRequirementsV2({
-              contextSize,
-              modelGpuLayers: 0,
-              sequences,
-              flashAttention,
-            })
-          ).cpuRam,
-        budgetBytes: this.options.contextMemoryBudgetBytes ?? contextMemoryBudget(model.size),
-      });
+      const choose = (budgetBytes: number) =>
+        chooseContextLength({
+          trained: model.trainContextSize,
+          sequenceCounts: sequenceCountsFor(parallel, this.options.parallelSetByUser !== false),
+          requested:
+            override !== undefined
+              ? { contextLength: override, setBy: "model" }
+              : flag !== undefined
+                ? { contextLength: flag, setBy: "flag" }
+                : undefined,
+          bytesFor: async (contextSize, sequences) =>
+            (
+              await model.fileInsights.estimateContextResourceRequirementsV2({
+                contextSize,
+                modelGpuLayers: 0,
+                sequences,
+                flashAttention,
+              })
+            ).cpuRam,
+          budgetBytes,
+        });
+      let contextChoice = await choose(
+        this.options.contextMemoryBudgetBytes ?? contextMemoryBudget(model.size),
+      );
       const threads =
         model.size < (this.options.singleThreadBelowBytes ?? singleThreadModelBytes)
           ? 1
@@ -192,10 +196,10 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
           break;
         } catch (error) {
           if (!(error instanceof InsufficientMemoryError)) throw error;
-          // A length lmhost chose (its budget read free memory a moment ago) steps down; a set one fails.
-          const [next, ...rest] = contextChoice.shorter;
-          if (next !== undefined) {
-            contextChoice = { ...contextChoice, contextLength: next, reason: "memory", shorter: rest };
+          // A choice of lmhost's (its budget read free memory a moment ago) is made again under a budget
+          // just below the refused one (a shorter length, or fewer sequences); a set length fails.
+          if (contextChoice.reason !== "requested" && contextChoice.reason !== "minimum") {
+            contextChoice = await choose(contextChoice.bytes - 1);
             continue;
           }
           throw new Error(`${error.message}: ${refusedContextAdvice(contextChoice)}`, {

@@ -244,6 +244,8 @@ export class PromptCache {
     written: () => void,
   ): Promise<PromptCacheEntry | undefined> {
     await this.ready();
+    // Saves queued before a first oversized one was seen are refused here, before anything is written.
+    if ((this.predictedBytes(identity, tokens.length) ?? 0) > this.maxBytes) return undefined;
     const name = `${identity.slice(0, 16)}-${tokensDigest(tokens).slice(0, 32)}`;
     if (this.entries.has(name)) return this.entries.get(name);
     this.temporaryCounter += 1;
