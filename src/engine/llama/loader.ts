@@ -196,10 +196,12 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
           break;
         } catch (error) {
           if (!(error instanceof InsufficientMemoryError)) throw error;
-          // A choice of lmhost's (its budget read free memory a moment ago) is made again under a budget
-          // just below the refused one (a shorter length, or fewer sequences); a set length fails.
-          if (contextChoice.reason !== "requested" && contextChoice.reason !== "minimum") {
-            contextChoice = await choose(contextChoice.bytes - 1);
+          // The choice is made again under a budget just below the refused one (the budget read free
+          // memory a moment ago): a shorter length, or fewer sequences when --parallel is unset. A set
+          // length with the fewest sequences, or lmhost's shortest default, fails.
+          const next = await choose(contextChoice.bytes - 1);
+          if (next.bytes < contextChoice.bytes) {
+            contextChoice = next;
             continue;
           }
           throw new Error(`${error.message}: ${refusedContextAdvice(contextChoice)}`, {
