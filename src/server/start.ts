@@ -327,7 +327,6 @@ async function listen(app: App, config: Config): Promise<ServerType> {
   });
 }
 
-/** One line per model served: id, size, quantization, context length (or why it cannot be used). */
 /** Sequences per model when `--parallel` is not given (the loader may take fewer: context-length.ts). */
 const defaultParallel = 4;
 
@@ -338,6 +337,7 @@ function contextOf(entry: ModelEntry): string {
   return `trained for ${entry.contextLength ?? "?"} tokens`;
 }
 
+/** One line per model served: id, size, quantization, context length (or why it cannot be used). */
 export function describeModels(entries: readonly ModelEntry[]): string[] {
   if (entries.length === 0)
     return ["models: none found (put .gguf files in the models folder, or pass -m <file>)"];

@@ -126,73 +126,52 @@ describe("chooseContextLength", () => {
 describe("fewer sequences when --parallel is lmhost's default", () => {
   // An 8B model's KV cache: 128 KiB a token per sequence.
   const kv = (contextLength: number, sequences: number) => contextLength * sequences * 128 * 2 ** 10;
+  /** The choice for such a model (trained for 131,072 unless said), --parallel unset (4, 2 or 1 sequences). */
+  const choose = (budgetBytes: number, options: { trained?: number; setLength?: number } = {}) =>
+    chooseContextLength({
+      trained: options.trained ?? 131072,
+      ...(options.setLength === undefined
+        ? {}
+        : { requested: { contextLength: options.setLength, setBy: "flag" } }),
+      sequenceCounts: [4, 2, 1],
+      bytesFor: kv,
+      budgetBytes,
+    });
 
   it("keeps 4 sequences while each gets 16,384 tokens", async () => {
-    expect(
-      await chooseContextLength({
-        trained: 131072,
-        sequenceCounts: [4, 2, 1],
-        bytesFor: kv,
-        budgetBytes: 8 * GiB,
-      }),
-    ).toMatchObject({ contextLength: 16384, sequences: 4, reason: "memory" });
+    expect(await choose(8 * GiB)).toMatchObject({ contextLength: 16384, sequences: 4, reason: "memory" });
   });
 
   it("takes 2 or 1 sequences before going under 16,384 (a 16 GiB machine's 4 GiB budget)", async () => {
-    const choice = await chooseContextLength({
-      trained: 131072,
-      sequenceCounts: [4, 2, 1],
-      bytesFor: kv,
-      budgetBytes: 4 * GiB,
-    });
+    const choice = await choose(4 * GiB);
     expect(choice).toMatchObject({ contextLength: 16384, sequences: 2, reason: "memory", fewerThan: 4 });
     expect(describeContextLength(choice, 131072)).toBe(
       "context 16,384 tokens per sequence × 2 (not 4: each would get less than 16,384; --parallel sets it) " +
         "(4.0 GiB): a longer one would take more than a quarter of this machine's memory or 80% of what is " +
         "free (trained for 131,072; --context-length sets it)",
     );
-    expect(
-      await chooseContextLength({
-        trained: 131072,
-        sequenceCounts: [4, 2, 1],
-        bytesFor: kv,
-        budgetBytes: 3 * GiB,
-      }),
-    ).toMatchObject({ contextLength: 16384, sequences: 1, fewerThan: 4 });
+    expect(await choose(3 * GiB)).toMatchObject({ contextLength: 16384, sequences: 1, fewerThan: 4 });
   });
 
   it("takes the longest context any count gives when none reaches 16,384", async () => {
-    expect(
-      await chooseContextLength({
-        trained: 131072,
-        sequenceCounts: [4, 2, 1],
-        bytesFor: kv,
-        budgetBytes: 1.5 * GiB,
-      }),
-    ).toMatchObject({ contextLength: 8192, sequences: 1 });
+    expect(await choose(1.5 * GiB)).toMatchObject({ contextLength: 8192, sequences: 1 });
   });
 
   it("keeps every sequence for a model trained for less than 16,384 that fits", async () => {
-    expect(
-      await chooseContextLength({
-        trained: 4096,
-        sequenceCounts: [4, 2, 1],
-        bytesFor: kv,
-        budgetBytes: 4 * GiB,
-      }),
-    ).toMatchObject({ contextLength: 4096, sequences: 4, reason: "trained" });
+    expect(await choose(4 * GiB, { trained: 4096 })).toMatchObject({
+      contextLength: 4096,
+      sequences: 4,
+      reason: "trained",
+    });
   });
 
   it("fits the sequences to a length the user set", async () => {
-    expect(
-      await chooseContextLength({
-        trained: 131072,
-        requested: { contextLength: 32768, setBy: "flag" },
-        sequenceCounts: [4, 2, 1],
-        bytesFor: kv,
-        budgetBytes: 9 * GiB,
-      }),
-    ).toMatchObject({ contextLength: 32768, sequences: 2, reason: "requested", fewerThan: 4 });
+    expect(await choose(9 * GiB, { setLength: 32768 })).toMatchObject({
+      contextLength: 32768,
+      sequences: 2,
+      reason: "requested",
+      fewerThan: 4,
+    });
   });
 
   it("takes a --parallel the user set as it is", async () => {
@@ -202,22 +181,11 @@ describe("fewer sequences when --parallel is lmhost's default", () => {
   });
 
   it("says why fewer were taken, and leaves out --parallel once there is one sequence", async () => {
-    const forLength = await chooseContextLength({
-      trained: 131072,
-      requested: { contextLength: 32768, setBy: "flag" },
-      sequenceCounts: [4, 2, 1],
-      bytesFor: kv,
-      budgetBytes: 9 * GiB,
-    });
+    const forLength = await choose(9 * GiB, { setLength: 32768 });
     expect(describeContextLength(forLength, 131072)).toMatch(
       /× 2 \(not 4: as many of this length would take more than a quarter of the memory; --parallel sets it\)/,
     );
-    const short = await chooseContextLength({
-      trained: 131072,
-      sequenceCounts: [4, 2, 1],
-      bytesFor: kv,
-      budgetBytes: 1.5 * GiB,
-    });
+    const short = await choose(1.5 * GiB);
     expect(describeContextLength(short, 131072)).toMatch(
       /× 1 \(not 4: too little memory for more; --parallel sets it\)/,
     );

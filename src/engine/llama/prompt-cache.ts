@@ -146,8 +146,7 @@ export class PromptCache {
   /** Whether a sequence holding `sequenceTokens` after a prompt of `promptTokens` tokens should be saved. */
   shouldSave(identity: string, promptTokens: number, sequenceTokens: ArrayLike<number>): boolean {
     if (!this.enabled || promptTokens < this.minTokens) return false;
-    const predicted = this.predictedBytes(identity, sequenceTokens.length);
-    if (predicted !== undefined && predicted > this.maxBytes) return false;
+    if (this.predictedTooLarge(identity, sequenceTokens.length)) return false;
     const covered = this.lookup(identity, sequenceTokens)?.commonPrefix ?? 0;
     return sequenceTokens.length - covered >= this.minTokens;
   }
@@ -157,6 +156,11 @@ export class PromptCache {
     const largest = this.largestState.get(identity);
     if (largest === undefined || largest.tokens === 0) return undefined;
     return Math.round((largest.bytes / largest.tokens) * tokens);
+  }
+
+  /** Whether a state of `tokens` tokens is expected to be over the bound (never before one was seen). */
+  private predictedTooLarge(identity: string, tokens: number): boolean {
+    return (this.predictedBytes(identity, tokens) ?? 0) > this.maxBytes;
   }
 
   private noteSize(identity: string, bytes: number, tokens: number): void {
@@ -245,7 +249,7 @@ export class PromptCache {
   ): Promise<PromptCacheEntry | undefined> {
     await this.ready();
     // Saves queued before a first oversized one was seen are refused here, before anything is written.
-    if ((this.predictedBytes(identity, tokens.length) ?? 0) > this.maxBytes) return undefined;
+    if (this.predictedTooLarge(identity, tokens.length)) return undefined;
     const name = `${identity.slice(0, 16)}-${tokensDigest(tokens).slice(0, 32)}`;
     if (this.entries.has(name)) return this.entries.get(name);
     this.temporaryCounter += 1;
