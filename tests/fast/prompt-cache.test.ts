@@ -7,6 +7,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { crc32 } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { parseByteSize, resolveConfig } from "../../src/config.js";
 import { flagsToConfig } from "../../src/cli/serve.js";
@@ -73,6 +74,59 @@ describe("PromptCache", () => {
     expect(new PromptCache({ dir: folder(), maxBytes: 0 }).shouldSave(identity, 5000, range(0, 5000))).toBe(
       false,
     );
+  });
+
+  it("counts a save still being written or checksummed as covering its tokens", async () => {
+    const cache = new PromptCache({ dir: folder(), maxBytes: 10_000, minTokens: 16 });
+    let finishWrite = () => undefined as void;
+    const writeMayFinish = new Promise<void>((resolve) => (finishWrite = resolve));
+    const first = range(0, 40);
+    const saved = cache.save(identity, first, async (file) => {
+      await writeMayFinish;
+      await writer(100, first)(file);
+    });
+    // The next turn, 10 tokens longer, while the first save runs: covered by it, not saved again.
+    expect(cache.shouldSave(identity, 30, range(0, 50))).toBe(false);
+    expect(cache.shouldSave(identity, 30, range(0, 56))).toBe(true);
+    finishWrite();
+    expect((await saved)?.tokens.length).toBe(40);
+    expect(cache.shouldSave(identity, 30, range(0, 50))).toBe(false);
+    // A save that failed covers nothing once it is over.
+    const failed = cache.save(identity, range(100, 40), async () => {
+      throw new Error("disk full");
+    });
+    expect(cache.shouldSave(identity, 30, range(100, 45))).toBe(false);
+    expect(await failed).toBeUndefined();
+    expect(cache.shouldSave(identity, 30, range(100, 45))).toBe(true);
+  });
+
+  it("checksums state files with CRC-32 and drops entries of the older SHA-256 format on start", async () => {
+    const dir = folder();
+    const { warn, messages } = warnings();
+    const cache = new PromptCache({ dir, maxBytes: 100_000_000, minTokens: 4, warn });
+    const tokens = range(0, 12);
+    // Over two 4 MiB slices, with different bytes in each, so the running checksum is what is compared.
+    const bytes = 9 * 1024 * 1024 + 7;
+    const state = Buffer.alloc(bytes);
+    for (let index = 0; index < bytes; index += 4096) state[index] = (index / 4096) % 256;
+    const entry = (await cache.save(identity, tokens, async (file) => writeFileSync(file, state)))!;
+    const meta = JSON.parse(readFileSync(path.join(dir, `${entry.name}.json`), "utf8")) as Record<
+      string,
+      unknown
+    >;
+    expect(meta.checksum).toBe(`crc32:${crc32(state).toString(16).padStart(8, "0")}`);
+    expect(entry.bytes).toBe(bytes);
+    expect(await cache.restore(entry, loader(tokens))).toBe(true);
+    // An entry as version 1 wrote it: ignored and deleted with a warning, state file included.
+    writeFileSync(
+      path.join(dir, `${entry.name}.json`),
+      JSON.stringify({ ...meta, version: 1, checksum: undefined, sha256: "0".repeat(64) }),
+    );
+    const restarted = new PromptCache({ dir, maxBytes: 100_000_000, minTokens: 4, warn });
+    await restarted.ready();
+    expect(restarted.list()).toEqual([]);
+    expect(readdirSync(dir)).toEqual([]);
+    expect(messages.join("\n")).toMatch(/not a prompt cache entry of this version/);
   });
 
   it("evicts the least recently used entries to stay under the size bound", async () => {
