@@ -30,6 +30,12 @@ export interface ModelShape {
   ffn: number;
   heads: number;
   contextLength: number;
+  /**
+   * Writes a Gemma 2 model (llama.cpp's `gemma2`: sliding-window attention on every other layer, post-norms,
+   * the output tied to the embedding) whose window is this many tokens, instead of a llama: what the
+   * sliding-window paths of node-llama-cpp (KV checkpoints instead of a plain prefix erase) are tested on.
+   */
+  slidingWindow?: number;
 }
 
 export const realisticShape: ModelShape = {
@@ -162,13 +168,21 @@ function tensorBytes(tensor: Tensor): number {
 
 function tensorsOf(shape: ModelShape, vocab: number): Tensor[] {
   const { dim, ffn } = shape;
+  const gemma = shape.slidingWindow !== undefined;
   const tensors: Tensor[] = [
     { name: "token_embd.weight", dims: [dim, vocab], type: GGML_F32, fill: "random" },
     { name: "output_norm.weight", dims: [dim], type: GGML_F32, fill: "ones" },
-    { name: "output.weight", dims: [dim, vocab], type: GGML_F32, fill: "random" },
+    ...(gemma
+      ? []
+      : [{ name: "output.weight", dims: [dim, vocab], type: GGML_F32, fill: "random" } satisfies Tensor]),
   ];
   for (let layer = 0; layer < shape.layers; layer++) {
     const block = `blk.${layer}`;
+    if (gemma)
+      tensors.push(
+        { name: `${block}.post_attention_norm.weight`, dims: [dim], type: GGML_F32, fill: "ones" },
+        { name: `${block}.post_ffw_norm.weight`, dims: [dim], type: GGML_F32, fill: "ones" },
+      );
     tensors.push(
       { name: `${block}.attn_norm.weight`, dims: [dim], type: GGML_F32, fill: "ones" },
       { name: `${block}.attn_q.weight`, dims: [dim, dim], type: GGML_Q8_0 },
@@ -197,19 +211,27 @@ async function headerOf(shape: ModelShape, tensors: Tensor[]): Promise<Buffer> {
   const ggml = (source.metadata as { tokenizer: { ggml: Record<string, unknown>; chat_template: string } })
     .tokenizer;
   const tokens = ggml.ggml.tokens as string[];
+  const architecture = shape.slidingWindow === undefined ? "llama" : "gemma2";
   const metadata: [string, Value][] = [
-    ["general.architecture", { type: STRING, value: "llama" }],
+    ["general.architecture", { type: STRING, value: architecture }],
     ["general.name", { type: STRING, value: "lmhost-bench-random" }],
     ["general.file_type", { type: UINT32, value: FILE_TYPE_MOSTLY_Q8_0 }],
     ["general.alignment", { type: UINT32, value: ALIGNMENT }],
-    ["llama.context_length", { type: UINT32, value: shape.contextLength }],
-    ["llama.embedding_length", { type: UINT32, value: shape.dim }],
-    ["llama.feed_forward_length", { type: UINT32, value: shape.ffn }],
-    ["llama.block_count", { type: UINT32, value: shape.layers }],
-    ["llama.attention.head_count", { type: UINT32, value: shape.heads }],
-    ["llama.attention.head_count_kv", { type: UINT32, value: shape.heads }],
-    ["llama.attention.layer_norm_rms_epsilon", { type: FLOAT32, value: 1e-5 }],
-    ["llama.rope.dimension_count", { type: UINT32, value: shape.dim / shape.heads }],
+    [`${architecture}.context_length`, { type: UINT32, value: shape.contextLength }],
+    [`${architecture}.embedding_length`, { type: UINT32, value: shape.dim }],
+    [`${architecture}.feed_forward_length`, { type: UINT32, value: shape.ffn }],
+    [`${architecture}.block_count`, { type: UINT32, value: shape.layers }],
+    [`${architecture}.attention.head_count`, { type: UINT32, value: shape.heads }],
+    [`${architecture}.attention.head_count_kv`, { type: UINT32, value: shape.heads }],
+    [`${architecture}.attention.layer_norm_rms_epsilon`, { type: FLOAT32, value: 1e-5 }],
+    [`${architecture}.rope.dimension_count`, { type: UINT32, value: shape.dim / shape.heads }],
+    ...(shape.slidingWindow === undefined
+      ? []
+      : ([
+          [`${architecture}.attention.sliding_window`, { type: UINT32, value: shape.slidingWindow }],
+          [`${architecture}.attention.key_length`, { type: UINT32, value: shape.dim / shape.heads }],
+          [`${architecture}.attention.value_length`, { type: UINT32, value: shape.dim / shape.heads }],
+        ] satisfies [string, Value][])),
     ["tokenizer.ggml.model", { type: STRING, value: String(ggml.ggml.model) }],
     ["tokenizer.ggml.tokens", { type: ARRAY, elementType: STRING, value: tokens }],
     ["tokenizer.ggml.scores", { type: ARRAY, elementType: FLOAT32, value: ggml.ggml.scores as number[] }],
@@ -317,7 +339,7 @@ export async function makeModel(
   const context = shape.contextLength === realisticShape.contextLength ? "" : `-ctx${shape.contextLength}`;
   const file = path.join(
     dir,
-    `random-llama-${millions}M-L${shape.layers}-d${shape.dim}-f${shape.ffn}${context}-q8_0-seed${weightSeed}.gguf`,
+    `random-${shape.slidingWindow === undefined ? "llama" : `gemma2-swa${shape.slidingWindow}`}-${millions}M-L${shape.layers}-d${shape.dim}-f${shape.ffn}${context}-q8_0-seed${weightSeed}.gguf`,
   );
   if (existsSync(file) && statSync(file).size === size) return file;
   mkdirSync(dir, { recursive: true });

@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import {
+  checkpointBytesPerSequence,
   chooseContextLength,
   contextMemoryBudget,
   describeContextLength,
@@ -208,6 +209,22 @@ describe("contextMemoryBudget", () => {
     expect(contextMemoryBudget(0, { total: 24 * GiB, free: 5 * GiB })).toBe(4 * GiB);
     expect(contextMemoryBudget(3 * GiB, { total: 24 * GiB, free: 8 * GiB })).toBe(4 * GiB);
     expect(contextMemoryBudget(9 * GiB, { total: 24 * GiB, free: 8 * GiB })).toBe(0);
+  });
+});
+
+describe("checkpointBytesPerSequence", () => {
+  it("shares what the budget leaves after the context among the sequences, never below 0", () => {
+    const choice = (bytes: number, sequences: number): ContextLengthChoice => ({
+      contextLength: 16384,
+      sequences,
+      reason: "default",
+      bytes,
+    });
+    expect(checkpointBytesPerSequence(4 * GiB, choice(2 * GiB, 4))).toBe(GiB / 2);
+    expect(checkpointBytesPerSequence(4 * GiB, choice(3 * GiB, 1))).toBe(GiB);
+    // A set length over the budget, or a step-down's budget just below the refused context: nothing left.
+    expect(checkpointBytesPerSequence(4 * GiB, choice(5 * GiB, 2))).toBe(0);
+    expect(checkpointBytesPerSequence(3, choice(3, 1))).toBe(0);
   });
 });
 

@@ -148,6 +148,19 @@ function machineMemory(): { total: number; free: number } {
   return { total, free: Math.min(available, total) };
 }
 
+/**
+ * What one sequence may hold in KV checkpoints. A sliding-window model (Gemma 2 and 3, gpt-oss; unless the
+ * context keeps the full cache) or a recurrent or hybrid one cannot cut a sequence's tail off its KV cache,
+ * so node-llama-cpp keeps copies of the sequence's state to go back to ("checkpoints", one or two a
+ * generation, up to 32 a sequence), and by default without any bound on their memory: Gemma 3 4B's window
+ * makes each ~170 MiB, up to 5.4 GiB a sequence. They get what the memory budget leaves after the
+ * context, shared by the sequences; node-llama-cpp keeps the newest checkpoint even over that bound, and
+ * the newest is what the next turn of a conversation goes back to.
+ */
+export function checkpointBytesPerSequence(budgetBytes: number, choice: ContextLengthChoice): number {
+  return Math.max(0, Math.floor((budgetBytes - choice.bytes) / choice.sequences));
+}
+
 /** "context 16,384 tokens per sequence × 4 (2.1 GiB)…": how the choice reads in the load's log line. */
 export function describeContextLength(choice: ContextLengthChoice, trained: number): string {
   const wanted = Math.min(usefulContextLength, trained).toLocaleString("en-US");

@@ -32,6 +32,7 @@ import { SequencePool } from "./sequence-pool.js";
 import {
   chooseContextLength,
   contextMemoryBudget,
+  checkpointBytesPerSequence,
   describeContextLength,
   refusedContextAdvice,
   sequenceCountsFor,
@@ -91,6 +92,11 @@ export interface LlamaLoadedModel {
   contextLength: number;
   /** How the context length was chosen (context-length.ts): the load's log line, the overflow hint. */
   contextChoice: ContextLengthChoice;
+  /**
+   * The bound on each sequence's KV checkpoints (context-length.ts, checkpointBytesPerSequence); they exist
+   * only where the model needs them (`needsCheckpoints`: sliding-window, recurrent, hybrid).
+   */
+  checkpointBytes: number;
   flashAttention: "auto" | boolean;
   /** Threads the context runs with. */
   threads: number;
@@ -177,9 +183,8 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
             ).cpuRam,
           budgetBytes,
         });
-      let contextChoice = await choose(
-        this.options.contextMemoryBudgetBytes ?? contextMemoryBudget(model.size),
-      );
+      let budgetBytes = this.options.contextMemoryBudgetBytes ?? contextMemoryBudget(model.size);
+      let contextChoice = await choose(budgetBytes);
       const threads =
         model.size < (this.options.singleThreadBelowBytes ?? singleThreadModelBytes)
           ? 1
@@ -201,6 +206,7 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
           // length with the fewest sequences, or lmhost's shortest default, fails.
           const next = await choose(contextChoice.bytes - 1);
           if (next.bytes < contextChoice.bytes) {
+            budgetBytes = contextChoice.bytes - 1;
             contextChoice = next;
             continue;
           }
@@ -209,8 +215,10 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
           });
         }
       }
+      const checkpointBytes = checkpointBytesPerSequence(budgetBytes, contextChoice);
       const sequences: LlamaContextSequence[] = [];
-      while (context.sequencesLeft > 0) sequences.push(context.getSequence());
+      while (context.sequencesLeft > 0)
+        sequences.push(context.getSequence({ checkpoints: { maxMemory: checkpointBytes } }));
       const loaded: LlamaLoadedModel = {
         entry,
         llama,
@@ -221,6 +229,7 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
         chatWrapper,
         contextLength: context.contextSize,
         contextChoice,
+        checkpointBytes,
         flashAttention,
         threads,
         loadMilliseconds: 0,
@@ -266,10 +275,15 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
   }
 
   describe(loaded: LlamaLoadedModel): string {
-    return describeContextLength(
+    const context = describeContextLength(
       { ...loaded.contextChoice, contextLength: loaded.contextLength },
       loaded.model.trainContextSize,
     );
+    if (loaded.sequences[0]?.needsCheckpoints !== true) return context;
+    const insights = loaded.model.fileInsights;
+    const why =
+      insights.swaSize !== undefined ? `a sliding window of ${insights.swaSize} tokens` : "recurrent layers";
+    return `${context}; KV checkpoints (${why}) up to ${(loaded.checkpointBytes / 2 ** 20).toFixed(0)} MiB a sequence, the newest always kept`;
   }
 }
 

@@ -1,0 +1,138 @@
+/**
+ * A sliding-window model on the real engine: a Gemma 2 GGUF written by bench/make-model.ts (2 layers, dim
+ * 64, random weights, a window of 32 tokens) into a temporary folder. Such a model cannot cut a sequence's
+ * tail off its KV cache; node-llama-cpp keeps checkpoints of the sequence's state instead, and without a
+ * bound it keeps up to 32 a sequence (Gemma 3 4B: ~170 MiB each). The loader bounds them by what the memory
+ * budget leaves after the context (context-length.ts, checkpointBytesPerSequence); follow-up turns must
+ * still evaluate only their new tokens.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { getLlama, LlamaLogLevel, type Llama } from "node-llama-cpp";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeModel } from "../../bench/make-model.js";
+import { LlamaEngine } from "../../src/engine/llama/engine.js";
+import { LlamaModelLoader, type LlamaModelLoaderOptions } from "../../src/engine/llama/loader.js";
+import type { EngineRequest } from "../../src/engine/types.js";
+import type { ModelEntry } from "../../src/models/types.js";
+
+const window = 32;
+let llama: Llama;
+let dir: string;
+let modelPath: string;
+
+const entry = (): ModelEntry => ({ id: "sliding", path: modelPath, sizeBytes: 0, publisher: "test" });
+
+interface Turn {
+  inputTokens: number;
+  /** What lmhost reported as cached (the prefix the sequence held). */
+  cachedInputTokens: number;
+  /** Prompt tokens node-llama-cpp really evaluated (its token meter), not what lmhost predicted. */
+  evaluatedInputTokens: number;
+  checkpointBytes: number;
+}
+
+/**
+ * A conversation of six turns on one sequence: each prompt is the previous one, its answer (8 tokens) and
+ * a new user message. The answer's tokens as rendered again need not be the tokens generated, so
+ * node-llama-cpp may go back over a few of them, which needs a checkpoint.
+ */
+async function sixTurns(
+  options: Partial<LlamaModelLoaderOptions>,
+): Promise<{ turns: Turn[]; described: string }> {
+  const loader = new LlamaModelLoader({ llama, threads: 1, parallel: 1, warmup: false, ...options });
+  const loaded = await loader.load(entry());
+  try {
+    const engine = new LlamaEngine({
+      models: { acquire: async () => ({ entry: loaded.entry, loaded, release: () => undefined }) },
+    });
+    const sequence = loaded.sequences[0]!;
+    const items: EngineRequest["items"] = [];
+    const turns: Turn[] = [];
+    for (let turn = 0; turn < 6; turn++) {
+      items.push({
+        type: "message",
+        role: "user",
+        text: `Tell me about the cat number ${turn} in the garden.`,
+      });
+      const before = sequence.tokenMeter.getState().usedInputTokens;
+      let inputTokens = 0;
+      let cachedInputTokens = 0;
+      let answer = "";
+      for await (const part of engine.generate(
+        { model: "sliding", items: [...items], sampling: { maxTokens: 8, temperature: 0, seed: 1 } },
+        new AbortController().signal,
+      )) {
+        if (part.type === "text-delta") answer += part.text;
+        if (part.type === "finish") ({ inputTokens, cachedInputTokens } = part.usage);
+      }
+      items.push({ type: "message", role: "assistant", text: answer });
+      turns.push({
+        inputTokens,
+        cachedInputTokens,
+        evaluatedInputTokens: sequence.tokenMeter.getState().usedInputTokens - before,
+        checkpointBytes: sequence.checkpointsMemoryUsage,
+      });
+    }
+    return { turns, described: loader.describe(loaded) };
+  } finally {
+    await loader.unload(loaded);
+  }
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), "lmhost-sliding-"));
+  modelPath = await makeModel(
+    { layers: 2, dim: 64, ffn: 128, heads: 4, contextLength: 4096, slidingWindow: window },
+    { dir },
+  );
+  llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+});
+
+afterAll(async () => {
+  await llama?.dispose();
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("a sliding-window model", () => {
+  it("keeps its KV checkpoints within the memory budget, and follow-ups evaluate only their new tokens", async () => {
+    const model = await llama.loadModel({ modelPath });
+    const contextBytes = (
+      await model.fileInsights.estimateContextResourceRequirementsV2({
+        contextSize: 4096,
+        modelGpuLayers: 0,
+        sequences: 1,
+        flashAttention: false,
+      })
+    ).cpuRam;
+    expect(model.fileInsights.swaSize).toBe(window);
+    await model.dispose();
+
+    // A budget that holds the context and nothing more: one checkpoint, the newest, is kept.
+    const bounded = await sixTurns({ contextMemoryBudgetBytes: contextBytes });
+    expect(bounded.described).toContain(
+      `KV checkpoints (a sliding window of ${window} tokens) up to 0 MiB a sequence, the newest always kept`,
+    );
+    const one = bounded.turns[0]!.checkpointBytes;
+    expect(one).toBeGreaterThan(0);
+    for (const turn of bounded.turns) expect(turn.checkpointBytes).toBeLessThanOrEqual(one * 1.5);
+    // Each follow-up reuses the previous prompt, and node-llama-cpp evaluates only what lmhost reports as
+    // not cached: `cached_tokens` stays true with one checkpoint.
+    for (const [index, turn] of bounded.turns.entries()) {
+      if (index === 0) continue;
+      expect(turn.cachedInputTokens).toBeGreaterThanOrEqual(bounded.turns[index - 1]!.inputTokens);
+      expect(turn.evaluatedInputTokens).toBeGreaterThan(0);
+      expect(turn.evaluatedInputTokens).toBeLessThanOrEqual(turn.inputTokens - turn.cachedInputTokens);
+    }
+
+    // With room to spare (a 1 GiB budget on top of the context), node-llama-cpp keeps one more each turn:
+    // what the bound above stops.
+    const roomy = await sixTurns({ contextMemoryBudgetBytes: contextBytes + 2 ** 30 });
+    expect(roomy.described).toContain("up to 1024 MiB a sequence");
+    expect(roomy.turns.at(-1)!.checkpointBytes).toBeGreaterThan(one * 4);
+    expect(roomy.turns.map((turn) => turn.evaluatedInputTokens)).toEqual(
+      bounded.turns.map((turn) => turn.evaluatedInputTokens),
+    );
+  });
+});
