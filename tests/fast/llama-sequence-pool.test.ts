@@ -52,6 +52,18 @@ describe("SequencePool", () => {
     expect(subject.active).toBe(0);
   });
 
+  it("counts only the prefix a sequence can go back to (reusablePrefix), and reports that as held", async () => {
+    // "a" shares 4 tokens but (like a sliding-window sequence far past them) can keep none of them.
+    const sequences = [new FakeSequence("a", [1, 2, 3, 4, 7, 7, 7]), new FakeSequence("b", [1, 2])];
+    const subject = new SequencePool<FakeSequence, number[]>({
+      sequences,
+      reusablePrefix: (sequence, shared) => (sequence.name === "a" ? 0 : shared),
+    });
+    const lease = await subject.acquire([1, 2, 3, 4, 5]);
+    expect(lease.sequence.name).toBe("b");
+    expect(lease.commonPrefixLength).toBe(2);
+  });
+
   it("queues beyond the pool size in FIFO order and hands released sequences over", async () => {
     const subject = pool([new FakeSequence("only")]);
     const first = await subject.acquire([1]);

@@ -9,7 +9,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { getLlama, LlamaLogLevel, type Llama } from "node-llama-cpp";
+import { getLlama, LlamaLogLevel, type Llama, type LlamaContextSequence } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeModel } from "../../bench/make-model.js";
 import { LlamaEngine } from "../../src/engine/llama/engine.js";
@@ -81,6 +81,26 @@ async function sixTurns(
   }
 }
 
+/** One generation on `engine` over `sequence`: lmhost's usage and what node-llama-cpp really evaluated. */
+async function turn(
+  engine: LlamaEngine,
+  sequence: LlamaContextSequence,
+  items: EngineRequest["items"],
+): Promise<{ inputTokens: number; cachedInputTokens: number; evaluatedInputTokens: number }> {
+  const before = sequence.tokenMeter.getState().usedInputTokens;
+  let usage = { inputTokens: 0, cachedInputTokens: 0 };
+  for await (const part of engine.generate(
+    { model: "sliding", items, sampling: { maxTokens: 8, temperature: 0, seed: 1 } },
+    new AbortController().signal,
+  ))
+    if (part.type === "finish") usage = part.usage;
+  return {
+    inputTokens: usage.inputTokens,
+    cachedInputTokens: usage.cachedInputTokens,
+    evaluatedInputTokens: sequence.tokenMeter.getState().usedInputTokens - before,
+  };
+}
+
 beforeAll(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), "lmhost-sliding-"));
   modelPath = await makeModel(
@@ -134,5 +154,35 @@ describe("a sliding-window model", () => {
     expect(roomy.turns.map((turn) => turn.evaluatedInputTokens)).toEqual(
       bounded.turns.map((turn) => turn.evaluatedInputTokens),
     );
+  });
+
+  it("reports as cached only the prefix the sequence can go back to", async () => {
+    const loader = new LlamaModelLoader({ llama, threads: 1, parallel: 1, warmup: false });
+    const loaded = await loader.load(entry());
+    try {
+      const engine = new LlamaEngine({
+        models: { acquire: async () => ({ entry: loaded.entry, loaded, release: () => undefined }) },
+      });
+      const sequence = loaded.sequences[0]!;
+      const instructions = {
+        type: "message",
+        role: "system",
+        text: "You are a helpful storyteller who likes cats. ".repeat(20),
+      } as const;
+      const ask = (text: string) => [instructions, { type: "message", role: "user", text } as const];
+      // A conversation whose message (~1,200 tokens) takes the KV cache far past the instructions.
+      await turn(engine, sequence, ask("Tell me about the dogs in the park today. ".repeat(60)));
+      // A new one sharing the instructions: the sequence cannot go back to them (no checkpoint there, and
+      // the window's cells are long gone), so node-llama-cpp evaluates it all and nothing is cached.
+      const other = await turn(engine, sequence, ask("What about the birds?"));
+      expect(other.evaluatedInputTokens).toBeGreaterThanOrEqual(other.inputTokens - 1);
+      expect(other.cachedInputTokens).toBe(0);
+      // The same again: now the sequence holds it, a few answer tokens past (within the window's cells).
+      const again = await turn(engine, sequence, ask("What about the birds?"));
+      expect(again.cachedInputTokens).toBeGreaterThan(again.inputTokens - 16);
+      expect(again.evaluatedInputTokens).toBeLessThanOrEqual(again.inputTokens - again.cachedInputTokens);
+    } finally {
+      await loader.unload(loaded);
+    }
   });
 });

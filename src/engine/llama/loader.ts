@@ -225,7 +225,7 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
         model,
         context,
         sequences,
-        pool: new SequencePool<LlamaContextSequence, Token[]>({ sequences }),
+        pool: new SequencePool<LlamaContextSequence, Token[]>({ sequences, reusablePrefix }),
         chatWrapper,
         contextLength: context.contextSize,
         contextChoice,
@@ -327,6 +327,23 @@ function nodeLlamaCppVersion(): string {
     cachedBindingVersion = "unknown";
   }
   return cachedBindingVersion;
+}
+
+/**
+ * How much of the `shared` tokens a sequence holds of a prompt it can keep. A sliding-window, recurrent or
+ * hybrid model cannot erase a sequence's tail once its KV cache has moved past the point the prompt goes
+ * back to: node-llama-cpp then goes back to the last checkpoint before it, or with none evaluates the whole
+ * prefix again (measured on a Gemma 2 model: a new conversation sharing 619 tokens of instructions with
+ * one whose 1,200-token message followed them evaluated all 657 of its tokens, reported as 619 cached).
+ * `getRestoreToPrefixIndexEvaluationSize` is node-llama-cpp's own count of what going back costs.
+ */
+export function reusablePrefix(sequence: LlamaContextSequence, shared: number): number {
+  if (shared <= 0 || !sequence.needsCheckpoints) return shared;
+  const lastKept = shared - 1;
+  const cost = sequence.getRestoreToPrefixIndexEvaluationSize(lastKept);
+  // -1: nothing to go back over (the prompt continues the sequence); lastKept: no checkpoint at all.
+  if (cost < 0) return shared;
+  return cost >= lastKept && lastKept > 0 ? 0 : shared - cost;
 }
 
 /** The wrapper for a request's reasoning effort (cached per loaded model); the base wrapper when the family has no switch. */

@@ -62,14 +62,25 @@ export class SequencePool<Sequence extends PooledSequence<Tokens>, Tokens> {
   private activeCount = 0;
   private maxActive = 0;
   private maxWaiting = 0;
+  private readonly reusablePrefix: (sequence: Sequence, sharedPrefix: number) => number;
 
-  constructor(options: { sequences: readonly Sequence[]; maxQueue?: number }) {
+  /**
+   * `reusablePrefix(sequence, shared)`: how much of the `shared` tokens a sequence holds of a prompt its KV
+   * cache can really keep (a sliding-window model cannot always go back to where a prompt leaves it;
+   * loader.ts). Default: all of them.
+   */
+  constructor(options: {
+    sequences: readonly Sequence[];
+    maxQueue?: number;
+    reusablePrefix?: (sequence: Sequence, sharedPrefix: number) => number;
+  }) {
     if (options.sequences.length === 0) throw new Error("A sequence pool needs at least one sequence");
     this.sequences = options.sequences;
     this.busy = options.sequences.map(() => false);
     this.owners = options.sequences.map(() => undefined);
     this.lastUsed = options.sequences.map(() => 0);
     this.defaultMaxQueue = options.maxQueue ?? defaultMaxQueue;
+    this.reusablePrefix = options.reusablePrefix ?? ((_sequence, sharedPrefix) => sharedPrefix);
   }
 
   get stats(): SequencePoolStats {
@@ -171,7 +182,7 @@ export class SequencePool<Sequence extends PooledSequence<Tokens>, Tokens> {
     let bestLength = -1;
     this.sequences.forEach((sequence, index) => {
       if (this.busy[index] === true) return;
-      const length = sequence.compareContextTokens(tokens).firstDifferentIndex;
+      const length = this.reusablePrefix(sequence, sequence.compareContextTokens(tokens).firstDifferentIndex);
       if (length > bestLength || (length === bestLength && this.preferOnTie(index, bestIndex, keyedIndex))) {
         bestIndex = index;
         bestLength = length;
