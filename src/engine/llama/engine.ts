@@ -41,7 +41,7 @@ import { thoughtTokenBudget } from "../reasoning-budgets.js";
 import { AsyncQueue } from "./async-queue.js";
 import { convertJsonSchemaToGbnf } from "./json-schema/index.js";
 import { embedInputs, embeddingsOf } from "./embeddings.js";
-import { reusablePrefix, type LlamaLoadedModel } from "./loader.js";
+import type { LlamaLoadedModel } from "./loader.js";
 import { DocumentedFunctionsChatWrapper } from "./chat-wrapper.js";
 import { preparePrompt, renderContextText, type PreparedPrompt } from "./prompt.js";
 import { screenPromptSize } from "./prompt-size.js";
@@ -343,8 +343,8 @@ export class LlamaEngine implements Engine {
       this.warn(`prompt cache: restoring failed: ${error instanceof Error ? error.message : String(error)}`);
       await sequence.clearHistory().catch(() => undefined);
     }
-    // A restored state's tail is cut off as any sequence's: on a sliding-window model only as far as it can go.
-    return reusablePrefix(sequence, sequence.compareContextTokens(tokens as Token[]).firstDifferentIndex);
+    // Sliding-window and recurrent models never get here: they have no prompt cache identity (loader.ts).
+    return sequence.compareContextTokens(tokens as Token[]).firstDifferentIndex;
   }
 
   /**
