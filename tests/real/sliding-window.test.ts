@@ -68,6 +68,9 @@ async function sixTurns(
         if (part.type === "finish") ({ inputTokens, cachedInputTokens } = part.usage);
       }
       items.push({ type: "message", role: "assistant", text: answer });
+      // LlamaChat takes its end-of-generation checkpoint without waiting for it; this one queues behind it
+      // on the context's lock and, finding one at the same position, takes none (a barrier, not a copy).
+      await sequence.takeCheckpoint();
       turns.push({
         inputTokens,
         cachedInputTokens,
