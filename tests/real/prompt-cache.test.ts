@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { getLlama, LlamaLogLevel, type Llama } from "node-llama-cpp";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { LlamaEngine } from "../../src/engine/llama/engine.js";
 import { LlamaModelLoader, type LlamaLoadedModel } from "../../src/engine/llama/loader.js";
 import { PromptCache } from "../../src/engine/llama/prompt-cache.js";
@@ -146,6 +146,61 @@ describe("prompt cache (real engine)", () => {
     await restarted.close();
     await engine.close();
     await noCache.close();
+  });
+
+  it("saves a state once the model is idle, so the next turn does not wait for the write", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "lmhost-prompt-cache-"));
+    const loaded = models[0] ?? (await load());
+    const cache = new PromptCache({ dir, maxBytes: 64 * 1024 ** 2, minTokens });
+    const save = vi.spyOn(cache, "save");
+    const engine = new LlamaEngine({
+      models: new OneModel(loaded),
+      promptCache: cache,
+      promptCacheIdleMs: 1000,
+    });
+    const first = request(instructions("owl"), "Tell me about an owl.");
+    const answer = await run(engine, first);
+    // The next turn at once, as an agent sends it: no state was written in between.
+    const next = await run(engine, {
+      ...first,
+      items: [
+        ...first.items,
+        { type: "message", role: "assistant", text: answer.text },
+        { type: "message", role: "user", text: "And then?" },
+      ],
+    });
+    expect(save).not.toHaveBeenCalled();
+    expect(next.cachedTokens).toBeGreaterThanOrEqual(answer.inputTokens - 2);
+    // Once the model has been idle for a second, the latest state (the second turn's) is saved, once: the
+    // first turn's was dropped, its sequence having moved on.
+    await vi.waitFor(() => expect(cache.list()).toHaveLength(1), { timeout: 15_000, interval: 50 });
+    expect(save).toHaveBeenCalledTimes(1);
+    expect(cache.list()[0]!.tokens.length).toBeGreaterThan(next.inputTokens);
+    await engine.close();
+  });
+
+  it("writes a waiting state first when another conversation takes its sequence", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "lmhost-prompt-cache-"));
+    const loaded = models[0] ?? (await load());
+    const cache = new PromptCache({ dir, maxBytes: 64 * 1024 ** 2, minTokens });
+    // The model never falls idle long enough within this test.
+    const engine = new LlamaEngine({
+      models: new OneModel(loaded),
+      promptCache: cache,
+      promptCacheIdleMs: 60_000,
+    });
+    const system = instructions("fox");
+    const prefixTokens = loaded.model.tokenize(`<|im_start|>system\n${system}`, true).length;
+    const first = await run(engine, request(system, "Tell me about a fox."));
+    expect(cache.list()).toHaveLength(0);
+    // Both sequences taken at once by other conversations: the waiting state is written before its
+    // sequence is overwritten, and a later request with the same instructions restores it.
+    await overwriteSequences(engine);
+    await vi.waitFor(() => expect(cache.list()).toHaveLength(1), { timeout: 5000, interval: 20 });
+    expect(cache.list()[0]!.tokens.length).toBeGreaterThan(first.inputTokens);
+    const restored = await run(engine, request(system, "Tell me about a hen."));
+    expect(restored.cachedTokens).toBeGreaterThanOrEqual(prefixTokens - 2);
+    await engine.close();
   });
 
   it("keeps the folder under its size bound, least recently used first", async () => {

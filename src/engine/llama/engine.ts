@@ -56,7 +56,7 @@ import {
 } from "./generation.js";
 import { generateRawCompletion, prepareRawPrompt } from "./raw-completion.js";
 import { defaultMaxQueue, type SequenceLease } from "./sequence-pool.js";
-import type { PromptCache } from "./prompt-cache.js";
+import { commonPrefixLength, type PromptCache } from "./prompt-cache.js";
 
 export interface LlamaEngineOptions {
   models: ModelAcquirer<LlamaLoadedModel>;
@@ -74,6 +74,13 @@ export interface LlamaEngineOptions {
    * its generation, in the background. Absent or disabled: no cache.
    */
   promptCache?: PromptCache;
+  /**
+   * How long a model must have no request running or waiting before a state is saved (default 2,000 ms;
+   * saveToCache). A save that waited `promptCacheMaxDeferMs` (default 60,000) runs at the next free moment
+   * of its sequence anyway.
+   */
+  promptCacheIdleMs?: number;
+  promptCacheMaxDeferMs?: number;
   /** Where the prompt cache's failures are reported (they never fail a request). */
   warn?: (message: string) => void;
 }
@@ -88,9 +95,12 @@ export class LlamaEngine implements Engine {
   private readonly warn: (message: string) => void;
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
   private readonly tasks = new Set<Promise<void>>();
-  /** Prompt-cache saves still writing a sequence's state (they hold the sequence until written). */
-  /** Prompt-cache saves being written, and the model each belongs to. */
+  /** Prompt-cache saves being written (they hold their sequence until written), and the model of each. */
   private readonly savesWriting = new Map<Promise<void>, LlamaLoadedModel>();
+  /** Prompt-cache saves waiting for their model to fall idle, by sequence (saveToCache). */
+  private readonly savesWaiting = new Map<LlamaContextSequence, WaitingSave>();
+  private readonly promptCacheIdleMs: number;
+  private readonly promptCacheMaxDeferMs: number;
   private readonly closing = new AbortController();
   private closed = false;
 
@@ -100,6 +110,8 @@ export class LlamaEngine implements Engine {
     this.stableTruncation = options.stableTruncation ?? true;
     this.promptCache = options.promptCache?.enabled === true ? options.promptCache : undefined;
     this.warn = options.warn ?? (() => undefined);
+    this.promptCacheIdleMs = options.promptCacheIdleMs ?? 2000;
+    this.promptCacheMaxDeferMs = options.promptCacheMaxDeferMs ?? 60_000;
     // Every request in flight listens on `closing`; that is expected, not a leak.
     setMaxListeners(0, this.closing.signal);
   }
@@ -168,16 +180,22 @@ export class LlamaEngine implements Engine {
     }
   }
 
-  /** Resolves when every generation and background prompt-cache save running now has ended (tests, bench). */
+  /**
+   * Resolves when every generation and prompt-cache save running now has ended; saves waiting for their
+   * model to fall idle run at once (tests, bench).
+   */
   async settled(): Promise<void> {
+    for (const save of [...this.savesWaiting.values()]) save.run();
     await Promise.allSettled([...this.tasks]);
   }
 
+  /** Stops generating; saves still waiting for an idle model are written now, so a restart finds them. */
   async close(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
       this.closing.abort(closedError());
     }
+    for (const save of [...this.savesWaiting.values()]) save.run();
     await Promise.allSettled([...this.tasks]);
   }
 
@@ -280,6 +298,7 @@ export class LlamaEngine implements Engine {
           cacheKey: request.promptCacheKey,
         });
         try {
+          await this.saveBeforeOverwrite(sequenceLease, prompt.tokens);
           const commonPrefix = await this.restoreFromCache(loaded, sequenceLease, prompt.tokens);
           await this.generateOnSequence(
             loaded,
@@ -291,9 +310,15 @@ export class LlamaEngine implements Engine {
             signal,
             queue,
           );
-          handedOver = this.saveToCache(loaded, prompt.tokens.length, sequenceLease, lease.release, signal);
+          handedOver = this.saveToCache(
+            loaded,
+            prompt.tokens.length,
+            sequenceLease.sequence,
+            lease.release,
+            signal,
+          );
         } finally {
-          if (!handedOver) sequenceLease.release();
+          sequenceLease.release();
         }
       } catch (error) {
         throw withContextHint(error, lease.loaded);
@@ -349,25 +374,109 @@ export class LlamaEngine implements Engine {
 
   /**
    * After a generation: saves the sequence's state (prompt and answer) when the prompt is long and enough of
-   * it is not cached yet. The save runs after the request's last part, holding the sequence and the model
-   * until the state file is written (the checksum and renames run after); returns true when it took over
-   * the leases.
+   * it is not cached yet, once the model has had no request running or waiting for `promptCacheIdleMs`.
+   * Writing the state takes node-llama-cpp's context lock (and libuv's one pool thread) for as long as the
+   * native write lasts, so a save right after the generation made the next turn wait for it (a 10,533-token
+   * state of the bench's 89M model: 0.7 s; an 8B model's is ~1.3 GB). An agent's next turn usually comes
+   * within that time; it extends the same sequence, and its own save replaces this one, which is dropped
+   * when the sequence no longer holds these tokens. Returns true when it took over the model lease (held
+   * until the save is written or dropped, so the model is not unloaded under it).
    */
   private saveToCache(
     loaded: LlamaLoadedModel,
     promptTokens: number,
-    sequenceLease: SequenceLease<LlamaContextSequence>,
+    sequence: LlamaContextSequence,
     releaseModel: () => void,
     signal: AbortSignal,
   ): boolean {
     const cache = this.promptCache;
     const identity = loaded.promptCacheIdentity;
     if (cache === undefined || identity === undefined || signal.aborted || this.closed) return false;
-    const sequence = sequenceLease.sequence;
-    const tokens = sequence.contextTokens;
+    const tokens = sequence.contextTokens.slice();
     if (tokens.length > loaded.contextLength || !cache.shouldSave(identity, promptTokens, tokens))
       return false;
-    // Requests arriving meanwhile wait for the write (run): the follow-up turn belongs on this sequence.
+    const since = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    let settle = noop;
+    const task = new Promise<void>((resolve) => (settle = resolve));
+    this.tasks.add(task);
+    void task.then(() => this.tasks.delete(task));
+    const leave = (): boolean => {
+      if (this.savesWaiting.get(sequence) !== waiting) return false;
+      this.savesWaiting.delete(sequence);
+      clearTimeout(timer);
+      return true;
+    };
+    const write = (sequenceLease: SequenceLease<LlamaContextSequence>): Promise<void> => {
+      const { written, done } = this.writeSave(loaded, identity, tokens, sequenceLease, releaseModel);
+      void done.then(settle, settle);
+      return written;
+    };
+    const attempt = (now: boolean) => {
+      if (this.savesWaiting.get(sequence) !== waiting) return;
+      clearTimeout(timer);
+      // Another request used the sequence since: it holds other tokens, and saves its own state if it should.
+      if (!sameTokens(sequence.contextTokens, tokens)) return waiting.drop();
+      const overdue = performance.now() - since >= this.promptCacheMaxDeferMs;
+      const busy = loaded.pool.active > 0 || loaded.pool.waiting > 0;
+      const sequenceLease = busy && !now && !overdue ? undefined : loaded.pool.tryAcquire(sequence);
+      if (sequenceLease === undefined) {
+        if (now) return waiting.drop();
+        timer = setTimeout(() => attempt(false), this.promptCacheIdleMs).unref();
+        return;
+      }
+      leave();
+      void write(sequenceLease);
+    };
+    const waiting: WaitingSave = {
+      tokens,
+      run: () => attempt(true),
+      drop: () => {
+        if (!leave()) return;
+        releaseModel();
+        settle();
+      },
+      writeOn: (sequenceLease) => {
+        if (!leave()) return Promise.resolve();
+        // The request keeps its sequence: the save only borrows it.
+        return write({ ...sequenceLease, release: noop });
+      },
+    };
+    // A newer state of the same sequence replaces one still waiting (the conversation went on).
+    this.savesWaiting.get(sequence)?.drop();
+    this.savesWaiting.set(sequence, waiting);
+    timer = setTimeout(() => attempt(false), this.promptCacheIdleMs).unref();
+    return true;
+  }
+
+  /**
+   * Before a request overwrites its sequence: a state waiting there to be saved is written first, unless the
+   * request continues it (it shares all but the last `continuationSlackTokens`; its own state is saved after
+   * it instead). A sequence handed to another conversation before its model fell idle would otherwise lose
+   * the state; this one write is then on the request's path, as every save used to be.
+   */
+  private async saveBeforeOverwrite(
+    sequenceLease: SequenceLease<LlamaContextSequence>,
+    tokens: readonly Token[],
+  ): Promise<void> {
+    const waiting = this.savesWaiting.get(sequenceLease.sequence);
+    if (waiting === undefined) return;
+    if (commonPrefixLength(waiting.tokens, tokens) >= waiting.tokens.length - continuationSlackTokens) return;
+    await waiting.writeOn(sequenceLease);
+  }
+
+  /**
+   * Writes a state to the prompt cache, holding the sequence until the state file is written (requests
+   * meanwhile wait for it): `written` then; `done` once the checksum and renames are over too.
+   */
+  private writeSave(
+    loaded: LlamaLoadedModel,
+    identity: string,
+    tokens: readonly Token[],
+    sequenceLease: SequenceLease<LlamaContextSequence>,
+    releaseModel: () => void,
+  ): { written: Promise<void>; done: Promise<void> } {
+    const sequence = sequenceLease.sequence;
     let written = noop;
     const writing = new Promise<void>((resolve) => (written = resolve));
     this.savesWriting.set(writing, loaded);
@@ -380,21 +489,17 @@ export class LlamaEngine implements Engine {
       this.savesWriting.delete(writing);
       written();
     };
-    const save = cache
-      .save(
-        identity,
-        tokens,
-        (file) => asExclusiveWaiter(sequence, () => sequence.saveStateToFile(file)),
-        release,
-      )
-      .catch((error: unknown) => {
+    const done = this.promptCache!.save(
+      identity,
+      tokens,
+      (file) => asExclusiveWaiter(sequence, () => sequence.saveStateToFile(file)),
+      release,
+    )
+      .then(noop, (error: unknown) => {
         this.warn(`prompt cache: saving failed: ${error instanceof Error ? error.message : String(error)}`);
       })
       .finally(release);
-    const task = save.then(() => undefined);
-    this.tasks.add(task);
-    void task.then(() => this.tasks.delete(task));
-    return true;
+    return { written: writing, done };
   }
 
   /** How many waiting requests make a new one a 429: none for a continuation (EngineRequest.continuation). */
@@ -687,4 +792,26 @@ function withContextHint(error: unknown, loaded: LlamaLoadedModel): unknown {
     code: error.code,
     ...(error.retryAfter !== undefined ? { retryAfter: error.retryAfter } : {}),
   });
+}
+
+/** A prompt-cache save waiting for its model to fall idle (LlamaEngine.saveToCache). */
+interface WaitingSave {
+  /** The sequence's tokens when the save was asked for. */
+  tokens: readonly Token[];
+  /** Writes it now if its sequence is free and unchanged, else drops it (settled, close). */
+  run(): void;
+  /** Gives it up, releasing the model lease. */
+  drop(): void;
+  /** Writes it on a sequence lease the caller keeps (saveBeforeOverwrite). */
+  writeOn(sequenceLease: SequenceLease<LlamaContextSequence>): Promise<void>;
+}
+
+/** A later prompt sharing all but this many of a waiting save's tokens continues it (saveBeforeOverwrite). */
+const continuationSlackTokens = 64;
+
+/** Whether a sequence still holds exactly `tokens`. */
+function sameTokens(held: readonly Token[], tokens: readonly Token[]): boolean {
+  if (held.length !== tokens.length) return false;
+  for (let index = 0; index < tokens.length; index++) if (held[index] !== tokens[index]) return false;
+  return true;
 }

@@ -167,6 +167,32 @@ export class SequencePool<Sequence extends PooledSequence<Tokens>, Tokens> {
     });
   }
 
+  /**
+   * `sequence` itself, leased at once when it is free and no request waits for one; otherwise undefined.
+   * For background work on a sequence (a prompt-cache save): it changes no key's ownership nor the
+   * least-recently-used order.
+   */
+  tryAcquire(sequence: Sequence): SequenceLease<Sequence> | undefined {
+    const index = this.sequences.indexOf(sequence);
+    if (index < 0 || this.busy[index] === true || this.closedError !== undefined || this.waiters.length > 0)
+      return undefined;
+    this.busy[index] = true;
+    this.activeCount += 1;
+    let released = false;
+    return {
+      sequence,
+      index,
+      commonPrefixLength: 0,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.busy[index] = false;
+        this.activeCount -= 1;
+        this.dispatch();
+      },
+    };
+  }
+
   /** Rejects every waiter and all later acquisitions with `error`; held leases stay valid until released. */
   close(error: ApiError): void {
     this.closedError = error;
