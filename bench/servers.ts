@@ -48,7 +48,9 @@ export function decodeRate(generation: Generation): number {
     // tokens as a faster decode.
     let from = Math.floor(times.length / 4);
     while (from < times.length - 2 && times[from + 1] === times[from]) from++;
-    return ((times.length - 1 - from) / ((times.at(-1) ?? 0) - (times[from] ?? 0))) * 1000;
+    const span = (times.at(-1) ?? 0) - (times[from] ?? 0);
+    // The rest arrived in one chunk: no time between chunks to measure over, so the coarse rate below.
+    if (span > 0) return ((times.length - 1 - from) / span) * 1000;
   }
   return ((generation.outputTokens - 1) / (generation.endedAt - generation.firstTokenAt)) * 1000;
 }

@@ -222,7 +222,7 @@ describe("checkpointBytesPerSequence", () => {
     });
     expect(checkpointBytesPerSequence(4 * GiB, choice(2 * GiB, 4))).toBe(GiB / 2);
     expect(checkpointBytesPerSequence(4 * GiB, choice(3 * GiB, 1))).toBe(GiB);
-    // A set length over the budget, or a step-down's budget just below the refused context: nothing left.
+    // A set length over the budget, or a step-down (whose budget is then its own context): nothing left.
     expect(checkpointBytesPerSequence(4 * GiB, choice(5 * GiB, 2))).toBe(0);
     expect(checkpointBytesPerSequence(3, choice(3, 1))).toBe(0);
   });

@@ -156,7 +156,7 @@ describe("prompt cache (real engine)", () => {
     const engine = new LlamaEngine({
       models: new OneModel(loaded),
       promptCache: cache,
-      promptCacheIdleMs: 1000,
+      promptCacheIdleMs: 3000,
     });
     const first = request(instructions("owl"), "Tell me about an owl.");
     const answer = await run(engine, first);
@@ -171,7 +171,7 @@ describe("prompt cache (real engine)", () => {
     });
     expect(save).not.toHaveBeenCalled();
     expect(next.cachedTokens).toBeGreaterThanOrEqual(answer.inputTokens - 2);
-    // Once the model has been idle for a second, the latest state (the second turn's) is saved, once: the
+    // Once the model has been idle for 3 s, the latest state (the second turn's) is saved, once: the
     // first turn's was dropped, its sequence having moved on.
     await vi.waitFor(() => expect(cache.list()).toHaveLength(1), { timeout: 15_000, interval: 50 });
     expect(save).toHaveBeenCalledTimes(1);
@@ -200,6 +200,37 @@ describe("prompt cache (real engine)", () => {
     expect(cache.list()[0]!.tokens.length).toBeGreaterThan(first.inputTokens);
     const restored = await run(engine, request(system, "Tell me about a hen."));
     expect(restored.cachedTokens).toBeGreaterThanOrEqual(prefixTokens - 2);
+    await engine.close();
+  });
+
+  it("drops a waiting state its sequence no longer holds, instead of saving other tokens under its name", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "lmhost-prompt-cache-"));
+    const loaded = models[0] ?? (await load());
+    const cache = new PromptCache({ dir, maxBytes: 64 * 1024 ** 2, minTokens });
+    const engine = new LlamaEngine({
+      models: new OneModel(loaded),
+      promptCache: cache,
+      promptCacheIdleMs: 60_000,
+    });
+    const first = request(instructions("bee"), "Tell me about a bee.");
+    const answer = await run(engine, first);
+    // The next turn starts on that sequence and is cancelled at its first token: it saves nothing, and its
+    // sequence now holds neither the waiting state nor a finished turn.
+    const controller = new AbortController();
+    const next = {
+      ...first,
+      items: [
+        ...first.items,
+        { type: "message" as const, role: "assistant" as const, text: answer.text },
+        { type: "message" as const, role: "user" as const, text: "And then?" },
+      ],
+    };
+    for await (const part of engine.generate(next, controller.signal))
+      if (part.type === "text-delta") controller.abort();
+    // Other conversations take both sequences: the waiting state is dropped, not written from them.
+    await overwriteSequences(engine);
+    await engine.settled();
+    expect(cache.list()).toEqual([]);
     await engine.close();
   });
 

@@ -99,6 +99,8 @@ export class LlamaEngine implements Engine {
   private readonly savesWriting = new Map<Promise<void>, LlamaLoadedModel>();
   /** Prompt-cache saves waiting for their model to fall idle, by sequence (saveToCache). */
   private readonly savesWaiting = new Map<LlamaContextSequence, WaitingSave>();
+  /** Generations of each model from its lease on, preparation included: what keeps a model from idle. */
+  private readonly generating = new Map<LlamaLoadedModel, number>();
   private readonly promptCacheIdleMs: number;
   private readonly promptCacheMaxDeferMs: number;
   private readonly closing = new AbortController();
@@ -252,10 +254,11 @@ export class LlamaEngine implements Engine {
         ...(request.ttlSeconds !== undefined ? { ttlSeconds: request.ttlSeconds } : {}),
         signal,
       });
-      // A background save of the prompt cache takes over both leases (released when it is written).
+      // A prompt-cache save waiting for the model to fall idle takes over the model lease.
       let handedOver = false;
+      const loaded = lease.loaded;
+      this.generating.set(loaded, (this.generating.get(loaded) ?? 0) + 1);
       try {
-        const loaded = lease.loaded;
         if (request.rawPrompt !== undefined) {
           // A raw prompt (`/v1/completions`): no chat template, the same pool and prefix reuse.
           const tokens = await prepareRawPrompt(loaded, request.rawPrompt);
@@ -265,6 +268,7 @@ export class LlamaEngine implements Engine {
             maxQueue: this.queueBound(request),
           });
           try {
+            await this.saveBeforeOverwrite(rawLease, tokens.all);
             await generateRawCompletion(loaded, request, tokens, rawLease, signal, queue);
           } finally {
             rawLease.release();
@@ -323,6 +327,9 @@ export class LlamaEngine implements Engine {
       } catch (error) {
         throw withContextHint(error, lease.loaded);
       } finally {
+        const count = (this.generating.get(loaded) ?? 1) - 1;
+        if (count > 0) this.generating.set(loaded, count);
+        else this.generating.delete(loaded);
         if (!handedOver) lease.release();
       }
     } catch (error) {
@@ -418,7 +425,8 @@ export class LlamaEngine implements Engine {
       // Another request used the sequence since: it holds other tokens, and saves its own state if it should.
       if (!sameTokens(sequence.contextTokens, tokens)) return waiting.drop();
       const overdue = performance.now() - since >= this.promptCacheMaxDeferMs;
-      const busy = loaded.pool.active > 0 || loaded.pool.waiting > 0;
+      const busy =
+        (this.generating.get(loaded) ?? 0) > 0 || loaded.pool.active > 0 || loaded.pool.waiting > 0;
       const sequenceLease = busy && !now && !overdue ? undefined : loaded.pool.tryAcquire(sequence);
       if (sequenceLease === undefined) {
         if (now) return waiting.drop();
@@ -437,6 +445,11 @@ export class LlamaEngine implements Engine {
         settle();
       },
       writeOn: (sequenceLease) => {
+        // Only the state it was asked for (a continuation that failed may have left other tokens there).
+        if (!sameTokens(sequence.contextTokens, tokens)) {
+          waiting.drop();
+          return Promise.resolve();
+        }
         if (!leave()) return Promise.resolve();
         // The request keeps its sequence: the save only borrows it.
         return write({ ...sequenceLease, release: noop });
@@ -453,7 +466,8 @@ export class LlamaEngine implements Engine {
    * Before a request overwrites its sequence: a state waiting there to be saved is written first, unless the
    * request continues it (it shares all but the last `continuationSlackTokens`; its own state is saved after
    * it instead). A sequence handed to another conversation before its model fell idle would otherwise lose
-   * the state; this one write is then on the request's path, as every save used to be.
+   * the state; this one write is then on the request's path, as every save used to be. It is waited for
+   * whatever the request's signal says: the write reads the sequence the request holds.
    */
   private async saveBeforeOverwrite(
     sequenceLease: SequenceLease<LlamaContextSequence>,

@@ -206,7 +206,8 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
           // length with the fewest sequences, or lmhost's shortest default, fails.
           const next = await choose(contextChoice.bytes - 1);
           if (next.bytes < contextChoice.bytes) {
-            budgetBytes = contextChoice.bytes - 1;
+            // The budget was more than node-llama-cpp would give: nothing is left for checkpoints.
+            budgetBytes = next.bytes;
             contextChoice = next;
             continue;
           }
@@ -332,18 +333,35 @@ function nodeLlamaCppVersion(): string {
 /**
  * How much of the `shared` tokens a sequence holds of a prompt it can keep. A sliding-window, recurrent or
  * hybrid model cannot erase a sequence's tail once its KV cache has moved past the point the prompt goes
- * back to: node-llama-cpp then goes back to the last checkpoint before it, or with none evaluates the whole
- * prefix again (measured on a Gemma 2 model: a new conversation sharing 619 tokens of instructions with
- * one whose 1,200-token message followed them evaluated all 657 of its tokens, reported as 619 cached).
- * `getRestoreToPrefixIndexEvaluationSize` is node-llama-cpp's own count of what going back costs.
+ * back to: node-llama-cpp then restores the newest checkpoint it keeps at or before that point, or with none
+ * evaluates the whole prefix again (measured on a Gemma 2 model: a new conversation sharing 619 tokens of
+ * instructions with one whose 1,200-token message followed them evaluated all 657 of its tokens, reported
+ * as 619 cached). This mirrors node-llama-cpp 3.21.1's erase (`_eraseContextTokenRanges`): the cells from
+ * `stateCellsStartIndex` on can be cut; checkpoints past the kept tokens are pruned first, then the newest
+ * left is restored. Its public `getRestoreToPrefixIndexEvaluationSize` looks at the newest checkpoint only,
+ * before that pruning, so it is the fallback when the checkpoint list is not where 3.21.1 keeps it.
  */
 export function reusablePrefix(sequence: LlamaContextSequence, shared: number): number {
   if (shared <= 0 || !sequence.needsCheckpoints) return shared;
+  // Nothing to erase: the prompt continues everything the sequence holds.
+  if (shared >= sequence.nextTokenIndex) return shared;
   const lastKept = shared - 1;
+  if (lastKept >= sequence.stateCellsStartIndex && sequence.stateCellsStartIndex >= 0) return shared;
+  const checkpoints = (sequence as unknown as { _checkpoints?: { _checkpoints?: unknown } })._checkpoints
+    ?._checkpoints;
+  if (Array.isArray(checkpoints)) {
+    for (let index = checkpoints.length - 1; index >= 0; index--) {
+      const checkpoint = (
+        checkpoints[index] as [unknown, { minPos?: unknown; maxPos?: unknown }] | undefined
+      )?.[1];
+      if (typeof checkpoint?.maxPos !== "number" || typeof checkpoint.minPos !== "number") continue;
+      if (checkpoint.maxPos <= lastKept && checkpoint.minPos <= lastKept) return checkpoint.maxPos + 1;
+    }
+    return 0;
+  }
   const cost = sequence.getRestoreToPrefixIndexEvaluationSize(lastKept);
-  // -1: nothing to go back over (the prompt continues the sequence); lastKept: no checkpoint at all.
   if (cost < 0) return shared;
-  return cost >= lastKept && lastKept > 0 ? 0 : shared - cost;
+  return cost >= lastKept ? 0 : shared - cost;
 }
 
 /** The wrapper for a request's reasoning effort (cached per loaded model); the base wrapper when the family has no switch. */

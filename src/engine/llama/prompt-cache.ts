@@ -448,7 +448,7 @@ function tokensDigest(tokens: Uint32Array): string {
 
 /** zlib's CRC-32 (Node 20.15 and later), looked up so that an older Node falls back to SHA-256. */
 const crc32 = (zlib as { crc32?: (data: Uint8Array, value?: number) => number }).crc32;
-/** Bytes read per slice while checksumming a state file: ~1 ms from the page cache. */
+/** Bytes read per slice while checksumming a state file: ~1 ms from the page cache, at disk speed otherwise. */
 const checksumSliceBytes = 4 * 1024 * 1024;
 
 /**
