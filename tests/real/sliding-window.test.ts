@@ -167,6 +167,13 @@ describe("a sliding-window model", () => {
         models: { acquire: async () => ({ entry: loaded.entry, loaded, release: () => undefined }) },
       });
       const sequence = loaded.sequences[0]!;
+      // reusablePrefix reads node-llama-cpp 3.21.1's checkpoint list where it keeps it (else it falls back
+      // to the public estimate, which looks at the newest checkpoint only): an upgrade that moves it fails here.
+      expect(
+        Array.isArray(
+          (sequence as unknown as { _checkpoints?: { _checkpoints?: unknown } })._checkpoints?._checkpoints,
+        ),
+      ).toBe(true);
       const instructions = {
         type: "message",
         role: "system",
