@@ -20,11 +20,18 @@
  * size of such a context equals its context size; causal models with last-token pooling keep the default
  * batch (their attention carries across batches). The context is capped at `maxEmbeddingContext` tokens
  * (OpenAI's own per-input limit), since a batch of the full context costs memory quadratic in its length.
+ * When node-llama-cpp finds too little memory for it, 4,096 down to 512 tokens are tried
+ * (`embeddingContextStepDown`); inputs longer than the context taken are a 400 naming the input.
  *
  * Embedding requests of one model take turns (one at a time, FIFO, a bounded queue whose overflow is a 429),
  * reusing the SequencePool's queue with a single slot.
  */
-import type { LlamaEmbeddingContext, LlamaModel, Token } from "node-llama-cpp";
+import {
+  InsufficientMemoryError,
+  type LlamaEmbeddingContext,
+  type LlamaModel,
+  type Token,
+} from "node-llama-cpp";
 import { ApiError } from "../../shared/errors.js";
 import type { EmbedRequest, EmbedResult } from "../types.js";
 import type { LlamaLoadedModel } from "./loader.js";
@@ -33,6 +40,13 @@ import { SequencePool } from "./sequence-pool.js";
 
 /** Largest embedding context (tokens per input, special tokens included); OpenAI's limit is 8,192. */
 export const maxEmbeddingContext = 8192;
+
+/**
+ * Shorter embedding contexts tried, longest first, when node-llama-cpp finds too little memory for the
+ * first: the generation context of a large model may have taken most of it (an 8B model's 8,192 cells are
+ * ~1 GiB of KV cache), and embedding inputs this long are the exception.
+ */
+const embeddingContextStepDown = [4096, 2048, 1024, 512] as const;
 
 /** Most tokens one request may evaluate over all its inputs (OpenAI's limit). */
 export const maxEmbeddingRequestTokens = 300_000;
@@ -84,23 +98,35 @@ export async function createModelEmbeddings(
   options: { contextLength: number; threads: number; maxQueue: number },
 ): Promise<ModelEmbeddings> {
   const { pooling, causal } = embeddingShape(model);
-  const contextSize = Math.max(16, Math.min(options.contextLength, maxEmbeddingContext));
+  const longest = Math.max(16, Math.min(options.contextLength, maxEmbeddingContext));
   const oneBatch = !causal || (pooling !== "none" && pooling !== "last");
-  let context: LlamaEmbeddingContext;
-  try {
-    context = await model.createEmbeddingContext({
-      contextSize,
-      threads: options.threads,
-      ...(oneBatch ? { batchSize: contextSize } : {}),
-    });
-  } catch (error) {
-    throw new ApiError({
-      status: 400,
-      message: `The model cannot compute embeddings: ${error instanceof Error ? error.message : String(error)}`,
-      param: "model",
-      code: "embeddings_unsupported",
-    });
+  const sizes = [longest, ...embeddingContextStepDown.filter((size) => size < longest)];
+  let context: LlamaEmbeddingContext | undefined;
+  let contextSize = longest;
+  for (const [index, size] of sizes.entries()) {
+    try {
+      context = await model.createEmbeddingContext({
+        contextSize: size,
+        threads: options.threads,
+        ...(oneBatch ? { batchSize: size } : {}),
+      });
+      contextSize = size;
+      break;
+    } catch (error) {
+      if (error instanceof InsufficientMemoryError && index < sizes.length - 1) continue;
+      throw new ApiError({
+        status: 400,
+        message: `The model cannot compute embeddings: ${error instanceof Error ? error.message : String(error)}${
+          error instanceof InsufficientMemoryError
+            ? ` (not even an embedding context of ${size} tokens fits in the memory left)`
+            : ""
+        }`,
+        param: "model",
+        code: "embeddings_unsupported",
+      });
+    }
   }
+  if (context === undefined) throw new Error("unreachable: no embedding context size was tried");
   return {
     context,
     // node-llama-cpp refuses inputs of contextSize tokens or more.
