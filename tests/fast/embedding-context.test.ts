@@ -1,7 +1,7 @@
 /**
  * The embedding context's size when memory is short (src/engine/llama/embeddings.ts): node-llama-cpp refuses
  * a context that does not fit with InsufficientMemoryError, and lmhost then tries shorter ones (4,096 down to
- * 512 tokens) instead of failing the request. A stand-in model refuses contexts over a given size; real
+ * 512 tokens) instead of failing the request, and answers 503 (retry) when not even that fits. A stand-in model refuses contexts over a given size; real
  * embedding contexts are created in tests/real (embeddings on the real engine), where memory is plentiful.
  */
 import { InsufficientMemoryError, type LlamaModel } from "node-llama-cpp";
@@ -60,15 +60,14 @@ describe("createModelEmbeddings under memory pressure", () => {
     expect(short.attempts.map((attempt) => attempt.contextSize)).toEqual([3000, 2048, 1024, 512]);
   });
 
-  it("is a 400 naming the shortest size tried when none fits", async () => {
+  it("is a 503 to retry, naming the shortest size tried, when none fits", async () => {
     const { model } = modelWithRoomFor(100);
     const error = await createModelEmbeddings(model, { contextLength: 8192, threads: 1, maxQueue: 4 }).catch(
       (caught: unknown) => caught,
     );
     expect(error).toBeInstanceOf(ApiError);
-    expect((error as ApiError).status).toBe(400);
-    expect((error as ApiError).message).toMatch(
-      /not even an embedding context of 512 tokens fits in the memory left/,
-    );
+    expect((error as ApiError).status).toBe(503);
+    expect((error as ApiError).code).toBe("insufficient_memory");
+    expect((error as ApiError).message).toMatch(/not even 512 tokens fit in what is left/);
   });
 });

@@ -89,11 +89,12 @@ async function turn(
   engine: LlamaEngine,
   sequence: LlamaContextSequence,
   items: EngineRequest["items"],
+  maxTokens = 8,
 ): Promise<{ inputTokens: number; cachedInputTokens: number; evaluatedInputTokens: number }> {
   const before = sequence.tokenMeter.getState().usedInputTokens;
   let usage = { inputTokens: 0, cachedInputTokens: 0 };
   for await (const part of engine.generate(
-    { model: "sliding", items, sampling: { maxTokens: 8, temperature: 0, seed: 1 } },
+    { model: "sliding", items, sampling: { maxTokens, temperature: 0, seed: 1 } },
     new AbortController().signal,
   ))
     if (part.type === "finish") usage = part.usage;
@@ -191,6 +192,15 @@ describe("a sliding-window model", () => {
       const again = await turn(engine, sequence, ask("What about the birds?"));
       expect(again.cachedInputTokens).toBeGreaterThan(again.inputTokens - 16);
       expect(again.evaluatedInputTokens).toBeLessThanOrEqual(again.inputTokens - again.cachedInputTokens);
+      // An answer longer than the window's cells (~800 here), then the same prompt again (a regenerated
+      // answer): LlamaChat evaluates the prompt's last token again, so it goes back one token before the
+      // checkpoint it took there, which is pruned; lmhost must not count the whole prompt as kept.
+      const question = ask("Sing me a song.");
+      await turn(engine, sequence, question, 1200);
+      const regenerated = await turn(engine, sequence, question, 1200);
+      expect(regenerated.evaluatedInputTokens).toBeLessThanOrEqual(
+        regenerated.inputTokens - regenerated.cachedInputTokens,
+      );
     } finally {
       await loader.unload(loaded);
     }

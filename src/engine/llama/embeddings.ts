@@ -114,13 +114,20 @@ export async function createModelEmbeddings(
       break;
     } catch (error) {
       if (error instanceof InsufficientMemoryError && index < sizes.length - 1) continue;
+      const reason = error instanceof Error ? error.message : String(error);
+      // Too little memory is a passing condition of this server (another model, a long generation context),
+      // not something the model cannot do.
+      if (error instanceof InsufficientMemoryError)
+        throw new ApiError({
+          status: 503,
+          message: `Not enough memory for an embedding context of this model: not even ${size} tokens fit in what is left (${reason}). Retry when less is loaded.`,
+          param: "model",
+          code: "insufficient_memory",
+          retryAfter: 5,
+        });
       throw new ApiError({
         status: 400,
-        message: `The model cannot compute embeddings: ${error instanceof Error ? error.message : String(error)}${
-          error instanceof InsufficientMemoryError
-            ? ` (not even an embedding context of ${size} tokens fits in the memory left)`
-            : ""
-        }`,
+        message: `The model cannot compute embeddings: ${reason}`,
         param: "model",
         code: "embeddings_unsupported",
       });

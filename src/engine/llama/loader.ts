@@ -226,7 +226,10 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
         model,
         context,
         sequences,
-        pool: new SequencePool<LlamaContextSequence, Token[]>({ sequences, reusablePrefix }),
+        pool: new SequencePool<LlamaContextSequence, Token[]>({
+          sequences,
+          reusablePrefix: (sequence, shared, tokens) => reusablePrefix(sequence, shared, tokens.length),
+        }),
         chatWrapper,
         contextLength: context.contextSize,
         contextChoice,
@@ -340,9 +343,17 @@ function nodeLlamaCppVersion(): string {
  * `stateCellsStartIndex` on can be cut; checkpoints past the kept tokens are pruned first, then the newest
  * left is restored. Its public `getRestoreToPrefixIndexEvaluationSize` looks at the newest checkpoint only,
  * before that pruning, so it is the fallback when the checkpoint list is not where 3.21.1 keeps it.
+ * LlamaChat always evaluates a prompt's last token again, so a sequence keeps at most `promptLength − 1`
+ * of it (a prompt it holds whole, as for a regenerated answer, goes back one token before its end).
  */
-export function reusablePrefix(sequence: LlamaContextSequence, shared: number): number {
-  if (shared <= 0 || !sequence.needsCheckpoints) return shared;
+export function reusablePrefix(
+  sequence: LlamaContextSequence,
+  sharedTokens: number,
+  promptLength: number,
+): number {
+  if (sharedTokens <= 0 || !sequence.needsCheckpoints) return sharedTokens;
+  const shared = Math.min(sharedTokens, Math.max(0, promptLength - 1));
+  if (shared <= 0) return 0;
   // Nothing to erase: the prompt continues everything the sequence holds.
   if (shared >= sequence.nextTokenIndex) return shared;
   const lastKept = shared - 1;

@@ -62,17 +62,17 @@ export class SequencePool<Sequence extends PooledSequence<Tokens>, Tokens> {
   private activeCount = 0;
   private maxActive = 0;
   private maxWaiting = 0;
-  private readonly reusablePrefix: (sequence: Sequence, sharedPrefix: number) => number;
+  private readonly reusablePrefix: (sequence: Sequence, sharedPrefix: number, tokens: Tokens) => number;
 
   /**
-   * `reusablePrefix(sequence, shared)`: how much of the `shared` tokens a sequence holds of a prompt its KV
+   * `reusablePrefix(sequence, shared, tokens)`: how much of the `shared` tokens a sequence holds of a prompt its KV
    * cache can really keep (a sliding-window model cannot always go back to where a prompt leaves it;
    * loader.ts). Default: all of them.
    */
   constructor(options: {
     sequences: readonly Sequence[];
     maxQueue?: number;
-    reusablePrefix?: (sequence: Sequence, sharedPrefix: number) => number;
+    reusablePrefix?: (sequence: Sequence, sharedPrefix: number, tokens: Tokens) => number;
   }) {
     if (options.sequences.length === 0) throw new Error("A sequence pool needs at least one sequence");
     this.sequences = options.sequences;
@@ -208,7 +208,11 @@ export class SequencePool<Sequence extends PooledSequence<Tokens>, Tokens> {
     let bestLength = -1;
     this.sequences.forEach((sequence, index) => {
       if (this.busy[index] === true) return;
-      const length = this.reusablePrefix(sequence, sequence.compareContextTokens(tokens).firstDifferentIndex);
+      const length = this.reusablePrefix(
+        sequence,
+        sequence.compareContextTokens(tokens).firstDifferentIndex,
+        tokens,
+      );
       if (length > bestLength || (length === bestLength && this.preferOnTie(index, bestIndex, keyedIndex))) {
         bestIndex = index;
         bestLength = length;
