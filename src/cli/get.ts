@@ -15,6 +15,7 @@ interface GetFlags {
   list?: boolean;
   modelsDir?: string;
   dataDir?: string;
+  sha256?: string;
 }
 
 export function registerGetCommand(program: Command): void {
@@ -28,6 +29,10 @@ export function registerGetCommand(program: Command): void {
     )
     .option("--list", "list the repo's quantizations and sizes; download nothing")
     .option("--token <token>", "Hugging Face token for gated or private repos (default: env HF_TOKEN)")
+    .option(
+      "--sha256 <hex>",
+      "the SHA-256 a plain URL's file must have (Hugging Face files are checked against the repository's)",
+    )
     .option("--models-dir <dir>", "models folder (default ~/.lmhost/models; env LMHOST_MODELS_DIR)")
     .option("--data-dir <dir>", "data dir holding config.json (default ~/.lmhost)")
     .addHelpText(
@@ -68,7 +73,7 @@ async function getModel(model: string, flags: GetFlags): Promise<void> {
   });
   const modelsDir = modelsDirOf(config);
   const out = (line: string) => process.stdout.write(`${line}\n`);
-  const plan = await planDownload(model, { modelsDir, token: flags.token });
+  const plan = await planDownload(model, { modelsDir, token: flags.token, sha256: flags.sha256 });
   if (plan.choices !== undefined && plan.chosen !== undefined && plan.reference.kind === "repo") {
     const { choices, chosen } = plan;
     if (choices.length > 1)
@@ -107,7 +112,7 @@ async function getModel(model: string, flags: GetFlags): Promise<void> {
       onProgress: (progress) => display.update(progress),
       onVerifying: () => {
         finishDisplay();
-        out("checking the SHA-256 the repository lists…");
+        out(`checking the SHA-256 ${plan.sha256 === undefined ? "the repository lists" : "given"}…`);
       },
     });
     finishDisplay();

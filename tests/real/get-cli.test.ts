@@ -87,6 +87,46 @@ describe("lmhost get", () => {
       expect(sha256(readFileSync(path.join(folder, relative))), relative).toBe(sha256(data));
   });
 
+  it("checks a plain URL's file against --sha256: a wrong one deletes it, the right one keeps it", async () => {
+    const folder = modelsDir();
+    const plainUrl =
+      standIn.url.replace("127.0.0.1", "localhost") + "cdn/lmhost-test/noq4-GGUF/tiny-Q8_0.gguf";
+    const saved = path.join(folder, "localhost/tiny-Q8_0/tiny-Q8_0.gguf");
+    const wrong = await get(["get", plainUrl, "--sha256", "0".repeat(64), "--models-dir", folder]);
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.stdout).toContain("checking the SHA-256 given…");
+    expect(wrong.stderr).toContain("does not match the SHA-256 given (--sha256)");
+    expect(existsSync(saved)).toBe(false);
+    const right = await get([
+      "get",
+      plainUrl,
+      "--sha256",
+      sha256(models.stories).toUpperCase(),
+      "--models-dir",
+      folder,
+    ]);
+    expect(right.stderr).not.toContain("lmhost:");
+    expect(right.stdout).toContain("SHA-256 matches");
+    expect(sha256(readFileSync(saved))).toBe(sha256(models.stories));
+    // The file already there is checked too, and kept whatever the answer.
+    const again = await get(["get", plainUrl, "--sha256", "f".repeat(64), "--models-dir", folder]);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toContain("the file already at");
+    expect(existsSync(saved)).toBe(true);
+    // Not hexadecimal, or not a plain URL: refused before anything is fetched.
+    const malformed = await get(["get", plainUrl, "--sha256", "xyz", "--models-dir", folder]);
+    expect(malformed.stderr).toContain("--sha256 takes 64 hexadecimal digits");
+    const repository = await get([
+      "get",
+      "lmhost-test/stories-GGUF",
+      "--sha256",
+      "0".repeat(64),
+      "--models-dir",
+      folder,
+    ]);
+    expect(repository.stderr).toContain("--sha256 is for a plain URL");
+  });
+
   it("lists a repo's quantizations with --list", async () => {
     const result = await get(["get", "lmhost-test/stories-GGUF", "--list"]);
     expect(result.code).toBe(0);

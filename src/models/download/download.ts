@@ -39,6 +39,11 @@ export interface DownloadContext {
   token?: string | undefined;
   environment?: NodeJS.ProcessEnv | undefined;
   signal?: AbortSignal | undefined;
+  /**
+   * The SHA-256 a plain URL's file must have (`lmhost get URL --sha256 HEX`): without it such a file is
+   * checked only for being GGUF. Files from Hugging Face are checked against the repository's own listing.
+   */
+  sha256?: string | undefined;
 }
 
 export interface DownloadPlan {
@@ -56,6 +61,8 @@ export interface DownloadPlan {
   /** The total size when the server said it. */
   sizeBytes?: number;
   access: HuggingFaceAccess;
+  /** A plain URL's expected SHA-256 (lower-case hex), when the user gave one. */
+  sha256?: string;
 }
 
 export interface DownloadProgress {
@@ -83,10 +90,12 @@ export interface DownloadResult {
   milliseconds: number;
 }
 
-/** The SHA-256 of each file of the plan by file name, where the repository listing gave one. */
+/** The SHA-256 of each file of the plan by file name, where the repository listing (or the user) gave one. */
 function expectedChecksums(plan: DownloadPlan): Map<string, string> {
   const choice = plan.chosen?.choice;
   const checksums = new Map<string, string>();
+  const [only] = plan.fileNames;
+  if (plan.sha256 !== undefined && only !== undefined) checksums.set(only, plan.sha256);
   for (const part of choice?.parts ?? []) {
     const sha256 = choice?.sha256?.[part];
     if (sha256 !== undefined) checksums.set(path.posix.basename(part), sha256);
@@ -120,6 +129,16 @@ export async function planDownload(referenceText: string, context: DownloadConte
   const access = await resolveHuggingFaceAccess(context.token, context.environment);
   const reference = parseModelReference(referenceText, new URL(access.endpoint).hostname);
   const description = describeReference(reference);
+  const sha256 = context.sha256?.trim().toLowerCase();
+  if (sha256 !== undefined) {
+    if (reference.kind !== "url")
+      throw new DownloadError(
+        `--sha256 is for a plain URL: files from Hugging Face are checked against the SHA-256 the repository lists`,
+        400,
+      );
+    if (!/^[0-9a-f]{64}$/.test(sha256))
+      throw new DownloadError(`--sha256 takes 64 hexadecimal digits, got '${context.sha256}'`, 400);
+  }
   if (reference.kind === "url") {
     const probe = await probeDownload(reference.url.href, reference.url.href, undefined, context.signal);
     let fileName: string;
@@ -129,6 +148,11 @@ export async function planDownload(referenceText: string, context: DownloadConte
       throw new DownloadError(`'${referenceText}' has a malformed percent-escape`, 400);
     }
     const partNames = splitPartNames(fileName);
+    if (sha256 !== undefined && partNames.length > 1)
+      throw new DownloadError(
+        `${fileName} is one of ${partNames.length} parts: one --sha256 cannot check them all`,
+        400,
+      );
     return {
       description,
       reference,
@@ -141,6 +165,7 @@ export async function planDownload(referenceText: string, context: DownloadConte
       fileNames: partNames,
       ...(probe.sizeBytes === undefined || partNames.length > 1 ? {} : { sizeBytes: probe.sizeBytes }),
       access,
+      ...(sha256 === undefined ? {} : { sha256 }),
     };
   }
   const repositoryName = `${reference.user}/${reference.repo}`;
@@ -186,7 +211,7 @@ export async function runDownload(
 ): Promise<DownloadResult> {
   const started = Date.now();
   const destinations = plan.fileNames.map((fileName) => path.join(plan.destinationDir, fileName));
-  const present = await alreadyPresent(plan, context.modelsDir, destinations, started);
+  const present = await alreadyPresent(plan, context.modelsDir, destinations, started, context.signal);
   if (present !== undefined) return present;
   const stagingDir = path.join(
     context.modelsDir,
@@ -201,7 +226,7 @@ export async function runDownload(
   );
   try {
     // The process that held the lock before may have just finished this very file.
-    const presentNow = await alreadyPresent(plan, context.modelsDir, destinations, started);
+    const presentNow = await alreadyPresent(plan, context.modelsDir, destinations, started, context.signal);
     if (presentNow !== undefined) return presentNow;
     return await downloadLocked(plan, context, stagingDir, started, () => lock.release());
   } finally {
@@ -215,9 +240,21 @@ async function alreadyPresent(
   modelsDir: string,
   destinations: string[],
   started: number,
+  signal: AbortSignal | undefined,
 ): Promise<DownloadResult | undefined> {
   const present = await presentSize(destinations);
   if (present === undefined || (plan.sizeBytes !== undefined && plan.sizeBytes !== present)) return undefined;
+  if (plan.sha256 !== undefined) {
+    // A file already there is checked too when a checksum was given; it is the user's, so it stays.
+    const actual = await sha256Of(destinations[0] as string, signal);
+    if (actual !== plan.sha256)
+      throw new DownloadError(
+        `${plan.description}: the file already at ${destinations[0]} does not match the SHA-256 given ` +
+          `(--sha256 ${plan.sha256}; it has ${actual}); remove it (lmhost rm) to download it again`,
+        409,
+        "checksum_mismatch",
+      );
+  }
   return {
     path: destinations[0] as string,
     files: destinations,
@@ -300,7 +337,7 @@ async function downloadLocked(
     if (actual === sha256) continue;
     await tidy(true);
     throw new DownloadError(
-      `${plan.description}: ${path.basename(file)} does not match the repository's SHA-256 (expected ` +
+      `${plan.description}: ${path.basename(file)} does not match ${plan.sha256 === undefined ? "the repository's SHA-256" : "the SHA-256 given (--sha256)"} (expected ` +
         `${sha256}, got ${actual}); it was deleted: run the same command again to download it afresh`,
       502,
       "checksum_mismatch",
