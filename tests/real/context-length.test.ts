@@ -4,12 +4,8 @@
  * into a temporary folder). Before, the loader asked node-llama-cpp for the whole training context on
  * every sequence, and such a model (like any 131,072-token Llama 3.x with a wide KV cache) failed to load.
  */
-import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
-import path from "node:path";
-import { getLlama, LlamaLogLevel, type Llama } from "node-llama-cpp";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeModel } from "../../bench/make-model.js";
+import { describe, expect, it } from "vitest";
 import { LlamaEngine } from "../../src/engine/llama/engine.js";
 import {
   LlamaModelLoader,
@@ -19,15 +15,17 @@ import {
 import type { EngineRequest } from "../../src/engine/types.js";
 import type { ModelEntry } from "../../src/models/types.js";
 import { ApiError } from "../../src/shared/errors.js";
+import { useGeneratedModel } from "../helpers/generated-model.js";
 
 const trained = 16_777_216;
-let llama: Llama;
-let dir: string;
-let modelPath: string;
+const generated = useGeneratedModel(
+  { layers: 2, dim: 256, ffn: 256, heads: 4, contextLength: trained },
+  "lmhost-context-",
+);
 
 const entry = (extra: Partial<ModelEntry> = {}): ModelEntry => ({
   id: "long-context",
-  path: modelPath,
+  path: generated.modelPath,
   sizeBytes: 0,
   publisher: "test",
   ...extra,
@@ -35,7 +33,7 @@ const entry = (extra: Partial<ModelEntry> = {}): ModelEntry => ({
 
 /** A loader on one thread, 4 sequences, no warm-up, unless `options` says otherwise. */
 const loaderWith = (options: Partial<LlamaModelLoaderOptions> = {}) =>
-  new LlamaModelLoader({ llama, threads: 1, parallel: 4, warmup: false, ...options });
+  new LlamaModelLoader({ llama: generated.llama, threads: 1, parallel: 4, warmup: false, ...options });
 
 /** Loads the model with `loader`, runs `use` on it and unloads it again, whatever `use` does. */
 async function withLoaded(
@@ -48,29 +46,6 @@ async function withLoaded(
     await use(loaded);
   } finally {
     await loader.unload(loaded);
-  }
-}
-
-/**
- * node-llama-cpp's estimate of this model's context for each `[contextSize, sequences]` (flash attention
- * is off below 128 MiB), as the loader asks for it.
- */
-async function estimates(...contexts: [number, number][]): Promise<number[]> {
-  const model = await llama.loadModel({ modelPath });
-  try {
-    const bytes: number[] = [];
-    for (const [contextSize, sequences] of contexts) {
-      const estimate = await model.fileInsights.estimateContextResourceRequirementsV2({
-        contextSize,
-        modelGpuLayers: 0,
-        sequences,
-        flashAttention: false,
-      });
-      bytes.push(estimate.cpuRam);
-    }
-    return bytes;
-  } finally {
-    await model.dispose();
   }
 }
 
@@ -91,17 +66,6 @@ async function generate(
   }
   return { outputTokens };
 }
-
-beforeAll(async () => {
-  dir = mkdtempSync(path.join(os.tmpdir(), "lmhost-context-"));
-  modelPath = await makeModel({ layers: 2, dim: 256, ffn: 256, heads: 4, contextLength: trained }, { dir });
-  llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
-});
-
-afterAll(async () => {
-  await llama?.dispose();
-  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-});
 
 describe("context length per sequence", () => {
   it("loads a model trained for 16M tokens with 32,768 per sequence, and generates", async () => {
@@ -126,7 +90,7 @@ describe("context length per sequence", () => {
 
   it("steps down to what the memory budget holds", async () => {
     // A budget between node-llama-cpp's 8,192 and 16,384 figures (4 sequences) must give 8,192.
-    const [at8k, at16k] = await estimates([8192, 4], [16384, 4]);
+    const [at8k, at16k] = await generated.estimates([8192, 4], [16384, 4]);
     const loader = loaderWith({ contextMemoryBudgetBytes: (at8k! + at16k!) / 2 });
     await withLoaded(loader, (loaded) => {
       expect(loaded.contextLength).toBe(8192);
@@ -136,7 +100,7 @@ describe("context length per sequence", () => {
   });
 
   it("with --parallel unset, takes fewer sequences before a sequence gets less than 16,384 tokens", async () => {
-    const [fourOf16k, twoOf32k, twoOf16k] = await estimates([16384, 4], [32768, 2], [16384, 2]);
+    const [fourOf16k, twoOf32k, twoOf16k] = await generated.estimates([16384, 4], [32768, 2], [16384, 2]);
     // Room for 2 sequences of 16,384 but not 4 (nor 2 of 32,768).
     const budget = Math.min(fourOf16k!, twoOf32k!) - 1;
     expect(budget).toBeGreaterThanOrEqual(twoOf16k!);

@@ -74,6 +74,31 @@ async function overwriteSequences(engine: LlamaEngine): Promise<void> {
   ]);
 }
 
+/** The next turn of `previous`'s conversation: its answer, then "And then?". */
+function nextTurn(previous: EngineRequest, answer: Result): EngineRequest {
+  return {
+    ...previous,
+    items: [
+      ...previous.items,
+      { type: "message", role: "assistant", text: answer.text },
+      { type: "message", role: "user", text: "And then?" },
+    ],
+  };
+}
+
+/** An engine on the shared model with a fresh cache folder, saving once the model was idle `idleMs`. */
+async function engineSavingWhenIdle(idleMs: number) {
+  const dir = mkdtempSync(path.join(tmpdir(), "lmhost-prompt-cache-"));
+  const loaded = models[0] ?? (await load());
+  const cache = new PromptCache({ dir, maxBytes: 64 * 1024 ** 2, minTokens });
+  const engine = new LlamaEngine({
+    models: new OneModel(loaded),
+    promptCache: cache,
+    promptCacheIdleMs: idleMs,
+  });
+  return { loaded, cache, engine };
+}
+
 function warnings(): { warn: (message: string) => void; messages: string[] } {
   const messages: string[] = [];
   return { warn: (message) => messages.push(message), messages };
@@ -149,26 +174,12 @@ describe("prompt cache (real engine)", () => {
   });
 
   it("saves a state once the model is idle, so the next turn does not wait for the write", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "lmhost-prompt-cache-"));
-    const loaded = models[0] ?? (await load());
-    const cache = new PromptCache({ dir, maxBytes: 64 * 1024 ** 2, minTokens });
+    const { cache, engine } = await engineSavingWhenIdle(3000);
     const save = vi.spyOn(cache, "save");
-    const engine = new LlamaEngine({
-      models: new OneModel(loaded),
-      promptCache: cache,
-      promptCacheIdleMs: 3000,
-    });
     const first = request(instructions("owl"), "Tell me about an owl.");
     const answer = await run(engine, first);
     // The next turn at once, as an agent sends it: no state was written in between.
-    const next = await run(engine, {
-      ...first,
-      items: [
-        ...first.items,
-        { type: "message", role: "assistant", text: answer.text },
-        { type: "message", role: "user", text: "And then?" },
-      ],
-    });
+    const next = await run(engine, nextTurn(first, answer));
     expect(save).not.toHaveBeenCalled();
     expect(next.cachedTokens).toBeGreaterThanOrEqual(answer.inputTokens - 2);
     // Once the model has been idle for 3 s, the latest state (the second turn's) is saved, once: the
@@ -180,15 +191,8 @@ describe("prompt cache (real engine)", () => {
   });
 
   it("writes a waiting state first when another conversation takes its sequence", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "lmhost-prompt-cache-"));
-    const loaded = models[0] ?? (await load());
-    const cache = new PromptCache({ dir, maxBytes: 64 * 1024 ** 2, minTokens });
     // The model never falls idle long enough within this test.
-    const engine = new LlamaEngine({
-      models: new OneModel(loaded),
-      promptCache: cache,
-      promptCacheIdleMs: 60_000,
-    });
+    const { loaded, cache, engine } = await engineSavingWhenIdle(60_000);
     const system = instructions("fox");
     const prefixTokens = loaded.model.tokenize(`<|im_start|>system\n${system}`, true).length;
     const first = await run(engine, request(system, "Tell me about a fox."));
@@ -204,28 +208,13 @@ describe("prompt cache (real engine)", () => {
   });
 
   it("drops a waiting state its sequence no longer holds, instead of saving other tokens under its name", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "lmhost-prompt-cache-"));
-    const loaded = models[0] ?? (await load());
-    const cache = new PromptCache({ dir, maxBytes: 64 * 1024 ** 2, minTokens });
-    const engine = new LlamaEngine({
-      models: new OneModel(loaded),
-      promptCache: cache,
-      promptCacheIdleMs: 60_000,
-    });
+    const { cache, engine } = await engineSavingWhenIdle(60_000);
     const first = request(instructions("bee"), "Tell me about a bee.");
     const answer = await run(engine, first);
     // The next turn starts on that sequence and is cancelled at its first token: it saves nothing, and its
     // sequence now holds neither the waiting state nor a finished turn.
     const controller = new AbortController();
-    const next = {
-      ...first,
-      items: [
-        ...first.items,
-        { type: "message" as const, role: "assistant" as const, text: answer.text },
-        { type: "message" as const, role: "user" as const, text: "And then?" },
-      ],
-    };
-    for await (const part of engine.generate(next, controller.signal))
+    for await (const part of engine.generate(nextTurn(first, answer), controller.signal))
       if (part.type === "text-delta") controller.abort();
     // Other conversations take both sequences: the waiting state is dropped, not written from them.
     await overwriteSequences(engine);

@@ -6,23 +6,26 @@
  * budget leaves after the context (context-length.ts, checkpointBytesPerSequence); follow-up turns must
  * still evaluate only their new tokens.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { getLlama, LlamaLogLevel, type Llama, type LlamaContextSequence } from "node-llama-cpp";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeModel } from "../../bench/make-model.js";
+import type { LlamaContextSequence } from "node-llama-cpp";
+import { describe, expect, it } from "vitest";
 import { LlamaEngine } from "../../src/engine/llama/engine.js";
 import { LlamaModelLoader, type LlamaModelLoaderOptions } from "../../src/engine/llama/loader.js";
 import type { EngineRequest } from "../../src/engine/types.js";
 import type { ModelEntry } from "../../src/models/types.js";
+import { useGeneratedModel } from "../helpers/generated-model.js";
 
 const window = 32;
-let llama: Llama;
-let dir: string;
-let modelPath: string;
+const generated = useGeneratedModel(
+  { layers: 2, dim: 64, ffn: 128, heads: 4, contextLength: 4096, slidingWindow: window },
+  "lmhost-sliding-",
+);
 
-const entry = (): ModelEntry => ({ id: "sliding", path: modelPath, sizeBytes: 0, publisher: "test" });
+const entry = (): ModelEntry => ({
+  id: "sliding",
+  path: generated.modelPath,
+  sizeBytes: 0,
+  publisher: "test",
+});
 
 interface Turn {
   inputTokens: number;
@@ -41,7 +44,13 @@ interface Turn {
 async function sixTurns(
   options: Partial<LlamaModelLoaderOptions>,
 ): Promise<{ turns: Turn[]; described: string }> {
-  const loader = new LlamaModelLoader({ llama, threads: 1, parallel: 1, warmup: false, ...options });
+  const loader = new LlamaModelLoader({
+    llama: generated.llama,
+    threads: 1,
+    parallel: 1,
+    warmup: false,
+    ...options,
+  });
   const loaded = await loader.load(entry());
   try {
     const engine = new LlamaEngine({
@@ -105,31 +114,10 @@ async function turn(
   };
 }
 
-beforeAll(async () => {
-  dir = mkdtempSync(path.join(os.tmpdir(), "lmhost-sliding-"));
-  modelPath = await makeModel(
-    { layers: 2, dim: 64, ffn: 128, heads: 4, contextLength: 4096, slidingWindow: window },
-    { dir },
-  );
-  llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
-});
-
-afterAll(async () => {
-  await llama?.dispose();
-  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-});
-
 describe("a sliding-window model", () => {
   it("keeps its KV checkpoints within the memory budget, and follow-ups evaluate only their new tokens", async () => {
-    const model = await llama.loadModel({ modelPath });
-    const contextBytes = (
-      await model.fileInsights.estimateContextResourceRequirementsV2({
-        contextSize: 4096,
-        modelGpuLayers: 0,
-        sequences: 1,
-        flashAttention: false,
-      })
-    ).cpuRam;
+    const [contextBytes = 0] = await generated.estimates([4096, 1]);
+    const model = await generated.llama.loadModel({ modelPath: generated.modelPath });
     expect(model.fileInsights.swaSize).toBe(window);
     await model.dispose();
 
@@ -161,7 +149,7 @@ describe("a sliding-window model", () => {
   });
 
   it("reports as cached only the prefix the sequence can go back to", async () => {
-    const loader = new LlamaModelLoader({ llama, threads: 1, parallel: 1, warmup: false });
+    const loader = new LlamaModelLoader({ llama: generated.llama, threads: 1, parallel: 1, warmup: false });
     const loaded = await loader.load(entry());
     try {
       const engine = new LlamaEngine({

@@ -825,7 +825,5 @@ const continuationSlackTokens = 64;
 
 /** Whether a sequence still holds exactly `tokens`. */
 function sameTokens(held: readonly Token[], tokens: readonly Token[]): boolean {
-  if (held.length !== tokens.length) return false;
-  for (let index = 0; index < tokens.length; index++) if (held[index] !== tokens[index]) return false;
-  return true;
+  return held.length === tokens.length && commonPrefixLength(held, tokens) === tokens.length;
 }
