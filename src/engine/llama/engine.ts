@@ -20,7 +20,6 @@ import {
   type LlamaContextSequence,
   type LlamaGrammar,
   LlamaText,
-  type Token,
 } from "node-llama-cpp";
 import type { ModelAcquirer } from "../../models/types.js";
 import { linkAbortSignals } from "../../shared/abort-signals.js";
@@ -56,7 +55,8 @@ import {
 } from "./generation.js";
 import { generateRawCompletion, prepareRawPrompt } from "./raw-completion.js";
 import { defaultMaxQueue, type SequenceLease } from "./sequence-pool.js";
-import { commonPrefixLength, type PromptCache } from "./prompt-cache.js";
+import type { PromptCache } from "./prompt-cache.js";
+import { PromptCacheSaves } from "./prompt-cache-saves.js";
 
 export interface LlamaEngineOptions {
   models: ModelAcquirer<LlamaLoadedModel>;
@@ -75,9 +75,9 @@ export interface LlamaEngineOptions {
    */
   promptCache?: PromptCache;
   /**
-   * How long a model must have no request running or waiting before a state is saved (default 2,000 ms;
-   * saveToCache). A save that waited `promptCacheMaxDeferMs` (default 60,000) runs at the next free moment
-   * of its sequence anyway.
+   * How long a model must have no generation in progress before a state is saved (default 2,000 ms;
+   * prompt-cache-saves.ts). A save that waited `promptCacheMaxDeferMs` (default 60,000) runs at the next
+   * free moment of its sequence anyway.
    */
   promptCacheIdleMs?: number;
   promptCacheMaxDeferMs?: number;
@@ -91,18 +91,13 @@ export class LlamaEngine implements Engine {
   private readonly models: ModelAcquirer<LlamaLoadedModel>;
   private readonly maxQueue: number;
   private readonly stableTruncation: boolean;
-  private readonly promptCache: PromptCache | undefined;
+  /** The prompt cache's restores and saves (prompt-cache-saves.ts); undefined without a cache. */
+  private readonly saves: PromptCacheSaves | undefined;
   private readonly warn: (message: string) => void;
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
   private readonly tasks = new Set<Promise<void>>();
-  /** Prompt-cache saves being written (they hold their sequence until written), and the model of each. */
-  private readonly savesWriting = new Map<Promise<void>, LlamaLoadedModel>();
-  /** Prompt-cache saves waiting for their model to fall idle, by sequence (saveToCache). */
-  private readonly savesWaiting = new Map<LlamaContextSequence, WaitingSave>();
   /** Generations of each model from its lease on, preparation included: what keeps a model from idle. */
   private readonly generating = new Map<LlamaLoadedModel, number>();
-  private readonly promptCacheIdleMs: number;
-  private readonly promptCacheMaxDeferMs: number;
   private readonly closing = new AbortController();
   private closed = false;
 
@@ -110,10 +105,24 @@ export class LlamaEngine implements Engine {
     this.models = options.models;
     this.maxQueue = options.maxQueue ?? defaultMaxQueue;
     this.stableTruncation = options.stableTruncation ?? true;
-    this.promptCache = options.promptCache?.enabled === true ? options.promptCache : undefined;
     this.warn = options.warn ?? (() => undefined);
-    this.promptCacheIdleMs = options.promptCacheIdleMs ?? 2000;
-    this.promptCacheMaxDeferMs = options.promptCacheMaxDeferMs ?? 60_000;
+    this.saves =
+      options.promptCache?.enabled === true
+        ? new PromptCacheSaves(options.promptCache, {
+            ...(options.promptCacheIdleMs === undefined ? {} : { idleMs: options.promptCacheIdleMs }),
+            ...(options.promptCacheMaxDeferMs === undefined
+              ? {}
+              : { maxDeferMs: options.promptCacheMaxDeferMs }),
+            busy: (loaded) =>
+              (this.generating.get(loaded) ?? 0) > 0 || loaded.pool.active > 0 || loaded.pool.waiting > 0,
+            closed: () => this.closed,
+            track: (task) => {
+              this.tasks.add(task);
+              void task.then(() => this.tasks.delete(task));
+            },
+            warn: this.warn,
+          })
+        : undefined;
     // Every request in flight listens on `closing`; that is expected, not a leak.
     setMaxListeners(0, this.closing.signal);
   }
@@ -187,7 +196,7 @@ export class LlamaEngine implements Engine {
    * model to fall idle run at once (tests, bench).
    */
   async settled(): Promise<void> {
-    for (const save of [...this.savesWaiting.values()]) save.run();
+    this.saves?.flush();
     await Promise.allSettled([...this.tasks]);
   }
 
@@ -197,7 +206,7 @@ export class LlamaEngine implements Engine {
       this.closed = true;
       this.closing.abort(closedError());
     }
-    for (const save of [...this.savesWaiting.values()]) save.run();
+    this.saves?.flush();
     await Promise.allSettled([...this.tasks]);
   }
 
@@ -268,7 +277,7 @@ export class LlamaEngine implements Engine {
             maxQueue: this.queueBound(request),
           });
           try {
-            await this.saveBeforeOverwrite(rawLease, tokens.all);
+            await this.saves?.beforeOverwrite(rawLease, tokens.all);
             await generateRawCompletion(loaded, request, tokens, rawLease, signal, queue);
           } finally {
             rawLease.release();
@@ -290,11 +299,7 @@ export class LlamaEngine implements Engine {
           prompt.forcedFreeform !== undefined
             ? await this.freeformGrammar(loaded, prompt.forcedFreeform.gbnf)
             : await this.grammarFor(loaded, request.responseFormat);
-        // A state being saved holds its sequence for a moment; the request it belongs to most likely continues
-        // there (a follow-up turn, the tool loop's next call), so wait instead of taking a worse sequence.
-        // Only this model's saves matter, and a request cancelled meanwhile stops waiting.
-        const saves = [...this.savesWriting].filter(([, model]) => model === loaded).map(([save]) => save);
-        if (saves.length > 0) await untilSettledOrAborted(saves, signal);
+        await this.saves?.untilWritten(loaded, signal);
         signal.throwIfAborted();
         const sequenceLease = await loaded.pool.acquire(prompt.tokens, {
           signal,
@@ -302,8 +307,11 @@ export class LlamaEngine implements Engine {
           cacheKey: request.promptCacheKey,
         });
         try {
-          await this.saveBeforeOverwrite(sequenceLease, prompt.tokens);
-          const commonPrefix = await this.restoreFromCache(loaded, sequenceLease, prompt.tokens);
+          await this.saves?.beforeOverwrite(sequenceLease, prompt.tokens);
+          const commonPrefix =
+            this.saves === undefined
+              ? sequenceLease.commonPrefixLength
+              : await this.saves.restore(loaded, sequenceLease, prompt.tokens);
           await this.generateOnSequence(
             loaded,
             request,
@@ -314,13 +322,14 @@ export class LlamaEngine implements Engine {
             signal,
             queue,
           );
-          handedOver = this.saveToCache(
-            loaded,
-            prompt.tokens.length,
-            sequenceLease.sequence,
-            lease.release,
-            signal,
-          );
+          handedOver =
+            this.saves?.afterGeneration(
+              loaded,
+              prompt.tokens.length,
+              sequenceLease.sequence,
+              lease.release,
+              signal,
+            ) ?? false;
         } finally {
           sequenceLease.release();
         }
@@ -341,179 +350,6 @@ export class LlamaEngine implements Engine {
         usage: { inputTokens, cachedInputTokens: 0, outputTokens: 0, reasoningTokens: 0 },
       });
     }
-  }
-
-  /**
-   * Restores the prompt cache's state sharing the longest prefix with the prompt when it holds enough more
-   * than the sequence does; returns the prompt tokens the sequence holds afterwards. Never throws: a state
-   * that cannot be restored is deleted with a warning and the sequence is left empty.
-   */
-  private async restoreFromCache(
-    loaded: LlamaLoadedModel,
-    sequenceLease: SequenceLease<LlamaContextSequence>,
-    tokens: readonly Token[],
-  ): Promise<number> {
-    const cache = this.promptCache;
-    const identity = loaded.promptCacheIdentity;
-    const held = sequenceLease.commonPrefixLength;
-    if (cache === undefined || identity === undefined) return held;
-    const sequence = sequenceLease.sequence;
-    try {
-      await cache.ready();
-      const match = cache.lookup(identity, tokens);
-      if (!cache.worthRestoring(match, held) || match.entry.tokens.length >= loaded.contextLength)
-        return held;
-      // Emptied first: a load that fails before llama.cpp clears the sequence would leave its old cells
-      // behind node-llama-cpp's (then empty) token list.
-      await sequence.clearHistory();
-      const restored = await cache.restore(match.entry, async (file) => {
-        await asExclusiveWaiter(sequence, () => sequence.loadStateFromFile(file, { acceptRisk: true }));
-        return sequence.contextTokens;
-      });
-      if (!restored) await sequence.clearHistory();
-    } catch (error) {
-      this.warn(`prompt cache: restoring failed: ${error instanceof Error ? error.message : String(error)}`);
-      await sequence.clearHistory().catch(() => undefined);
-    }
-    // Sliding-window and recurrent models never get here: they have no prompt cache identity (loader.ts).
-    return sequence.compareContextTokens(tokens as Token[]).firstDifferentIndex;
-  }
-
-  /**
-   * After a generation: saves the sequence's state (prompt and answer) when the prompt is long and enough of
-   * it is not cached yet, once the model has had no request running or waiting for `promptCacheIdleMs`.
-   * Writing the state takes node-llama-cpp's context lock (and libuv's one pool thread) for as long as the
-   * native write lasts, so a save right after the generation made the next turn wait for it (a 10,533-token
-   * state of the bench's 89M model: 0.7 s; an 8B model's is ~1.3 GB). An agent's next turn usually comes
-   * within that time; it extends the same sequence, and its own save replaces this one, which is dropped
-   * when the sequence no longer holds these tokens. Returns true when it took over the model lease (held
-   * until the save is written or dropped, so the model is not unloaded under it).
-   */
-  private saveToCache(
-    loaded: LlamaLoadedModel,
-    promptTokens: number,
-    sequence: LlamaContextSequence,
-    releaseModel: () => void,
-    signal: AbortSignal,
-  ): boolean {
-    const cache = this.promptCache;
-    const identity = loaded.promptCacheIdentity;
-    if (cache === undefined || identity === undefined || signal.aborted || this.closed) return false;
-    const tokens = sequence.contextTokens.slice();
-    if (tokens.length > loaded.contextLength || !cache.shouldSave(identity, promptTokens, tokens))
-      return false;
-    const since = performance.now();
-    let timer: NodeJS.Timeout | undefined;
-    let settle = noop;
-    const task = new Promise<void>((resolve) => (settle = resolve));
-    this.tasks.add(task);
-    void task.then(() => this.tasks.delete(task));
-    const leave = (): boolean => {
-      if (this.savesWaiting.get(sequence) !== waiting) return false;
-      this.savesWaiting.delete(sequence);
-      clearTimeout(timer);
-      return true;
-    };
-    const write = (sequenceLease: SequenceLease<LlamaContextSequence>): Promise<void> => {
-      const { written, done } = this.writeSave(loaded, identity, tokens, sequenceLease, releaseModel);
-      void done.then(settle, settle);
-      return written;
-    };
-    const attempt = (now: boolean) => {
-      if (this.savesWaiting.get(sequence) !== waiting) return;
-      clearTimeout(timer);
-      // Another request used the sequence since: it holds other tokens, and saves its own state if it should.
-      if (!sameTokens(sequence.contextTokens, tokens)) return waiting.drop();
-      const overdue = performance.now() - since >= this.promptCacheMaxDeferMs;
-      const busy =
-        (this.generating.get(loaded) ?? 0) > 0 || loaded.pool.active > 0 || loaded.pool.waiting > 0;
-      const sequenceLease = busy && !now && !overdue ? undefined : loaded.pool.tryAcquire(sequence);
-      if (sequenceLease === undefined) {
-        if (now) return waiting.drop();
-        timer = setTimeout(() => attempt(false), this.promptCacheIdleMs).unref();
-        return;
-      }
-      leave();
-      void write(sequenceLease);
-    };
-    const waiting: WaitingSave = {
-      tokens,
-      run: () => attempt(true),
-      drop: () => {
-        if (!leave()) return;
-        releaseModel();
-        settle();
-      },
-      writeOn: (sequenceLease) => {
-        // Only the state it was asked for (a continuation that failed may have left other tokens there).
-        if (!sameTokens(sequence.contextTokens, tokens)) {
-          waiting.drop();
-          return Promise.resolve();
-        }
-        if (!leave()) return Promise.resolve();
-        // The request keeps its sequence: the save only borrows it.
-        return write({ ...sequenceLease, release: noop });
-      },
-    };
-    // A newer state of the same sequence replaces one still waiting (the conversation went on).
-    this.savesWaiting.get(sequence)?.drop();
-    this.savesWaiting.set(sequence, waiting);
-    timer = setTimeout(() => attempt(false), this.promptCacheIdleMs).unref();
-    return true;
-  }
-
-  /**
-   * Before a request overwrites its sequence: a state waiting there to be saved is written first, unless the
-   * request continues it (it shares all but the last `continuationSlackTokens`; its own state is saved after
-   * it instead). A sequence handed to another conversation before its model fell idle would otherwise lose
-   * the state; this one write is then on the request's path, as every save used to be. It is waited for
-   * whatever the request's signal says: the write reads the sequence the request holds.
-   */
-  private async saveBeforeOverwrite(
-    sequenceLease: SequenceLease<LlamaContextSequence>,
-    tokens: readonly Token[],
-  ): Promise<void> {
-    const waiting = this.savesWaiting.get(sequenceLease.sequence);
-    if (waiting === undefined) return;
-    if (commonPrefixLength(waiting.tokens, tokens) >= waiting.tokens.length - continuationSlackTokens) return;
-    await waiting.writeOn(sequenceLease);
-  }
-
-  /**
-   * Writes a state to the prompt cache, holding the sequence until the state file is written (requests
-   * meanwhile wait for it): `written` then; `done` once the checksum and renames are over too.
-   */
-  private writeSave(
-    loaded: LlamaLoadedModel,
-    identity: string,
-    tokens: readonly Token[],
-    sequenceLease: SequenceLease<LlamaContextSequence>,
-    releaseModel: () => void,
-  ): { written: Promise<void>; done: Promise<void> } {
-    const sequence = sequenceLease.sequence;
-    let written = noop;
-    const writing = new Promise<void>((resolve) => (written = resolve));
-    this.savesWriting.set(writing, loaded);
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      sequenceLease.release();
-      releaseModel();
-      this.savesWriting.delete(writing);
-      written();
-    };
-    const done = this.promptCache!.save(
-      identity,
-      tokens,
-      (file) => asExclusiveWaiter(sequence, () => sequence.saveStateToFile(file)),
-      release,
-    )
-      .then(noop, (error: unknown) => {
-        this.warn(`prompt cache: saving failed: ${error instanceof Error ? error.message : String(error)}`);
-      })
-      .finally(release);
-    return { written: writing, done };
   }
 
   /** How many waiting requests make a new one a 429: none for a continuation (EngineRequest.continuation). */
@@ -749,43 +585,6 @@ function closedError(): ApiError {
 function noop(): void {}
 
 /**
- * Runs a node-llama-cpp call that takes the context lock (saving or loading a sequence's state) as an
- * exclusive waiter of lmhost's patch (patches/node-llama-cpp+3.21.1.patch): the batch dispatcher then yields
- * the lock between two decode steps instead of holding it until every running generation ends, as it does for
- * erasing a sequence's tokens. Without the patch the counter is an unused property.
- */
-async function asExclusiveWaiter<Result>(
-  sequence: LlamaContextSequence,
-  operation: () => Promise<Result>,
-): Promise<Result> {
-  const context = sequence.context as unknown as { _exclusiveLockWaiters?: number };
-  context._exclusiveLockWaiters = (context._exclusiveLockWaiters ?? 0) + 1;
-  try {
-    return await operation();
-  } finally {
-    context._exclusiveLockWaiters -= 1;
-  }
-}
-
-/** Waits until every promise of `promises` has settled, or `signal` is aborted (whichever comes first). */
-async function untilSettledOrAborted(
-  promises: readonly Promise<unknown>[],
-  signal: AbortSignal,
-): Promise<void> {
-  if (signal.aborted) return;
-  let onAbort = noop;
-  const aborted = new Promise<void>((resolve) => {
-    onAbort = resolve;
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-  try {
-    await Promise.race([Promise.allSettled(promises), aborted]);
-  } finally {
-    signal.removeEventListener("abort", onAbort);
-  }
-}
-
-/**
  * A `context_length_exceeded` on a model running with less context than it was trained for (the loader's
  * memory-fitted default, or a length the user set) says so and what gives more: the client sees OpenAI's
  * wording first, then the operator's lever (context-length.ts `moreContextHint`).
@@ -806,24 +605,4 @@ function withContextHint(error: unknown, loaded: LlamaLoadedModel): unknown {
     code: error.code,
     ...(error.retryAfter !== undefined ? { retryAfter: error.retryAfter } : {}),
   });
-}
-
-/** A prompt-cache save waiting for its model to fall idle (LlamaEngine.saveToCache). */
-interface WaitingSave {
-  /** The sequence's tokens when the save was asked for. */
-  tokens: readonly Token[];
-  /** Writes it now if its sequence is free and unchanged, else drops it (settled, close). */
-  run(): void;
-  /** Gives it up, releasing the model lease. */
-  drop(): void;
-  /** Writes it on a sequence lease the caller keeps (saveBeforeOverwrite). */
-  writeOn(sequenceLease: SequenceLease<LlamaContextSequence>): Promise<void>;
-}
-
-/** A later prompt sharing all but this many of a waiting save's tokens continues it (saveBeforeOverwrite). */
-const continuationSlackTokens = 64;
-
-/** Whether a sequence still holds exactly `tokens`. */
-function sameTokens(held: readonly Token[], tokens: readonly Token[]): boolean {
-  return held.length === tokens.length && commonPrefixLength(held, tokens) === tokens.length;
 }
