@@ -207,6 +207,28 @@ describe("prompt cache (real engine)", () => {
     await engine.close();
   });
 
+  it("does not write a waiting state on the path of a next turn that changes the answer (thoughts left out)", async () => {
+    const { loaded, cache, engine } = await engineSavingWhenIdle(60_000);
+    const save = vi.spyOn(cache, "save");
+    const first: EngineRequest = {
+      ...request(instructions("duck"), "Tell me about a duck."),
+      sampling: { seed: 42, temperature: 0.8, maxTokens: 160 },
+    };
+    const answer = await run(engine, first);
+    // Long enough that the sequence differs from the next turn well before its last 64 tokens.
+    expect(loaded.model.tokenize(answer.text).length).toBeGreaterThan(100);
+    // As a client that drops a reasoning model's thoughts sends it: the same prompt, another answer.
+    const next = await run(engine, nextTurn(first, { ...answer, text: "A duck swam." }));
+    expect(save).not.toHaveBeenCalled();
+    expect(next.cachedTokens).toBeGreaterThanOrEqual(answer.inputTokens - 2);
+    // The next turn's own state is the one saved, once.
+    await engine.settled();
+    expect(save).toHaveBeenCalledTimes(1);
+    expect(cache.list()).toHaveLength(1);
+    expect(cache.list()[0]!.tokens.length).toBeGreaterThan(next.inputTokens);
+    await engine.close();
+  });
+
   it("drops a waiting state its sequence no longer holds, instead of saving other tokens under its name", async () => {
     const { cache, engine } = await engineSavingWhenIdle(60_000);
     const first = request(instructions("bee"), "Tell me about a bee.");

@@ -153,6 +153,7 @@ export class PromptCacheSaves {
     };
     const waiting: WaitingSave = {
       tokens,
+      promptLength: promptTokens,
       run: () => attempt(true),
       drop: () => {
         if (!leave()) return;
@@ -179,10 +180,14 @@ export class PromptCacheSaves {
 
   /**
    * Before a request overwrites its sequence: a state waiting there to be saved is written first, unless the
-   * request continues it (it shares all but the last `continuationSlackTokens`; its own state is saved after
-   * it instead). A sequence handed to another conversation before its model fell idle would otherwise lose
-   * the state; this one write is then on the request's path, as every save used to be. It is waited for
-   * whatever the request's signal says: the write reads the sequence the request holds.
+   * request continues it; its own state is saved after it instead. A sequence handed to another conversation
+   * before its model fell idle would otherwise lose the state; this one write is then on the request's path,
+   * as every save used to be. It is waited for whatever the request's signal says: the write reads the
+   * sequence the request holds.
+   *
+   * A request continues the waiting state when it shares all of it but the last `continuationSlackTokens`,
+   * or all of its prompt: the next turn of a reasoning model whose client does not send the thoughts back
+   * differs from the state right after the prompt, and so does one whose client re-renders the answer.
    */
   async beforeOverwrite(
     sequenceLease: SequenceLease<LlamaContextSequence>,
@@ -190,7 +195,8 @@ export class PromptCacheSaves {
   ): Promise<void> {
     const waiting = this.waiting.get(sequenceLease.sequence);
     if (waiting === undefined) return;
-    if (commonPrefixLength(waiting.tokens, tokens) >= waiting.tokens.length - continuationSlackTokens) return;
+    const shared = commonPrefixLength(waiting.tokens, tokens);
+    if (shared >= Math.min(waiting.promptLength, waiting.tokens.length - continuationSlackTokens)) return;
     await waiting.writeOn(sequenceLease);
   }
 
@@ -239,6 +245,8 @@ export class PromptCacheSaves {
 interface WaitingSave {
   /** The sequence's tokens when the save was asked for. */
   tokens: readonly Token[];
+  /** How many of them were the prompt (the rest is the answer, thoughts included). */
+  promptLength: number;
   /** Writes it now if its sequence is free and unchanged, else drops it (settled, close). */
   run(): void;
   /** Gives it up, releasing the model lease. */
