@@ -15,6 +15,10 @@
  *   least recently used idle model; if every model is held, the acquire waits for a release.
  * - unload(id) of a model with open leases (or still loading) marks it; it is unloaded when the last
  *   lease is released. Requests arriving meanwhile still use it.
+ * - A lease marked yieldWhenWanted (background work, e.g. a prompt-cache save waiting for an idle model)
+ *   is asked to let go when its model is to be unloaded, or when another model needs room and every
+ *   holder of the least recently used model yields; an acquire then waits for the release, not for a
+ *   timer of the holder's.
  * - A broken entry or a failed load is ApiError 400 `model_load_failed`; nothing is remembered, so a
  *   later acquire retries. An unknown id is ApiError 404 `model_not_found` listing the available ids.
  */
@@ -54,6 +58,8 @@ interface ModelSlot<Loaded> {
   instance?: { value: Loaded };
   /** Open leases plus acquires waiting for the load. */
   holders: number;
+  /** Leases that give way (yieldWhenWanted), each with its callback; cleared once asked. */
+  yielding: Map<object, () => void>;
   ttlSeconds: number;
   /** Settles (never rejects) when the load finished; `failure` is set if it failed. */
   loadSettled: Promise<void>;
@@ -146,6 +152,7 @@ export class ModelManager<Loaded> implements ModelService, ModelAcquirer<Loaded>
     }
     if (slot.holders > 0 || slot.state === "loading") {
       slot.unloadRequested = true;
+      askToYield(slot);
       return true;
     }
     await this.unloadSlot(slot, "unload requested");
@@ -207,17 +214,29 @@ export class ModelManager<Loaded> implements ModelService, ModelAcquirer<Loaded>
     }
   }
 
-  /** Evicts the least recently used idle model, or waits until a model is released or unloaded. */
+  /**
+   * Evicts the least recently used idle model, or waits until a model is released or unloaded, first
+   * asking the least recently used model held only by yielding leases to let go.
+   */
   private async makeRoom(signal: AbortSignal | undefined): Promise<void> {
-    const victim = this.leastRecentlyUsedIdleSlot();
-    if (victim !== undefined) await this.unloadSlot(victim, "evicted to make room");
-    else await this.waitForCapacityChange(signal);
+    const victim = this.leastRecentlyUsedSlot((slot) => slot.holders === 0);
+    if (victim !== undefined) {
+      await this.unloadSlot(victim, "evicted to make room");
+      return;
+    }
+    // Waiting first: a holder may release at once, and its release must wake this wait.
+    const changed = this.waitForCapacityChange(signal);
+    const yielding = this.leastRecentlyUsedSlot((slot) => slot.yielding.size === slot.holders);
+    if (yielding !== undefined) askToYield(yielding);
+    await changed;
   }
 
-  private leastRecentlyUsedIdleSlot(): ModelSlot<Loaded> | undefined {
+  private leastRecentlyUsedSlot(
+    qualifies: (slot: ModelSlot<Loaded>) => boolean,
+  ): ModelSlot<Loaded> | undefined {
     let victim: ModelSlot<Loaded> | undefined;
     for (const slot of this.slots.values()) {
-      if (slot.state !== "loaded" || slot.holders > 0) continue;
+      if (slot.state !== "loaded" || !qualifies(slot)) continue;
       if (victim === undefined || slot.useOrder < victim.useOrder) victim = slot;
     }
     return victim;
@@ -239,15 +258,22 @@ export class ModelManager<Loaded> implements ModelService, ModelAcquirer<Loaded>
     const instance = slot.instance;
     if (instance === undefined) throw new Error(`Model "${slot.entry.id}" has no loaded instance`);
     let released = false;
-    return {
+    const lease: ModelLease<Loaded> = {
       entry: slot.entry,
       loaded: instance.value,
       release: () => {
         if (released) return;
         released = true;
+        slot.yielding.delete(lease);
         this.releaseHold(slot);
       },
+      yieldWhenWanted: (onWanted) => {
+        if (released) return;
+        slot.yielding.set(lease, onWanted);
+        if (slot.unloadRequested) askToYield(slot);
+      },
     };
+    return lease;
   }
 
   private releaseHold(slot: ModelSlot<Loaded>): void {
@@ -255,6 +281,8 @@ export class ModelManager<Loaded> implements ModelService, ModelAcquirer<Loaded>
     slot.holders = Math.max(0, slot.holders - 1);
     this.markUsed(slot);
     if (slot.holders === 0 && slot.state === "loaded") this.becomeIdle(slot);
+    // Only yielding leases left: an acquire waiting for room may ask them to let go now.
+    else if (slot.holders === slot.yielding.size) this.notifyCapacityWaiters();
   }
 
   /** No holders left: honour a pending unload, else start the idle TTL; waiters may evict it now. */
@@ -281,6 +309,7 @@ export class ModelManager<Loaded> implements ModelService, ModelAcquirer<Loaded>
       entry,
       state: "loading",
       holders: 0,
+      yielding: new Map(),
       ttlSeconds: this.defaultTtlSeconds,
       loadSettled: Promise.resolve(),
       unloadRequested: false,
@@ -488,4 +517,11 @@ function errorMessage(error: unknown): string {
 
 function toUnixSeconds(milliseconds: number): number {
   return Math.floor(milliseconds / 1000);
+}
+
+/** Asks the yielding leases of `slot` to let go (each once; on a later turn, never inside the caller). */
+function askToYield(slot: { yielding: Map<object, () => void> }): void {
+  const callbacks = [...slot.yielding.values()];
+  slot.yielding.clear();
+  for (const onWanted of callbacks) queueMicrotask(onWanted);
 }

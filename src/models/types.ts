@@ -60,6 +60,12 @@ export interface ModelLease<Loaded> {
   entry: ModelEntry;
   loaded: Loaded;
   release(): void;
+  /**
+   * Marks the lease as background work that gives way: `onWanted` is called (once) when another model
+   * needs its slot or an unload of this model was asked for, and the holder then releases it soon (a
+   * prompt-cache save waiting for an idle model writes at once). Optional for test doubles.
+   */
+  yieldWhenWanted?(onWanted: () => void): void;
 }
 
 /** The model operations the HTTP layer needs (listing, status, explicit load/unload). */

@@ -340,6 +340,55 @@ describe("ModelManager eviction", () => {
     await manager.close();
   });
 
+  it("asks a model held only by yielding leases to let go when another model needs room", async () => {
+    const { manager, loader } = createManager({ maxLoaded: 1 });
+    const background = await manager.acquire("a");
+    const asked: string[] = [];
+    background.yieldWhenWanted?.(() => {
+      asked.push("background");
+      // Lets go a moment later, as a prompt-cache save does once its state is written.
+      setTimeout(() => background.release(), 5);
+    });
+    const leaseB = await manager.acquire("b");
+    expect(asked).toEqual(["background"]);
+    expect(leaseB.loaded.id).toBe("b");
+    expect(loader.events).toEqual(["load a", "unload a", "load b"]);
+    leaseB.release();
+    await manager.close();
+  });
+
+  it("does not ask yielding leases to let go while a request also holds their model", async () => {
+    const { manager, loader } = createManager({ maxLoaded: 1 });
+    const request = await manager.acquire("a");
+    const background = await manager.acquire("a");
+    let asked = 0;
+    background.yieldWhenWanted?.(() => (asked += 1));
+    const controller = new AbortController();
+    const acquireB = manager.acquire("b", { signal: controller.signal });
+    await settle();
+    expect(asked).toBe(0);
+    expect(loader.events).toEqual(["load a"]);
+    // The request ends: now only the yielding lease holds "a", and it is asked once.
+    request.release();
+    await settle();
+    expect(asked).toBe(1);
+    background.release();
+    const leaseB = await acquireB;
+    expect(loader.events).toEqual(["load a", "unload a", "load b"]);
+    leaseB.release();
+    await manager.close();
+  });
+
+  it("asks yielding leases to let go when their model's unload is requested", async () => {
+    const { manager, loader } = createManager();
+    const background = await manager.acquire("a");
+    background.yieldWhenWanted?.(() => background.release());
+    expect(await manager.unload("a")).toBe(true);
+    await settle();
+    expect(loader.events).toEqual(["load a", "unload a"]);
+    expect(await stateOf(manager, "a")).toBe("not-loaded");
+  });
+
   it("stops waiting for room when the request's signal aborts", async () => {
     const { manager, loader } = createManager({ maxLoaded: 1 });
     const leaseA = await manager.acquire("a");

@@ -15,7 +15,9 @@ import { LlamaModelLoader, type LlamaLoadedModel } from "../../src/engine/llama/
 import { PromptCache } from "../../src/engine/llama/prompt-cache.js";
 import type { EnginePart, EngineRequest } from "../../src/engine/types.js";
 import type { ModelAcquirer, ModelEntry } from "../../src/models/types.js";
-import { storiesChatmlModel } from "../helpers/paths.js";
+import { ModelManager } from "../../src/models/manager.js";
+import { silentLogger } from "../../src/shared/logger.js";
+import { storiesChatmlModel, storiesModel } from "../helpers/paths.js";
 import { createRealApp } from "../helpers/real-app.js";
 
 const entry: ModelEntry = { id: "stories-chatml", path: storiesChatmlModel, sizeBytes: 0, publisher: "test" };
@@ -227,6 +229,42 @@ describe("prompt cache (real engine)", () => {
     expect(cache.list()).toHaveLength(1);
     expect(cache.list()[0]!.tokens.length).toBeGreaterThan(next.inputTokens);
     await engine.close();
+  });
+
+  it("writes a waiting state at once when another model needs its model's slot", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "lmhost-prompt-cache-"));
+    const cache = new PromptCache({ dir, maxBytes: 64 * 1024 ** 2, minTokens });
+    const loader = new LlamaModelLoader({
+      llama,
+      threads: 1,
+      parallel: 2,
+      contextLength: 2048,
+      warmup: false,
+    });
+    const other: ModelEntry = { id: "stories", path: storiesModel, sizeBytes: 0, publisher: "test" };
+    const manager = new ModelManager({
+      source: { list: async () => [entry, other] },
+      loader,
+      ttlSeconds: 3600,
+      maxLoaded: 1,
+      logger: silentLogger,
+    });
+    // The model would never fall idle long enough within this test.
+    const engine = new LlamaEngine({ models: manager, promptCache: cache, promptCacheIdleMs: 60_000 });
+    await run(engine, request(instructions("frog"), "Tell me about a frog."));
+    expect(cache.list()).toHaveLength(0);
+    // A request for the other model: the waiting state is written and the first model unloaded for it,
+    // without waiting out the idle time.
+    const started = performance.now();
+    const answer = await run(engine, { ...request("Be brief.", "Say hi."), model: other.id });
+    expect(answer.text).not.toBe("");
+    expect(performance.now() - started).toBeLessThan(30_000);
+    expect(cache.list()).toHaveLength(1);
+    expect(
+      (await manager.status()).filter((model) => model.state === "loaded").map((model) => model.id),
+    ).toEqual([other.id]);
+    await engine.close();
+    await manager.close();
   });
 
   it("drops a waiting state its sequence no longer holds, instead of saving other tokens under its name", async () => {

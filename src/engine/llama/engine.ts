@@ -327,7 +327,7 @@ export class LlamaEngine implements Engine {
               loaded,
               prompt.tokens.length,
               sequenceLease.sequence,
-              lease.release,
+              lease,
               signal,
             ) ?? false;
         } finally {

@@ -12,6 +12,7 @@ import type { LlamaContextSequence, Token } from "node-llama-cpp";
 import type { LlamaLoadedModel } from "./loader.js";
 import { commonPrefixLength, type PromptCache } from "./prompt-cache.js";
 import type { SequenceLease } from "./sequence-pool.js";
+import type { ModelLease } from "../../models/types.js";
 
 export interface PromptCacheSavesOptions {
   /** How long a model must have had no generation in progress before a state is saved (default 2,000 ms). */
@@ -104,15 +105,17 @@ export class PromptCacheSaves {
    * comment). An agent's next turn usually comes before that; it extends the same sequence, and its own save
    * replaces this one, which is dropped when the sequence no longer holds these tokens. Returns true when it
    * took over the model lease (held until the save is written or dropped, so the model is not unloaded
-   * under it).
+   * under it). The lease gives way: when the model is to be unloaded or another model needs its slot, the
+   * state is written at once instead of after the idle wait.
    */
   afterGeneration(
     loaded: LlamaLoadedModel,
     promptTokens: number,
     sequence: LlamaContextSequence,
-    releaseModel: () => void,
+    modelLease: Pick<ModelLease<LlamaLoadedModel>, "release" | "yieldWhenWanted">,
     signal: AbortSignal,
   ): boolean {
+    const releaseModel = modelLease.release;
     const cache = this.cache;
     const identity = loaded.promptCacheIdentity;
     if (identity === undefined || signal.aborted || this.options.closed()) return false;
@@ -175,6 +178,7 @@ export class PromptCacheSaves {
     this.waiting.get(sequence)?.drop();
     this.waiting.set(sequence, waiting);
     timer = setTimeout(() => attempt(false), this.idleMs).unref();
+    modelLease.yieldWhenWanted?.(waiting.run);
     return true;
   }
 
