@@ -368,6 +368,39 @@ describe("LlamaEngine on real models", () => {
     });
   });
 
+  it("hands LlamaChat the prompt it rendered: the history is tokenized once per request", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const items: EngineRequest["items"] = [
+      { type: "message", role: "system", text: "Lily has a red ball and a small dog. ".repeat(40) },
+      { type: "message", role: "user", text: "Tell me about the dog." },
+    ];
+    const tokenize = vi.spyOn(LlamaText.prototype, "tokenize");
+    try {
+      const first = await collect(engine, { model: "stories-chatml", items, sampling: { maxTokens: 8 } });
+      const answer = first.parts.map((part) => (part.type === "text-delta" ? part.text : "")).join("");
+      const next = await collect(engine, {
+        model: "stories-chatml",
+        items: [
+          ...items,
+          { type: "message", role: "assistant", text: answer },
+          { type: "message", role: "user", text: "And the ball?" },
+        ],
+        sampling: { maxTokens: 8 },
+      });
+      // Whole-prompt tokenizations (LlamaChat also tokenizes small pieces: stop strings, the answer).
+      const whole = (inputTokens: number) =>
+        tokenize.mock.results.filter(
+          (result) => result.type === "return" && (result.value as unknown[]).length >= inputTokens - 1,
+        ).length;
+      expect(first.finish.usage.inputTokens).toBeGreaterThan(300);
+      expect(whole(next.finish.usage.inputTokens)).toBe(1);
+      expect(whole(first.finish.usage.inputTokens)).toBe(2);
+      expect(next.finish.usage.cachedInputTokens).toBeGreaterThan(first.finish.usage.inputTokens - 2);
+    } finally {
+      tokenize.mockRestore();
+    }
+  });
+
   it("cancels mid-generation, frees the sequence and reuses it afterwards", async () => {
     const engine = new LlamaEngine({ models: acquirer });
     const pool = (loaded.get("stories") as LlamaLoadedModel).pool;

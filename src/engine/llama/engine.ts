@@ -42,7 +42,7 @@ import { convertJsonSchemaToGbnf } from "./json-schema/index.js";
 import { embedInputs, embeddingsOf } from "./embeddings.js";
 import type { LlamaLoadedModel } from "./loader.js";
 import { DocumentedFunctionsChatWrapper } from "./chat-wrapper.js";
-import { preparePrompt, renderContextText, type PreparedPrompt } from "./prompt.js";
+import { preparePrompt, renderContextText, reusingRender, type PreparedPrompt } from "./prompt.js";
 import { screenPromptSize } from "./prompt-size.js";
 import {
   callOrAnswerInFormat,
@@ -382,7 +382,7 @@ export class LlamaEngine implements Engine {
     const meterBefore = sequence.tokenMeter.getState();
     const chat = new LlamaChat({
       contextSequence: sequence,
-      chatWrapper: prompt.chatWrapper,
+      chatWrapper: reusingRender(prompt, loaded.model),
       autoDisposeSequence: false,
     });
     let reason: FinishReason;

@@ -10,6 +10,8 @@ import {
   type ChatHistoryItem,
   type ChatModelFunctions,
   type ChatWrapper,
+  type ChatWrapperGeneratedContextState,
+  type ChatWrapperGenerateContextStateOptions,
   type GbnfJsonSchema,
   type LlamaModel,
   type LlamaText,
@@ -46,6 +48,8 @@ export interface PreparedPrompt {
   /** The rendered prompt and its tokens. */
   contextText: LlamaText;
   tokens: Token[];
+  /** What the chat wrapper was asked and answered for `contextText` (reusingRender). */
+  rendering: Rendering;
   /** History items dropped by `truncation: "auto"`. */
   droppedItems: number;
 }
@@ -355,6 +359,53 @@ export function fitHistory<Rendered extends { tokens: readonly unknown[] }>(
   );
 }
 
+/** One call of a chat wrapper's generateContextState, with the tokens of its answer. */
+export interface Rendering {
+  asked: ChatWrapperGenerateContextStateOptions;
+  state: ChatWrapperGeneratedContextState;
+  tokens: Token[];
+}
+
+/**
+ * The chat wrapper to hand LlamaChat for `prompt`. Before its first evaluation LlamaChat renders and
+ * tokenizes the whole history again (Codex's ~9,400-token request: ~18 ms of tokenizing alone on the event
+ * loop with Llama 2's tokenizer), the same way preparePrompt just did. When it asks for exactly what the
+ * prompt was rendered from (the same history items, functions and options), it gets that render, whose
+ * contextText tokenizes to the tokens already counted; anything else goes to the wrapper itself.
+ */
+export function reusingRender(prompt: PreparedPrompt, model: LlamaModel): ChatWrapper {
+  const wrapper = prompt.chatWrapper;
+  const { asked, state, tokens } = prompt.rendering;
+  // Everything else (settings, function-call rendering) is the wrapper's own, through the prototype.
+  const reusing = Object.create(wrapper) as ChatWrapper;
+  reusing.generateContextState = (options) => {
+    if (!sameRenderRequest(options, asked)) return wrapper.generateContextState(options);
+    const contextText = Object.create(state.contextText) as LlamaText;
+    contextText.tokenize = (tokenizer, tokenizeOptions) =>
+      tokenizer === model.tokenizer && tokenizeOptions === undefined
+        ? tokens.slice()
+        : state.contextText.tokenize(tokenizer, tokenizeOptions);
+    return { ...state, contextText };
+  };
+  return reusing;
+}
+
+function sameRenderRequest(
+  options: ChatWrapperGenerateContextStateOptions,
+  asked: ChatWrapperGenerateContextStateOptions,
+): boolean {
+  const history = options.chatHistory;
+  return (
+    history.length === asked.chatHistory.length &&
+    history.every((item, index) => item === asked.chatHistory[index]) &&
+    options.availableFunctions === asked.availableFunctions &&
+    Boolean(options.documentFunctionParams) === Boolean(asked.documentFunctionParams) &&
+    Object.keys(options).every(
+      (key) => key in asked || (options as Record<string, unknown>)[key] === undefined,
+    )
+  );
+}
+
 /**
  * Renders and tokenizes the request. With `fitToContext`, throws ApiError 400 `context_length_exceeded`
  * (truncation "disabled", the default) or drops the oldest non-system history items before the protected
@@ -391,15 +442,18 @@ export function preparePrompt(
   interface Rendered {
     contextText: LlamaText;
     tokens: Token[];
+    rendering: Rendering;
   }
   const render = (chatHistory: readonly ChatHistoryItem[]): Rendered => {
-    const { contextText } = chatWrapper.generateContextState({
-      chatHistory,
+    const asked: ChatWrapperGenerateContextStateOptions = {
+      chatHistory: chatHistory as ChatHistoryItem[],
       ...(selection.functions !== undefined
         ? { availableFunctions: selection.functions, documentFunctionParams: true }
         : {}),
-    });
-    return { contextText, tokens: contextText.tokenize(loaded.model.tokenizer) };
+    };
+    const state = chatWrapper.generateContextState(asked);
+    const tokens = state.contextText.tokenize(loaded.model.tokenizer);
+    return { contextText: state.contextText, tokens, rendering: { asked, state, tokens } };
   };
 
   const prepared = (
@@ -415,6 +469,7 @@ export function preparePrompt(
     forcedFreeform: forcedFreeformCall,
     contextText: rendered.contextText,
     tokens: rendered.tokens,
+    rendering: rendered.rendering,
     droppedItems,
   });
 
