@@ -180,7 +180,7 @@ describe("countTokensInSlices", () => {
         let text = "";
         while (text.length < length) text += words[next() % words.length] + (next() % 3 === 0 ? "" : " ");
         const exact = loaded.tokenize(text, false).length;
-        const sliced = await countTokensInSlices(loaded, text, Number.POSITIVE_INFINITY);
+        const sliced = await countTokensInSlices(loaded.tokenizer, text, Number.POSITIVE_INFINITY);
         expect(sliced).toBeLessThanOrEqual(exact);
         expect(sliced).toBeGreaterThan(exact * 0.95);
       }
@@ -190,7 +190,7 @@ describe("countTokensInSlices", () => {
   it("stops counting soon after the limit", async () => {
     const loaded = models[0]!;
     const text = "word ".repeat(400_000);
-    const counted = await countTokensInSlices(loaded, text, 100);
+    const counted = await countTokensInSlices(loaded.tokenizer, text, 100);
     expect(counted).toBeGreaterThan(100);
     expect(counted).toBeLessThan(loaded.tokenize(text.slice(0, 40_000), false).length);
   });

@@ -182,7 +182,7 @@ export async function checkEmbeddingInputs(
   for (const [index, input] of request.inputs.entries()) {
     if (typeof input === "string") {
       if (input.length > SCREEN_ABOVE_CHARACTERS) {
-        const atLeast = await countTokensInSlices(model, input, maxInputTokens);
+        const atLeast = await countTokensInSlices(model.tokenizer, input, maxInputTokens);
         if (atLeast > maxInputTokens) throw tooLong(index, atLeast, true);
       }
     } else if (vocabularySize !== undefined) {

@@ -136,7 +136,7 @@ export class LlamaEngine implements Engine {
       if (request.rawPrompt !== undefined)
         // Screened like a generation: a long text is counted in slices, and one over the context is a 400.
         return { inputTokens: (await prepareRawPrompt(loaded, request.rawPrompt)).all.length };
-      const screened = await screenPromptSize(loaded.model, loaded.contextLength, request, {
+      const screened = await screenPromptSize(loaded.promptTokenizer, loaded.contextLength, request, {
         countOnly: true,
       });
       return { inputTokens: preparePrompt(loaded, screened, { fitToContext: false }).tokens.length };
@@ -146,7 +146,7 @@ export class LlamaEngine implements Engine {
   async renderPrompt(request: EngineRequest): Promise<string> {
     if (request.rawPrompt !== undefined) return request.rawPrompt;
     return this.withModel(request, async (loaded) => {
-      const screened = await screenPromptSize(loaded.model, loaded.contextLength, request, {
+      const screened = await screenPromptSize(loaded.promptTokenizer, loaded.contextLength, request, {
         countOnly: true,
       });
       return renderContextText(
@@ -286,7 +286,7 @@ export class LlamaEngine implements Engine {
         }
         // A request with much text is counted in slices first, so no prompt too long for the context is
         // ever tokenized whole on the event loop (prompt-size.ts).
-        const screened = await screenPromptSize(loaded.model, loaded.contextLength, request, {
+        const screened = await screenPromptSize(loaded.promptTokenizer, loaded.contextLength, request, {
           countOnly: false,
         });
         const prompt = preparePrompt(loaded, screened, {

@@ -23,12 +23,14 @@ import {
   type LlamaContextSequence,
   type LlamaModel,
   type Token,
+  type Tokenizer,
 } from "node-llama-cpp";
 import type { ModelEntry, ModelLoader } from "../../models/types.js";
 import { ApiError } from "../../shared/errors.js";
 import { TruncationStarts } from "../truncation.js";
 import { disposeEmbeddings, type ModelEmbeddings } from "./embeddings.js";
 import { SequencePool } from "./sequence-pool.js";
+import { memoizingTokenizer } from "./token-memo.js";
 import {
   chooseContextLength,
   contextMemoryBudget,
@@ -107,6 +109,11 @@ export interface LlamaLoadedModel {
   readonly reasoningWrappers: Map<ReasoningEffort, ChatWrapper>;
   /** Where recent `truncation: "auto"` drops started the kept history (see fitHistory). */
   readonly truncationStarts: TruncationStarts<ChatHistoryItem[]>;
+  /**
+   * The model's tokenizer, remembering the tokens of long texts (token-memo.ts): prompts are rendered with
+   * it, so a follow-up turn tokenizes only its new messages.
+   */
+  readonly promptTokenizer: Tokenizer;
   /** The embedding context on this same model, created by the first embedding request (embeddings.ts). */
   embeddings?: Promise<ModelEmbeddings> | undefined;
   /**
@@ -240,6 +247,7 @@ export class LlamaModelLoader implements ModelLoader<LlamaLoadedModel> {
         warmupMilliseconds: 0,
         reasoningWrappers: new Map(),
         truncationStarts: new TruncationStarts(),
+        promptTokenizer: memoizingTokenizer(model.tokenizer),
       };
       const identity = await cacheIdentityOf(entry.path, llama, sequences[0], {
         parallel: contextChoice.sequences,

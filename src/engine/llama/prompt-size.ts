@@ -16,7 +16,7 @@
  * The count is a lower bound: slices are cut at whitespace and each cut is allowed to have merged a few
  * tokens across it, so nothing that could fit is refused here; prepare-prompt then checks exactly.
  */
-import type { LlamaModel } from "node-llama-cpp";
+import type { Tokenizer } from "node-llama-cpp";
 import type { ConversationItem, EngineRequest } from "../types.js";
 import { protectedTailStart } from "../truncation.js";
 import { contextLengthExceeded } from "./prompt.js";
@@ -57,7 +57,7 @@ function toolsText(request: EngineRequest): string {
  * slices; stops early once the count passes `stopAbove`.
  */
 export async function countTokensInSlices(
-  model: LlamaModel,
+  tokenizer: Tokenizer,
   text: string,
   stopAbove: number,
 ): Promise<number> {
@@ -73,7 +73,7 @@ export async function countTokensInSlices(
       if (cut > start + SLICE_CHARACTERS / 2) end = cut + 1;
       cuts += 1;
     }
-    tokens += model.tokenize(text.slice(start, end), false).length;
+    tokens += tokenizer(text.slice(start, end), false).length;
     start = end;
     if (Math.max(0, tokens - cuts * TOKENS_PER_CUT) > stopAbove) break;
     if (start < text.length) await yieldToEventLoop();
@@ -87,7 +87,7 @@ export async function countTokensInSlices(
  * cannot fit. `countOnly` (input_tokens): the whole prompt is counted, so truncation does not apply.
  */
 export async function screenPromptSize(
-  model: LlamaModel,
+  tokenizer: Tokenizer,
   contextLength: number,
   request: EngineRequest,
   options: { countOnly: boolean },
@@ -102,10 +102,11 @@ export async function screenPromptSize(
   const droppable = (index: number) => index < protectedStart && !isMessageFrom(items[index], "system");
 
   // What is never dropped first: tools, system messages, the protected tail.
-  let fixed = await countTokensInSlices(model, tools, contextLength);
+  let fixed = await countTokensInSlices(tokenizer, tools, contextLength);
   for (const [index, item] of items.entries()) {
     if (fixed > contextLength) break;
-    if (!droppable(index)) fixed += await countTokensInSlices(model, itemText(item), contextLength - fixed);
+    if (!droppable(index))
+      fixed += await countTokensInSlices(tokenizer, itemText(item), contextLength - fixed);
   }
   if (fixed > contextLength) {
     throw contextLengthExceeded(
@@ -126,7 +127,7 @@ export async function screenPromptSize(
   for (let index = protectedStart - 1; index >= 0; index--) {
     const item = items[index];
     if (item === undefined || !droppable(index)) continue;
-    kept += await countTokensInSlices(model, itemText(item), contextLength - kept);
+    kept += await countTokensInSlices(tokenizer, itemText(item), contextLength - kept);
     if (kept > contextLength) {
       firstKept = index + 1;
       break;

@@ -452,7 +452,7 @@ export function preparePrompt(
         : {}),
     };
     const state = chatWrapper.generateContextState(asked);
-    const tokens = state.contextText.tokenize(loaded.model.tokenizer);
+    const tokens = state.contextText.tokenize(loaded.promptTokenizer);
     return { contextText: state.contextText, tokens, rendering: { asked, state, tokens } };
   };
 

@@ -31,7 +31,7 @@ export async function prepareRawPrompt(
   text: string,
 ): Promise<{ all: Token[]; text: Token[] }> {
   if (text.length > SCREEN_ABOVE_CHARACTERS) {
-    const lowerBound = await countTokensInSlices(loaded.model, text, loaded.contextLength);
+    const lowerBound = await countTokensInSlices(loaded.model.tokenizer, text, loaded.contextLength);
     if (lowerBound >= loaded.contextLength) {
       throw contextLengthExceeded(loaded.contextLength, lowerBound, "a lower bound, counted in slices");
     }
