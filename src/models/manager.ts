@@ -271,6 +271,8 @@ export class ModelManager<Loaded> implements ModelService, ModelAcquirer<Loaded>
         if (released) return;
         slot.yielding.set(lease, onWanted);
         if (slot.unloadRequested) askToYield(slot);
+        // A request's lease handed over to background work: an acquire waiting for room may ask now.
+        else if (slot.holders === slot.yielding.size) this.notifyCapacityWaiters();
       },
     };
     return lease;

@@ -379,6 +379,24 @@ describe("ModelManager eviction", () => {
     await manager.close();
   });
 
+  it("asks once a request's lease turns into a yielding one (a save taking over after the response)", async () => {
+    const { manager, loader } = createManager({ maxLoaded: 1 });
+    const request = await manager.acquire("a");
+    let asked = 0;
+    const acquireB = manager.acquire("b");
+    await settle();
+    expect(asked).toBe(0);
+    request.yieldWhenWanted?.(() => {
+      asked += 1;
+      request.release();
+    });
+    const leaseB = await acquireB;
+    expect(asked).toBe(1);
+    expect(loader.events).toEqual(["load a", "unload a", "load b"]);
+    leaseB.release();
+    await manager.close();
+  });
+
   it("asks yielding leases to let go when their model's unload is requested", async () => {
     const { manager, loader } = createManager();
     const background = await manager.acquire("a");
