@@ -75,6 +75,34 @@ describe("memoizingTokenizer", () => {
     expect(calls).toEqual(["false::2000", "false::2000"]);
   });
 
+  it("orders recency by text across both leading-space options", () => {
+    const { tokenizer, calls } = standIn();
+    const memo = memoizingTokenizer(tokenizer, { minCharacters: 10, maxCharacters: 1000 });
+    memo(long("a"), false, "trimLeadingSpace");
+    memo(long("b"), false);
+    memo(long("c"), false, "trimLeadingSpace");
+    memo(long("b"), false); // "b" (plain) is now the most recently used; "a" (trimmed) the least
+    memo(long("d"), false, "trimLeadingSpace"); // over the bound: "a" goes
+    calls.length = 0;
+    memo(long("b"), false);
+    memo(long("c"), false, "trimLeadingSpace");
+    memo(long("d"), false, "trimLeadingSpace");
+    expect(calls).toEqual([]);
+    // One text, both options: held once, each option tokenized once.
+    memo(long("b"), false, "trimLeadingSpace");
+    memo(long("b"), false, "trimLeadingSpace");
+    expect(calls).toEqual(["false:trimLeadingSpace:300"]);
+  });
+
+  it("keeps a copy of a sliced text, equal to it", () => {
+    const { tokenizer } = standIn();
+    const memo = memoizingTokenizer(tokenizer, { minCharacters: 10 });
+    const parent = `${long("p", 100_000)}\ud800 lone surrogate ${long("q")}`;
+    const slice = parent.slice(99_990);
+    expect(memo(slice, false)).toEqual(tokenizer(slice, false));
+    expect(memo(parent.slice(99_990), false)).toEqual(tokenizer(slice, false));
+  });
+
   it("hands out copies: a caller changing its tokens does not change what others get", () => {
     const { tokenizer } = standIn();
     const memo = memoizingTokenizer(tokenizer);

@@ -267,19 +267,74 @@ describe("prompt cache (real engine)", () => {
     await manager.close();
   });
 
-  it("drops a waiting state its sequence no longer holds, instead of saving other tokens under its name", async () => {
-    const { cache, engine } = await engineSavingWhenIdle(60_000);
+  it("keeps a state asked to make way while its sequence is wanted by a queued request, and writes it first", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "lmhost-prompt-cache-"));
+    const cache = new PromptCache({ dir, maxBytes: 64 * 1024 ** 2, minTokens });
+    const loader = new LlamaModelLoader({
+      llama,
+      threads: 1,
+      parallel: 2,
+      contextLength: 2048,
+      warmup: false,
+    });
+    const manager = new ModelManager({
+      source: { list: async () => [entry] },
+      loader,
+      ttlSeconds: 3600,
+      maxLoaded: 1,
+      logger: silentLogger,
+    });
+    const engine = new LlamaEngine({ models: manager, promptCache: cache, promptCacheIdleMs: 60_000 });
+    const long = (system: string, question: string, maxTokens: number): EngineRequest => ({
+      ...request(system, question),
+      sampling: { seed: 42, temperature: 0.8, maxTokens },
+    });
+    // Both sequences busy (a long prompt with a short answer, a short prompt with a long one), a third
+    // request queued, and an unload of the model asked for meanwhile.
+    const frog = run(engine, long(instructions("frog"), "Tell me about a frog.", 16));
+    const story = run(engine, long("Be long.", "Tell a story.", 400));
+    await vi.waitFor(() => expect(manager.status().then((s) => s[0]?.state)).resolves.toBe("loaded"));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const queued = run(engine, request("Be brief.", "Say hi."));
+    expect(await manager.unload(entry.id)).toBe(true);
+    await frog;
+    // The frog's state, asked to make way while the queued request waits for a sequence, is kept and
+    // written before that request overwrites its sequence.
+    await Promise.all([story, queued]);
+    await engine.settled();
+    expect(cache.list()).toHaveLength(1);
+    await vi.waitFor(async () => expect((await manager.status())[0]?.state).toBe("not-loaded"));
+    await engine.close();
+    await manager.close();
+  });
+
+  it("saves an interrupted next turn's own state, never other tokens under a state's name", async () => {
+    const { loaded, cache, engine } = await engineSavingWhenIdle(60_000);
     const first = request(instructions("bee"), "Tell me about a bee.");
     const answer = await run(engine, first);
-    // The next turn starts on that sequence and is cancelled at its first token: it saves nothing, and its
-    // sequence now holds neither the waiting state nor a finished turn.
+    // The next turn starts on that sequence (replacing the waiting save) and is cancelled at its first token.
+    const next = nextTurn(first, answer);
     const controller = new AbortController();
-    for await (const part of engine.generate(nextTurn(first, answer), controller.signal))
+    for await (const part of engine.generate(next, controller.signal))
       if (part.type === "text-delta") controller.abort();
-    // Other conversations take both sequences: the waiting state is dropped, not written from them.
+    // Other conversations take both sequences: what is written first is the interrupted turn's own state
+    // (its prompt holds the first turn's), not the first turn's name over the sequence's other tokens.
     await overwriteSequences(engine);
     await engine.settled();
-    expect(cache.list()).toEqual([]);
+    const { inputTokens } = await engine.countTokens(next);
+    const entries = cache.list();
+    expect(entries).toHaveLength(1);
+    expect(entries[0]!.tokens.length).toBeGreaterThanOrEqual(inputTokens);
+    expect(entries[0]!.tokens.length).toBeLessThanOrEqual(inputTokens + 2);
+    // And it is that state: restored, the same turn writes what a cold evaluation writes.
+    const restored = await run(engine, next);
+    expect(restored.cachedTokens).toBeGreaterThanOrEqual(inputTokens - 2);
+    const noCache = new LlamaEngine({ models: new OneModel(loaded) });
+    await overwriteSequences(noCache);
+    const cold = await run(noCache, next);
+    expect(cold.cachedTokens).toBeLessThan(50);
+    expect(restored.text).toBe(cold.text);
+    await noCache.close();
     await engine.close();
   });
 

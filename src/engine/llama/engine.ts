@@ -323,13 +323,7 @@ export class LlamaEngine implements Engine {
             queue,
           );
           handedOver =
-            this.saves?.afterGeneration(
-              loaded,
-              prompt.tokens.length,
-              sequenceLease.sequence,
-              lease,
-              signal,
-            ) ?? false;
+            this.saves?.afterGeneration(loaded, prompt.tokens.length, sequenceLease.sequence, lease) ?? false;
         } finally {
           sequenceLease.release();
         }

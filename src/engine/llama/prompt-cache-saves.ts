@@ -113,12 +113,13 @@ export class PromptCacheSaves {
     promptTokens: number,
     sequence: LlamaContextSequence,
     modelLease: Pick<ModelLease<LlamaLoadedModel>, "release" | "yieldWhenWanted">,
-    signal: AbortSignal,
   ): boolean {
     const releaseModel = modelLease.release;
     const cache = this.cache;
     const identity = loaded.promptCacheIdentity;
-    if (identity === undefined || signal.aborted || this.options.closed()) return false;
+    // A cancelled generation's state is saved too: its sequence holds what it evaluated (an interrupted next
+    // turn holds the whole prompt it shares with a waiting save it replaced). Not while the engine closes.
+    if (identity === undefined || this.options.closed()) return false;
     const tokens = sequence.contextTokens.slice();
     if (tokens.length > loaded.contextLength || !cache.shouldSave(identity, promptTokens, tokens))
       return false;
@@ -138,17 +139,22 @@ export class PromptCacheSaves {
       void done.then(settle, settle);
       return written;
     };
-    const attempt = (now: boolean) => {
+    /**
+     * "idle": the timer (writes once the model is idle or the save overdue); "wanted": the model is wanted gone
+     * (writes if the sequence is free, else keeps waiting: a request on it writes it first, beforeOverwrite);
+     * "flush": settled() and close() (writes if the sequence is free, else gives up).
+     */
+    const attempt = (mode: "idle" | "wanted" | "flush") => {
       if (this.waiting.get(sequence) !== waiting) return;
       clearTimeout(timer);
       // Another request used the sequence since: it holds other tokens, and saves its own state if it should.
       if (!sameTokens(sequence.contextTokens, tokens)) return waiting.drop();
       const overdue = performance.now() - since >= this.maxDeferMs;
-      const busy = this.options.busy(loaded);
-      const sequenceLease = busy && !now && !overdue ? undefined : loaded.pool.tryAcquire(sequence);
+      const wait = mode === "idle" && !overdue && this.options.busy(loaded);
+      const sequenceLease = wait ? undefined : loaded.pool.tryAcquire(sequence);
       if (sequenceLease === undefined) {
-        if (now) return waiting.drop();
-        timer = setTimeout(() => attempt(false), this.idleMs).unref();
+        if (mode === "flush") return waiting.drop();
+        timer = setTimeout(() => attempt("idle"), this.idleMs).unref();
         return;
       }
       leave();
@@ -157,7 +163,7 @@ export class PromptCacheSaves {
     const waiting: WaitingSave = {
       tokens,
       promptLength: promptTokens,
-      run: () => attempt(true),
+      run: () => attempt("flush"),
       drop: () => {
         if (!leave()) return;
         releaseModel();
@@ -177,8 +183,8 @@ export class PromptCacheSaves {
     // A newer state of the same sequence replaces one still waiting (the conversation went on).
     this.waiting.get(sequence)?.drop();
     this.waiting.set(sequence, waiting);
-    timer = setTimeout(() => attempt(false), this.idleMs).unref();
-    modelLease.yieldWhenWanted?.(waiting.run);
+    timer = setTimeout(() => attempt("idle"), this.idleMs).unref();
+    modelLease.yieldWhenWanted?.(() => attempt("wanted"));
     return true;
   }
 

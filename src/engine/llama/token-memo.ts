@@ -23,19 +23,9 @@ export interface TokenMemoOptions {
 export function memoizingTokenizer(tokenizer: Tokenizer, options: TokenMemoOptions = {}): Tokenizer {
   const minCharacters = options.minCharacters ?? 256;
   const maxCharacters = options.maxCharacters ?? 4_000_000;
-  // One map per leading-space option; insertion order is recency (a hit moves its entry to the end).
-  const memos = { plain: new Map<string, readonly Token[]>(), trimmed: new Map<string, readonly Token[]>() };
+  // Text → its tokens per leading-space option; insertion order is recency (a hit moves its entry to the end).
+  const memo = new Map<string, { plain?: readonly Token[]; trimmed?: readonly Token[] }>();
   let characters = 0;
-
-  const evict = () => {
-    for (const memo of [memos.plain, memos.trimmed]) {
-      for (const text of memo.keys()) {
-        if (characters <= maxCharacters) return;
-        memo.delete(text);
-        characters -= text.length;
-      }
-    }
-  };
 
   function tokenize(text: string, specialTokens?: boolean, tokenizeOptions?: "trimLeadingSpace"): Token[];
   function tokenize(text: string, specialTokens: "builtin"): Token[];
@@ -47,17 +37,27 @@ export function memoizingTokenizer(tokenizer: Tokenizer, options: TokenMemoOptio
     if (specialTokens === "builtin") return tokenizer(text as Parameters<Tokenizer>[0], "builtin");
     if (specialTokens === true || text.length < minCharacters || text.length > maxCharacters)
       return tokenizer(text, specialTokens, tokenizeOptions);
-    const memo = tokenizeOptions === "trimLeadingSpace" ? memos.trimmed : memos.plain;
-    const known = memo.get(text);
-    if (known !== undefined) {
+    const option = tokenizeOptions === "trimLeadingSpace" ? "trimmed" : "plain";
+    let entry = memo.get(text);
+    if (entry !== undefined) {
       memo.delete(text);
-      memo.set(text, known);
-      return known.slice();
+      memo.set(text, entry);
+      const known = entry[option];
+      if (known !== undefined) return known.slice();
     }
     const tokens = tokenizer(text, false, tokenizeOptions);
-    memo.set(text, tokens.slice());
-    characters += text.length;
-    evict();
+    if (entry === undefined) {
+      entry = {};
+      // A copy of its own: a slice of a longer string (a screened request's) would keep all of it alive.
+      memo.set(flatCopy(text), entry);
+      characters += text.length;
+      for (const held of memo.keys()) {
+        if (characters <= maxCharacters) break;
+        memo.delete(held);
+        characters -= held.length;
+      }
+    }
+    entry[option] = tokens.slice();
     return tokens;
   }
 
@@ -66,4 +66,9 @@ export function memoizingTokenizer(tokenizer: Tokenizer, options: TokenMemoOptio
     isSpecialToken: (token: Token) => tokenizer.isSpecialToken(token),
     isEogToken: (token: Token) => tokenizer.isEogToken(token),
   }) as Tokenizer;
+}
+
+/** A string with storage of its own (V8 keeps a slice of 13 or more characters pointing into its parent). */
+function flatCopy(text: string): string {
+  return Buffer.from(text, "utf16le").toString("utf16le");
 }
