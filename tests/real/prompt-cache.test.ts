@@ -101,6 +101,25 @@ async function engineSavingWhenIdle(idleMs: number) {
   return { loaded, cache, engine };
 }
 
+/**
+ * An engine on a real model manager (JIT loads, at most one model loaded) over `entries`, with a fresh cache
+ * folder; saves wait for a model idle 60 s, which never happens within a test.
+ */
+function engineOnModelManager(entries: ModelEntry[]) {
+  const dir = mkdtempSync(path.join(tmpdir(), "lmhost-prompt-cache-"));
+  const cache = new PromptCache({ dir, maxBytes: 64 * 1024 ** 2, minTokens });
+  const loader = new LlamaModelLoader({ llama, threads: 1, parallel: 2, contextLength: 2048, warmup: false });
+  const manager = new ModelManager({
+    source: { list: async () => entries },
+    loader,
+    ttlSeconds: 3600,
+    maxLoaded: 1,
+    logger: silentLogger,
+  });
+  const engine = new LlamaEngine({ models: manager, promptCache: cache, promptCacheIdleMs: 60_000 });
+  return { cache, manager, engine };
+}
+
 function warnings(): { warn: (message: string) => void; messages: string[] } {
   const messages: string[] = [];
   return { warn: (message) => messages.push(message), messages };
@@ -232,25 +251,8 @@ describe("prompt cache (real engine)", () => {
   });
 
   it("writes a waiting state at once when another model needs its model's slot", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "lmhost-prompt-cache-"));
-    const cache = new PromptCache({ dir, maxBytes: 64 * 1024 ** 2, minTokens });
-    const loader = new LlamaModelLoader({
-      llama,
-      threads: 1,
-      parallel: 2,
-      contextLength: 2048,
-      warmup: false,
-    });
     const other: ModelEntry = { id: "stories", path: storiesModel, sizeBytes: 0, publisher: "test" };
-    const manager = new ModelManager({
-      source: { list: async () => [entry, other] },
-      loader,
-      ttlSeconds: 3600,
-      maxLoaded: 1,
-      logger: silentLogger,
-    });
-    // The model would never fall idle long enough within this test.
-    const engine = new LlamaEngine({ models: manager, promptCache: cache, promptCacheIdleMs: 60_000 });
+    const { cache, manager, engine } = engineOnModelManager([entry, other]);
     await run(engine, request(instructions("frog"), "Tell me about a frog."));
     expect(cache.list()).toHaveLength(0);
     // A request for the other model: the waiting state is written and the first model unloaded for it,
@@ -268,23 +270,7 @@ describe("prompt cache (real engine)", () => {
   });
 
   it("keeps a state asked to make way while its sequence is wanted by a queued request, and writes it first", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "lmhost-prompt-cache-"));
-    const cache = new PromptCache({ dir, maxBytes: 64 * 1024 ** 2, minTokens });
-    const loader = new LlamaModelLoader({
-      llama,
-      threads: 1,
-      parallel: 2,
-      contextLength: 2048,
-      warmup: false,
-    });
-    const manager = new ModelManager({
-      source: { list: async () => [entry] },
-      loader,
-      ttlSeconds: 3600,
-      maxLoaded: 1,
-      logger: silentLogger,
-    });
-    const engine = new LlamaEngine({ models: manager, promptCache: cache, promptCacheIdleMs: 60_000 });
+    const { cache, manager, engine } = engineOnModelManager([entry]);
     const long = (system: string, question: string, maxTokens: number): EngineRequest => ({
       ...request(system, question),
       sampling: { seed: 42, temperature: 0.8, maxTokens },
