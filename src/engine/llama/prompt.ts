@@ -439,12 +439,7 @@ export function preparePrompt(
     newTurn.response.push({ type: "segment", segmentType: "thought", text: "", ended: true });
   }
 
-  interface Rendered {
-    contextText: LlamaText;
-    tokens: Token[];
-    rendering: Rendering;
-  }
-  const render = (chatHistory: readonly ChatHistoryItem[]): Rendered => {
+  const render = (chatHistory: readonly ChatHistoryItem[]): Rendering => {
     const asked: ChatWrapperGenerateContextStateOptions = {
       chatHistory: chatHistory as ChatHistoryItem[],
       ...(selection.functions !== undefined
@@ -452,13 +447,12 @@ export function preparePrompt(
         : {}),
     };
     const state = chatWrapper.generateContextState(asked);
-    const tokens = state.contextText.tokenize(loaded.promptTokenizer);
-    return { contextText: state.contextText, tokens, rendering: { asked, state, tokens } };
+    return { asked, state, tokens: state.contextText.tokenize(loaded.promptTokenizer) };
   };
 
   const prepared = (
     chatHistory: ChatHistoryItem[],
-    rendered: Rendered,
+    rendering: Rendering,
     droppedItems: number,
   ): PreparedPrompt => ({
     chatWrapper,
@@ -467,9 +461,9 @@ export function preparePrompt(
     forcedCall: forcedFreeformCall === undefined && selection.forced,
     maxParallelFunctionCalls: selection.maxParallelFunctionCalls,
     forcedFreeform: forcedFreeformCall,
-    contextText: rendered.contextText,
-    tokens: rendered.tokens,
-    rendering: rendered.rendering,
+    contextText: rendering.state.contextText,
+    tokens: rendering.tokens,
+    rendering,
     droppedItems,
   });
 
