@@ -1,5 +1,6 @@
 // The `postinstall` script: applies patches/ (node-llama-cpp's batch dispatcher yielding to a sequence
-// erase, see docs/ARCHITECTURE.md) to node-llama-cpp wherever npm installed it.
+// erase, and integers without an exponent in its JSON grammar; see docs/ARCHITECTURE.md) to
+// node-llama-cpp wherever npm installed it.
 //
 // patch-package looks for node_modules/<package> under the folder it runs in. In a checkout or a global
 // install that is lmhost's own folder; but when lmhost is a dependency of another project, npm hoists

@@ -14,11 +14,15 @@ import { repositoryRoot } from "../helpers/paths.js";
 
 const patchFile = path.join(repositoryRoot, "patches/node-llama-cpp+3.21.1.patch");
 const patchedPath = "dist/evaluator/LlamaContext/LlamaContext.js";
+/** Every file the patch touches, relative to node-llama-cpp's folder. */
+const patchedPaths = [
+  ...readFileSync(patchFile, "utf8").matchAll(/^\+\+\+ b\/node_modules\/node-llama-cpp\/(.+)$/gm),
+].map((match) => match[1] ?? "");
 const markers = (file: string) => readFileSync(file, "utf8").split("lmhost patch").length - 1;
 
 /**
  * Another project with lmhost as a dependency, laid out as npm lays it out: node-llama-cpp (its
- * package.json and the patched file, un-patched with `git apply -R`) hoisted to the project's
+ * package.json and the patched files, un-patched with `git apply -R`) hoisted to the project's
  * node_modules, lmhost's package files in node_modules/lmhost, patch-package beside them.
  */
 function hoistedProject(): { project: string; lmhostDir: string; target: string } {
@@ -27,9 +31,11 @@ function hoistedProject(): { project: string; lmhostDir: string; target: string 
   const modules = path.join(project, "node_modules");
   const installed = path.join(repositoryRoot, "node_modules/node-llama-cpp");
   const target = path.join(modules, "node-llama-cpp", patchedPath);
-  mkdirSync(path.dirname(target), { recursive: true });
   cpSync(path.join(installed, "package.json"), path.join(modules, "node-llama-cpp/package.json"));
-  cpSync(path.join(installed, patchedPath), target);
+  for (const file of patchedPaths) {
+    mkdirSync(path.dirname(path.join(modules, "node-llama-cpp", file)), { recursive: true });
+    cpSync(path.join(installed, file), path.join(modules, "node-llama-cpp", file));
+  }
   execFileSync("git", ["apply", "-R", patchFile], { cwd: project });
   const lmhostDir = path.join(modules, "lmhost");
   mkdirSync(path.join(lmhostDir, "scripts"), { recursive: true });
@@ -73,6 +79,8 @@ describe("lmhost's node-llama-cpp patch", () => {
       markers(path.join(repositoryRoot, "node_modules/node-llama-cpp", patchedPath)),
     );
     expect(markers(target)).toBeGreaterThan(0);
+    for (const file of patchedPaths)
+      expect(markers(path.join(project, "node_modules/node-llama-cpp", file)), file).toBeGreaterThan(0);
     // A second install finds it patched (patch-package tells) and leaves it alone.
     const patched = readFileSync(target, "utf8");
     const second = run();

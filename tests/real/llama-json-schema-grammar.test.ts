@@ -4,7 +4,8 @@
  * patterns, several samples at temperature 1 (fixed seeds) under strict json_schema all validate with ajv.
  * Strings are bounded by the schemas, so the tiny model cannot run to the token cap. Also: a backtracking
  * pattern beside an enum is a quick 400 on every path that took 10-120 s, and a `$ref` cycle is a 400
- * naming the `$ref`, not a stack overflow.
+ * naming the `$ref`, not a stack overflow. And node-llama-cpp's own grammar for tool parameters, as
+ * patched: integers without an exponent, so a forced call's arguments always pass its check.
  */
 import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
@@ -99,6 +100,50 @@ const schemas: { name: string; schema: Record<string, unknown> }[] = [
     }),
   },
 ];
+
+describe("integers in node-llama-cpp's own grammar (tool parameters), patched", () => {
+  it("an integer has no exponent; a number keeps one", async () => {
+    // node-llama-cpp 3.21.1 let an integer take an exponent (`-1e-200`); its own check of the call's
+    // arguments then threw "Expected type integer", and the request was a 500 (patches/, second hunk).
+    const grammar = await llama.createGrammarForJsonSchema({
+      type: "object",
+      properties: { count: { type: "integer" }, ratio: { type: "number" } },
+    });
+    const rules = new Map(
+      grammar.grammar.split("\n").flatMap((line) => {
+        const match = /^([\w-]+) ::= (.*)$/.exec(line);
+        return match === null ? [] : [[match[1], match[2]] as const];
+      }),
+    );
+    const integerRule = [...rules].find(([name]) => name.includes("integer"));
+    const numberRule = [...rules].find(([name]) => name.includes("fractional"));
+    expect(integerRule?.[1]).toBeDefined();
+    expect(integerRule?.[1]).not.toMatch(/eE/);
+    expect(numberRule?.[1]).toMatch(/eE/);
+  });
+
+  it("forced calls with unbounded integer arguments always parse (10 of 40 seeds were a 500)", async () => {
+    const engine = new LlamaEngine({ models: acquirer });
+    const parameters = object({ x: { type: "integer" }, y: { type: "integer" } });
+    for (let seed = 0; seed < 24; seed++) {
+      const parts: EnginePart[] = [];
+      const request: EngineRequest = {
+        model: modelId,
+        items: [{ type: "message", role: "user", text: "Weather?" }],
+        tools: [{ name: "add", parameters, strict: true }],
+        toolChoice: "required",
+        sampling: { temperature: 1, seed, maxTokens: 200 },
+      };
+      for await (const part of engine.generate(request, new AbortController().signal)) parts.push(part);
+      const call = parts.find((part) => part.type === "tool-call-end");
+      expect(call, `seed ${seed}`).toBeDefined();
+      if (call?.type !== "tool-call-end") continue;
+      const args = JSON.parse(call.arguments) as { x: unknown; y: unknown };
+      expect([seed, Number.isInteger(args.x), Number.isInteger(args.y)]).toEqual([seed, true, true]);
+    }
+    await engine.close();
+  });
+});
 
 describe("strict json_schema under lmhost's grammar on the real model", () => {
   it.each(schemas)("$name: every sample at temperature 1 validates with ajv", async ({ name, schema }) => {
