@@ -112,7 +112,7 @@ describe("integers in node-llama-cpp's own grammar (tool parameters), patched", 
     const rules = new Map(
       grammar.grammar.split("\n").flatMap((line) => {
         const match = /^([\w-]+) ::= (.*)$/.exec(line);
-        return match === null ? [] : [[match[1], match[2]] as const];
+        return match === null ? [] : [[match[1] ?? "", match[2] ?? ""] as const];
       }),
     );
     const integerRule = [...rules].find(([name]) => name.includes("integer"));
