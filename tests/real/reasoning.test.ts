@@ -151,6 +151,85 @@ describe("reasoning effort on the fixture thinking template", () => {
   }, 60_000);
 });
 
+describe("a JSON format on the thinking template", () => {
+  const format = {
+    type: "json_schema",
+    name: "pet",
+    strict: true,
+    schema: {
+      type: "object",
+      properties: {
+        name: { type: "string", maxLength: 12 },
+        age: { type: "integer", minimum: 0, maximum: 20 },
+      },
+      required: ["name", "age"],
+      additionalProperties: false,
+    },
+  };
+
+  // The grammar applied from the first token, inside the thought the prompt opens: the JSON came back as
+  // the reasoning item, with no message (and output_parsed null in the SDK).
+  it.each([
+    ["low", 8],
+    ["high", 32],
+  ] as const)(
+    "effort %s: the thought (%i tokens) is reasoning, then the message holds JSON valid for the schema",
+    async (effort, budget) => {
+      for (const seed of [1, 2]) {
+        const response = await create({
+          reasoning: { effort },
+          text: { format },
+          max_output_tokens: 160,
+          temperature: 1,
+          seed,
+        });
+        expect(response.output.map((item) => item.type)).toEqual(["reasoning", "message"]);
+        expect(response.status).toBe("completed");
+        const text = response.output[1]?.content?.[0]?.text ?? "";
+        const parsed = JSON.parse(text) as { name: unknown; age: unknown };
+        expect(typeof parsed.name).toBe("string");
+        expect(Number.isInteger(parsed.age)).toBe(true);
+        const thought = response.output[0]?.content?.[0]?.text ?? "";
+        expect(thought).not.toContain('"age"');
+        expect(response.usage.output_tokens_details.reasoning_tokens).toBe(budget);
+        expect(response.usage.output_tokens).toBeGreaterThan(budget);
+      }
+    },
+    60_000,
+  );
+
+  it("thinking off (effort none): no reasoning item, the message is the JSON", async () => {
+    const response = await create({
+      reasoning: { effort: "none" },
+      text: { format },
+      max_output_tokens: 160,
+    });
+    expect(response.output.map((item) => item.type)).toEqual(["message"]);
+    JSON.parse(response.output[0]?.content?.[0]?.text ?? "");
+    expect(response.usage.output_tokens_details.reasoning_tokens).toBe(0);
+  }, 60_000);
+
+  it("streamed: reasoning deltas, then JSON deltas in the message, spec-valid", async () => {
+    const response = await real.post("/v1/responses", {
+      model: CHATML,
+      input: "Tell me a story.",
+      reasoning: { effort: "low" },
+      text: { format },
+      max_output_tokens: 160,
+      stream: true,
+    });
+    const events = await readResponseEvents(response);
+    for (const event of events) spec.assertStreamEvent(event);
+    const types = events.map((event) => event.type as string);
+    expect(types.lastIndexOf("response.reasoning_text.delta")).toBeLessThan(
+      types.indexOf("response.output_text.delta"),
+    );
+    const final = events.at(-1) as { type: string; response: ResponseBody };
+    expect(final.type).toBe("response.completed");
+    JSON.parse(final.response.output[1]?.content?.[0]?.text ?? "");
+  }, 60_000);
+});
+
 describe("reasoning summaries and encrypted_content", () => {
   it("streams a summary (the reasoning text itself) after the reasoning text, spec-valid", async () => {
     const response = await real.post("/v1/responses", {

@@ -15,6 +15,7 @@
 import { createHash } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import {
+  type ChatHistoryItem,
   LlamaChat,
   type LlamaChatResponseChunk,
   type LlamaContextSequence,
@@ -51,6 +52,7 @@ import {
   PartEmitter,
   reasoningTokensOf,
   stopSequenceOf,
+  thinkThenAnswer,
   type ChatResponse,
 } from "./generation.js";
 import { generateRawCompletion, prepareRawPrompt } from "./raw-completion.js";
@@ -413,11 +415,13 @@ export class LlamaEngine implements Engine {
             parts.onFunctionCall(call.functionName, call.params);
           },
         });
-      const withGrammar = async (onChat: LlamaChat = chat) =>
-        onChat.generateResponse(prompt.history, {
+      const withGrammar = async (onChat: LlamaChat = chat, history = prompt.history, spent = 0) =>
+        onChat.generateResponse(history, {
           ...generationOptions(
-            sampling,
-            contextRoom,
+            spent === 0 || sampling.maxTokens === undefined
+              ? sampling
+              : { ...sampling, maxTokens: sampling.maxTokens - spent },
+            contextRoom - spent,
             signal,
             (chunk) => parts.onResponseChunk(chunk),
             budget,
@@ -426,7 +430,33 @@ export class LlamaEngine implements Engine {
         });
 
       let response: ChatResponse;
-      if (prompt.functions === undefined) {
+      if (prompt.functions === undefined && grammar !== undefined && mayThinkFirst(prompt)) {
+        // The grammar applies from the first token: the model thinks first, then answers under it.
+        response = await thinkThenAnswer(
+          parts,
+          signal,
+          (runSignal, onResponseChunk) =>
+            chat.generateResponse(prompt.history, {
+              ...generationOptions(sampling, contextRoom, runSignal, onResponseChunk, budget),
+            }),
+          async (thought, thinking) => {
+            const spent = sequence.tokenMeter.diff(meterBefore).usedOutputTokens;
+            const room = Math.min(sampling.maxTokens ?? Number.POSITIVE_INFINITY, contextRoom) - spent;
+            // The thought spent the whole output budget: no room left for an answer.
+            if (room <= 0) return { ...thinking, metadata: { stopReason: "maxTokens" } } as ChatResponse;
+            const answerChat = new LlamaChat({
+              contextSequence: sequence,
+              chatWrapper: prompt.chatWrapper,
+              autoDisposeSequence: false,
+            });
+            try {
+              return await withGrammar(answerChat, afterThought(prompt.history, thought), spent);
+            } finally {
+              answerChat.dispose({ disposeSequence: false });
+            }
+          },
+        );
+      } else if (prompt.functions === undefined) {
         response = await withGrammar();
       } else if (grammar === undefined || prompt.forcedCall) {
         // A forced call is this turn's output; a JSON format applies to the text answer of a later turn.
@@ -599,4 +629,26 @@ function withContextHint(error: unknown, loaded: LlamaLoadedModel): unknown {
     code: error.code,
     ...(error.retryAfter !== undefined ? { retryAfter: error.retryAfter } : {}),
   });
+}
+
+/**
+ * Whether the model may open its answer with a thought (its wrapper has thought segments) that is not
+ * already written into the prompt, closed (thinking switched off): see thinkThenAnswer.
+ */
+function mayThinkFirst(prompt: PreparedPrompt): boolean {
+  const newTurn = prompt.history.at(-1);
+  return (
+    prompt.chatWrapper.settings.segments?.thought !== undefined &&
+    newTurn?.type === "model" &&
+    newTurn.response.length === 0
+  );
+}
+
+/** The history with the new turn's answer opened by `thought`, closed (undefined: as it is). */
+function afterThought(history: ChatHistoryItem[], thought: string | undefined): ChatHistoryItem[] {
+  if (thought === undefined) return history;
+  return [
+    ...history.slice(0, -1),
+    { type: "model", response: [{ type: "segment", segmentType: "thought", text: thought, ended: true }] },
+  ];
 }

@@ -317,6 +317,47 @@ export async function callOrAnswerInFormat(
   return response;
 }
 
+/**
+ * A thinking model and a constrained answer (a JSON format, a forced freeform call's grammar). node-llama-cpp
+ * applies a grammar from the first generated token, so where the generation prompt opens the thought
+ * (`<think>` at its end) the whole JSON was generated as the thought and no answer followed. So the model
+ * first runs without the grammar (`think`): its thought streams as reasoning, and the thought's end (or a
+ * first chunk outside any thought: the model did not think) stops that run. The answer is then generated
+ * under the grammar (`answer`), after the closed thought (undefined: none), so only what follows the thought
+ * is evaluated again. A run that ends inside its thought (max tokens, cancelled, end of generation) is the
+ * response as it is.
+ */
+export async function thinkThenAnswer(
+  parts: PartEmitter,
+  signal: AbortSignal,
+  think: (
+    runSignal: AbortSignal,
+    onResponseChunk: (chunk: LlamaChatResponseChunk) => void,
+  ) => Promise<ChatResponse>,
+  answer: (thought: string | undefined, thinking: ChatResponse) => Promise<ChatResponse>,
+): Promise<ChatResponse> {
+  const thoughtEnded = new AbortController();
+  const attempt = linkAbortSignals(signal, thoughtEnded.signal);
+  let thought: string | undefined;
+  let ended = false;
+  let response: ChatResponse;
+  try {
+    response = await think(attempt.signal, (chunk) => {
+      if (ended) return;
+      if (chunk.type === "segment" && chunk.segmentType === "thought") {
+        parts.onResponseChunk(chunk);
+        thought = (thought ?? "") + chunk.text;
+        ended = chunk.segmentEndTime !== undefined;
+      } else ended = thought !== undefined || chunk.text.trim() !== "";
+      if (ended) thoughtEnded.abort();
+    });
+  } finally {
+    attempt.dispose();
+  }
+  if (signal.aborted || !ended) return response;
+  return answer(thought, response);
+}
+
 /** The raw input of a freeform tool called through function calling (`{"input": "..."}`). */
 export function freeformInput(params: unknown): string {
   if (typeof params === "string") return params;
