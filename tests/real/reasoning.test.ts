@@ -198,6 +198,28 @@ describe("a JSON format on the thinking template", () => {
     60_000,
   );
 
+  it("beside tools the model may call: a text answer is the thought, then the JSON message", async () => {
+    const tools = [{ type: "function", name: "get_weather", parameters: { type: "object", properties: {} } }];
+    const answered: string[][] = [];
+    for (const seed of [1, 2, 3, 4]) {
+      const response = await create({
+        reasoning: { effort: "low" },
+        text: { format },
+        tools,
+        max_output_tokens: 160,
+        temperature: 1,
+        seed,
+      });
+      const types = response.output.map((item) => item.type);
+      if (types.includes("function_call")) continue;
+      answered.push(types);
+      JSON.parse(response.output.at(-1)?.content?.[0]?.text ?? "");
+      expect(response.usage.output_tokens_details.reasoning_tokens).toBe(8);
+    }
+    expect(answered.length).toBeGreaterThan(0);
+    for (const types of answered) expect(types).toEqual(["reasoning", "message"]);
+  }, 60_000);
+
   it("thinking off (effort none): no reasoning item, the message is the JSON", async () => {
     const response = await create({
       reasoning: { effort: "none" },
@@ -227,6 +249,57 @@ describe("a JSON format on the thinking template", () => {
     const final = events.at(-1) as { type: string; response: ResponseBody };
     expect(final.type).toBe("response.completed");
     JSON.parse(final.response.output[1]?.content?.[0]?.text ?? "");
+  }, 60_000);
+});
+
+describe("a forced call on the thinking template", () => {
+  const tools = [
+    {
+      type: "function",
+      name: "get_weather",
+      strict: true,
+      parameters: {
+        type: "object",
+        properties: { city: { type: "string", maxLength: 20 } },
+        required: ["city"],
+        additionalProperties: false,
+      },
+    },
+  ];
+
+  // The call's prefix ended the prompt inside the thought it opens: the arguments were counted as
+  // reasoning, empty reasoning items came before and after the call, and a call cut short was "completed".
+  it("effort low: the thought (8 tokens), then the call with valid arguments", async () => {
+    for (const seed of [1, 2]) {
+      const response = await create({
+        reasoning: { effort: "low" },
+        tools,
+        tool_choice: "required",
+        max_output_tokens: 120,
+        seed,
+      });
+      expect(response.output.map((item) => item.type)).toEqual(["reasoning", "function_call"]);
+      const call = response.output[1] as { status?: string; arguments?: string };
+      expect(call.status).toBe("completed");
+      expect(typeof (JSON.parse(call.arguments ?? "") as { city: unknown }).city).toBe("string");
+      expect(response.usage.output_tokens_details.reasoning_tokens).toBe(8);
+      expect(response.usage.output_tokens).toBeGreaterThan(8);
+    }
+  }, 60_000);
+
+  it("a call cut short by max_output_tokens after the thought is incomplete", async () => {
+    const response = await create({
+      reasoning: { effort: "low" },
+      tools,
+      tool_choice: "required",
+      max_output_tokens: 24,
+      seed: 1,
+    });
+    expect(response.status).toBe("incomplete");
+    expect(response.output.map((item) => item.type)).toEqual(["reasoning", "function_call"]);
+    expect((response.output[1] as { status?: string }).status).toBe("incomplete");
+    expect(response.usage.output_tokens).toBe(24);
+    expect(response.usage.output_tokens_details.reasoning_tokens).toBe(8);
   }, 60_000);
 });
 

@@ -42,7 +42,7 @@ import { AsyncQueue } from "./async-queue.js";
 import { convertJsonSchemaToGbnf } from "./json-schema/index.js";
 import { embedInputs, embeddingsOf } from "./embeddings.js";
 import type { LlamaLoadedModel } from "./loader.js";
-import { DocumentedFunctionsChatWrapper } from "./chat-wrapper.js";
+import { DocumentedFunctionsChatWrapper, ForcedFunctionCallChatWrapper } from "./chat-wrapper.js";
 import { preparePrompt, renderContextText, reusingRender, type PreparedPrompt } from "./prompt.js";
 import { screenPromptSize } from "./prompt-size.js";
 import {
@@ -393,13 +393,20 @@ export class LlamaEngine implements Engine {
         request.reasoningBudgetTokens ??
         thoughtTokenBudget(request.reasoningEffort, loaded.entry.reasoningBudgets);
       const budget = { thoughtTokens };
+      /** Sampling for what is left after `spent` output tokens (a thought generated before). */
+      const leftAfter = (spent: number) =>
+        spent === 0 || sampling.maxTokens === undefined
+          ? sampling
+          : { ...sampling, maxTokens: sampling.maxTokens - spent };
       const withFunctions = async (
         runSignal: AbortSignal,
         onResponseChunk: (chunk: LlamaChatResponseChunk) => void,
         onCallStart: () => void = noop,
+        history = prompt.history,
+        spent = 0,
       ) =>
-        chat.generateResponse(prompt.history, {
-          ...generationOptions(sampling, contextRoom, runSignal, onResponseChunk, budget),
+        chat.generateResponse(history, {
+          ...generationOptions(leftAfter(spent), contextRoom - spent, runSignal, onResponseChunk, budget),
           ...(prompt.functions !== undefined ? { functions: prompt.functions } : {}),
           documentFunctionParams: true,
           ...(prompt.maxParallelFunctionCalls !== undefined
@@ -418,9 +425,7 @@ export class LlamaEngine implements Engine {
       const withGrammar = async (onChat: LlamaChat = chat, history = prompt.history, spent = 0) =>
         onChat.generateResponse(history, {
           ...generationOptions(
-            spent === 0 || sampling.maxTokens === undefined
-              ? sampling
-              : { ...sampling, maxTokens: sampling.maxTokens - spent },
+            leftAfter(spent),
             contextRoom - spent,
             signal,
             (chunk) => parts.onResponseChunk(chunk),
@@ -429,49 +434,87 @@ export class LlamaEngine implements Engine {
           ...(grammar !== undefined ? { grammar } : {}),
         });
 
-      let response: ChatResponse;
-      if (prompt.functions === undefined && grammar !== undefined && mayThinkFirst(prompt)) {
-        // The grammar applies from the first token: the model thinks first, then answers under it.
-        response = await thinkThenAnswer(
+      /**
+       * A constrained answer (a grammar, a forced call) on a model that may think: it thinks first, free,
+       * then `answer` runs after the closed thought with what is left of the output budget.
+       */
+      const thinkFirst = (
+        answer: (history: ChatHistoryItem[], spent: number) => Promise<ChatResponse>,
+      ): Promise<ChatResponse> =>
+        thinkThenAnswer(
           parts,
           signal,
-          (runSignal, onResponseChunk) =>
-            chat.generateResponse(prompt.history, {
-              ...generationOptions(sampling, contextRoom, runSignal, onResponseChunk, budget),
-            }),
+          async (runSignal, onResponseChunk) => {
+            // Nothing is forced or callable while it thinks; the prompt is the same (functions documented).
+            const wrapper = prompt.chatWrapper;
+            const unforced = wrapper instanceof ForcedFunctionCallChatWrapper ? wrapper.unforced : wrapper;
+            const thinkChat = new LlamaChat({
+              contextSequence: sequence,
+              chatWrapper:
+                prompt.functions === undefined
+                  ? reusingRender(prompt, loaded.model)
+                  : new DocumentedFunctionsChatWrapper(unforced, prompt.functions),
+              autoDisposeSequence: false,
+            });
+            try {
+              return await thinkChat.generateResponse(
+                prompt.history,
+                generationOptions(sampling, contextRoom, runSignal, onResponseChunk, budget),
+              );
+            } finally {
+              thinkChat.dispose({ disposeSequence: false });
+            }
+          },
           async (thought, thinking) => {
             const spent = sequence.tokenMeter.diff(meterBefore).usedOutputTokens;
             const room = Math.min(sampling.maxTokens ?? Number.POSITIVE_INFINITY, contextRoom) - spent;
             // The thought spent the whole output budget: no room left for an answer.
             if (room <= 0) return { ...thinking, metadata: { stopReason: "maxTokens" } } as ChatResponse;
-            const answerChat = new LlamaChat({
-              contextSequence: sequence,
-              chatWrapper: prompt.chatWrapper,
-              autoDisposeSequence: false,
-            });
-            try {
-              return await withGrammar(answerChat, afterThought(prompt.history, thought), spent);
-            } finally {
-              answerChat.dispose({ disposeSequence: false });
-            }
+            return answer(afterThought(prompt.history, thought), spent);
           },
         );
+
+      let response: ChatResponse;
+      if (prompt.functions === undefined && grammar !== undefined && mayThinkFirst(prompt)) {
+        // The grammar applies from the first token: the model thinks first, then answers under it.
+        response = await thinkFirst(async (history, spent) => {
+          const answerChat = new LlamaChat({
+            contextSequence: sequence,
+            chatWrapper: prompt.chatWrapper,
+            autoDisposeSequence: false,
+          });
+          try {
+            return await withGrammar(answerChat, history, spent);
+          } finally {
+            answerChat.dispose({ disposeSequence: false });
+          }
+        });
       } else if (prompt.functions === undefined) {
         response = await withGrammar();
+      } else if (prompt.forcedCall && mayThinkFirst(prompt)) {
+        // The forced call's prefix ends the prompt, inside the thought it opens: the model thinks first.
+        response = await thinkFirst((history, spent) =>
+          withFunctions(signal, (chunk) => parts.onResponseChunk(chunk), noop, history, spent),
+        );
       } else if (grammar === undefined || prompt.forcedCall) {
         // A forced call is this turn's output; a JSON format applies to the text answer of a later turn.
         response = await withFunctions(signal, (chunk) => parts.onResponseChunk(chunk));
       } else {
         const functions = prompt.functions;
-        response = await callOrAnswerInFormat(parts, signal, withFunctions, async () => {
+        response = await callOrAnswerInFormat(parts, signal, withFunctions, async (thought) => {
           const answerChat = new LlamaChat({
             contextSequence: sequence,
             chatWrapper: new DocumentedFunctionsChatWrapper(prompt.chatWrapper, functions),
             autoDisposeSequence: false,
           });
           try {
-            meterFrom = sequence.tokenMeter.getState();
-            return await withGrammar(answerChat);
+            if (thought === undefined) {
+              meterFrom = sequence.tokenMeter.getState();
+              return await withGrammar(answerChat);
+            }
+            // The kept thought's tokens are part of this answer (and of its output budget).
+            const spent = sequence.tokenMeter.diff(meterBefore).usedOutputTokens;
+            return await withGrammar(answerChat, afterThought(prompt.history, thought), spent);
           } finally {
             answerChat.dispose({ disposeSequence: false });
           }

@@ -269,7 +269,8 @@ export class PartEmitter {
  * does not count: models put newlines before a call), its chunks are held back. Text stops that attempt;
  * so does an attempt that ends with neither. The answer is then generated again under the grammar
  * (`answerInFormat`, from the same prompt: the functions still documented, no longer callable), so only
- * the discarded tail is evaluated again.
+ * the discarded tail is evaluated again. A thought the model closed before its text is kept: it streams as
+ * the answer's reasoning and the answer continues after it (thinkThenAnswer tells why).
  */
 export async function callOrAnswerInFormat(
   parts: PartEmitter,
@@ -279,7 +280,7 @@ export async function callOrAnswerInFormat(
     onResponseChunk: (chunk: LlamaChatResponseChunk) => void,
     onCallStart: () => void,
   ) => Promise<ChatResponse>,
-  answerInFormat: () => Promise<ChatResponse>,
+  answerInFormat: (thought: string | undefined) => Promise<ChatResponse>,
 ): Promise<ChatResponse> {
   const textStarted = new AbortController();
   const attempt = linkAbortSignals(signal, textStarted.signal);
@@ -311,7 +312,14 @@ export async function callOrAnswerInFormat(
     attempt.dispose();
   }
   const called = decided === "call" || (response.functionCalls?.length ?? 0) > 0;
-  if (!signal.aborted && !called && response.metadata.stopReason !== "maxTokens") return answerInFormat();
+  if (!signal.aborted && !called && response.metadata.stopReason !== "maxTokens") {
+    // A thinking model's closed thought is this answer's reasoning: it streams, and the answer follows it.
+    const thoughts = held.filter((chunk) => chunk.type === "segment" && chunk.segmentType === "thought");
+    const closed = thoughts.some((chunk) => chunk.type === "segment" && chunk.segmentEndTime !== undefined);
+    if (!closed) return answerInFormat(undefined);
+    for (const chunk of thoughts) parts.onResponseChunk(chunk);
+    return answerInFormat(thoughts.map((chunk) => chunk.text).join(""));
+  }
   // A call, or the token budget spent before anything was decided: what was held is the answer.
   if (decided !== "text") startCall();
   return response;
