@@ -32,6 +32,18 @@ export function toWireInputItems(
   lookup: ItemLookup,
   findStored: ItemLookup = () => undefined,
 ): ConversationWireItem[] {
+  // As OpenAI: two input items with one id make `item_reference` and the input_items cursors ambiguous.
+  const seen = new Set<string>();
+  input.forEach((item) => {
+    if (item.type === "item_reference" || typeof item.id !== "string") return;
+    if (seen.has(item.id)) {
+      throw ApiError.invalid(
+        `Duplicate item found with id ${item.id}. Remove duplicate items from your input and try again.`,
+        "input",
+      );
+    }
+    seen.add(item.id);
+  });
   const items: ConversationWireItem[] = [];
   input.forEach((item, index) => {
     switch (item.type) {

@@ -311,6 +311,8 @@ interface BadCase {
   body: unknown;
   status: number;
   param: string | null;
+  /** What the error message must say, where the param alone does not tell the cases apart. */
+  message?: RegExp;
 }
 
 const chat = { model: TEST_MODEL, messages: [{ role: "user", content: "hi" }] };
@@ -488,6 +490,15 @@ const badCases: BadCase[] = [
     param: "prompt[0]",
   },
   {
+    // One prompt of token ids in OpenAI's API (was refused as three prompts).
+    name: "completions: a flat token-array prompt",
+    path: "/v1/completions",
+    body: { ...completion, prompt: [1, 2, 3] },
+    status: 400,
+    param: "prompt",
+    message: /Token-array prompts are not supported/,
+  },
+  {
     name: "completions: suffix",
     path: "/v1/completions",
     body: { ...completion, suffix: "end" },
@@ -540,7 +551,7 @@ const badCases: BadCase[] = [
 
 describe("bad input: status and param per row, and the app keeps serving", () => {
   const fast = createFastApp();
-  it.each(badCases)("$name", async ({ path, body, status, param }) => {
+  it.each(badCases)("$name", async ({ path, body, status, param, message }) => {
     const response = await fast.post(path ?? "/v1/chat/completions", body);
     const json = (await response.json()) as {
       error: { param: string | null; type: string; message: string };
@@ -548,6 +559,7 @@ describe("bad input: status and param per row, and the app keeps serving", () =>
     expect(response.status, JSON.stringify(json)).toBe(status);
     expect(json.error.param).toBe(param);
     expect(json.error.message.length).toBeGreaterThan(10);
+    if (message !== undefined) expect(json.error.message).toMatch(message);
     const healthy = await fast.post("/v1/chat/completions", chat);
     expect(healthy.status).toBe(200);
   });

@@ -46,6 +46,18 @@ const badCases: BadCase[] = [
   },
   { name: "model of the wrong type", body: { model: 7, input: "hi" }, status: 400, param: "model" },
   {
+    name: "two input items with one id",
+    body: {
+      ...ok,
+      input: [
+        { type: "message", id: "msg_a", role: "user", content: "one" },
+        { type: "message", id: "msg_a", role: "user", content: "two" },
+      ],
+    },
+    status: 400,
+    param: "input",
+  },
+  {
     name: "input of the wrong type",
     body: { ...ok, input: 42 },
     status: 400,

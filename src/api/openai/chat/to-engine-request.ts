@@ -301,6 +301,9 @@ export function toCompletionEngineRequest(body: CompletionBody): EngineRequest {
 
 function promptText(prompt: CompletionBody["prompt"]): string {
   if (typeof prompt === "string") return prompt;
+  // [1, 2, 3] is one prompt of token ids in OpenAI's API, not three prompts.
+  if (prompt.length > 0 && prompt.every((entry) => typeof entry === "number"))
+    throw unsupported("prompt", "Token-array prompts are not supported: send the prompt as a string.");
   if (prompt.length !== 1) {
     throw unsupported(
       "prompt",
