@@ -79,6 +79,42 @@ describe("messages.create through the official SDK", () => {
     expect(fast.engineRequests[0]!.sampling).toEqual({ maxTokens: 64, temperature: 1 });
   });
 
+  it("a message thread (the SDK's beta) falls back to the whole conversation; a raw thread field is a 400 it reads", async () => {
+    const fast = createFastApp();
+    const client = anthropicClient(fast.app);
+    // lmhost keeps no threads: the SDK sends `thread`, reads the refusal's error_code and resends without it.
+    const thread = client.beta.messages.thread({
+      model: TEST_MODEL,
+      max_tokens: 16,
+      unsupportedRequestBehavior: "continue_unthreaded",
+    });
+    const first = await thread.send({ role: "user", content: "hello there" });
+    expect(first.content[0]).toMatchObject({ type: "text", text: "You said: hello there" });
+    const second = await thread.send({ role: "user", content: "and again" });
+    expect(second.content[0]).toMatchObject({ type: "text" });
+    // The second turn carried the whole conversation.
+    expect(fast.engineRequests.at(-1)!.items.map((item) => (item as { text?: string }).text)).toEqual([
+      "hello there",
+      "You said: hello there",
+      "and again",
+    ]);
+
+    const refused = await fast.post("/v1/messages", {
+      model: TEST_MODEL,
+      max_tokens: 8,
+      messages: [{ role: "user", content: "x" }],
+      thread: { type: "create" },
+    });
+    expect(refused.status).toBe(400);
+    expect(await refused.json()).toMatchObject({
+      type: "error",
+      error: {
+        type: "invalid_request_error",
+        details: { error_code: "thread_unsupported_request", unsupported: ["thread"] },
+      },
+    });
+  });
+
   it("reports the KV-cached prefix of a follow-up turn as cache_read_input_tokens", async () => {
     const fast = createFastApp();
     const client = anthropicClient(fast.app);

@@ -19,7 +19,12 @@ export type AnthropicErrorType =
 
 export interface AnthropicErrorBody {
   type: "error";
-  error: { type: AnthropicErrorType; message: string };
+  error: {
+    type: AnthropicErrorType;
+    message: string;
+    /** Machine-readable detail the SDK acts on (a refused `thread`: it resends without one). */
+    details?: { error_code: string; unsupported?: string[] };
+  };
   request_id: string | null;
 }
 
@@ -60,7 +65,13 @@ export function toAnthropicError(error: ApiError, requestId: string | null = nul
       : `${error.param}: ${error.message}`;
   return {
     type: "error",
-    error: { type: anthropicErrorType(error.status), message },
+    error: {
+      type: anthropicErrorType(error.status),
+      message,
+      ...(error.code === "thread_unsupported_request"
+        ? { details: { error_code: error.code, unsupported: ["thread"] } }
+        : {}),
+    },
     request_id: requestId,
   };
 }

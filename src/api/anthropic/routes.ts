@@ -131,7 +131,9 @@ export function registerAnthropicRoutes(app: App, deps: AppDeps): void {
   });
 
   app.post("/v1/messages", async (context) => {
-    const body = parseRequestBody(createMessageSchema, await readJsonBody(context));
+    const raw = await readJsonBody(context);
+    refuseThread(raw);
+    const body = parseRequestBody(createMessageSchema, raw);
     const request = toMessagesRequest(body, reasoningKey);
     await deps.models.get(request.model);
     const stream = body.stream === true;
@@ -173,4 +175,21 @@ export function registerAnthropicRoutes(app: App, deps: AppDeps): void {
     }
     return context.json(foldMessage(events));
   });
+}
+
+/**
+ * Anthropic's message threads (beta: the server keeps the conversation, a turn sends only its new
+ * messages) are not kept by lmhost. @anthropic-ai/sdk's tool runner and `beta.messages.thread()` send a
+ * `thread` field; refused with the error code the SDK reads as "this server cannot thread", it sends the
+ * whole conversation instead (with `unsupportedRequestBehavior: "continue_unthreaded"`).
+ */
+function refuseThread(body: unknown): void {
+  if (typeof body !== "object" || body === null || !("thread" in body)) return;
+  const thread = (body as { thread?: unknown }).thread;
+  if (thread === undefined || thread === null || thread === false) return;
+  throw ApiError.invalid(
+    "thread: message threads are not supported by lmhost; send the whole conversation in messages.",
+    "thread",
+    "thread_unsupported_request",
+  );
 }
