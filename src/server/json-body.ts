@@ -6,6 +6,7 @@
  * - arrays and objects nested deeper than MAX_JSON_DEPTH (400), found by a linear scan before parsing,
  *   since parsing millions of levels takes seconds and gigabytes;
  * - malformed JSON (400 naming the problem, not a 500).
+ * A body cut off by the client going away is a 499 (logged as such, not as a server error).
  */
 import type { Context } from "hono";
 import { ApiError } from "../shared/errors.js";
@@ -101,6 +102,14 @@ async function readBodyText(context: Context): Promise<string> {
       if (done) return pieces.join("");
     }
   } catch (error) {
+    // The client went away while sending the body: nothing of the server failed (499, no stack trace).
+    if (context.req.raw.signal.aborted || (error instanceof Error && error.message === "aborted")) {
+      throw new ApiError({
+        status: 499,
+        message: "The client closed the connection before the request body arrived.",
+        code: "client_closed_request",
+      });
+    }
     if (!(error instanceof TypeError) || error instanceof ApiError) throw error;
     // TextDecoder's fatal mode throws a TypeError for bytes that are not UTF-8.
     if (!/decode|encoded|utf-?8/i.test(error.message)) throw error;

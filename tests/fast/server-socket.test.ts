@@ -9,12 +9,14 @@ import { serve, type ServerType } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createFastApp, TEST_MODEL } from "../helpers/fast-app.js";
 import { directStreamsFetch } from "../../src/server/sse.js";
+import { createLogger } from "../../src/shared/logger.js";
 
 let server: ServerType;
 let port: number;
+const logLines: string[] = [];
 
 beforeAll(async () => {
-  const fast = createFastApp();
+  const fast = createFastApp({ logger: createLogger("info", (line) => logLines.push(line)) });
   server = await new Promise<ServerType>((resolve) => {
     const listening = serve(
       { fetch: directStreamsFetch(fast.app.fetch), hostname: "127.0.0.1", port: 0 },
@@ -105,5 +107,37 @@ describe("over a real socket", () => {
     expect(rebound.text).toContain("host_not_allowed");
     expect((await request(`localhost:${port}`)).text).toMatch(/^HTTP\/1\.1 200/);
     expect((await request(`127.0.0.1:${port}`)).text).toMatch(/^HTTP\/1\.1 200/);
+  });
+
+  it("a client gone while sending its body is a 499 in the log, not a 500 with a stack trace", async () => {
+    const before = logLines.length;
+    await new Promise<void>((resolve) => {
+      const socket = connect(port, "127.0.0.1", () => {
+        socket.write(
+          "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
+            'Content-Length: 1000\r\n\r\n{"model":',
+        );
+        setTimeout(() => {
+          socket.destroy();
+          resolve();
+        }, 100);
+      });
+    });
+    const deadline = Date.now() + 5_000;
+    while (!logLines.slice(before).some((line) => line.includes("POST /v1/chat/completions")))
+      if (Date.now() > deadline) break;
+      else await new Promise((resolve) => setTimeout(resolve, 20));
+    const lines = logLines.slice(before);
+    expect(lines.join("")).toContain("POST /v1/chat/completions 499");
+    expect(lines.some((line) => line.includes(" error "))).toBe(false);
+    // And the server keeps serving.
+    const body = { model: TEST_MODEL, messages: [{ role: "user", content: "hi" }] };
+    const answer = await exchange(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nConnection: close\r\n` +
+        `Content-Length: ${JSON.stringify(body).length}\r\n\r\n${JSON.stringify(body)}`,
+      "chat.completion",
+      50,
+    );
+    expect(answer.text).toContain("HTTP/1.1 200");
   });
 });
