@@ -202,6 +202,16 @@ describe("convertJsonSchema", () => {
       path: /patternProperties/,
     },
     { name: "a remote $ref", input: { $ref: "https://example.com/schema.json" }, path: /\$ref/ },
+    {
+      // It was accepted, and the value it named came out unconstrained.
+      name: "a $ref to a definition the schema does not have",
+      input: {
+        type: "object",
+        properties: { a: { $ref: "#/$defs/nope" } },
+        $defs: { yes: { type: "string" } },
+      },
+      path: /properties\/a\/\$ref.*does not have/,
+    },
     { name: "an unknown type", input: { type: "date" }, path: /unknown type/ },
     { name: "a false schema", input: { type: "object", properties: { a: false } }, path: /\/properties\/a/ },
     { name: "a non-object schema", input: "string", path: /must be a schema object/ },

@@ -36,6 +36,8 @@ export class SchemaContext {
   readonly ignored: string[] = [];
   /** The root's `$defs` / `definitions`, unconverted (to look through `$ref` when comparing alternatives). */
   rawDefinitions: JsonObject = {};
+  /** Every name defined in a `$defs` / `definitions` anywhere in the schema (a `$ref` must name one). */
+  definitionNames: ReadonlySet<string> = new Set();
   /** Definitions being merged into the schema being converted (an allOf member that is a `$ref`). */
   readonly inlining: string[] = [];
   /** NFA steps left for checking listed values against patterns (linear, but states × characters). */

@@ -339,6 +339,9 @@ export class SchemaConverter extends SchemaContext {
 
   private convertReference(reference: string, path: Path): string {
     const name = localReferenceName(reference);
+    // A reference to nothing left the value unconstrained (any JSON), whatever `strict` promised.
+    if (name !== undefined && !this.definitionNames.has(name))
+      throw this.error([...path, "$ref"], `'${reference}' names a definition the schema does not have`);
     if (name !== undefined) return `#/$defs/${name}`;
     throw this.error(
       [...path, "$ref"],

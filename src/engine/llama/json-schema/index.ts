@@ -121,6 +121,7 @@ export function convertJsonSchema(
   const root = asSchemaObject(input, [], converter);
   checkReferenceCycles(root, converter);
   converter.rawDefinitions = root === true ? {} : rawDefinitions(root);
+  converter.definitionNames = definitionNamesIn(root);
   const rootDefinitions = collectDefinitions(root, [], converter);
   const schema = converter.convert(root, []);
   if (rootDefinitions !== undefined && isRecord(schema)) {
@@ -166,4 +167,23 @@ function rawDefinitions(schema: JsonObject): JsonObject {
     ...(isRecord(schema.definitions) ? schema.definitions : {}),
     ...(isRecord(schema.$defs) ? schema.$defs : {}),
   };
+}
+
+/** The names of every `$defs` / `definitions` entry anywhere in `schema`. Iterative; linear in its size. */
+function definitionNamesIn(schema: unknown): Set<string> {
+  const names = new Set<string>();
+  const pending: unknown[] = [schema];
+  for (let node = pending.pop(); node !== undefined; node = pending.pop()) {
+    if (Array.isArray(node)) {
+      for (const member of node as unknown[]) pending.push(member);
+      continue;
+    }
+    if (!isRecord(node)) continue;
+    for (const keyword of ["$defs", "definitions"]) {
+      const map = node[keyword];
+      if (isRecord(map)) for (const name of Object.keys(map)) names.add(name);
+    }
+    for (const value of Object.values(node)) pending.push(value);
+  }
+  return names;
 }
