@@ -15,6 +15,10 @@ describe("query parameters of the other routes", () => {
     ["limit=ten", "limit"],
     ["order=sideways", "order"],
     ["after=msg_unknown", "after"],
+    // Both were answered 200 as if absent: `before` paged nothing backwards, `include` took any value.
+    ["before=msg_any", "before"],
+    ["include=bogus", "include[0]"],
+    ["include[]=reasoning.encrypted_content&include[]=bogus", "include[1]"],
   ])("GET input_items?%s → 400 naming %s", async (query, param) => {
     const created = (await (await fast.post("/v1/responses", { model: TEST_MODEL, input: "x" })).json()) as {
       id: string;
@@ -22,6 +26,17 @@ describe("query parameters of the other routes", () => {
     const response = await fast.request(`/v1/responses/${created.id}/input_items?${query}`);
     expect(response.status).toBe(400);
     expect(await response.json()).toMatchObject({ error: { param } });
+  });
+
+  it("GET input_items accepts an include value OpenAI lists", async () => {
+    const created = (await (await fast.post("/v1/responses", { model: TEST_MODEL, input: "x" })).json()) as {
+      id: string;
+    };
+    const response = await fast.request(
+      `/v1/responses/${created.id}/input_items?include=reasoning.encrypted_content`,
+    );
+    expect(response.status).toBe(200);
+    expect(((await response.json()) as { data: unknown[] }).data).toHaveLength(1);
   });
 
   it("answers 404 response_not_found on every route for an unknown id", async () => {

@@ -3,6 +3,7 @@
  * `starting_after`): each bad value is a 400 naming the parameter.
  */
 import { ApiError } from "../../../shared/errors.js";
+import { INCLUDABLE } from "./request-schema.js";
 
 export function parseBooleanQuery(value: string | undefined, name: string): boolean {
   if (value === undefined || value === "" || value === "false" || value === "0") return false;
@@ -29,4 +30,16 @@ export function parseOrderQuery(value: string | undefined): "asc" | "desc" {
   if (value === undefined || value === "" || value === "desc") return "desc";
   if (value === "asc") return "asc";
   throw ApiError.invalid(`Invalid 'order': expected 'asc' or 'desc', got '${value}'.`, "order");
+}
+
+/** `include` (or `include[]`) values of a query: each one OpenAI lists, else a 400 naming `include[i]`. */
+export function checkIncludeQuery(values: readonly string[]): void {
+  values.forEach((value, index) => {
+    if (!(INCLUDABLE as readonly string[]).includes(value)) {
+      throw ApiError.invalid(
+        `Invalid 'include[${index}]': expected one of ${INCLUDABLE.map((item) => `'${item}'`).join(", ")}, got '${value}'.`,
+        `include[${index}]`,
+      );
+    }
+  });
 }

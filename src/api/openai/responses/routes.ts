@@ -33,7 +33,7 @@ import { reportUsage } from "../../../server/request-log.js";
 import { streamSse, type SseEvent } from "../../../server/sse.js";
 import { ApiError } from "../../../shared/errors.js";
 import { silentLogger } from "../../../shared/logger.js";
-import { parseBooleanQuery, parseIntegerQuery, parseOrderQuery } from "./query-params.js";
+import { checkIncludeQuery, parseBooleanQuery, parseIntegerQuery, parseOrderQuery } from "./query-params.js";
 import { createResponseSchema, inputTokensSchema } from "./request-schema.js";
 import { toResponseRequest } from "./to-response-request.js";
 import { parseRequestBody, responsesFieldHints } from "./validation-errors.js";
@@ -229,6 +229,18 @@ export function registerResponsesRoutes(app: App, deps: AppDeps): void {
     const limit = parseIntegerQuery(context.req.query("limit"), "limit", { min: 1, max: 100, fallback: 20 });
     const order = parseOrderQuery(context.req.query("order"));
     const after = context.req.query("after");
+    checkIncludeQuery([
+      ...(context.req.queries("include") ?? []),
+      ...(context.req.queries("include[]") ?? []),
+    ]);
+    // Paging backwards was in OpenAI's older reference, not its current spec: refused rather than ignored.
+    if (context.req.query("before") !== undefined) {
+      throw ApiError.invalid(
+        "Unsupported parameter: 'before'. Page through input items with 'after' (and 'order').",
+        "before",
+        "unsupported_parameter",
+      );
+    }
     const page = deps.store.listInputItems(id, {
       limit,
       order,
