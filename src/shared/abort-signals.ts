@@ -6,14 +6,26 @@
  * ends. A long-lived source then carries one listener per request in flight: its owner should lift the
  * listener warning with `events.setMaxListeners(0, signal)` (start.ts does for the shutdown signal).
  */
+import { ApiError } from "./errors.js";
 
 export interface LinkedAbortSignal {
-  /** Aborted by `abort()` or as soon as any source aborts (with that source's reason). */
+  /** Aborted by `abort()` or as soon as any source aborts (with that source's reason, as an Error). */
   readonly signal: AbortSignal;
   /** Aborts `signal` from this side (e.g. a cancel); the sources are left alone. Also disposes. */
   abort(reason?: unknown): void;
   /** Removes the listeners from the sources. Idempotent; `signal` keeps whatever state it has. */
   dispose(): void;
+}
+
+/**
+ * A source's abort reason as an Error. @hono/node-server aborts a request's signal with a plain string
+ * ("Client connection prematurely closed.") when the client goes away; thrown as it is, hono passes a
+ * non-Error by its error handler, so such a request got no answer and no log line. As an ApiError 499 it
+ * is logged as a client that closed, without a stack trace.
+ */
+function asErrorReason(reason: unknown): unknown {
+  if (reason instanceof Error || reason === undefined) return reason;
+  return new ApiError({ status: 499, message: String(reason), code: "client_closed_request" });
 }
 
 /** A new signal that aborts when any of `sources` does (undefined entries are skipped). */
@@ -30,10 +42,10 @@ export function linkAbortSignals(...sources: readonly (AbortSignal | undefined)[
   for (const source of sources) {
     if (source === undefined) continue;
     if (source.aborted) {
-      abort(source.reason);
+      abort(asErrorReason(source.reason));
       break;
     }
-    const listener = () => abort(source.reason);
+    const listener = () => abort(asErrorReason(source.reason));
     source.addEventListener("abort", listener, { once: true });
     attached.push({ source, listener });
   }

@@ -270,6 +270,8 @@ export class ScriptedEngine implements Engine {
   async embed(request: EmbedRequest, signal: AbortSignal): Promise<EmbedResult> {
     if (this.closed) throw new ApiError({ status: 503, message: "The server is shutting down." });
     const entry = await this.options.models.get(request.model);
+    // As the real engine, which checks between inputs: rejects with the signal's reason.
+    signal.throwIfAborted();
     if (entry.error !== undefined) {
       throw ApiError.invalid(
         `Model '${entry.id}' cannot be loaded: ${entry.error}`,
