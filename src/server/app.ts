@@ -3,13 +3,13 @@
  * key guards and CORS (request-guards.ts), body limits, error rendering and every route family. Only `lmhost serve` binds a port; tests call
  * `app.request(...)` with no socket.
  */
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { registerEmbeddingsRoutes } from "../api/openai/embeddings.js";
 import { isAnthropicPath, toAnthropicError } from "../api/anthropic/errors.js";
 import { registerAnthropicRoutes } from "../api/anthropic/routes.js";
-import { registerModelRoutes } from "../api/openai/models.js";
+import { registerModelRoutes, wantsAnthropicShape } from "../api/openai/models.js";
 import { registerDownloadRoutes } from "../api/native/download-routes.js";
 import { registerNativeRoutes } from "../api/native/routes.js";
 import { registerResponsesRoutes } from "../api/openai/responses/routes.js";
@@ -70,9 +70,16 @@ export function createApp(deps: AppDeps): App {
   registerEmbeddingsRoutes(app, deps);
   registerAnthropicRoutes(app, deps);
 
-  /** Errors in the wire shape of the API the path belongs to: Anthropic's on /v1/messages*, else OpenAI's. */
-  const errorBody = (error: ApiError, path: string, requestId: string) =>
-    isAnthropicPath(path) ? toAnthropicError(error, requestId) : error.toJSON();
+  /**
+   * Errors in the wire shape of the API the request belongs to: Anthropic's on /v1/messages* and on
+   * /v1/models* asked by an Anthropic client, else OpenAI's.
+   */
+  const errorBody = (error: ApiError, context: Context<AppEnv>) => {
+    const path = context.req.path;
+    const anthropic =
+      isAnthropicPath(path) || (path.startsWith("/v1/models") && wantsAnthropicShape(context));
+    return anthropic ? toAnthropicError(error, context.get("requestId")) : error.toJSON();
+  };
 
   app.notFound((context) => {
     const error = ApiError.notFound(
@@ -80,7 +87,7 @@ export function createApp(deps: AppDeps): App {
       null,
       "unknown_route",
     );
-    return context.json(errorBody(error, context.req.path, context.get("requestId")), 404);
+    return context.json(errorBody(error, context), 404);
   });
 
   app.onError((thrown, context) => {
@@ -93,7 +100,7 @@ export function createApp(deps: AppDeps): App {
       logger.error(`${context.req.method} ${context.req.path}: ${thrown.stack ?? thrown.message}`);
     if (error.retryAfter !== undefined) context.header("Retry-After", String(error.retryAfter));
     context.header("x-request-id", context.get("requestId"));
-    return context.json(errorBody(error, context.req.path, context.get("requestId")), error.status as 400);
+    return context.json(errorBody(error, context), error.status as 400);
   });
 
   return app;

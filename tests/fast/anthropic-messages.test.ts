@@ -44,6 +44,32 @@ async function errorOf(
   return (await response.json()) as { type: string; error: { type: string; message: string } };
 }
 
+describe("models through the official SDK", () => {
+  // They came back in OpenAI's shape: display_name and created_at undefined, an OpenAI-shaped 404.
+  it("lists and retrieves models in Anthropic's shape; an unknown id is a not_found_error", async () => {
+    const fast = createFastApp();
+    const client = anthropicClient(fast.app);
+    const models = [];
+    for await (const model of client.models.list()) models.push(model);
+    expect(models.map((model) => model.id)).toContain(TEST_MODEL);
+    for (const model of models) {
+      expect(model.type).toBe("model");
+      expect(model.display_name).toBe(model.id);
+      expect(Number.isNaN(Date.parse(model.created_at))).toBe(false);
+    }
+    expect(await client.models.retrieve(TEST_MODEL)).toMatchObject({ type: "model", id: TEST_MODEL });
+    const missing = await client.models.retrieve("nobody/nothing").catch((thrown: unknown) => thrown);
+    expect(missing).toBeInstanceOf(Anthropic.NotFoundError);
+    expect((missing as { error: unknown }).error).toMatchObject({
+      type: "error",
+      error: { type: "not_found_error" },
+    });
+    // Without the header: OpenAI's shape, as before.
+    const openai = (await (await fast.request("/v1/models")).json()) as { object: string };
+    expect(openai.object).toBe("list");
+  });
+});
+
 describe("messages.create through the official SDK", () => {
   it("answers a message object: id, role, model, text content, end_turn, usage", async () => {
     const fast = createFastApp();
