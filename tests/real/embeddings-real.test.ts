@@ -75,10 +75,16 @@ describe("POST /v1/embeddings on the real engine", () => {
     const [fromText] = await floats(text);
     expect(await floats(tokens)).toEqual([fromText]);
     expect(await floats([tokens, tokens])).toEqual([fromText, fromText]);
-    // A token id outside the vocabulary (512 entries) is a 400 naming the input, not a native failure.
-    const bad = await real.post("/v1/embeddings", { model: MODEL, input: [tokens, [1, 9999]] });
-    expect(bad.status).toBe(400);
-    expect(((await bad.json()) as { error: { param: string } }).error.param).toBe("input[1]");
+    // A token id outside the vocabulary (512 entries) is a 400 naming the token, not a native failure; one
+    // input (not a list) is `input` itself, as the API's own checks name a malformed id (`[-1]` → input[0]).
+    for (const [input, param] of [
+      [[tokens, [1, 9999]], "input[1][1]"],
+      [[1, 9999], "input[1]"],
+    ] as const) {
+      const bad = await real.post("/v1/embeddings", { model: MODEL, input });
+      expect(bad.status).toBe(400);
+      expect(((await bad.json()) as { error: { param: string } }).error.param).toBe(param);
+    }
   });
 
   it("refuses an input longer than the embedding context by name, short or far over, and keeps serving", async () => {

@@ -191,7 +191,8 @@ export async function checkEmbeddingInputs(
         throw ApiError.invalid(
           `Token id ${input[bad]} at input[${index}][${bad}] is outside the vocabulary of model '${modelId}' ` +
             `(ids 0 to ${vocabularySize - 1}).`,
-          `input[${index}]`,
+          // The token itself, as the API's own checks name a malformed one (`input[0][1]`).
+          `input[${index}][${bad}]`,
           "invalid_token",
         );
       }
