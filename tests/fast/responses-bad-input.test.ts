@@ -46,6 +46,14 @@ const badCases: BadCase[] = [
   },
   { name: "model of the wrong type", body: { model: 7, input: "hi" }, status: 400, param: "model" },
   {
+    // It was code invalid_type, "expected a string or an array, but got undefined".
+    name: "a function_call_output without its output",
+    body: { ...ok, input: [{ type: "function_call_output", call_id: "call_1" }] },
+    status: 400,
+    param: "input[0].output",
+    code: "missing_required_parameter",
+  },
+  {
     name: "two input items with one id",
     body: {
       ...ok,

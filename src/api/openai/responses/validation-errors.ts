@@ -170,6 +170,7 @@ function describeIssue(issue: Issue, param: string): string {
           ),
         );
         const accepted = [...new Set(expected)].map((type) => expectedNames[type] ?? type);
+        if (input === undefined) return `Missing required parameter: ${name}.`;
         return accepted.length > 0
           ? `Invalid type for ${name}: expected ${accepted.join(" or ")}, but got ${describeValue(input)} instead.`
           : `Invalid ${name}: got ${describeValue(input)}, which matches none of the accepted forms.`;
@@ -191,7 +192,10 @@ function codeOf(issue: Issue): string | null {
   if (issue.code === "invalid_type") {
     return input === undefined ? "missing_required_parameter" : "invalid_type";
   }
-  if (issue.code === "invalid_union") return "discriminator" in issue ? "invalid_value" : "invalid_type";
+  if (issue.code === "invalid_union") {
+    if ("discriminator" in issue) return "invalid_value";
+    return input === undefined ? "missing_required_parameter" : "invalid_type";
+  }
   if (issue.code === "invalid_value") return "invalid_value";
   return null;
 }
