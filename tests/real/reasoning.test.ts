@@ -220,6 +220,41 @@ describe("a JSON format on the thinking template", () => {
     for (const types of answered) expect(types).toEqual(["reasoning", "message"]);
   }, 60_000);
 
+  it("in a short context the answer after the thought stops at the context's end, never shifting it", async () => {
+    // The answer's room was the context less the prompt and the thought, without the closing tags and the
+    // re-rendered thought: with max_output_tokens unset, node-llama-cpp shifted the context mid-answer.
+    const small = await createRealApp({
+      modelOverrides: { [CHATML]: { chatTemplate: template, contextLength: 256 } },
+      reasoningBudgets: { low: 8 },
+    });
+    try {
+      const long = {
+        ...format,
+        schema: {
+          type: "object",
+          properties: { story: { type: "string", minLength: 600, maxLength: 700 } },
+          required: ["story"],
+          additionalProperties: false,
+        },
+      };
+      const response = await small.post("/v1/responses", {
+        model: CHATML,
+        input: "Tell me a story.",
+        reasoning: { effort: "low" },
+        text: { format: long },
+      });
+      const json = (await response.json()) as ResponseBody & { usage: { input_tokens: number } };
+      expect(response.status, JSON.stringify(json)).toBe(200);
+      expect(json.status).toBe("incomplete");
+      expect(json.output.map((item) => item.type)).toEqual(["reasoning", "message"]);
+      // The prompt, the thought, its closing tags (`\n</think>\n\n`: more than 8 tokens in this 512-token
+      // vocabulary) and the answer must share the 256 tokens; a shifted context let them reach 255.
+      expect(json.usage.input_tokens + json.usage.output_tokens).toBeLessThanOrEqual(256 - 8);
+    } finally {
+      await small.close();
+    }
+  }, 60_000);
+
   it("thinking off (effort none): no reasoning item, the message is the JSON", async () => {
     const response = await create({
       reasoning: { effort: "none" },

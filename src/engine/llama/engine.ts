@@ -16,11 +16,13 @@ import { createHash } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import {
   type ChatHistoryItem,
+  type ChatWrapper,
   LlamaChat,
   type LlamaChatResponseChunk,
   type LlamaContextSequence,
   type LlamaGrammar,
   LlamaText,
+  TokenMeter,
 } from "node-llama-cpp";
 import type { ModelAcquirer } from "../../models/types.js";
 import { linkAbortSignals } from "../../shared/abort-signals.js";
@@ -384,6 +386,29 @@ export class LlamaEngine implements Engine {
     let reason: FinishReason;
     let stopSequence: string | undefined;
     let meterFrom = meterBefore;
+    // Output tokens generated and then discarded (text after a kept thought, before the constrained answer).
+    let discardedTokens = 0;
+    // The meter when the model closed its thought (tokens after it in the same run are discarded).
+    let thoughtEndMeter: ReturnType<typeof sequence.tokenMeter.getState> | undefined;
+    const trackThoughtEnd =
+      (onResponseChunk: (chunk: LlamaChatResponseChunk) => void) => (chunk: LlamaChatResponseChunk) => {
+        if (thoughtEndMeter === undefined && chunk.type === "segment" && chunk.segmentEndTime !== undefined)
+          thoughtEndMeter = sequence.tokenMeter.getState();
+        onResponseChunk(chunk);
+      };
+    /**
+     * Before a constrained answer after `thought`: what the thought spent of the output budget (0 without
+     * one: a discarded run is not part of the answer), with what was generated after it set aside.
+     */
+    const settleBeforeAnswer = (thought: string | undefined): number => {
+      if (thought === undefined) {
+        meterFrom = sequence.tokenMeter.getState();
+        return 0;
+      }
+      const end = thoughtEndMeter ?? sequence.tokenMeter.getState();
+      discardedTokens = sequence.tokenMeter.diff(end).usedOutputTokens;
+      return TokenMeter.diff(end, meterBefore).usedOutputTokens;
+    };
     try {
       const contextRoom = loaded.contextLength - inputTokens - 1;
       const sampling = request.sampling ?? {};
@@ -398,15 +423,26 @@ export class LlamaEngine implements Engine {
         spent === 0 || sampling.maxTokens === undefined
           ? sampling
           : { ...sampling, maxTokens: sampling.maxTokens - spent };
+      /** A later run's room: `history` rendered by `wrapper` (with the thought closed) must fit too. */
+      const roomFor = (wrapper: ChatWrapper, history: ChatHistoryItem[], functions = prompt.functions) =>
+        loaded.contextLength -
+        1 -
+        wrapper
+          .generateContextState({
+            chatHistory: history,
+            ...(functions !== undefined ? { availableFunctions: functions, documentFunctionParams: true } : {}),
+          })
+          .contextText.tokenize(loaded.promptTokenizer).length;
       const withFunctions = async (
         runSignal: AbortSignal,
         onResponseChunk: (chunk: LlamaChatResponseChunk) => void,
         onCallStart: () => void = noop,
         history = prompt.history,
         spent = 0,
+        room = contextRoom,
       ) =>
         chat.generateResponse(history, {
-          ...generationOptions(leftAfter(spent), contextRoom - spent, runSignal, onResponseChunk, budget),
+          ...generationOptions(leftAfter(spent), room, runSignal, trackThoughtEnd(onResponseChunk), budget),
           ...(prompt.functions !== undefined ? { functions: prompt.functions } : {}),
           documentFunctionParams: true,
           ...(prompt.maxParallelFunctionCalls !== undefined
@@ -422,11 +458,16 @@ export class LlamaEngine implements Engine {
             parts.onFunctionCall(call.functionName, call.params);
           },
         });
-      const withGrammar = async (onChat: LlamaChat = chat, history = prompt.history, spent = 0) =>
+      const withGrammar = async (
+        onChat: LlamaChat = chat,
+        history = prompt.history,
+        spent = 0,
+        room = contextRoom,
+      ) =>
         onChat.generateResponse(history, {
           ...generationOptions(
             leftAfter(spent),
-            contextRoom - spent,
+            room,
             signal,
             (chunk) => parts.onResponseChunk(chunk),
             budget,
@@ -439,7 +480,7 @@ export class LlamaEngine implements Engine {
        * then `answer` runs after the closed thought with what is left of the output budget.
        */
       const thinkFirst = (
-        answer: (history: ChatHistoryItem[], spent: number) => Promise<ChatResponse>,
+        answer: (history: ChatHistoryItem[], spent: number, room: number) => Promise<ChatResponse>,
       ): Promise<ChatResponse> =>
         thinkThenAnswer(
           parts,
@@ -459,32 +500,34 @@ export class LlamaEngine implements Engine {
             try {
               return await thinkChat.generateResponse(
                 prompt.history,
-                generationOptions(sampling, contextRoom, runSignal, onResponseChunk, budget),
+                generationOptions(sampling, contextRoom, runSignal, trackThoughtEnd(onResponseChunk), budget),
               );
             } finally {
               thinkChat.dispose({ disposeSequence: false });
             }
           },
           async (thought, thinking) => {
-            const spent = sequence.tokenMeter.diff(meterBefore).usedOutputTokens;
-            const room = Math.min(sampling.maxTokens ?? Number.POSITIVE_INFINITY, contextRoom) - spent;
-            // The thought spent the whole output budget: no room left for an answer.
-            if (room <= 0) return { ...thinking, metadata: { stopReason: "maxTokens" } } as ChatResponse;
-            return answer(afterThought(prompt.history, thought), spent);
+            const spent = settleBeforeAnswer(thought);
+            const history = afterThought(prompt.history, thought);
+            const room = roomFor(prompt.chatWrapper, history);
+            // The thought spent the whole output budget (or context): no room left for an answer.
+            if (Math.min((sampling.maxTokens ?? Number.POSITIVE_INFINITY) - spent, room) <= 0)
+              return { ...thinking, metadata: { stopReason: "maxTokens" } } as ChatResponse;
+            return answer(history, spent, room);
           },
         );
 
       let response: ChatResponse;
       if (prompt.functions === undefined && grammar !== undefined && mayThinkFirst(prompt)) {
         // The grammar applies from the first token: the model thinks first, then answers under it.
-        response = await thinkFirst(async (history, spent) => {
+        response = await thinkFirst(async (history, spent, room) => {
           const answerChat = new LlamaChat({
             contextSequence: sequence,
             chatWrapper: prompt.chatWrapper,
             autoDisposeSequence: false,
           });
           try {
-            return await withGrammar(answerChat, history, spent);
+            return await withGrammar(answerChat, history, spent, room);
           } finally {
             answerChat.dispose({ disposeSequence: false });
           }
@@ -493,8 +536,8 @@ export class LlamaEngine implements Engine {
         response = await withGrammar();
       } else if (prompt.forcedCall && mayThinkFirst(prompt)) {
         // The forced call's prefix ends the prompt, inside the thought it opens: the model thinks first.
-        response = await thinkFirst((history, spent) =>
-          withFunctions(signal, (chunk) => parts.onResponseChunk(chunk), noop, history, spent),
+        response = await thinkFirst((history, spent, room) =>
+          withFunctions(signal, (chunk) => parts.onResponseChunk(chunk), noop, history, spent, room),
         );
       } else if (grammar === undefined || prompt.forcedCall) {
         // A forced call is this turn's output; a JSON format applies to the text answer of a later turn.
@@ -502,19 +545,18 @@ export class LlamaEngine implements Engine {
       } else {
         const functions = prompt.functions;
         response = await callOrAnswerInFormat(parts, signal, withFunctions, async (thought) => {
+          const wrapper = new DocumentedFunctionsChatWrapper(prompt.chatWrapper, functions);
           const answerChat = new LlamaChat({
             contextSequence: sequence,
-            chatWrapper: new DocumentedFunctionsChatWrapper(prompt.chatWrapper, functions),
+            chatWrapper: wrapper,
             autoDisposeSequence: false,
           });
           try {
-            if (thought === undefined) {
-              meterFrom = sequence.tokenMeter.getState();
-              return await withGrammar(answerChat);
-            }
-            // The kept thought's tokens are part of this answer (and of its output budget).
-            const spent = sequence.tokenMeter.diff(meterBefore).usedOutputTokens;
-            return await withGrammar(answerChat, afterThought(prompt.history, thought), spent);
+            // A kept thought's tokens are part of this answer (and of its output budget).
+            const spent = settleBeforeAnswer(thought);
+            if (thought === undefined) return await withGrammar(answerChat);
+            const history = afterThought(prompt.history, thought);
+            return await withGrammar(answerChat, history, spent, roomFor(wrapper, history, undefined));
           } finally {
             answerChat.dispose({ disposeSequence: false });
           }
@@ -544,12 +586,12 @@ export class LlamaEngine implements Engine {
       chat.dispose({ disposeSequence: false });
     }
     // Output tokens of the answer given (a discarded first attempt is not part of it).
-    const meter = sequence.tokenMeter.diff(meterFrom);
+    const outputTokens = sequence.tokenMeter.diff(meterFrom).usedOutputTokens - discardedTokens;
     const usage: Usage = {
       inputTokens,
       cachedInputTokens,
-      outputTokens: meter.usedOutputTokens,
-      reasoningTokens: reasoningTokensOf(parts, meter.usedOutputTokens),
+      outputTokens,
+      reasoningTokens: reasoningTokensOf(parts, outputTokens),
     };
     queue.push({ type: "finish", reason, usage, ...(stopSequence === undefined ? {} : { stopSequence }) });
   }

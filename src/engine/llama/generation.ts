@@ -332,8 +332,8 @@ export async function callOrAnswerInFormat(
  * first runs without the grammar (`think`): its thought streams as reasoning, and the thought's end (or a
  * first chunk outside any thought: the model did not think) stops that run. The answer is then generated
  * under the grammar (`answer`), after the closed thought (undefined: none), so only what follows the thought
- * is evaluated again. A run that ends inside its thought (max tokens, cancelled, end of generation) is the
- * response as it is.
+ * is evaluated again. A run cut short inside its thought (max tokens, cancelled, a client's stop string) is
+ * the response as it is; one that ends its turn there gets its answer after the thought all the same.
  */
 export async function thinkThenAnswer(
   parts: PartEmitter,
@@ -362,7 +362,15 @@ export async function thinkThenAnswer(
   } finally {
     attempt.dispose();
   }
-  if (signal.aborted || !ended) return response;
+  if (signal.aborted) return response;
+  if (!ended) {
+    // The model ended its turn inside the thought, never closing it: the thought is over all the same, and
+    // the constrained part (the JSON, the forced call) still follows it. Max tokens or a client's stop
+    // string end the response there.
+    const stop = response.metadata.stopReason;
+    if (thought === undefined || (stop !== "eogToken" && stop !== "stopGenerationTrigger")) return response;
+    parts.closeReasoning();
+  }
   return answer(thought, response);
 }
 
