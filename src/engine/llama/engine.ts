@@ -430,7 +430,9 @@ export class LlamaEngine implements Engine {
         wrapper
           .generateContextState({
             chatHistory: history,
-            ...(functions !== undefined ? { availableFunctions: functions, documentFunctionParams: true } : {}),
+            ...(functions !== undefined
+              ? { availableFunctions: functions, documentFunctionParams: true }
+              : {}),
           })
           .contextText.tokenize(loaded.promptTokenizer).length;
       const withFunctions = async (
