@@ -122,6 +122,17 @@ export function prefillsEmptyThought(wrapper: ChatWrapper): boolean {
   return thinkingOffWrappers.has(wrapper);
 }
 
+/**
+ * True when the wrapper itself closes the new turn's thought before the model writes anything (node-llama-
+ * cpp's Qwen wrapper with `thoughts: "discourage"`, lmhost's choice for effort none / minimal): the model
+ * cannot think this turn, so nothing is gained by letting it think before a constrained answer.
+ */
+export function closesThoughtItself(wrapper: ChatWrapper): boolean {
+  let inner = wrapper;
+  while (inner instanceof DelegatingChatWrapper) inner = inner.base;
+  return inner instanceof QwenChatWrapper && inner.thoughts === "discourage";
+}
+
 /** True when a Jinja template has a thinking switch: it reads `enable_thinking` (Qwen3-style templates). */
 export function jinjaTemplateHasThinkingSwitch(template: string): boolean {
   return /\benable_thinking\b/.test(template);
@@ -237,7 +248,7 @@ abstract class DelegatingChatWrapper extends ChatWrapper {
   readonly wrapperName: string;
   override readonly settings: ChatWrapperSettings;
 
-  constructor(protected readonly base: ChatWrapper) {
+  constructor(readonly base: ChatWrapper) {
     super();
     this.wrapperName = base.wrapperName;
     this.settings = base.settings;

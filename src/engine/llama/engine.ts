@@ -44,7 +44,11 @@ import { AsyncQueue } from "./async-queue.js";
 import { convertJsonSchemaToGbnf } from "./json-schema/index.js";
 import { embedInputs, embeddingsOf } from "./embeddings.js";
 import type { LlamaLoadedModel } from "./loader.js";
-import { DocumentedFunctionsChatWrapper, ForcedFunctionCallChatWrapper } from "./chat-wrapper.js";
+import {
+  closesThoughtItself,
+  DocumentedFunctionsChatWrapper,
+  ForcedFunctionCallChatWrapper,
+} from "./chat-wrapper.js";
 import { preparePrompt, renderContextText, reusingRender, type PreparedPrompt } from "./prompt.js";
 import { screenPromptSize } from "./prompt-size.js";
 import {
@@ -726,6 +730,7 @@ function mayThinkFirst(prompt: PreparedPrompt): boolean {
   const newTurn = prompt.history.at(-1);
   return (
     prompt.chatWrapper.settings.segments?.thought !== undefined &&
+    !closesThoughtItself(prompt.chatWrapper) &&
     newTurn?.type === "model" &&
     newTurn.response.length === 0
   );
