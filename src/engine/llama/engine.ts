@@ -396,8 +396,9 @@ export class LlamaEngine implements Engine {
     let thoughtEndMeter: ReturnType<typeof sequence.tokenMeter.getState> | undefined;
     const trackThoughtEnd =
       (onResponseChunk: (chunk: LlamaChatResponseChunk) => void) => (chunk: LlamaChatResponseChunk) => {
-        if (thoughtEndMeter === undefined && chunk.type === "segment" && chunk.segmentEndTime !== undefined)
-          thoughtEndMeter = sequence.tokenMeter.getState();
+        const thoughtEnds =
+          chunk.type === "segment" && chunk.segmentType === "thought" && chunk.segmentEndTime !== undefined;
+        if (thoughtEndMeter === undefined && thoughtEnds) thoughtEndMeter = sequence.tokenMeter.getState();
         onResponseChunk(chunk);
       };
     /**
