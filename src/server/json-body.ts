@@ -9,7 +9,7 @@
  * A body cut off by the client going away is a 499 (logged as such, not as a server error).
  */
 import type { Context } from "hono";
-import { ApiError } from "../shared/errors.js";
+import { ApiError, clientClosedError } from "../shared/errors.js";
 
 /** Deepest nesting of arrays and objects accepted; real requests (even deep JSON schemas) stay far below. */
 export const MAX_JSON_DEPTH = 256;
@@ -104,11 +104,7 @@ async function readBodyText(context: Context): Promise<string> {
   } catch (error) {
     // The client went away while sending the body: nothing of the server failed (499, no stack trace).
     if (context.req.raw.signal.aborted || (error instanceof Error && error.message === "aborted")) {
-      throw new ApiError({
-        status: 499,
-        message: "The client closed the connection before the request body arrived.",
-        code: "client_closed_request",
-      });
+      throw clientClosedError("The client closed the connection before the request body arrived.");
     }
     if (!(error instanceof TypeError) || error instanceof ApiError) throw error;
     // TextDecoder's fatal mode throws a TypeError for bytes that are not UTF-8.

@@ -6,7 +6,7 @@
  * ends. A long-lived source then carries one listener per request in flight: its owner should lift the
  * listener warning with `events.setMaxListeners(0, signal)` (start.ts does for the shutdown signal).
  */
-import { ApiError } from "./errors.js";
+import { clientClosedError } from "./errors.js";
 
 export interface LinkedAbortSignal {
   /** Aborted by `abort()` or as soon as any source aborts (with that source's reason, as an Error). */
@@ -25,7 +25,7 @@ export interface LinkedAbortSignal {
  */
 function asErrorReason(reason: unknown): unknown {
   if (reason instanceof Error || reason === undefined) return reason;
-  return new ApiError({ status: 499, message: String(reason), code: "client_closed_request" });
+  return clientClosedError(String(reason));
 }
 
 /** A new signal that aborts when any of `sources` does (undefined entries are skipped). */

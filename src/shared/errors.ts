@@ -78,6 +78,14 @@ export function shutdownError(signal: AbortSignal): ApiError | undefined {
   return new ApiError({ status: 503, message: signal.reason.message, code: "server_shutting_down" });
 }
 
+/**
+ * The 499 of a request whose client went away (nginx's code): logged as such, without a stack trace, since
+ * nothing of the server failed.
+ */
+export function clientClosedError(message: string): ApiError {
+  return new ApiError({ status: 499, message, code: "client_closed_request" });
+}
+
 /** Turns anything thrown into an ApiError (unknown errors become a 500 without leaking internals). */
 export function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;

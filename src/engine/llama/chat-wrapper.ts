@@ -312,11 +312,6 @@ abstract class DelegatingChatWrapper extends ChatWrapper {
  * call one of the functions passed to `generateResponse`.
  */
 export class ForcedFunctionCallChatWrapper extends DelegatingChatWrapper {
-  /** The wrapper it forces a call on. */
-  get unforced(): ChatWrapper {
-    return this.base;
-  }
-
   override generateContextState(
     options: ChatWrapperGenerateContextStateOptions,
   ): ChatWrapperGeneratedContextState {

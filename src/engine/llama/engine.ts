@@ -44,11 +44,7 @@ import { AsyncQueue } from "./async-queue.js";
 import { convertJsonSchemaToGbnf } from "./json-schema/index.js";
 import { embedInputs, embeddingsOf } from "./embeddings.js";
 import type { LlamaLoadedModel } from "./loader.js";
-import {
-  closesThoughtItself,
-  DocumentedFunctionsChatWrapper,
-  ForcedFunctionCallChatWrapper,
-} from "./chat-wrapper.js";
+import { DocumentedFunctionsChatWrapper, ForcedFunctionCallChatWrapper } from "./chat-wrapper.js";
 import { preparePrompt, renderContextText, reusingRender, type PreparedPrompt } from "./prompt.js";
 import { screenPromptSize } from "./prompt-size.js";
 import {
@@ -58,6 +54,8 @@ import {
   PartEmitter,
   reasoningTokensOf,
   stopSequenceOf,
+  afterThought,
+  mayThinkFirst,
   thinkThenAnswer,
   type ChatResponse,
 } from "./generation.js";
@@ -495,7 +493,7 @@ export class LlamaEngine implements Engine {
           async (runSignal, onResponseChunk) => {
             // Nothing is forced or callable while it thinks; the prompt is the same (functions documented).
             const wrapper = prompt.chatWrapper;
-            const unforced = wrapper instanceof ForcedFunctionCallChatWrapper ? wrapper.unforced : wrapper;
+            const unforced = wrapper instanceof ForcedFunctionCallChatWrapper ? wrapper.base : wrapper;
             const thinkChat = new LlamaChat({
               contextSequence: sequence,
               chatWrapper:
@@ -721,27 +719,4 @@ function withContextHint(error: unknown, loaded: LlamaLoadedModel): unknown {
     code: error.code,
     ...(error.retryAfter !== undefined ? { retryAfter: error.retryAfter } : {}),
   });
-}
-
-/**
- * Whether the model may open its answer with a thought (its wrapper has thought segments) that is not
- * already written into the prompt, closed (thinking switched off): see thinkThenAnswer.
- */
-function mayThinkFirst(prompt: PreparedPrompt): boolean {
-  const newTurn = prompt.history.at(-1);
-  return (
-    prompt.chatWrapper.settings.segments?.thought !== undefined &&
-    !closesThoughtItself(prompt.chatWrapper) &&
-    newTurn?.type === "model" &&
-    newTurn.response.length === 0
-  );
-}
-
-/** The history with the new turn's answer opened by `thought`, closed (undefined: as it is). */
-function afterThought(history: ChatHistoryItem[], thought: string | undefined): ChatHistoryItem[] {
-  if (thought === undefined) return history;
-  return [
-    ...history.slice(0, -1),
-    { type: "model", response: [{ type: "segment", segmentType: "thought", text: thought, ended: true }] },
-  ];
 }

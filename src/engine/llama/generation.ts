@@ -1,11 +1,12 @@
 /**
  * One LlamaChat generation's options and callbacks: sampling → node-llama-cpp options, and its chunks →
  * EngineParts (PartEmitter: text, reasoning segments, streamed function calls, a forced freeform call's
- * input), the call-or-answer-in-format strategy for tools beside a text format, and node-llama-cpp's stop
- * reasons → finish reasons. The engine (engine.ts) owns the model, sequence and queue around it.
+ * input), the call-or-answer-in-format strategy for tools beside a text format, think-then-answer for a
+ * constrained answer on a thinking model, and node-llama-cpp's stop reasons → finish reasons. The engine (engine.ts) owns the model, sequence and queue around it.
  */
 import { randomInt } from "node:crypto";
 import type {
+  ChatHistoryItem,
   ChatModelFunctions,
   LLamaChatGenerateResponseOptions,
   LLamaContextualRepeatPenalty,
@@ -18,6 +19,8 @@ import { assertNever } from "../../shared/errors.js";
 import { newId } from "../../shared/ids.js";
 import type { EnginePart, FinishReason, SamplingOptions } from "../types.js";
 import type { AsyncQueue } from "./async-queue.js";
+import { closesThoughtItself } from "./chat-wrapper.js";
+import type { PreparedPrompt } from "./prompt.js";
 
 type StopReason = LlamaChatResponse["metadata"]["stopReason"];
 /** What LlamaChat.generateResponse resolves with, with or without functions. */
@@ -372,6 +375,29 @@ export async function thinkThenAnswer(
     parts.closeReasoning();
   }
   return answer(thought, response);
+}
+
+/**
+ * Whether the model may open its answer with a thought (its wrapper has thought segments) that is not
+ * already written into the prompt, closed (thinking switched off): see thinkThenAnswer.
+ */
+export function mayThinkFirst(prompt: PreparedPrompt): boolean {
+  const newTurn = prompt.history.at(-1);
+  return (
+    prompt.chatWrapper.settings.segments?.thought !== undefined &&
+    !closesThoughtItself(prompt.chatWrapper) &&
+    newTurn?.type === "model" &&
+    newTurn.response.length === 0
+  );
+}
+
+/** The history with the new turn's answer opened by `thought`, closed (undefined: as it is). */
+export function afterThought(history: ChatHistoryItem[], thought: string | undefined): ChatHistoryItem[] {
+  if (thought === undefined) return history;
+  return [
+    ...history.slice(0, -1),
+    { type: "model", response: [{ type: "segment", segmentType: "thought", text: thought, ended: true }] },
+  ];
 }
 
 /** The raw input of a freeform tool called through function calling (`{"input": "..."}`). */
